@@ -1,0 +1,1 @@
+//! tiffin configuration (being written).
