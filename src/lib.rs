@@ -1,1 +1,24 @@
-//! tiffin
+//! tiffin: BentoML-style model serving with first-class Prometheus metrics.
+//!
+//! Write a [`Service`] (runners + APIs) and hand it to [`main`]; the binary
+//! then understands `serve-http`, `status` and `scale`, and re-executes itself
+//! for every worker process. See `examples/` for a complete service.
+
+mod cli;
+mod logging;
+pub mod services;
+
+pub use tiffin_shared::metrics;
+pub use tiffin_shared::service::{ApiError, Binary, Json, Runnable, Runner, RunnerError, Service, Text};
+
+use std::process::ExitCode;
+
+/// Runs the tiffin command line for one user-defined service.
+pub fn main(service: Service) -> ExitCode {
+    cli::main(vec![service])
+}
+
+/// Runs the tiffin command line offering several services, the first being the default.
+pub fn main_with(services: Vec<Service>) -> ExitCode {
+    cli::main(services)
+}

@@ -1,1 +1,602 @@
-//! tiffin configuration (being written).
+//! Configuration for tiffin, with BentoML's keys, defaults and rules.
+//!
+//! # Where a setting comes from
+//!
+//! A [`Config`] is built from up to three layers, each beating the one before:
+//!
+//! 1. a YAML file (`--config FILE`, or the path in [`CONFIG_ENV`]); an empty file
+//!    means "all defaults";
+//! 2. [`OPTIONS_ENV`] (`TIFFIN_CONFIG_OPTIONS`): whitespace-separated
+//!    `dotted.key=value` pairs, values written as YAML
+//!    (`api_server.http.port=3001 api_server.metrics.duration.buckets=[0.1,0.5,1]`);
+//! 3. command-line flags, applied with [`Config::apply_override`] or passed to
+//!    [`Config::from_sources`].
+//!
+//! Overrides are applied to the YAML tree *before* it is turned into typed
+//! structs, so a value set by a flag goes through exactly the same checks as one
+//! written in the file. Every error ([`ConfigError`]) names the dotted key at
+//! fault and the value it found:
+//!
+//! ```
+//! use tiffin_config::Config;
+//! let err = Config::load(None, Some("api_server.http.prot=3001")).unwrap_err();
+//! assert_eq!(err.to_string(),
+//!     "unknown configuration key 'api_server.http.prot' (expected one of host, port, max_request_size)");
+//! let config = Config::load(None, Some("api_server.http.port=3001")).unwrap();
+//! assert_eq!(config.api_server.http.port, 3001);
+//! ```
+//!
+//! # Runners
+//!
+//! As in BentoML, `runners:` holds the settings shared by every runner
+//! (`workers`, `batching`, `metrics`) and, under any other key, the settings of
+//! one runner by name, whose fields win over the shared ones:
+//!
+//! ```
+//! use tiffin_config::Config;
+//! let config = Config::from_yaml_str(
+//!     "runners: { batching: { max_batch_size: 32 }, nltk_sentiment: { workers: 2 } }",
+//! ).unwrap();
+//! assert_eq!(config.runners.workers_for("nltk_sentiment"), 2);
+//! assert_eq!(config.runners.workers_for("other"), 1);
+//! assert_eq!(config.runners.batching_for("nltk_sentiment").max_batch_size, 32);
+//! config.check_runners(&["nltk_sentiment"]).unwrap();
+//! ```
+//!
+//! # Histogram buckets
+//!
+//! [`DurationConfig::buckets`] turns `duration: {min, max, factor}` or
+//! `duration: {buckets: [...]}` into request-duration buckets (default
+//! [`DEFAULT_DURATION_BUCKETS`]); [`batch_size_buckets`] gives the buckets of
+//! `bentoml_runner_adaptive_batch_size`. Neither list contains `+Inf`: the
+//! metrics layer adds it.
+
+mod buckets;
+mod load;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
+pub use load::{CLI_ORIGIN, CONFIG_ENV, OPTIONS_ENV, parse_options};
+
+/// The whole tiffin configuration: API-server and runner settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Settings of the API-server processes (`api_server.*`).
+    pub api_server: ApiServerConfig,
+    /// Settings shared by all runners, and per runner (`runners.*`).
+    pub runners: RunnersConfig,
+}
+
+/// Settings of the API-server processes (`api_server.*`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiServerConfig {
+    /// Number of API-server processes (`api_server.workers`, default 1).
+    pub workers: usize,
+    /// Seconds given to in-flight requests on shutdown (`api_server.graceful_timeout`, default 30).
+    pub graceful_timeout: f64,
+    /// The HTTP front door (`api_server.http.*`).
+    pub http: HttpConfig,
+    /// The gRPC front door (`api_server.grpc.*`).
+    pub grpc: GrpcConfig,
+    /// The API server's default metrics (`api_server.metrics.*`, namespace `bentoml_api_server`).
+    pub metrics: MetricsConfig,
+}
+
+impl Default for ApiServerConfig {
+    fn default() -> Self {
+        ApiServerConfig {
+            workers: 1,
+            graceful_timeout: 30.0,
+            http: HttpConfig::default(),
+            grpc: GrpcConfig::default(),
+            metrics: MetricsConfig::with_namespace("bentoml_api_server"),
+        }
+    }
+}
+
+/// The HTTP listener (`api_server.http.*`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to bind (default `0.0.0.0`).
+    pub host: String,
+    /// TCP port to bind; 0 picks a free port (default 3000).
+    pub port: u16,
+    /// Largest accepted request body in bytes (default 20 MiB).
+    pub max_request_size: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            host: "0.0.0.0".to_owned(),
+            port: 3000,
+            max_request_size: 20 * 1024 * 1024,
+        }
+    }
+}
+
+/// The gRPC listener (`api_server.grpc.*`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Address to bind (default `0.0.0.0`).
+    pub host: String,
+    /// TCP port to bind; 0 picks a free port (default 3000).
+    pub port: u16,
+    /// gRPC server reflection (`api_server.grpc.reflection.*`).
+    pub reflection: ReflectionConfig,
+    /// Where the metrics endpoint listens in gRPC mode (`api_server.grpc.metrics.*`).
+    pub metrics: GrpcMetricsConfig,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            host: "0.0.0.0".to_owned(),
+            port: 3000,
+            reflection: ReflectionConfig::default(),
+            metrics: GrpcMetricsConfig::default(),
+        }
+    }
+}
+
+/// gRPC server reflection switch (`api_server.grpc.reflection.*`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReflectionConfig {
+    /// Whether reflection is served (default false).
+    pub enabled: bool,
+}
+
+/// The metrics listener used in gRPC mode (`api_server.grpc.metrics.*`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcMetricsConfig {
+    /// Address to bind (default `0.0.0.0`).
+    pub host: String,
+    /// TCP port to bind; 0 picks a free port (default 3001).
+    pub port: u16,
+}
+
+impl Default for GrpcMetricsConfig {
+    fn default() -> Self {
+        GrpcMetricsConfig {
+            host: "0.0.0.0".to_owned(),
+            port: 3001,
+        }
+    }
+}
+
+/// Default-metrics settings of one process kind (`api_server.metrics.*` or `runners.metrics.*`).
+///
+/// `Default` gives the API server's namespace; the runners' default is
+/// `MetricsConfig::with_namespace("bentoml_runner")`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether the default metrics are recorded (default true).
+    pub enabled: bool,
+    /// Prefix of the metric names, e.g. `bentoml_api_server`.
+    pub namespace: String,
+    /// Buckets of the `<namespace>_request_duration_seconds` histogram.
+    pub duration: DurationConfig,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig::with_namespace("bentoml_api_server")
+    }
+}
+
+impl MetricsConfig {
+    /// Enabled metrics with the given namespace and default duration buckets.
+    pub fn with_namespace(namespace: &str) -> Self {
+        MetricsConfig {
+            enabled: true,
+            namespace: namespace.to_owned(),
+            duration: DurationConfig::default(),
+        }
+    }
+
+    /// Duration buckets (without `+Inf`) for a configuration that passed [`Config::validate`].
+    ///
+    /// Every [`Config`] built by this crate is validated, so this cannot fail for
+    /// it; a hand-built invalid `duration` falls back to [`DEFAULT_DURATION_BUCKETS`]
+    /// (call [`DurationConfig::buckets`] to see the error instead).
+    pub fn duration_buckets(&self) -> Vec<f64> {
+        self.duration
+            .buckets("metrics")
+            .unwrap_or_else(|_| DEFAULT_DURATION_BUCKETS.to_vec())
+    }
+}
+
+/// How request-duration buckets are chosen (`*.metrics.duration.*`): nothing, `{min, max, factor}`, or `{buckets}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurationConfig {
+    /// Smallest generated bucket, in seconds (> 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest bucket below `+Inf`, in seconds (> min).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Ratio between consecutive generated buckets (> 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// Explicit, strictly increasing bucket bounds (instead of min/max/factor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<f64>>,
+}
+
+/// Adaptive-batching settings of a runner (`runners.batching.*`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// Whether batchable methods are batched (default true).
+    pub enabled: bool,
+    /// Largest batch handed to a batchable method (default 100).
+    pub max_batch_size: usize,
+    /// Latency budget of a request in milliseconds; beyond it requests are rejected (default 10000).
+    pub max_latency_ms: u64,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        BatchingConfig {
+            enabled: true,
+            max_batch_size: 100,
+            max_latency_ms: 10_000,
+        }
+    }
+}
+
+/// Batching fields set for one runner (`runners.<name>.batching.*`); unset fields come from `runners.batching`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartialBatching {
+    /// Overrides `runners.batching.enabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Overrides `runners.batching.max_batch_size`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    /// Overrides `runners.batching.max_latency_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency_ms: Option<u64>,
+}
+
+/// Settings of one named runner (`runners.<name>.*`); unset fields come from `runners.*`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnerConfig {
+    /// Overrides `runners.workers` for this runner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// Overrides fields of `runners.batching` for this runner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batching: Option<PartialBatching>,
+}
+
+/// Runner settings (`runners.*`): shared ones, plus one [`RunnerConfig`] per named runner.
+///
+/// In YAML the named runners sit next to the shared keys, as in BentoML, so a
+/// runner cannot be called `workers`, `batching` or `metrics`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunnersConfig {
+    /// Worker processes per runner unless the runner says otherwise (default 1).
+    pub workers: usize,
+    /// Batching of every runner unless the runner says otherwise.
+    pub batching: BatchingConfig,
+    /// The runners' default metrics (namespace `bentoml_runner`).
+    pub metrics: MetricsConfig,
+    /// Settings of individual runners, by runner name (`runners.<name>`).
+    #[serde(flatten)]
+    pub per_runner: BTreeMap<String, RunnerConfig>,
+}
+
+impl Default for RunnersConfig {
+    fn default() -> Self {
+        RunnersConfig {
+            workers: 1,
+            batching: BatchingConfig::default(),
+            metrics: MetricsConfig::with_namespace("bentoml_runner"),
+            per_runner: BTreeMap::new(),
+        }
+    }
+}
+
+impl RunnersConfig {
+    /// The keys directly under `runners:` that are settings, not runner names.
+    pub const SHARED_KEYS: [&'static str; 3] = ["workers", "batching", "metrics"];
+
+    /// Number of worker processes to start for `runner`.
+    pub fn workers_for(&self, runner: &str) -> usize {
+        self.per_runner
+            .get(runner)
+            .and_then(|r| r.workers)
+            .unwrap_or(self.workers)
+    }
+
+    /// Batching settings of `runner`: its own fields over the shared `runners.batching`.
+    pub fn batching_for(&self, runner: &str) -> BatchingConfig {
+        let mut batching = self.batching.clone();
+        if let Some(own) = self
+            .per_runner
+            .get(runner)
+            .and_then(|r| r.batching.as_ref())
+        {
+            batching.enabled = own.enabled.unwrap_or(batching.enabled);
+            batching.max_batch_size = own.max_batch_size.unwrap_or(batching.max_batch_size);
+            batching.max_latency_ms = own.max_latency_ms.unwrap_or(batching.max_latency_ms);
+        }
+        batching
+    }
+
+    /// Buckets of `bentoml_runner_adaptive_batch_size`: up to the largest `max_batch_size` among `runners`.
+    pub fn adaptive_batch_size_buckets(&self, runners: &[&str]) -> Vec<f64> {
+        let largest = runners
+            .iter()
+            .map(|r| self.batching_for(r).max_batch_size)
+            .max()
+            .unwrap_or(self.batching.max_batch_size);
+        batch_size_buckets(largest)
+    }
+}
+
+/// `runners.metrics` as written: unset fields keep the runners' defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFields {
+    enabled: Option<bool>,
+    namespace: Option<String>,
+    duration: Option<DurationConfig>,
+}
+
+impl<'de> Deserialize<'de> for RunnersConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RunnersVisitor;
+
+        impl<'de> Visitor<'de> for RunnersVisitor {
+            type Value = RunnersConfig;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of runner settings")
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<RunnersConfig, E> {
+                Ok(RunnersConfig::default())
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RunnersConfig, A::Error> {
+                let mut runners = RunnersConfig::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "workers" => runners.workers = map.next_value()?,
+                        "batching" => runners.batching = map.next_value()?,
+                        "metrics" => {
+                            let fields: Option<MetricsFields> = map.next_value()?;
+                            if let Some(fields) = fields {
+                                let metrics = &mut runners.metrics;
+                                metrics.enabled = fields.enabled.unwrap_or(metrics.enabled);
+                                if let Some(namespace) = fields.namespace {
+                                    metrics.namespace = namespace;
+                                }
+                                metrics.duration = fields.duration.unwrap_or_default();
+                            }
+                        }
+                        _ => {
+                            let runner: Option<RunnerConfig> = map.next_value()?;
+                            runners.per_runner.insert(key, runner.unwrap_or_default());
+                        }
+                    }
+                }
+                Ok(runners)
+            }
+        }
+
+        deserializer.deserialize_map(RunnersVisitor)
+    }
+}
+
+/// Why a configuration could not be loaded or is not valid; the message names the key and value at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file does not exist.
+    #[error("configuration file '{path}' not found")]
+    FileNotFound {
+        /// The path that was given.
+        path: String,
+    },
+    /// The configuration file exists but could not be read.
+    #[error("cannot read configuration file '{path}': {source}")]
+    Read {
+        /// The path that was given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML text is malformed, or its top level is not a mapping.
+    #[error("invalid YAML in {origin}: {message}")]
+    Syntax {
+        /// Where the text came from, e.g. `configuration file 'tiffin.yaml'`.
+        origin: String,
+        /// What is wrong, with line and column when known.
+        message: String,
+    },
+    /// An override is not of the form `dotted.key=value`, or its value is not YAML.
+    #[error("invalid override '{entry}' in {origin}: {reason}")]
+    InvalidOverride {
+        /// Where the override came from: [`OPTIONS_ENV`] or [`CLI_ORIGIN`].
+        origin: String,
+        /// The override as written.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key that tiffin does not know.
+    #[error("unknown configuration key '{key}'{hint}")]
+    UnknownKey {
+        /// Full dotted key, e.g. `api_server.http.prot`.
+        key: String,
+        /// Either empty or ` (expected one of ...)`.
+        hint: String,
+    },
+    /// A value of the wrong type or out of range.
+    #[error("invalid value for '{key}': {reason}")]
+    InvalidValue {
+        /// Full dotted key, e.g. `api_server.http.port`.
+        key: String,
+        /// What was expected and what was found.
+        reason: String,
+    },
+    /// A `runners.<name>` section for a runner that the service does not have.
+    #[error(
+        "unknown configuration key 'runners.{name}': '{name}' is not a runner of this service ({})",
+        describe_runners(known)
+    )]
+    UnknownRunner {
+        /// The runner name as written.
+        name: String,
+        /// The service's runners.
+        known: Vec<String>,
+    },
+}
+
+fn describe_runners(known: &[String]) -> String {
+    if known.is_empty() {
+        "it has no runners".to_owned()
+    } else {
+        format!("its runners: {}", known.join(", "))
+    }
+}
+
+impl ConfigError {
+    /// Shorthand for [`ConfigError::InvalidValue`].
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::InvalidValue {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks every rule that types alone do not: counts >= 1, names, bucket settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let api = &self.api_server;
+        at_least_one("api_server.workers", api.workers as u64)?;
+        if !(api.graceful_timeout.is_finite() && api.graceful_timeout >= 0.0) {
+            return Err(ConfigError::invalid(
+                "api_server.graceful_timeout",
+                format!(
+                    "must be a number of seconds >= 0, got {}",
+                    api.graceful_timeout
+                ),
+            ));
+        }
+        non_empty("api_server.http.host", &api.http.host)?;
+        at_least_one(
+            "api_server.http.max_request_size",
+            api.http.max_request_size,
+        )?;
+        non_empty("api_server.grpc.host", &api.grpc.host)?;
+        non_empty("api_server.grpc.metrics.host", &api.grpc.metrics.host)?;
+        validate_metrics("api_server.metrics", &api.metrics)?;
+
+        let runners = &self.runners;
+        at_least_one("runners.workers", runners.workers as u64)?;
+        at_least_one(
+            "runners.batching.max_batch_size",
+            runners.batching.max_batch_size as u64,
+        )?;
+        at_least_one(
+            "runners.batching.max_latency_ms",
+            runners.batching.max_latency_ms,
+        )?;
+        validate_metrics("runners.metrics", &runners.metrics)?;
+        for (name, runner) in &runners.per_runner {
+            if let Some(workers) = runner.workers {
+                at_least_one(&format!("runners.{name}.workers"), workers as u64)?;
+            }
+            if let Some(batching) = &runner.batching {
+                if let Some(size) = batching.max_batch_size {
+                    at_least_one(
+                        &format!("runners.{name}.batching.max_batch_size"),
+                        size as u64,
+                    )?;
+                }
+                if let Some(ms) = batching.max_latency_ms {
+                    at_least_one(&format!("runners.{name}.batching.max_latency_ms"), ms)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails on a `runners.<name>` section whose name is not one of the service's runners.
+    pub fn check_runners(&self, known: &[&str]) -> Result<(), ConfigError> {
+        match self
+            .runners
+            .per_runner
+            .keys()
+            .find(|name| !known.contains(&name.as_str()))
+        {
+            Some(name) => Err(ConfigError::UnknownRunner {
+                name: name.clone(),
+                known: known.iter().map(|k| (*k).to_owned()).collect(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn at_least_one(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value >= 1 {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be at least 1, got {value}"),
+        ))
+    }
+}
+
+fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(ConfigError::invalid(
+            key,
+            format!("must not be empty, got {value:?}"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn validate_metrics(prefix: &str, metrics: &MetricsConfig) -> Result<(), ConfigError> {
+    let ns = &metrics.namespace;
+    let valid_start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':';
+    let mut chars = ns.chars();
+    let ok = chars.next().is_some_and(valid_start)
+        && chars.all(|c| valid_start(c) || c.is_ascii_digit());
+    if !ok {
+        return Err(ConfigError::invalid(
+            format!("{prefix}.namespace"),
+            format!(
+                "must be a Prometheus metric name prefix matching [a-zA-Z_:][a-zA-Z0-9_:]*, got {ns:?}"
+            ),
+        ));
+    }
+    metrics.duration.buckets(prefix).map(drop)
+}

@@ -1,6 +1,14 @@
-//! Shared building blocks of tiffin: IPC frames, the metrics layer and the service model.
+//! Shared building blocks of tiffin: IPC frames and messages, the metrics
+//! layer, and the service model.
 //!
 //! Nothing here knows about processes; the supervisor, API server and runner
 //! worker crates build on these pieces.
 
+pub mod call;
+pub mod control;
+pub mod frame;
 pub mod metrics;
+pub mod proto;
+pub mod service;
+
+pub use service::{ApiError, Binary, Json, Runnable, Runner, RunnerError, Service, Text};

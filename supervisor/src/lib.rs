@@ -1,1 +1,73 @@
-//! placeholder
+//! The supervisor: starts, watches, restarts, scales and stops every worker
+//! process of a service, and aggregates their metrics into one endpoint.
+//!
+//! It runs in the foreground of `tiffin serve-http` on a single-threaded
+//! runtime (see [`spawn`] for why). It is never on the request path: API
+//! servers talk to runner workers directly; the supervisor only hands out the
+//! set of ready workers, answers scrapes, and serves `tiffin status`/`scale`.
+
+pub mod client;
+mod control;
+pub mod rundir;
+mod scrape;
+pub mod spawn;
+mod state;
+
+use std::path::PathBuf;
+
+use tiffin_config::Config;
+use tiffin_shared::Service;
+
+pub use state::run;
+
+/// How the supervisor was asked to run.
+#[derive(Debug, Clone)]
+pub struct SuperviseArgs {
+    /// The service (used for runner names and labels).
+    pub service: Service,
+    /// Effective configuration (file < env < CLI already applied).
+    pub config: Config,
+    /// Host to bind.
+    pub host: String,
+    /// Port to bind (0 picks a free one; the chosen port is logged).
+    pub port: u16,
+    /// Optional separate port serving the aggregated metrics.
+    pub metrics_port: Option<u16>,
+    /// Binary to re-execute for workers.
+    pub exe: PathBuf,
+    /// The effective configuration as YAML, handed to every child.
+    pub config_yaml: String,
+}
+
+/// Why the supervisor could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// The public port could not be bound.
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+        /// Extra advice (e.g. port in use).
+        hint: &'static str,
+    },
+    /// Filesystem or socket setup failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Metrics setup failed.
+    #[error(transparent)]
+    Metrics(#[from] tiffin_shared::metrics::MetricsError),
+}
+
+impl SupervisorError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| SupervisorError::Io { what, source }
+    }
+}

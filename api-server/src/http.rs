@@ -1,0 +1,285 @@
+//! HTTP routing, body limits, error bodies and per-request metrics.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use tiffin_shared::control::ControlClient;
+use tiffin_shared::metrics::{self, ApiServerMetrics};
+use tiffin_shared::proto::{FromSupervisor, Role, ToSupervisor};
+use tiffin_shared::service::{Api, ApiError};
+
+use crate::pool::RunnerPool;
+use crate::{ApiServerArgs, ApiServerError};
+
+struct App {
+    apis: HashMap<String, Api>,
+    pools: Vec<Arc<RunnerPool>>,
+    metrics: Option<ApiServerMetrics>,
+    control: ControlClient,
+    max_body: u64,
+    docs: Bytes,
+    requests: Arc<AtomicU64>,
+}
+
+type Body = Full<Bytes>;
+
+fn json_error(status: u16, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+impl App {
+    fn ready(&self) -> bool {
+        self.pools.iter().all(|p| p.live() > 0)
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        if path == "/metrics" {
+            return self.scrape(&req).await;
+        }
+        let started = Instant::now();
+        let guard = self.metrics.as_ref().map(|m| m.start(&path));
+        let resp = self.route(&path, req).await;
+        drop(guard);
+        if let Some(m) = &self.metrics {
+            m.finish(&path, resp.status().as_u16(), started.elapsed().as_secs_f64());
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        resp
+    }
+
+    async fn route(&self, path: &str, req: Request<Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let get_only = |resp: Response<Body>| {
+            if method == Method::GET || method == Method::HEAD {
+                resp
+            } else {
+                json_error(405, &format!("method {method} not allowed on {path}; use GET"))
+            }
+        };
+        match path {
+            "/livez" | "/healthz" => get_only(plain(StatusCode::OK, "ok")),
+            "/readyz" => get_only(if self.ready() {
+                plain(StatusCode::OK, "ok")
+            } else {
+                json_error(503, "runners are not ready")
+            }),
+            "/docs.json" | "/schema" => get_only({
+                let mut r = Response::new(Full::new(self.docs.clone()));
+                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }),
+            _ => match self.apis.get(path.trim_start_matches('/')) {
+                None => json_error(404, &format!("no route for {path}")),
+                Some(_) if method != Method::POST => {
+                    let mut r = json_error(405, &format!("method {method} not allowed on {path}; use POST"));
+                    r.headers_mut().insert("allow", HeaderValue::from_static("POST"));
+                    r
+                }
+                Some(api) => match self.call_api(api, req).await {
+                    Ok(resp) => resp,
+                    Err(e) => json_error(e.status, &e.message),
+                },
+            },
+        }
+    }
+
+    async fn call_api(&self, api: &Api, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if !api.input.accepts(content_type) {
+            return Err(ApiError::new(
+                415,
+                format!(
+                    "unsupported content type {:?} for /{}; expected {}",
+                    content_type.unwrap_or(""),
+                    api.name,
+                    api.input.mime()
+                ),
+            ));
+        }
+        let too_large = || ApiError::new(413, format!("request body exceeds the limit of {} bytes (api_server.http.max_request_size)", self.max_body));
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body) {
+            return Err(too_large());
+        }
+        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+        let body = match Limited::new(req.into_body(), limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(e) => return Err(ApiError::bad_request(format!("cannot read request body: {e}"))),
+        };
+        let out = api.handle(body).await?;
+        let mut resp = Response::new(Full::new(out));
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(api.output.mime()));
+        Ok(resp)
+    }
+
+    async fn scrape(&self, req: &Request<Incoming>) -> Response<Body> {
+        if self.metrics.is_none() {
+            return json_error(404, "metrics are disabled (api_server.metrics.enabled=false)");
+        }
+        let openmetrics = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/openmetrics-text"));
+        let answer = self.control.request(|id| ToSupervisor::Scrape { id, openmetrics });
+        match tokio::time::timeout(Duration::from_secs(10), answer).await {
+            Ok(Ok(FromSupervisor::Scraped { content_type, body, .. })) => {
+                let mut resp = Response::new(Full::new(Bytes::from(body)));
+                if let Ok(v) = HeaderValue::from_str(&content_type) {
+                    resp.headers_mut().insert(CONTENT_TYPE, v);
+                }
+                resp
+            }
+            Ok(Ok(other)) => json_error(500, &format!("unexpected supervisor answer {other:?}")),
+            Ok(Err(e)) => json_error(503, &format!("cannot reach the supervisor: {e}")),
+            Err(_) => json_error(503, "supervisor did not answer the scrape in time"),
+        }
+    }
+}
+
+/// Runs an API server until the supervisor asks it to drain or goes away.
+pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
+    // SAFETY: the supervisor placed a listening TCP socket at this fd for us
+    // (it is our only user of that number), and nothing else in this process owns it.
+    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(args.listen_fd) };
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|source| ApiServerError::Listener { fd: args.listen_fd, source })?;
+    let listener = TcpListener::from_std(std_listener)
+        .map_err(|source| ApiServerError::Listener { fd: args.listen_fd, source })?;
+
+    let cfg = &args.config.api_server;
+    let metrics = if cfg.metrics.enabled {
+        let buckets = cfg
+            .metrics
+            .duration
+            .buckets("api_server.metrics")
+            .map_err(|e| ApiServerError::Config(e.to_string()))?;
+        Some(ApiServerMetrics::new(
+            metrics::global(),
+            &cfg.metrics.namespace,
+            &buckets,
+            &args.service.name,
+            args.service.version_label(),
+        )?)
+    } else {
+        None
+    };
+
+    let mut pools = Vec::new();
+    let mut by_name = HashMap::new();
+    for runner in args.service.runners() {
+        let pool = RunnerPool::new(runner.name());
+        runner.connect(Arc::new(crate::pool::PoolTransport(pool.clone())));
+        by_name.insert(runner.name().to_string(), pool.clone());
+        pools.push(pool);
+    }
+
+    let requests = Arc::new(AtomicU64::new(0));
+    let counted = requests.clone();
+    let snapshot = Arc::new(move || (metrics::global().snapshot(), counted.load(Ordering::Relaxed)));
+    let control_path = args.runtime_dir.join("control.sock");
+    let (control, mut events) =
+        ControlClient::connect(&control_path, Role::ApiServer { index: args.index }, snapshot).await?;
+
+    let docs = serde_json::json!({
+        "service": args.service.name,
+        "version": args.service.version_label(),
+        "apis": args.service.apis().iter().map(|a| serde_json::json!({
+            "name": a.name, "route": a.route(), "method": "POST",
+            "input": a.input.mime(), "output": a.output.mime(),
+        })).collect::<Vec<_>>(),
+    });
+    let app = Arc::new(App {
+        apis: args.service.apis().iter().map(|a| (a.name.clone(), a.clone())).collect(),
+        pools,
+        metrics,
+        control: control.clone(),
+        max_body: cfg.http.max_request_size,
+        docs: Bytes::from(docs.to_string()),
+        requests,
+    });
+    control.send(ToSupervisor::Ready { socket: None })?;
+    tracing::info!("ready");
+
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(app.handle(req).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            event = events.recv() => match event {
+                Some(FromSupervisor::Workers { runner, endpoints }) => {
+                    if let Some(pool) = by_name.get(&runner) {
+                        pool.update(endpoints);
+                    }
+                }
+                Some(FromSupervisor::Drain) => break,
+                Some(_) => {}
+                None => {
+                    tracing::info!("supervisor went away; exiting");
+                    return Ok(());
+                }
+            },
+        }
+    }
+    tracing::info!("draining: no longer accepting, finishing in-flight requests");
+    drop(listener);
+    graceful.shutdown().await;
+    control.send(ToSupervisor::Drained { snapshot: metrics::global().snapshot() })?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tracing::info!("drained; exiting");
+    Ok(())
+}

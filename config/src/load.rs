@@ -1,0 +1,265 @@
+//! Loading: YAML file, then `TIFFIN_CONFIG_OPTIONS`, then command-line overrides, then typed checks.
+//!
+//! Everything is merged as a `serde_yaml_ng::Value` tree first; the tree is then
+//! deserialized once through `serde_path_to_error`, so a wrong key or value is
+//! reported with its full dotted path whichever layer it came from.
+
+use std::path::Path;
+
+use serde_path_to_error::Segment;
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::{Config, ConfigError};
+
+/// Environment variable holding the configuration file path (read by the CLI, not by this crate).
+pub const CONFIG_ENV: &str = "TIFFIN_CONFIG";
+
+/// Environment variable holding `dotted.key=value` overrides (read by the CLI, not by this crate).
+pub const OPTIONS_ENV: &str = "TIFFIN_CONFIG_OPTIONS";
+
+/// How errors name overrides that came from command-line flags.
+pub const CLI_ORIGIN: &str = "command-line option";
+
+impl Config {
+    /// Loads the YAML `file` (if any), then applies `options`, the text of `TIFFIN_CONFIG_OPTIONS`.
+    pub fn load(file: Option<&Path>, options: Option<&str>) -> Result<Config, ConfigError> {
+        Config::from_sources(file, options, &[])
+    }
+
+    /// Like [`Config::load`], then applies command-line `(key, value)` overrides, which win over everything.
+    pub fn from_sources(
+        file: Option<&Path>,
+        options: Option<&str>,
+        cli_overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut tree = match file {
+            Some(path) => read_file(path)?,
+            None => Value::Mapping(Mapping::new()),
+        };
+        if let Some(options) = options {
+            for (key, value) in parse_options(options)? {
+                set_in_tree(&mut tree, &key, &value, OPTIONS_ENV)?;
+            }
+        }
+        for (key, value) in cli_overrides {
+            set_in_tree(&mut tree, key, value, CLI_ORIGIN)?;
+        }
+        from_tree(&tree)
+    }
+
+    /// Parses configuration from YAML text (empty text gives the defaults).
+    pub fn from_yaml_str(yaml: &str) -> Result<Config, ConfigError> {
+        from_tree(&parse_yaml(yaml, "configuration text")?)
+    }
+
+    /// Sets one dotted `key` to `value` (YAML, e.g. `"3001"` or `"[0.1,1]"`), re-checking the whole configuration.
+    ///
+    /// On error `self` is left unchanged.
+    pub fn apply_override(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let mut tree =
+            serde_yaml_ng::to_value(&*self).map_err(|e| ConfigError::InvalidOverride {
+                origin: CLI_ORIGIN.to_owned(),
+                entry: format!("{key}={value}"),
+                reason: format!("cannot represent the current configuration: {e}"),
+            })?;
+        set_in_tree(&mut tree, key, value, CLI_ORIGIN)?;
+        *self = from_tree(&tree)?;
+        Ok(())
+    }
+
+    /// Same as [`Config::apply_override`]: `config.set("api_server.http.port", "3001")`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        self.apply_override(key, value)
+    }
+}
+
+/// Splits `TIFFIN_CONFIG_OPTIONS` text into `(key, value)` pairs.
+///
+/// Entries are separated by whitespace; single or double quotes group text
+/// containing spaces and are removed, as a shell would
+/// (`api_server.metrics.duration.buckets="[0.1, 1]"`).
+pub fn parse_options(options: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let invalid = |entry: &str, reason: &str| ConfigError::InvalidOverride {
+        origin: OPTIONS_ENV.to_owned(),
+        entry: entry.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in options.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => word.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                in_word = true;
+            }
+            None if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            None => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(invalid(&word, "unterminated quote"));
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+        .into_iter()
+        .map(|w| match w.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => Err(invalid(&w, "expected key=value")),
+        })
+        .collect()
+}
+
+fn read_file(path: &Path) -> Result<Value, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ConfigError::FileNotFound {
+                path: shown.clone(),
+            }
+        } else {
+            ConfigError::Read {
+                path: shown.clone(),
+                source,
+            }
+        }
+    })?;
+    parse_yaml(&text, &format!("configuration file '{shown}'"))
+}
+
+/// Parses YAML text into a mapping tree; empty text is an empty mapping.
+fn parse_yaml(text: &str, origin: &str) -> Result<Value, ConfigError> {
+    let syntax = |message: String| ConfigError::Syntax {
+        origin: origin.to_owned(),
+        message,
+    };
+    let mut tree: Value = serde_yaml_ng::from_str(text).map_err(|e| syntax(e.to_string()))?;
+    tree.apply_merge().map_err(|e| syntax(e.to_string()))?;
+    match tree {
+        Value::Null => Ok(Value::Mapping(Mapping::new())),
+        Value::Mapping(_) => Ok(tree),
+        other => Err(syntax(format!(
+            "the top level must be a mapping of configuration keys, got {}",
+            render(&other)
+        ))),
+    }
+}
+
+/// Sets `key` (dotted) in `tree` to `value` parsed as YAML, creating sections as needed.
+fn set_in_tree(tree: &mut Value, key: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidOverride {
+        origin: origin.to_owned(),
+        entry: format!("{key}={value}"),
+        reason,
+    };
+    let segments: Vec<&str> = key.split('.').collect();
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || s.chars().any(char::is_whitespace))
+    {
+        return Err(invalid(
+            "the key must be dotted names such as api_server.http.port".to_owned(),
+        ));
+    }
+    let parsed: Value = serde_yaml_ng::from_str(value)
+        .map_err(|e| invalid(format!("the value is not valid YAML: {e}")))?;
+    let mut node = tree;
+    for segment in segments {
+        if !node.is_mapping() {
+            *node = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(map) = node else {
+            unreachable!("node was just made a mapping");
+        };
+        node = map
+            .entry(Value::String(segment.to_owned()))
+            .or_insert(Value::Null);
+    }
+    *node = parsed;
+    Ok(())
+}
+
+/// Deserializes and validates a merged tree, turning serde errors into keyed [`ConfigError`]s.
+fn from_tree(tree: &Value) -> Result<Config, ConfigError> {
+    let config: Config = serde_path_to_error::deserialize(tree).map_err(|err| {
+        let key = err.path().to_string();
+        let message = err.inner().to_string();
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            let hint = rest
+                .split_once(", ")
+                .map(|(_, expected)| format!(" ({})", expected.replace('`', "")))
+                .unwrap_or_default();
+            return ConfigError::UnknownKey { key, hint };
+        }
+        let got = lookup(tree, err.path()).map_or_else(|| "nothing".to_owned(), render);
+        let reason = match message.rsplit_once(", expected ") {
+            Some((_, expected)) => format!("expected {}, got {got}", friendly(expected)),
+            None => format!("{message} (got {got})"),
+        };
+        ConfigError::InvalidValue { key, reason }
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Plain-words version of what serde says it expected.
+fn friendly(expected: &str) -> String {
+    match expected {
+        "u8" => "an integer 0-255",
+        "u16" => "an integer 0-65535",
+        "u32" | "u64" | "usize" => "a whole number >= 0",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        other if other.starts_with("struct ") => "a mapping",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// The value at `path` in `tree`, if the path leads anywhere.
+fn lookup<'a>(tree: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a Value> {
+    path.iter().try_fold(tree, |node, segment| match segment {
+        Segment::Map { key } => node.as_mapping()?.get(key.as_str()),
+        Segment::Seq { index } => node.as_sequence()?.get(*index),
+        _ => None,
+    })
+}
+
+/// Compact one-line YAML-ish rendering of a value, strings quoted.
+fn render(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Sequence(items) => {
+            let items: Vec<String> = items.iter().map(render).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Mapping(map) => {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| match k {
+                    Value::String(k) => format!("{k}: {}", render(v)),
+                    _ => format!("{}: {}", render(k), render(v)),
+                })
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        Value::Tagged(tagged) => format!("{} {}", tagged.tag, render(&tagged.value)),
+    }
+}

@@ -1,0 +1,217 @@
+//! Length-prefixed frames carrying bincode messages: the wire format of every
+//! Unix socket in tiffin.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of a
+//! `bincode` 2 (serde mode) encoding of one message. The length prefix is
+//! checked against a maximum *before* any buffer is reserved, so a hostile or
+//! corrupt peer cannot make a process allocate gigabytes; an oversized or
+//! undecodable frame is an error for that connection only, and the caller
+//! closes it.
+
+use std::io;
+use std::marker::PhantomData;
+
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// Largest frame accepted by default (64 MiB): bigger than any request body
+/// allowed by default, small enough that one bad header cannot exhaust memory.
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The socket itself failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// The length prefix announced more than the configured maximum.
+    #[error("frame larger than the maximum of {max} bytes")]
+    TooLarge {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The payload was not a valid message of the expected type.
+    #[error("malformed frame: {0}")]
+    Decode(String),
+    /// The message could not be encoded (should not happen for our types).
+    #[error("could not encode frame: {0}")]
+    Encode(String),
+}
+
+/// A tokio-util codec that turns frames into messages of type `In` and
+/// messages of type `Out` into frames.
+#[derive(Debug)]
+pub struct FrameCodec<In, Out> {
+    inner: LengthDelimitedCodec,
+    max: usize,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<In, Out> FrameCodec<In, Out> {
+    /// A codec rejecting frames larger than `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        let inner = LengthDelimitedCodec::builder()
+            .length_field_length(4)
+            .max_frame_length(max_frame)
+            .new_codec();
+        Self {
+            inner,
+            max: max_frame,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<In, Out> Default for FrameCodec<In, Out> {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_FRAME)
+    }
+}
+
+fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes one message the way frames carry it (without the length prefix).
+pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    bincode::serde::encode_to_vec(msg, bincode_config()).map_err(|e| FrameError::Encode(e.to_string()))
+}
+
+/// Decodes one message from a frame's payload, rejecting trailing bytes.
+pub fn decode_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    let (msg, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(FrameError::Decode(format!(
+            "{} trailing bytes after message",
+            bytes.len() - used
+        )));
+    }
+    Ok(msg)
+}
+
+impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
+    type Item = In;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
+        match self.inner.decode(src) {
+            Ok(Some(frame)) => decode_message(&frame).map(Some),
+            Ok(None) => Ok(None),
+            // LengthDelimitedCodec reports an oversized header as InvalidData.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(FrameError::TooLarge { max: self.max })
+            }
+            Err(e) => Err(FrameError::Io(e)),
+        }
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let bytes = encode_message(&item)?;
+        if bytes.len() > self.max {
+            return Err(FrameError::TooLarge { max: self.max });
+        }
+        self.inner
+            .encode(Bytes::from(bytes), dst)
+            .map_err(FrameError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Msg {
+        Call { id: u64, method: String, body: Vec<u8> },
+        Ping,
+    }
+
+    type Codec = FrameCodec<Msg, Msg>;
+
+    #[test]
+    fn round_trip_many_frames_in_one_buffer() {
+        let mut codec = Codec::new(1024);
+        let mut buf = BytesMut::new();
+        let msgs = vec![
+            Msg::Call { id: 7, method: "is_positive".into(), body: b"hi".to_vec() },
+            Msg::Ping,
+            Msg::Call { id: u64::MAX, method: String::new(), body: vec![0; 300] },
+        ];
+        for m in &msgs {
+            let copy = decode_message::<Msg>(&encode_message(m).unwrap()).unwrap();
+            codec.encode(copy, &mut buf).unwrap();
+        }
+        let mut out = Vec::new();
+        while let Some(m) = codec.decode(&mut buf).unwrap() {
+            out.push(m);
+        }
+        assert_eq!(out, msgs);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn truncated_frame_waits_for_more_bytes() {
+        let mut codec = Codec::new(1024);
+        let mut full = BytesMut::new();
+        codec.encode(Msg::Call { id: 1, method: "m".into(), body: vec![1, 2, 3] }, &mut full).unwrap();
+        let total = full.len();
+        for cut in 0..total {
+            // A fresh codec per cut: the codec remembers a header it already read.
+            let mut part = BytesMut::from(&full[..cut]);
+            assert!(Codec::new(1024).decode(&mut part).unwrap().is_none(), "cut at {cut}");
+        }
+        // Bytes trickling in one at a time still yield exactly one message.
+        let mut stream = BytesMut::new();
+        let mut got = Vec::new();
+        for b in full.iter() {
+            stream.extend_from_slice(&[*b]);
+            if let Some(m) = codec.decode(&mut stream).unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn oversized_header_is_rejected_without_allocating() {
+        let mut codec = Codec::new(1024);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&u32::MAX.to_be_bytes());
+        buf.extend_from_slice(b"xx");
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLarge { max: 1024 })));
+        assert!(buf.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn oversized_message_is_not_sent() {
+        let mut codec = Codec::new(64);
+        let mut buf = BytesMut::new();
+        let big = Msg::Call { id: 1, method: "m".into(), body: vec![0; 100] };
+        assert!(matches!(codec.encode(big, &mut buf), Err(FrameError::TooLarge { .. })));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn garbage_payload_is_a_decode_error() {
+        let mut codec = Codec::new(1024);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&5u32.to_be_bytes());
+        buf.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::Decode(_))));
+    }
+
+    #[test]
+    fn trailing_bytes_are_a_decode_error() {
+        let mut payload = encode_message(&Msg::Ping).unwrap();
+        payload.push(0);
+        assert!(matches!(decode_message::<Msg>(&payload), Err(FrameError::Decode(_))));
+    }
+}

@@ -1,0 +1,699 @@
+//! Exposition: Prometheus text format 0.0.4 and OpenMetrics 1.0.
+//!
+//! The text format copies what BentoML's Python client (`prometheus_client` in
+//! multiprocess mode) writes, so a tiffin scrape diffs cleanly against
+//! `reference/bentoml-1.2-metrics-sample.txt`:
+//! - numbers use Python's `floatToGoString`: `20.0`, `0.005`, `1e-05`,
+//!   `1.234567e+06`, `+Inf`, `-Inf`, `NaN` (even its `1e+010` quirk for
+//!   values ≥ 10^10, because `le` label values must match byte for byte);
+//!   counts are written the same way (`13.0`);
+//! - labels are sorted by name, and `le` / `quantile` take their sorted place
+//!   among them (`{endpoint=..,http_response_code=..,le="0.005",service_name=..}`);
+//! - histograms write `_sum`, then the cumulative `_bucket`s ending with
+//!   `le="+Inf"`, then `_count` (the multiprocess collector's order);
+//! - counters: `# HELP`/`# TYPE` and samples all use the `_total` name;
+//! - help escapes `\` and newline; label values also escape `"`.
+//!
+//! Summaries (which Python's multiprocess mode cannot export) write
+//! `{quantile="0.5"|"0.9"|"0.99"}` from the merged sketch, then `_sum`, `_count`.
+//!
+//! OpenMetrics differs where the spec requires: counter families are named
+//! without `_total` in metadata, help also escapes `"`, histogram/summary
+//! samples end with `_count` then `_sum`, and the body ends with `# EOF`.
+//!
+//! Everything is written into one `String`; numbers are formatted on the stack,
+//! so rendering allocates only when the output buffer grows.
+
+use std::fmt::Write;
+
+use super::snapshot::{Family, Kind, Snapshot, Value};
+
+/// `Content-Type` of [`render_text`] output.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `Content-Type` of [`render_openmetrics`] output.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Quantiles every summary exposes.
+pub const SUMMARY_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    OpenMetrics,
+}
+
+/// Renders Prometheus text format 0.0.4, formatted like BentoML's Python client.
+pub fn render_text(snapshot: &Snapshot) -> String {
+    render(snapshot, Format::Text)
+}
+
+/// Renders OpenMetrics 1.0 text, terminated by `# EOF`.
+pub fn render_openmetrics(snapshot: &Snapshot) -> String {
+    render(snapshot, Format::OpenMetrics)
+}
+
+/// Picks the format from an `Accept` header, as Python's `choose_encoder` does: returns the body and its `Content-Type`.
+pub fn render_for_accept(snapshot: &Snapshot, accept: Option<&str>) -> (String, &'static str) {
+    let openmetrics = accept.is_some_and(|accept| {
+        accept.split(',').any(|media| {
+            media.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/openmetrics-text")
+            })
+        })
+    });
+    if openmetrics {
+        (render_openmetrics(snapshot), OPENMETRICS_CONTENT_TYPE)
+    } else {
+        (render_text(snapshot), TEXT_CONTENT_TYPE)
+    }
+}
+
+fn render(snapshot: &Snapshot, format: Format) -> String {
+    // Rough size: a typical sample line with a few labels is ~150 bytes.
+    let lines: usize = snapshot
+        .families
+        .iter()
+        .map(|f| {
+            let per_series = match f.kind {
+                Kind::Counter | Kind::Gauge(_) => 1,
+                Kind::Histogram => f.series.first().map_or(3, |s| match &s.value {
+                    Value::Histogram(h) => h.buckets.len() + 3,
+                    _ => 3,
+                }),
+                Kind::Summary => SUMMARY_QUANTILES.len() + 2,
+            };
+            2 + per_series * f.series.len()
+        })
+        .sum();
+    let mut out = String::with_capacity(lines * 150 + 16);
+    for family in &snapshot.families {
+        write_family(&mut out, family, format);
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+fn write_family(out: &mut String, family: &Family, format: Format) {
+    // Counters: the text format names everything `x_total`; OpenMetrics names the family `x`.
+    let (name, meta_suffix) = match family.kind {
+        Kind::Counter => {
+            let base = family.name.strip_suffix("_total").unwrap_or(&family.name);
+            (base, if format == Format::Text { "_total" } else { "" })
+        }
+        _ => (family.name.as_str(), ""),
+    };
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push_str(meta_suffix);
+    out.push(' ');
+    escape_help(out, &family.help, format);
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push_str(meta_suffix);
+    out.push(' ');
+    out.push_str(family.kind.type_name());
+    out.push('\n');
+
+    for series in &family.series {
+        let labels = series.labels.as_slice();
+        match &series.value {
+            Value::Counter(v) => sample(out, name, "_total", labels, None, |o| fmt_f64(o, *v)),
+            Value::Gauge(v) => sample(out, name, "", labels, None, |o| fmt_f64(o, *v)),
+            Value::Histogram(h) => {
+                if format == Format::Text {
+                    sample(out, name, "_sum", labels, None, |o| fmt_f64(o, h.sum));
+                }
+                for &(bound, count) in &h.buckets {
+                    let le = Extra {
+                        name: "le",
+                        value: bound,
+                    };
+                    sample(out, name, "_bucket", labels, Some(le), |o| {
+                        fmt_count(o, count);
+                    });
+                }
+                let inf = Extra {
+                    name: "le",
+                    value: f64::INFINITY,
+                };
+                sample(out, name, "_bucket", labels, Some(inf), |o| {
+                    fmt_count(o, h.count);
+                });
+                sample(out, name, "_count", labels, None, |o| fmt_count(o, h.count));
+                if format == Format::OpenMetrics {
+                    sample(out, name, "_sum", labels, None, |o| fmt_f64(o, h.sum));
+                }
+            }
+            Value::Summary(s) => {
+                for q in SUMMARY_QUANTILES {
+                    let extra = Extra {
+                        name: "quantile",
+                        value: q,
+                    };
+                    let v = s.sketch.quantile(q);
+                    sample(out, name, "", labels, Some(extra), |o| fmt_f64(o, v));
+                }
+                if format == Format::Text {
+                    sample(out, name, "_sum", labels, None, |o| fmt_f64(o, s.sum));
+                    sample(out, name, "_count", labels, None, |o| fmt_count(o, s.count));
+                } else {
+                    sample(out, name, "_count", labels, None, |o| fmt_count(o, s.count));
+                    sample(out, name, "_sum", labels, None, |o| fmt_f64(o, s.sum));
+                }
+            }
+        }
+    }
+}
+
+/// A label the exposition adds (`le`, `quantile`), inserted at its sorted position.
+#[derive(Clone, Copy)]
+struct Extra {
+    name: &'static str,
+    value: f64,
+}
+
+/// Writes `name+suffix{labels} value\n`.
+fn sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &[(String, String)],
+    extra: Option<Extra>,
+    value: impl FnOnce(&mut String),
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || extra.is_some() {
+        out.push('{');
+        let mut extra = extra;
+        let mut first = true;
+        for (label, label_value) in labels {
+            if let Some(e) = extra.filter(|e| e.name < label.as_str()) {
+                write_extra(out, e, &mut first);
+                extra = None;
+            }
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(label);
+            out.push_str("=\"");
+            escape_label_value(out, label_value);
+            out.push('"');
+        }
+        if let Some(e) = extra {
+            write_extra(out, e, &mut first);
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    value(out);
+    out.push('\n');
+}
+
+fn write_extra(out: &mut String, extra: Extra, first: &mut bool) {
+    if !*first {
+        out.push(',');
+    }
+    *first = false;
+    out.push_str(extra.name);
+    out.push_str("=\"");
+    fmt_f64(out, extra.value);
+    out.push('"');
+}
+
+/// Help text: `\` and newline escaped; OpenMetrics also escapes `"`.
+fn escape_help(out: &mut String, help: &str, format: Format) {
+    let quote = format == Format::OpenMetrics;
+    escape(out, help, |c| match c {
+        '\\' => Some("\\\\"),
+        '\n' => Some("\\n"),
+        '"' if quote => Some("\\\""),
+        _ => None,
+    });
+}
+
+/// Label values: `\`, `"` and newline escaped.
+fn escape_label_value(out: &mut String, value: &str) {
+    escape(out, value, |c| match c {
+        '\\' => Some("\\\\"),
+        '\n' => Some("\\n"),
+        '"' => Some("\\\""),
+        _ => None,
+    });
+}
+
+/// Copies `s`, replacing the characters `map` knows, in runs so clean text is one `push_str`.
+fn escape(out: &mut String, s: &str, map: impl Fn(char) -> Option<&'static str>) {
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if let Some(replacement) = map(c) {
+            out.push_str(&s[start..i]);
+            out.push_str(replacement);
+            start = i + c.len_utf8();
+        }
+    }
+    out.push_str(&s[start..]);
+}
+
+/// Writes a count the way Python writes `float(count)`.
+fn fmt_count(out: &mut String, n: u64) {
+    if n < 1_000_000 {
+        let _ = write!(out, "{n}.0");
+    } else {
+        fmt_f64(out, n as f64);
+    }
+}
+
+/// Writes `v` exactly as Python's `prometheus_client.utils.floatToGoString`.
+pub fn fmt_f64(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+        return;
+    }
+    if v == 0.0 {
+        out.push_str(if v.is_sign_negative() { "-0.0" } else { "0.0" });
+        return;
+    }
+    // Fast path for the common case (counts, small integers): Python's repr is `N.0`.
+    if v.fract() == 0.0 && v.abs() < 1e6 {
+        let _ = write!(out, "{}.0", v as i64);
+        return;
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits, like Python's repr,
+    // but breaks an exact tie between two shortest candidates upwards where
+    // Python (David Gay's dtoa) picks the closest with ties to even; Rust's
+    // fixed-precision mode rounds exactly that way, so redo it at the same
+    // length and keep it if it still round-trips.
+    let mut shortest = StackStr::new();
+    if write!(shortest, "{v:e}").is_err() {
+        let _ = write!(out, "{v}");
+        return;
+    }
+    let digits = shortest
+        .as_str()
+        .split('e')
+        .next()
+        .map_or(0, |m| m.bytes().filter(u8::is_ascii_digit).count());
+    let mut exact = StackStr::new();
+    let use_exact = digits > 1
+        && write!(exact, "{:.*e}", digits - 1, v).is_ok()
+        && exact.as_str() != shortest.as_str()
+        && exact.as_str().parse::<f64>() == Ok(v);
+    let s = if use_exact {
+        exact.as_str()
+    } else {
+        shortest.as_str()
+    };
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let Some((mantissa, exp)) = s.split_once('e') else {
+        out.push_str(s);
+        return;
+    };
+    let Ok(exp) = exp.parse::<i32>() else {
+        out.push_str(s);
+        return;
+    };
+    let (first, rest) = match mantissa.split_once('.') {
+        Some((first, rest)) => (first, rest),
+        None => (mantissa, ""),
+    };
+    if negative {
+        out.push('-');
+    }
+    if !(-4..16).contains(&exp) {
+        // Python repr's scientific form: `1e+16`, `1.5e-07`.
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    } else if !negative && exp >= 6 {
+        // floatToGoString switches to exponents at 7 integer digits, writing
+        // `e+0` then the exponent (so 1e10 is `1e+010`); copied verbatim.
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        let _ = write!(out, "e+0{exp}");
+    } else if exp >= 0 {
+        // Positional with at least one fractional digit: `1234.5`, `100.0`.
+        let int_digits = exp.unsigned_abs() as usize;
+        out.push_str(first);
+        let (int_rest, frac) = rest.split_at(int_digits.min(rest.len()));
+        out.push_str(int_rest);
+        for _ in int_rest.len()..int_digits {
+            out.push('0');
+        }
+        out.push('.');
+        out.push_str(if frac.is_empty() { "0" } else { frac });
+    } else {
+        // 0.00ddd
+        out.push_str("0.");
+        for _ in 1..exp.unsigned_abs() {
+            out.push('0');
+        }
+        out.push_str(first);
+        out.push_str(rest);
+    }
+}
+
+/// A small stack buffer for formatting one number without allocating.
+struct StackStr {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl StackStr {
+    fn new() -> Self {
+        StackStr {
+            buf: [0; 40],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so this is always valid UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl Write for StackStr {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::snapshot::{HistogramValue, Series, SummaryValue};
+    use crate::metrics::{GaugeMode, Registry, Sketch};
+
+    fn f(v: f64) -> String {
+        let mut s = String::new();
+        fmt_f64(&mut s, v);
+        s
+    }
+
+    #[test]
+    fn numbers_match_python_float_to_go_string() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (20.0, "20.0"),
+            (-3.0, "-3.0"),
+            (0.005, "0.005"),
+            (0.075, "0.075"),
+            (10.0, "10.0"),
+            (0.2860105020008632, "0.2860105020008632"),
+            (0.0029943749996164115, "0.0029943749996164115"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (1e-300, "1e-300"),
+            (1234.5, "1234.5"),
+            (100.25, "100.25"),
+            (999999.0, "999999.0"),
+            (1e6, "1e+06"),
+            (1234567.0, "1.234567e+06"),
+            (1234567.5, "1.2345675e+06"),
+            (-1234567.0, "-1234567.0"),
+            (1e10, "1e+010"),
+            (123456789012.0, "1.23456789012e+011"),
+            (1e15, "1e+015"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (-1e16, "-1e+16"),
+            (1e22, "1e+22"),
+            (12345678.9, "1.23456789e+07"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            // Exact ties between two shortest candidates: Python rounds half to even.
+            (1_223_383_794_756_801.0 + 0.25, "1.2233837947568012e+015"),
+            (-91_575_886_100_510.0 - 0.125, "-91575886100510.12"),
+        ];
+        for &(v, want) in cases {
+            assert_eq!(f(v), want, "{v:e}");
+        }
+        for (n, want) in [(13, "13.0"), (999_999, "999999.0"), (2_000_000, "2e+06")] {
+            let mut s = String::new();
+            fmt_count(&mut s, n);
+            assert_eq!(s, want);
+        }
+    }
+
+    #[test]
+    fn text_matches_hand_written_expectation() {
+        let reg = Registry::new();
+        let polarity = reg
+            .counter(
+                "polarity_total",
+                "Count total number of analysis by polarity scores",
+                &["polarity"],
+            )
+            .unwrap();
+        for _ in 0..20 {
+            polarity.labels(&["True"]).inc();
+        }
+        let h = reg
+            .histogram(
+                "inference_duration",
+                "Duration of inference",
+                &["nltk_version", "sentiment_cls"],
+                &[0.005, 0.01, 10.0, f64::INFINITY],
+            )
+            .unwrap();
+        for v in [0.001, 0.002, 0.5] {
+            h.labels(&["vader-3.3.2", "SentimentIntensityAnalyzer"])
+                .observe(v);
+        }
+        reg.gauge("in_progress", "Line one\nback\\slash", &["endpoint"])
+            .unwrap()
+            .labels(&["/a\"b\\c\nd"])
+            .set(2.0);
+        reg.gauge("plain", "No labels", &[]).unwrap();
+
+        let expected = r#"# HELP in_progress Line one\nback\\slash
+# TYPE in_progress gauge
+in_progress{endpoint="/a\"b\\c\nd"} 2.0
+# HELP inference_duration Duration of inference
+# TYPE inference_duration histogram
+inference_duration_sum{nltk_version="vader-3.3.2",sentiment_cls="SentimentIntensityAnalyzer"} 0.503
+inference_duration_bucket{le="0.005",nltk_version="vader-3.3.2",sentiment_cls="SentimentIntensityAnalyzer"} 2.0
+inference_duration_bucket{le="0.01",nltk_version="vader-3.3.2",sentiment_cls="SentimentIntensityAnalyzer"} 2.0
+inference_duration_bucket{le="10.0",nltk_version="vader-3.3.2",sentiment_cls="SentimentIntensityAnalyzer"} 3.0
+inference_duration_bucket{le="+Inf",nltk_version="vader-3.3.2",sentiment_cls="SentimentIntensityAnalyzer"} 3.0
+inference_duration_count{nltk_version="vader-3.3.2",sentiment_cls="SentimentIntensityAnalyzer"} 3.0
+# HELP plain No labels
+# TYPE plain gauge
+plain 0.0
+# HELP polarity_total Count total number of analysis by polarity scores
+# TYPE polarity_total counter
+polarity_total{polarity="True"} 20.0
+"#;
+        assert_eq!(render_text(&reg.snapshot()), expected);
+    }
+
+    fn summary_snapshot() -> Snapshot {
+        let mut sketch = Sketch::new();
+        sketch.add(1.0);
+        Snapshot {
+            families: vec![
+                Family {
+                    name: "c_total".into(),
+                    help: "Say \"hi\"".into(),
+                    kind: Kind::Counter,
+                    series: vec![Series {
+                        labels: vec![],
+                        value: Value::Counter(1.5),
+                    }],
+                },
+                Family {
+                    name: "h".into(),
+                    help: "H".into(),
+                    kind: Kind::Histogram,
+                    series: vec![Series {
+                        labels: vec![("a".into(), "1".into()), ("z".into(), "2".into())],
+                        value: Value::Histogram(HistogramValue {
+                            buckets: vec![(1.0, 1)],
+                            count: 2,
+                            sum: 3.5,
+                        }),
+                    }],
+                },
+                Family {
+                    name: "s".into(),
+                    help: "S".into(),
+                    kind: Kind::Summary,
+                    series: vec![Series {
+                        labels: vec![("a".into(), "x".into())],
+                        value: Value::Summary(SummaryValue {
+                            count: 1,
+                            sum: 1.0,
+                            sketch,
+                        }),
+                    }],
+                },
+                Family {
+                    name: "w".into(),
+                    help: String::new(),
+                    kind: Kind::Gauge(GaugeMode::All),
+                    series: vec![Series {
+                        labels: vec![("worker".into(), "runner:r:1".into())],
+                        value: Value::Gauge(0.5),
+                    }],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn summaries_and_openmetrics() {
+        let snap = summary_snapshot();
+        // The sketch answers 1.0 within 1%: its bucket's representative value.
+        let mut one = Sketch::new();
+        one.add(1.0);
+        let mut q = String::new();
+        fmt_f64(&mut q, one.quantile(0.5));
+        assert!((one.quantile(0.5) - 1.0).abs() <= 0.01);
+        let expected_text = format!(
+            r#"# HELP c_total Say "hi"
+# TYPE c_total counter
+c_total 1.5
+# HELP h H
+# TYPE h histogram
+h_sum{{a="1",z="2"}} 3.5
+h_bucket{{a="1",le="1.0",z="2"}} 1.0
+h_bucket{{a="1",le="+Inf",z="2"}} 2.0
+h_count{{a="1",z="2"}} 2.0
+# HELP s S
+# TYPE s summary
+s{{a="x",quantile="0.5"}} {q}
+s{{a="x",quantile="0.9"}} {q}
+s{{a="x",quantile="0.99"}} {q}
+s_sum{{a="x"}} 1.0
+s_count{{a="x"}} 1.0
+# HELP w 
+# TYPE w gauge
+w{{worker="runner:r:1"}} 0.5
+"#
+        );
+        assert_eq!(render_text(&snap), expected_text);
+
+        let expected_om = format!(
+            r#"# HELP c Say \"hi\"
+# TYPE c counter
+c_total 1.5
+# HELP h H
+# TYPE h histogram
+h_bucket{{a="1",le="1.0",z="2"}} 1.0
+h_bucket{{a="1",le="+Inf",z="2"}} 2.0
+h_count{{a="1",z="2"}} 2.0
+h_sum{{a="1",z="2"}} 3.5
+# HELP s S
+# TYPE s summary
+s{{a="x",quantile="0.5"}} {q}
+s{{a="x",quantile="0.9"}} {q}
+s{{a="x",quantile="0.99"}} {q}
+s_count{{a="x"}} 1.0
+s_sum{{a="x"}} 1.0
+# HELP w 
+# TYPE w gauge
+w{{worker="runner:r:1"}} 0.5
+# EOF
+"#
+        );
+        assert_eq!(render_openmetrics(&snap), expected_om);
+
+        let (body, ct) = render_for_accept(
+            &snap,
+            Some("application/openmetrics-text; version=1.0.0,text/plain;q=0.5"),
+        );
+        assert_eq!(
+            (body.as_str(), ct),
+            (expected_om.as_str(), OPENMETRICS_CONTENT_TYPE)
+        );
+        let (body, ct) = render_for_accept(&snap, Some("text/plain"));
+        assert_eq!(
+            (body.as_str(), ct),
+            (expected_text.as_str(), TEXT_CONTENT_TYPE)
+        );
+        assert_eq!(render_for_accept(&snap, None).1, TEXT_CONTENT_TYPE);
+    }
+
+    #[test]
+    fn empty_summary_quantiles_are_nan() {
+        let snap = Snapshot {
+            families: vec![Family {
+                name: "s".into(),
+                help: "S".into(),
+                kind: Kind::Summary,
+                series: vec![Series {
+                    labels: vec![],
+                    value: Value::Summary(SummaryValue {
+                        count: 0,
+                        sum: 0.0,
+                        sketch: Sketch::new(),
+                    }),
+                }],
+            }],
+        };
+        assert!(render_text(&snap).contains("s{quantile=\"0.99\"} NaN\n"));
+    }
+
+    #[test]
+    fn renders_many_series_quickly() {
+        // 8 processes × 2,000 series merged, then rendered: must be well under a scrape interval.
+        let snaps: Vec<Snapshot> = (0..8)
+            .map(|p| {
+                let reg = Registry::new();
+                let c = reg.counter("req", "R", &["endpoint", "code"]).unwrap();
+                let h = reg.histogram("lat", "L", &["endpoint"], &[]).unwrap();
+                for i in 0..1000 {
+                    let ep = format!("/e{i}");
+                    c.labels(&[&ep, "200"]).inc_by(f64::from(p + 1));
+                    h.labels(&[&ep]).observe(0.01 * f64::from(i % 50));
+                }
+                reg.snapshot()
+            })
+            .collect();
+        let live: Vec<_> = snaps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (crate::metrics::WorkerId::runner("r", i + 1), s))
+            .collect();
+        let start = std::time::Instant::now();
+        let merged = crate::metrics::merge(&Snapshot::default(), &live);
+        let text = render_text(&merged);
+        let took = start.elapsed();
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("req_total{")).count(),
+            1000
+        );
+        // Generous bound so debug builds on busy CI pass; release is ~100× faster.
+        assert!(took.as_secs_f64() < 5.0, "took {took:?}");
+    }
+}

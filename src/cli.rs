@@ -1,0 +1,259 @@
+//! The command line: `serve-http`, `status`, `scale`, and the hidden
+//! `__worker` subcommand the supervisor uses to start its children.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use tiffin_config::Config;
+use tiffin_shared::Service;
+
+/// Environment variable carrying the effective configuration (YAML) to children.
+const EFFECTIVE_CONFIG_ENV: &str = "TIFFIN_EFFECTIVE_CONFIG";
+
+#[derive(Parser)]
+#[command(name = "tiffin", version, about = "BentoML-style model serving with first-class Prometheus metrics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a service over HTTP: supervisor, API servers and runner workers.
+    ServeHttp(ServeArgs),
+    /// Show every worker of a running tiffin.
+    Status(StatusArgs),
+    /// Change the number of workers of a runner (or `api-server`) while serving.
+    Scale(ScaleArgs),
+    /// List the services this binary can serve.
+    List,
+    #[command(name = "__worker", hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Service to serve (default: the first one this binary offers).
+    service: Option<String>,
+    /// Host to bind (api_server.http.host; default 0.0.0.0).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to bind (api_server.http.port; default 3000; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Number of API-server processes (api_server.workers).
+    #[arg(long)]
+    api_workers: Option<usize>,
+    /// Number of worker processes for every runner (runners.workers).
+    #[arg(long)]
+    runner_workers: Option<usize>,
+    /// YAML configuration file (else $TIFFIN_CONFIG).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Also serve the aggregated metrics on this port, at `/` and `/metrics`.
+    #[arg(long)]
+    metrics_port: Option<u16>,
+    /// Seconds to let in-flight requests finish on shutdown (api_server.graceful_timeout).
+    #[arg(long)]
+    graceful_timeout: Option<f64>,
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Runtime directory of the supervisor to talk to.
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
+    /// Process id of the supervisor to talk to.
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Args)]
+struct ScaleArgs {
+    /// Runner name, or `api-server`.
+    runner: String,
+    /// Desired number of workers.
+    workers: String,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// `api-server` or `runner`.
+    kind: String,
+    #[arg(long)]
+    index: usize,
+    #[arg(long)]
+    runner: Option<String>,
+    #[arg(long)]
+    fd: Option<i32>,
+    #[arg(long)]
+    runtime_dir: PathBuf,
+    #[arg(long)]
+    service: String,
+}
+
+/// Parses the command line and runs it.
+pub fn main(services: Vec<Service>) -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::ServeHttp(args) => serve(args, &services),
+        Command::Status(args) => status(args),
+        Command::Scale(args) => scale(args),
+        Command::List => {
+            for s in &services {
+                println!("{}", s.name);
+            }
+            Ok(())
+        }
+        Command::Worker(args) => worker(args, &services),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tiffin: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn find_service(services: &[Service], name: Option<&str>) -> Result<Service> {
+    let names = || services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    match name {
+        None => services.first().cloned().ok_or_else(|| anyhow!("this binary offers no service")),
+        Some(n) => services
+            .iter()
+            .find(|s| s.name == n)
+            .cloned()
+            .ok_or_else(|| anyhow!("unknown service '{n}'; available services: {}", names())),
+    }
+}
+
+fn serve(args: ServeArgs, services: &[Service]) -> Result<()> {
+    let service = find_service(services, args.service.as_deref())?;
+    let file = args.config.clone().or_else(|| std::env::var_os(tiffin_config::CONFIG_ENV).map(PathBuf::from));
+    let options = std::env::var(tiffin_config::OPTIONS_ENV).ok();
+    let mut cli: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| cli.push((k.to_string(), v));
+    if let Some(h) = &args.host {
+        set("api_server.http.host", format!("{h:?}"));
+    }
+    if let Some(p) = args.port {
+        set("api_server.http.port", p.to_string());
+    }
+    if let Some(n) = args.api_workers {
+        set("api_server.workers", n.to_string());
+    }
+    if let Some(n) = args.runner_workers {
+        set("runners.workers", n.to_string());
+    }
+    if let Some(t) = args.graceful_timeout {
+        set("api_server.graceful_timeout", t.to_string());
+    }
+    let config = Config::from_sources(file.as_deref(), options.as_deref(), &cli)?;
+    let runner_names: Vec<&str> = service.runners().iter().map(|r| r.name()).collect();
+    config.check_runners(&runner_names)?;
+    let yaml = serde_yaml_ng::to_string(&config).context("cannot serialise the configuration")?;
+    crate::logging::init("supervisor".into());
+    let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
+    tiffin_supervisor::run(tiffin_supervisor::SuperviseArgs {
+        host: config.api_server.http.host.clone(),
+        port: config.api_server.http.port,
+        metrics_port: args.metrics_port,
+        service,
+        config,
+        config_yaml: yaml,
+        exe,
+    })?;
+    Ok(())
+}
+
+fn parse_workers(value: &str) -> Result<usize> {
+    value
+        .parse::<usize>()
+        .map_err(|_| anyhow!("invalid worker count '{value}': expected a whole number such as 2"))
+}
+
+fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start a runtime")
+}
+
+fn status(args: StatusArgs) -> Result<()> {
+    let dir = tiffin_supervisor::client::locate(args.target.runtime_dir.as_deref(), args.target.pid)?;
+    let report = client_runtime()?.block_on(tiffin_supervisor::client::status(&dir))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "service {}  supervisor pid {}  listening on {}  up {:.0}s",
+        report.service, report.pid, report.listen, report.uptime_secs
+    );
+    println!("{:<12} {:<20} {:>5} {:>8} {:<9} {:>9} {:>8} {:>10}", "ROLE", "RUNNER", "INDEX", "PID", "STATE", "UPTIME", "RESTARTS", "REQUESTS");
+    for w in &report.workers {
+        let (role, runner, index) = match &w.role {
+            tiffin_shared::proto::Role::ApiServer { index } => ("api-server", "-".to_string(), *index),
+            tiffin_shared::proto::Role::Runner { name, index } => ("runner", name.clone(), *index),
+            tiffin_shared::proto::Role::Cli => ("cli", "-".to_string(), 0),
+        };
+        println!(
+            "{:<12} {:<20} {:>5} {:>8} {:<9} {:>8.1}s {:>8} {:>10}",
+            role, runner, index, w.pid, w.state.to_string(), w.uptime_secs, w.restarts, w.requests
+        );
+    }
+    Ok(())
+}
+
+fn scale(args: ScaleArgs) -> Result<()> {
+    let workers = parse_workers(&args.workers)?;
+    let dir = tiffin_supervisor::client::locate(args.target.runtime_dir.as_deref(), args.target.pid)?;
+    let message = client_runtime()?.block_on(tiffin_supervisor::client::scale(&dir, &args.runner, workers))?;
+    println!("{message}");
+    Ok(())
+}
+
+fn worker(args: WorkerArgs, services: &[Service]) -> Result<()> {
+    let service = find_service(services, Some(&args.service))?;
+    let yaml = std::env::var(EFFECTIVE_CONFIG_ENV).unwrap_or_default();
+    let config = Config::from_yaml_str(&yaml)?;
+    match args.kind.as_str() {
+        "api-server" => {
+            crate::logging::init(format!("api_server:{}", args.index));
+            let fd = args.fd.ok_or_else(|| anyhow!("--fd is required for an API server"))?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {
+                index: args.index,
+                listen_fd: fd,
+                runtime_dir: args.runtime_dir,
+                config,
+                service,
+            }))?;
+        }
+        "runner" => {
+            let runner = args.runner.ok_or_else(|| anyhow!("--runner is required for a runner worker"))?;
+            crate::logging::init(format!("runner:{runner}:{}", args.index));
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(tiffin_runner_worker::run(tiffin_runner_worker::WorkerArgs {
+                runner,
+                index: args.index,
+                runtime_dir: args.runtime_dir,
+                config,
+                service,
+            }))?;
+        }
+        other => bail!("unknown worker kind '{other}'"),
+    }
+    Ok(())
+}

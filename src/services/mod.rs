@@ -1,0 +1,12 @@
+//! The built-in services, usable with no code: `sentiment_analyzer` (the
+//! default, BentoML's metrics-guide example) and `echo` (for benchmarks).
+
+pub mod echo;
+pub mod sentiment;
+
+use tiffin_shared::Service;
+
+/// Every built-in service, the default first.
+pub fn builtin() -> Vec<Service> {
+    vec![sentiment::service(), echo::service()]
+}

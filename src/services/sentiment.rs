@@ -1,0 +1,131 @@
+//! `sentiment_analyzer`: the service from BentoML's metrics guide, with its
+//! two custom metrics.
+//!
+//! The runner `nltk_sentiment` scores each sentence with VADER (the
+//! `vader_sentiment` crate reproduces Python VADER's scores) and answers
+//! whether the mean compound score is positive, observing
+//! `inference_duration` in the runner worker. The `analysis` API counts
+//! `polarity_total` in the API server.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use serde_json::json;
+use tiffin_shared::metrics::{Counter, Histogram, MetricsError};
+use tiffin_shared::{Json, Runnable, Runner, Service, Text};
+use vader_sentiment::SentimentIntensityAnalyzer;
+
+/// Label value for `nltk_version`: what does the scoring, like BentoML's `nltk.__version__`.
+const SCORER_VERSION: &str = "vader_sentiment-0.1.1";
+
+static INFERENCE_DURATION: LazyLock<Result<Histogram, MetricsError>> = LazyLock::new(|| {
+    Histogram::new(
+        "inference_duration",
+        "Duration of inference",
+        &["nltk_version", "sentiment_cls"],
+        &tiffin_shared::metrics::DEFAULT_DURATION_BUCKETS,
+    )
+});
+
+static POLARITY: LazyLock<Result<Counter, MetricsError>> = LazyLock::new(|| {
+    Counter::new("polarity_total", "Count total number of analysis by polarity scores", &["polarity"])
+});
+
+/// Splits text into sentences the way a reader would: after `.`, `!` or `?`
+/// followed by whitespace (a light stand-in for `nltk.sent_tokenize`).
+pub fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if matches!(bytes[i], b'.' | b'!' | b'?') {
+            let mut end = i + 1;
+            while end < bytes.len() && matches!(bytes[end], b'.' | b'!' | b'?') {
+                end += 1;
+            }
+            if end == bytes.len() || bytes[end].is_ascii_whitespace() {
+                let s = text[start..end].trim();
+                if !s.is_empty() {
+                    out.push(s);
+                }
+                start = end;
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    let rest = text[start..].trim();
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+/// Mean VADER compound score of the sentences is positive.
+pub fn is_positive(analyzer: &SentimentIntensityAnalyzer<'_>, text: &str) -> bool {
+    let scores: Vec<f64> = sentences(text)
+        .iter()
+        .map(|s| analyzer.polarity_scores(s).get("compound").copied().unwrap_or(0.0))
+        .collect();
+    if scores.is_empty() {
+        return false;
+    }
+    scores.iter().sum::<f64>() / scores.len() as f64 > 0.0
+}
+
+fn load() -> Runnable {
+    let analyzer = Arc::new(SentimentIntensityAnalyzer::new());
+    Runnable::new().method("is_positive", move |text: String| {
+        let start = Instant::now();
+        let positive = is_positive(&analyzer, &text);
+        if let Ok(h) = &*INFERENCE_DURATION {
+            h.labels(&[SCORER_VERSION, "SentimentIntensityAnalyzer"])
+                .observe(start.elapsed().as_secs_f64());
+        }
+        Ok::<_, String>(positive)
+    })
+}
+
+/// The `sentiment_analyzer` service.
+pub fn service() -> Service {
+    let nltk = Runner::new("nltk_sentiment", load);
+    let runner = nltk.clone();
+    Service::new("sentiment_analyzer").runner(&nltk).api(
+        "analysis",
+        Text,
+        Json,
+        move |text: String| {
+            let runner = runner.clone();
+            async move {
+                let positive: bool = runner.call("is_positive", text).await?;
+                if let Ok(c) = &*POLARITY {
+                    c.labels(&[if positive { "True" } else { "False" }]).inc();
+                }
+                Ok(json!({ "is_positive": positive }))
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_sentences() {
+        assert_eq!(sentences("This is terrible. I hate it."), vec!["This is terrible.", "I hate it."]);
+        assert_eq!(sentences("Wow!! Great... ok"), vec!["Wow!!", "Great...", "ok"]);
+        assert_eq!(sentences("3.5 stars"), vec!["3.5 stars"]);
+        assert!(sentences("   ").is_empty());
+    }
+
+    #[test]
+    fn reference_examples() {
+        let a = SentimentIntensityAnalyzer::new();
+        assert!(is_positive(&a, "I love this product!"));
+        assert!(!is_positive(&a, "This is terrible. I hate it."));
+        assert!(!is_positive(&a, ""));
+    }
+}
