@@ -30,7 +30,9 @@ fn service() -> Service {
         .api("double", Json, Json, move |v: Value| {
             let calc = c1.clone();
             async move {
-                let x = v.as_f64().ok_or_else(|| ApiError::bad_request("expected a JSON number"))?;
+                let x = v
+                    .as_f64()
+                    .ok_or_else(|| ApiError::bad_request("expected a JSON number"))?;
                 let y: f64 = calc.call("double", x).await?;
                 Ok(json!({ "result": y }))
             }

@@ -13,7 +13,11 @@ use tiffin_shared::Service;
 const EFFECTIVE_CONFIG_ENV: &str = "TIFFIN_EFFECTIVE_CONFIG";
 
 #[derive(Parser)]
-#[command(name = "tiffin", version, about = "BentoML-style model serving with first-class Prometheus metrics")]
+#[command(
+    name = "tiffin",
+    version,
+    about = "BentoML-style model serving with first-class Prometheus metrics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -130,9 +134,18 @@ pub fn main(services: Vec<Service>) -> ExitCode {
 }
 
 fn find_service(services: &[Service], name: Option<&str>) -> Result<Service> {
-    let names = || services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    let names = || {
+        services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match name {
-        None => services.first().cloned().ok_or_else(|| anyhow!("this binary offers no service")),
+        None => services
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow!("this binary offers no service")),
         Some(n) => services
             .iter()
             .find(|s| s.name == n)
@@ -143,7 +156,10 @@ fn find_service(services: &[Service], name: Option<&str>) -> Result<Service> {
 
 fn serve(args: ServeArgs, services: &[Service]) -> Result<()> {
     let service = find_service(services, args.service.as_deref())?;
-    let file = args.config.clone().or_else(|| std::env::var_os(tiffin_config::CONFIG_ENV).map(PathBuf::from));
+    let file = args
+        .config
+        .clone()
+        .or_else(|| std::env::var_os(tiffin_config::CONFIG_ENV).map(PathBuf::from));
     let options = std::env::var(tiffin_config::OPTIONS_ENV).ok();
     let mut cli: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: String| cli.push((k.to_string(), v));
@@ -187,11 +203,15 @@ fn parse_workers(value: &str) -> Result<usize> {
 }
 
 fn client_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start a runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")
 }
 
 fn status(args: StatusArgs) -> Result<()> {
-    let dir = tiffin_supervisor::client::locate(args.target.runtime_dir.as_deref(), args.target.pid)?;
+    let dir =
+        tiffin_supervisor::client::locate(args.target.runtime_dir.as_deref(), args.target.pid)?;
     let report = client_runtime()?.block_on(tiffin_supervisor::client::status(&dir))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -201,16 +221,28 @@ fn status(args: StatusArgs) -> Result<()> {
         "service {}  supervisor pid {}  listening on {}  up {:.0}s",
         report.service, report.pid, report.listen, report.uptime_secs
     );
-    println!("{:<12} {:<20} {:>5} {:>8} {:<9} {:>9} {:>8} {:>10}", "ROLE", "RUNNER", "INDEX", "PID", "STATE", "UPTIME", "RESTARTS", "REQUESTS");
+    println!(
+        "{:<12} {:<20} {:>5} {:>8} {:<9} {:>9} {:>8} {:>10}",
+        "ROLE", "RUNNER", "INDEX", "PID", "STATE", "UPTIME", "RESTARTS", "REQUESTS"
+    );
     for w in &report.workers {
         let (role, runner, index) = match &w.role {
-            tiffin_shared::proto::Role::ApiServer { index } => ("api-server", "-".to_string(), *index),
+            tiffin_shared::proto::Role::ApiServer { index } => {
+                ("api-server", "-".to_string(), *index)
+            }
             tiffin_shared::proto::Role::Runner { name, index } => ("runner", name.clone(), *index),
             tiffin_shared::proto::Role::Cli => ("cli", "-".to_string(), 0),
         };
         println!(
             "{:<12} {:<20} {:>5} {:>8} {:<9} {:>8.1}s {:>8} {:>10}",
-            role, runner, index, w.pid, w.state.to_string(), w.uptime_secs, w.restarts, w.requests
+            role,
+            runner,
+            index,
+            w.pid,
+            w.state.to_string(),
+            w.uptime_secs,
+            w.restarts,
+            w.requests
         );
     }
     Ok(())
@@ -218,8 +250,13 @@ fn status(args: StatusArgs) -> Result<()> {
 
 fn scale(args: ScaleArgs) -> Result<()> {
     let workers = parse_workers(&args.workers)?;
-    let dir = tiffin_supervisor::client::locate(args.target.runtime_dir.as_deref(), args.target.pid)?;
-    let message = client_runtime()?.block_on(tiffin_supervisor::client::scale(&dir, &args.runner, workers))?;
+    let dir =
+        tiffin_supervisor::client::locate(args.target.runtime_dir.as_deref(), args.target.pid)?;
+    let message = client_runtime()?.block_on(tiffin_supervisor::client::scale(
+        &dir,
+        &args.runner,
+        workers,
+    ))?;
     println!("{message}");
     Ok(())
 }
@@ -231,8 +268,12 @@ fn worker(args: WorkerArgs, services: &[Service]) -> Result<()> {
     match args.kind.as_str() {
         "api-server" => {
             crate::logging::init(format!("api_server:{}", args.index));
-            let fd = args.fd.ok_or_else(|| anyhow!("--fd is required for an API server"))?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let fd = args
+                .fd
+                .ok_or_else(|| anyhow!("--fd is required for an API server"))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {
                 index: args.index,
                 listen_fd: fd,
@@ -242,16 +283,22 @@ fn worker(args: WorkerArgs, services: &[Service]) -> Result<()> {
             }))?;
         }
         "runner" => {
-            let runner = args.runner.ok_or_else(|| anyhow!("--runner is required for a runner worker"))?;
+            let runner = args
+                .runner
+                .ok_or_else(|| anyhow!("--runner is required for a runner worker"))?;
             crate::logging::init(format!("runner:{runner}:{}", args.index));
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(tiffin_runner_worker::run(tiffin_runner_worker::WorkerArgs {
-                runner,
-                index: args.index,
-                runtime_dir: args.runtime_dir,
-                config,
-                service,
-            }))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(tiffin_runner_worker::run(
+                tiffin_runner_worker::WorkerArgs {
+                    runner,
+                    index: args.index,
+                    runtime_dir: args.runtime_dir,
+                    config,
+                    service,
+                },
+            ))?;
         }
         other => bail!("unknown worker kind '{other}'"),
     }

@@ -9,7 +9,9 @@ mod logging;
 pub mod services;
 
 pub use tiffin_shared::metrics;
-pub use tiffin_shared::service::{ApiError, Binary, Json, Runnable, Runner, RunnerError, Service, Text};
+pub use tiffin_shared::service::{
+    ApiError, Binary, Json, Runnable, Runner, RunnerError, Service, Text,
+};
 
 use std::process::ExitCode;
 

@@ -20,8 +20,17 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        write!(writer, "[{}] ", WHO.get().map(String::as_str).unwrap_or("tiffin"))?;
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(
+            writer,
+            "[{}] ",
+            WHO.get().map(String::as_str).unwrap_or("tiffin")
+        )?;
         self.0.format_event(ctx, writer, event)
     }
 }

@@ -41,14 +41,16 @@ fn json_error(status: u16, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "error": message }).to_string();
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     resp
 }
 
@@ -67,7 +69,11 @@ impl App {
         let resp = self.route(&path, req).await;
         drop(guard);
         if let Some(m) = &self.metrics {
-            m.finish(&path, resp.status().as_u16(), started.elapsed().as_secs_f64());
+            m.finish(
+                &path,
+                resp.status().as_u16(),
+                started.elapsed().as_secs_f64(),
+            );
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         resp
@@ -79,7 +85,10 @@ impl App {
             if method == Method::GET || method == Method::HEAD {
                 resp
             } else {
-                json_error(405, &format!("method {method} not allowed on {path}; use GET"))
+                json_error(
+                    405,
+                    &format!("method {method} not allowed on {path}; use GET"),
+                )
             }
         };
         match path {
@@ -91,14 +100,19 @@ impl App {
             }),
             "/docs.json" | "/schema" => get_only({
                 let mut r = Response::new(Full::new(self.docs.clone()));
-                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 r
             }),
             _ => match self.apis.get(path.trim_start_matches('/')) {
                 None => json_error(404, &format!("no route for {path}")),
                 Some(_) if method != Method::POST => {
-                    let mut r = json_error(405, &format!("method {method} not allowed on {path}; use POST"));
-                    r.headers_mut().insert("allow", HeaderValue::from_static("POST"));
+                    let mut r = json_error(
+                        405,
+                        &format!("method {method} not allowed on {path}; use POST"),
+                    );
+                    r.headers_mut()
+                        .insert("allow", HeaderValue::from_static("POST"));
                     r
                 }
                 Some(api) => match self.call_api(api, req).await {
@@ -109,8 +123,15 @@ impl App {
         }
     }
 
-    async fn call_api(&self, api: &Api, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-        let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    async fn call_api(
+        &self,
+        api: &Api,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, ApiError> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
         if !api.input.accepts(content_type) {
             return Err(ApiError::new(
                 415,
@@ -122,7 +143,15 @@ impl App {
                 ),
             ));
         }
-        let too_large = || ApiError::new(413, format!("request body exceeds the limit of {} bytes (api_server.http.max_request_size)", self.max_body));
+        let too_large = || {
+            ApiError::new(
+                413,
+                format!(
+                    "request body exceeds the limit of {} bytes (api_server.http.max_request_size)",
+                    self.max_body
+                ),
+            )
+        };
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -135,26 +164,38 @@ impl App {
         let body = match Limited::new(req.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(e) => return Err(ApiError::bad_request(format!("cannot read request body: {e}"))),
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "cannot read request body: {e}"
+                )));
+            }
         };
         let out = api.handle(body).await?;
         let mut resp = Response::new(Full::new(out));
-        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(api.output.mime()));
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(api.output.mime()));
         Ok(resp)
     }
 
     async fn scrape(&self, req: &Request<Incoming>) -> Response<Body> {
         if self.metrics.is_none() {
-            return json_error(404, "metrics are disabled (api_server.metrics.enabled=false)");
+            return json_error(
+                404,
+                "metrics are disabled (api_server.metrics.enabled=false)",
+            );
         }
         let openmetrics = req
             .headers()
             .get(hyper::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/openmetrics-text"));
-        let answer = self.control.request(|id| ToSupervisor::Scrape { id, openmetrics });
+        let answer = self
+            .control
+            .request(|id| ToSupervisor::Scrape { id, openmetrics });
         match tokio::time::timeout(Duration::from_secs(10), answer).await {
-            Ok(Ok(FromSupervisor::Scraped { content_type, body, .. })) => {
+            Ok(Ok(FromSupervisor::Scraped {
+                content_type, body, ..
+            })) => {
                 let mut resp = Response::new(Full::new(Bytes::from(body)));
                 if let Ok(v) = HeaderValue::from_str(&content_type) {
                     resp.headers_mut().insert(CONTENT_TYPE, v);
@@ -175,9 +216,15 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let std_listener = unsafe { std::net::TcpListener::from_raw_fd(args.listen_fd) };
     std_listener
         .set_nonblocking(true)
-        .map_err(|source| ApiServerError::Listener { fd: args.listen_fd, source })?;
-    let listener = TcpListener::from_std(std_listener)
-        .map_err(|source| ApiServerError::Listener { fd: args.listen_fd, source })?;
+        .map_err(|source| ApiServerError::Listener {
+            fd: args.listen_fd,
+            source,
+        })?;
+    let listener =
+        TcpListener::from_std(std_listener).map_err(|source| ApiServerError::Listener {
+            fd: args.listen_fd,
+            source,
+        })?;
 
     let cfg = &args.config.api_server;
     let metrics = if cfg.metrics.enabled {
@@ -208,10 +255,19 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
 
     let requests = Arc::new(AtomicU64::new(0));
     let counted = requests.clone();
-    let snapshot = Arc::new(move || (metrics::global().snapshot(), counted.load(Ordering::Relaxed)));
+    let snapshot = Arc::new(move || {
+        (
+            metrics::global().snapshot(),
+            counted.load(Ordering::Relaxed),
+        )
+    });
     let control_path = args.runtime_dir.join("control.sock");
-    let (control, mut events) =
-        ControlClient::connect(&control_path, Role::ApiServer { index: args.index }, snapshot).await?;
+    let (control, mut events) = ControlClient::connect(
+        &control_path,
+        Role::ApiServer { index: args.index },
+        snapshot,
+    )
+    .await?;
 
     let docs = serde_json::json!({
         "service": args.service.name,
@@ -222,7 +278,12 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         })).collect::<Vec<_>>(),
     });
     let app = Arc::new(App {
-        apis: args.service.apis().iter().map(|a| (a.name.clone(), a.clone())).collect(),
+        apis: args
+            .service
+            .apis()
+            .iter()
+            .map(|a| (a.name.clone(), a.clone()))
+            .collect(),
         pools,
         metrics,
         control: control.clone(),
@@ -278,7 +339,9 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     tracing::info!("draining: no longer accepting, finishing in-flight requests");
     drop(listener);
     graceful.shutdown().await;
-    control.send(ToSupervisor::Drained { snapshot: metrics::global().snapshot() })?;
+    control.send(ToSupervisor::Drained {
+        snapshot: metrics::global().snapshot(),
+    })?;
     tokio::time::sleep(Duration::from_millis(50)).await;
     tracing::info!("drained; exiting");
     Ok(())

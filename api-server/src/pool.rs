@@ -52,12 +52,20 @@ impl WorkerConn {
         lock(&self.pending).insert(id, tx);
         // Re-check after inserting: the reader may have failed everything in between.
         if !self.alive.load(Ordering::SeqCst)
-            || self.tx.send(DataRequest::Call { id, method: method.to_string(), payload }).is_err()
+            || self
+                .tx
+                .send(DataRequest::Call {
+                    id,
+                    method: method.to_string(),
+                    payload,
+                })
+                .is_err()
         {
             lock(&self.pending).remove(&id);
             return Err(CallError::Unavailable(CONNECTION_LOST.to_string()));
         }
-        rx.await.unwrap_or_else(|_| Err(CallError::Unavailable(CONNECTION_LOST.to_string())))
+        rx.await
+            .unwrap_or_else(|_| Err(CallError::Unavailable(CONNECTION_LOST.to_string())))
     }
 }
 
@@ -71,12 +79,19 @@ pub struct RunnerPool {
 impl RunnerPool {
     /// An empty pool for `runner`; workers arrive through [`RunnerPool::update`].
     pub fn new(runner: &str) -> Arc<Self> {
-        Arc::new(Self { runner: runner.to_string(), workers: RwLock::default(), rotate: AtomicUsize::new(0) })
+        Arc::new(Self {
+            runner: runner.to_string(),
+            workers: RwLock::default(),
+            rotate: AtomicUsize::new(0),
+        })
     }
 
     /// Number of workers currently accepting calls.
     pub fn live(&self) -> usize {
-        read(&self.workers).iter().filter(|w| w.alive.load(Ordering::SeqCst)).count()
+        read(&self.workers)
+            .iter()
+            .filter(|w| w.alive.load(Ordering::SeqCst))
+            .count()
     }
 
     /// Applies the supervisor's current worker set: connects to new workers,
@@ -101,7 +116,9 @@ impl RunnerPool {
                         tracing::info!(runner = %pool.runner, worker = ep.index, "connected to runner worker");
                         write(&pool.workers).push(conn);
                     }
-                    Err(e) => tracing::warn!(runner = %pool.runner, worker = ep.index, error = %e, "cannot connect to runner worker"),
+                    Err(e) => {
+                        tracing::warn!(runner = %pool.runner, worker = ep.index, error = %e, "cannot connect to runner worker")
+                    }
                 }
             });
         }
@@ -120,7 +137,9 @@ impl RunnerPool {
             if !w.alive.load(Ordering::SeqCst) || avoid.is_some_and(|a| Arc::ptr_eq(a, w)) {
                 continue;
             }
-            if best.is_none_or(|b| w.outstanding.load(Ordering::Relaxed) < b.outstanding.load(Ordering::Relaxed)) {
+            if best.is_none_or(|b| {
+                w.outstanding.load(Ordering::Relaxed) < b.outstanding.load(Ordering::Relaxed)
+            }) {
                 best = Some(w);
             }
         }
@@ -139,7 +158,8 @@ impl RunnerPool {
     }
 
     async fn route(self: Arc<Self>, method: String, payload: Vec<u8>) -> Reply {
-        let unavailable = || CallError::Unavailable(format!("no live worker of runner '{}'", self.runner));
+        let unavailable =
+            || CallError::Unavailable(format!("no live worker of runner '{}'", self.runner));
         let first = self.pick(None).ok_or_else(unavailable)?;
         let result = self.call_once(&first, &method, payload.clone()).await;
         match result {
@@ -165,7 +185,12 @@ async fn connect(endpoint: WorkerEndpoint) -> Result<Arc<WorkerConn>, std::io::E
     let stream = UnixStream::connect(&endpoint.socket).await?;
     let mut framed = Framed::new(stream, FrameCodec::<DataResponse, DataRequest>::default());
     let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
-    framed.send(DataRequest::Hello { version: PROTOCOL_VERSION }).await.map_err(|e| bad(e.to_string()))?;
+    framed
+        .send(DataRequest::Hello {
+            version: PROTOCOL_VERSION,
+        })
+        .await
+        .map_err(|e| bad(e.to_string()))?;
     match framed.next().await {
         Some(Ok(DataResponse::Hello { version })) if version == PROTOCOL_VERSION => {}
         other => return Err(bad(format!("unexpected handshake reply: {other:?}"))),

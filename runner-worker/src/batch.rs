@@ -55,7 +55,11 @@ impl Dispatcher {
     /// Queues one call and waits for its result.
     pub async fn call(&self, payload: Vec<u8>) -> Result<Vec<u8>, CallError> {
         let (reply, rx) = oneshot::channel();
-        let item = Item { payload, enqueued: Instant::now(), reply };
+        let item = Item {
+            payload,
+            enqueued: Instant::now(),
+            reply,
+        };
         self.tx.try_send(item).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 CallError::Overloaded("batch queue is full".to_string())
@@ -122,16 +126,37 @@ mod tests {
     use std::sync::Mutex;
 
     fn limits(max: usize) -> BatchLimits {
-        BatchLimits { max_batch_size: max, max_latency: Duration::from_secs(10), queue_capacity: 1000 }
+        BatchLimits {
+            max_batch_size: max,
+            max_latency: Duration::from_secs(10),
+            queue_capacity: 1000,
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn concurrent_calls_form_bounded_batches_in_order() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let method: BatchFn = Arc::new(|xs: Vec<Vec<u8>>| Ok(xs.into_iter().map(|mut x| { x.push(b'!'); x }).collect()));
-        let d = Dispatcher::spawn(method, limits(4), Arc::new(move |n| seen.lock().unwrap().push(n)));
-        let calls: Vec<_> = (0..10u8).map(|i| { let d = d.clone(); tokio::spawn(async move { d.call(vec![i]).await }) }).collect();
+        let method: BatchFn = Arc::new(|xs: Vec<Vec<u8>>| {
+            Ok(xs
+                .into_iter()
+                .map(|mut x| {
+                    x.push(b'!');
+                    x
+                })
+                .collect())
+        });
+        let d = Dispatcher::spawn(
+            method,
+            limits(4),
+            Arc::new(move |n| seen.lock().unwrap().push(n)),
+        );
+        let calls: Vec<_> = (0..10u8)
+            .map(|i| {
+                let d = d.clone();
+                tokio::spawn(async move { d.call(vec![i]).await })
+            })
+            .collect();
         for (i, c) in calls.into_iter().enumerate() {
             assert_eq!(c.await.unwrap().unwrap(), vec![i as u8, b'!']);
         }
@@ -145,8 +170,14 @@ mod tests {
     async fn method_error_reaches_every_caller_of_the_batch() {
         let method: BatchFn = Arc::new(|_| Err(CallError::Failed("boom".into())));
         let d = Dispatcher::spawn(method, limits(8), Arc::new(|_| {}));
-        let a = tokio::spawn({ let d = d.clone(); async move { d.call(vec![1]).await } });
-        let b = tokio::spawn({ let d = d.clone(); async move { d.call(vec![2]).await } });
+        let a = tokio::spawn({
+            let d = d.clone();
+            async move { d.call(vec![1]).await }
+        });
+        let b = tokio::spawn({
+            let d = d.clone();
+            async move { d.call(vec![2]).await }
+        });
         assert_eq!(a.await.unwrap(), Err(CallError::Failed("boom".into())));
         assert_eq!(b.await.unwrap(), Err(CallError::Failed("boom".into())));
     }
@@ -154,12 +185,19 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn full_queue_is_overloaded_not_blocking() {
         let method: BatchFn = Arc::new(|xs: Vec<Vec<u8>>| Ok(xs));
-        let lim = BatchLimits { max_batch_size: 1, max_latency: Duration::from_secs(10), queue_capacity: 1 };
+        let lim = BatchLimits {
+            max_batch_size: 1,
+            max_latency: Duration::from_secs(10),
+            queue_capacity: 1,
+        };
         let d = Dispatcher::spawn(method, lim, Arc::new(|_| {}));
         // Both calls are polled before the dispatcher task gets a turn on
         // this single thread, so the second one finds the queue full.
         let (first, second) = tokio::join!(d.call(vec![1]), d.call(vec![2]));
         assert_eq!(first.unwrap(), vec![1]);
-        assert!(matches!(second, Err(CallError::Overloaded(_))), "{second:?}");
+        assert!(
+            matches!(second, Err(CallError::Overloaded(_))),
+            "{second:?}"
+        );
     }
 }

@@ -15,7 +15,9 @@ use tiffin_shared::call::CallError;
 use tiffin_shared::control::ControlClient;
 use tiffin_shared::frame::FrameCodec;
 use tiffin_shared::metrics::{self, RunnerMetrics};
-use tiffin_shared::proto::{DataRequest, DataResponse, FromSupervisor, PROTOCOL_VERSION, Role, ToSupervisor};
+use tiffin_shared::proto::{
+    DataRequest, DataResponse, FromSupervisor, PROTOCOL_VERSION, Role, ToSupervisor,
+};
 use tiffin_shared::service::{MethodKind, Runnable};
 
 use crate::batch::{BatchLimits, Dispatcher};
@@ -43,7 +45,10 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         runner: args.runner.clone(),
         message,
     })?;
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "runnable loaded");
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "runnable loaded"
+    );
 
     let cfg = &args.config.runners;
     let batching = cfg.batching_for(&args.runner);
@@ -52,7 +57,10 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
             .metrics
             .duration
             .buckets("runners.metrics")
-            .map_err(|e| WorkerError::Load { runner: args.runner.clone(), message: e.to_string() })?;
+            .map_err(|e| WorkerError::Load {
+                runner: args.runner.clone(),
+                message: e.to_string(),
+            })?;
         let batch_buckets = tiffin_config::batch_size_buckets(batching.max_batch_size);
         Some(RunnerMetrics::new(
             metrics::global(),
@@ -83,7 +91,10 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
                     m.observe_batch(&method_name, n);
                 }
             });
-            dispatchers.insert(name.to_string(), Dispatcher::spawn(f.clone(), limits, observe));
+            dispatchers.insert(
+                name.to_string(),
+                Dispatcher::spawn(f.clone(), limits, observe),
+            );
         }
     }
 
@@ -96,25 +107,38 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         draining: AtomicBool::new(false),
     });
 
-    let socket = args.runtime_dir.join(format!("runner-{}-{}.sock", args.runner, args.index));
+    let socket = args
+        .runtime_dir
+        .join(format!("runner-{}-{}.sock", args.runner, args.index));
     // A previous worker of this slot may have died and left its socket behind.
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(|source| WorkerError::Bind {
         path: socket.display().to_string(),
         source,
     })?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        WorkerError::Bind { path: socket.display().to_string(), source }
-    })?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| WorkerError::Bind {
+            path: socket.display().to_string(),
+            source,
+        },
+    )?;
 
     let snap_worker = worker.clone();
     let snapshot = Arc::new(move || {
-        (metrics::global().snapshot(), snap_worker.requests.load(Ordering::Relaxed))
+        (
+            metrics::global().snapshot(),
+            snap_worker.requests.load(Ordering::Relaxed),
+        )
     });
-    let role = Role::Runner { name: args.runner.clone(), index: args.index };
+    let role = Role::Runner {
+        name: args.runner.clone(),
+        index: args.index,
+    };
     let control_path = args.runtime_dir.join("control.sock");
     let (control, mut events) = ControlClient::connect(&control_path, role, snapshot).await?;
-    control.send(ToSupervisor::Ready { socket: Some(socket.display().to_string()) })?;
+    control.send(ToSupervisor::Ready {
+        socket: Some(socket.display().to_string()),
+    })?;
     tracing::info!(socket = %socket.display(), "ready");
 
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -146,14 +170,20 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     while worker.in_flight.load(Ordering::SeqCst) > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    control.send(ToSupervisor::Drained { snapshot: metrics::global().snapshot() })?;
+    control.send(ToSupervisor::Drained {
+        snapshot: metrics::global().snapshot(),
+    })?;
     // Give the writer task a moment to flush the final snapshot.
     tokio::time::sleep(Duration::from_millis(50)).await;
     tracing::info!("drained; exiting");
     Ok(())
 }
 
-async fn serve_connection(stream: UnixStream, worker: Arc<Worker>, mut drain: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: UnixStream,
+    worker: Arc<Worker>,
+    mut drain: watch::Receiver<bool>,
+) {
     let mut framed = Framed::new(stream, FrameCodec::<DataRequest, DataResponse>::default());
     match framed.next().await {
         Some(Ok(DataRequest::Hello { version })) if version == PROTOCOL_VERSION => {}
@@ -173,7 +203,13 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>, mut drain: wa
     }
     let (mut sink, mut stream) = framed.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<DataResponse>();
-    if sink.send(DataResponse::Hello { version: PROTOCOL_VERSION }).await.is_err() {
+    if sink
+        .send(DataResponse::Hello {
+            version: PROTOCOL_VERSION,
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     let writer = tokio::spawn(async move {
@@ -204,7 +240,11 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>, mut drain: wa
             }
         };
         let (id, method, payload) = match frame {
-            Some(Ok(DataRequest::Call { id, method, payload })) => (id, method, payload),
+            Some(Ok(DataRequest::Call {
+                id,
+                method,
+                payload,
+            })) => (id, method, payload),
             Some(Ok(DataRequest::Hello { .. })) => continue,
             Some(Err(e)) => {
                 tracing::error!(error = %e, "malformed frame on data connection; closing");
@@ -214,7 +254,10 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>, mut drain: wa
         };
         if worker.draining.load(Ordering::SeqCst) {
             let err = CallError::Unavailable("worker is draining".into());
-            let _ = tx.send(DataResponse::Reply { id, result: Err(err) });
+            let _ = tx.send(DataResponse::Reply {
+                id,
+                result: Err(err),
+            });
             continue;
         }
         worker.in_flight.fetch_add(1, Ordering::SeqCst);

@@ -21,4 +21,3 @@ pub enum CallError {
     #[error("runner unavailable: {0}")]
     Unavailable(String),
 }
-

@@ -64,16 +64,27 @@ impl ControlClient {
         role: Role,
         snapshot: SnapshotFn,
     ) -> Result<(Self, mpsc::UnboundedReceiver<FromSupervisor>), ControlError> {
-        let stream = UnixStream::connect(path).await.map_err(|source| ControlError::Connect {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let mut framed = Framed::new(stream, FrameCodec::<FromSupervisor, ToSupervisor>::default());
-        let hello = Hello { version: PROTOCOL_VERSION, role, pid: std::process::id() };
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| ControlError::Connect {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let mut framed = Framed::new(
+            stream,
+            FrameCodec::<FromSupervisor, ToSupervisor>::default(),
+        );
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            role,
+            pid: std::process::id(),
+        };
         framed.send(ToSupervisor::Hello(hello)).await?;
         match framed.next().await {
             Some(Ok(FromSupervisor::Welcome { .. })) => {}
-            Some(Ok(FromSupervisor::Refused { reason })) => return Err(ControlError::Refused(reason)),
+            Some(Ok(FromSupervisor::Refused { reason })) => {
+                return Err(ControlError::Refused(reason));
+            }
             Some(Ok(other)) => return Err(ControlError::Refused(format!("unexpected {other:?}"))),
             Some(Err(e)) => return Err(e.into()),
             None => return Err(ControlError::Closed),
@@ -106,7 +117,11 @@ impl ControlClient {
                 match msg {
                     FromSupervisor::SnapshotRequest { id } => {
                         let (snapshot, requests) = snapshot();
-                        let _ = reply_tx.send(ToSupervisor::Snapshot { id, snapshot, requests });
+                        let _ = reply_tx.send(ToSupervisor::Snapshot {
+                            id,
+                            snapshot,
+                            requests,
+                        });
                     }
                     FromSupervisor::Scraped { id, .. }
                     | FromSupervisor::Status { id, .. }
@@ -126,7 +141,14 @@ impl ControlClient {
             // Fail every waiter so no caller hangs on a dead supervisor.
             lock(&reader_pending).clear();
         });
-        Ok((Self { tx, pending, next_id: Arc::new(AtomicU64::new(1)) }, events_rx))
+        Ok((
+            Self {
+                tx,
+                pending,
+                next_id: Arc::new(AtomicU64::new(1)),
+            },
+            events_rx,
+        ))
     }
 
     /// Sends a message that expects no answer.

@@ -76,7 +76,8 @@ fn bincode_config() -> bincode::config::Configuration {
 
 /// Encodes one message the way frames carry it (without the length prefix).
 pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
-    bincode::serde::encode_to_vec(msg, bincode_config()).map_err(|e| FrameError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(msg, bincode_config())
+        .map_err(|e| FrameError::Encode(e.to_string()))
 }
 
 /// Decodes one message from a frame's payload, rejecting trailing bytes.
@@ -130,7 +131,11 @@ mod tests {
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum Msg {
-        Call { id: u64, method: String, body: Vec<u8> },
+        Call {
+            id: u64,
+            method: String,
+            body: Vec<u8>,
+        },
         Ping,
     }
 
@@ -141,9 +146,17 @@ mod tests {
         let mut codec = Codec::new(1024);
         let mut buf = BytesMut::new();
         let msgs = vec![
-            Msg::Call { id: 7, method: "is_positive".into(), body: b"hi".to_vec() },
+            Msg::Call {
+                id: 7,
+                method: "is_positive".into(),
+                body: b"hi".to_vec(),
+            },
             Msg::Ping,
-            Msg::Call { id: u64::MAX, method: String::new(), body: vec![0; 300] },
+            Msg::Call {
+                id: u64::MAX,
+                method: String::new(),
+                body: vec![0; 300],
+            },
         ];
         for m in &msgs {
             let copy = decode_message::<Msg>(&encode_message(m).unwrap()).unwrap();
@@ -161,12 +174,24 @@ mod tests {
     fn truncated_frame_waits_for_more_bytes() {
         let mut codec = Codec::new(1024);
         let mut full = BytesMut::new();
-        codec.encode(Msg::Call { id: 1, method: "m".into(), body: vec![1, 2, 3] }, &mut full).unwrap();
+        codec
+            .encode(
+                Msg::Call {
+                    id: 1,
+                    method: "m".into(),
+                    body: vec![1, 2, 3],
+                },
+                &mut full,
+            )
+            .unwrap();
         let total = full.len();
         for cut in 0..total {
             // A fresh codec per cut: the codec remembers a header it already read.
             let mut part = BytesMut::from(&full[..cut]);
-            assert!(Codec::new(1024).decode(&mut part).unwrap().is_none(), "cut at {cut}");
+            assert!(
+                Codec::new(1024).decode(&mut part).unwrap().is_none(),
+                "cut at {cut}"
+            );
         }
         // Bytes trickling in one at a time still yield exactly one message.
         let mut stream = BytesMut::new();
@@ -186,7 +211,10 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&u32::MAX.to_be_bytes());
         buf.extend_from_slice(b"xx");
-        assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLarge { max: 1024 })));
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(FrameError::TooLarge { max: 1024 })
+        ));
         assert!(buf.capacity() < 1 << 20);
     }
 
@@ -194,8 +222,15 @@ mod tests {
     fn oversized_message_is_not_sent() {
         let mut codec = Codec::new(64);
         let mut buf = BytesMut::new();
-        let big = Msg::Call { id: 1, method: "m".into(), body: vec![0; 100] };
-        assert!(matches!(codec.encode(big, &mut buf), Err(FrameError::TooLarge { .. })));
+        let big = Msg::Call {
+            id: 1,
+            method: "m".into(),
+            body: vec![0; 100],
+        };
+        assert!(matches!(
+            codec.encode(big, &mut buf),
+            Err(FrameError::TooLarge { .. })
+        ));
         assert!(buf.is_empty());
     }
 
@@ -212,6 +247,9 @@ mod tests {
     fn trailing_bytes_are_a_decode_error() {
         let mut payload = encode_message(&Msg::Ping).unwrap();
         payload.push(0);
-        assert!(matches!(decode_message::<Msg>(&payload), Err(FrameError::Decode(_))));
+        assert!(matches!(
+            decode_message::<Msg>(&payload),
+            Err(FrameError::Decode(_))
+        ));
     }
 }

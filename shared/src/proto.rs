@@ -12,8 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Snapshot;
 pub use crate::call::CallError;
+use crate::metrics::Snapshot;
 
 /// Version of the wire protocol; bumped on any incompatible message change.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -38,7 +38,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with any status.
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
     /// 400: the request body is not acceptable input.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -107,7 +110,9 @@ pub struct Method {
 
 impl fmt::Debug for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Method").field("batchable", &self.batchable).finish()
+        f.debug_struct("Method")
+            .field("batchable", &self.batchable)
+            .finish()
     }
 }
 
@@ -146,7 +151,11 @@ impl Runnable {
         };
         self.methods.insert(
             name.to_string(),
-            Method { batchable: false, batch_dim: 0, kind: MethodKind::Single(Arc::new(call)) },
+            Method {
+                batchable: false,
+                batch_dim: 0,
+                kind: MethodKind::Single(Arc::new(call)),
+            },
         );
         self
     }
@@ -177,7 +186,11 @@ impl Runnable {
         };
         self.methods.insert(
             name.to_string(),
-            Method { batchable: true, batch_dim, kind: MethodKind::Batch(Arc::new(call)) },
+            Method {
+                batchable: true,
+                batch_dim,
+                kind: MethodKind::Batch(Arc::new(call)),
+            },
         );
         self
     }
@@ -194,12 +207,15 @@ impl Runnable {
 
     /// Runs one call of a method synchronously (batchable methods get a batch of one).
     pub fn call(&self, name: &str, payload: &[u8]) -> Result<Vec<u8>, CallError> {
-        let method = self.get(name).ok_or_else(|| CallError::UnknownMethod(name.to_string()))?;
+        let method = self
+            .get(name)
+            .ok_or_else(|| CallError::UnknownMethod(name.to_string()))?;
         match &method.kind {
             MethodKind::Single(f) => f(payload),
             MethodKind::Batch(f) => {
                 let mut out = f(vec![payload.to_vec()])?;
-                out.pop().ok_or_else(|| CallError::Failed("empty batch output".into()))
+                out.pop()
+                    .ok_or_else(|| CallError::Failed("empty batch output".into()))
             }
         }
     }
@@ -230,7 +246,9 @@ pub struct Runner {
 
 impl fmt::Debug for Runner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runner").field("name", &self.inner.name).finish()
+        f.debug_struct("Runner")
+            .field("name", &self.inner.name)
+            .finish()
     }
 }
 
@@ -317,7 +335,12 @@ impl IoKind {
     /// A missing content type is accepted; `Bytes` accepts anything.
     pub fn accepts(self, content_type: Option<&str>) -> bool {
         let Some(ct) = content_type else { return true };
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match self {
             IoKind::Bytes => true,
             IoKind::Text => essence == "text/plain",
@@ -433,7 +456,12 @@ pub struct Service {
 impl Service {
     /// A service with no runners and no APIs yet.
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_string(), version: None, runners: Vec::new(), apis: Vec::new() }
+        Self {
+            name: name.to_string(),
+            version: None,
+            runners: Vec::new(),
+            apis: Vec::new(),
+        }
     }
 
     /// Sets the service version (BentoML writes `not available` when unset).
@@ -504,14 +532,21 @@ mod tests {
         let r = Runnable::new().method("double", |x: i64| Ok::<_, String>(x * 2));
         let out = r.call("double", b"21").unwrap();
         assert_eq!(out, b"42");
-        assert!(matches!(r.call("double", b"\"x\""), Err(CallError::BadInput(_))));
-        assert!(matches!(r.call("nope", b"1"), Err(CallError::UnknownMethod(_))));
+        assert!(matches!(
+            r.call("double", b"\"x\""),
+            Err(CallError::BadInput(_))
+        ));
+        assert!(matches!(
+            r.call("nope", b"1"),
+            Err(CallError::UnknownMethod(_))
+        ));
     }
 
     #[test]
     fn batch_method_must_return_one_output_per_input() {
-        let r = Runnable::new()
-            .batch_method("bad", 0, |xs: Vec<i64>| Ok::<_, String>(vec![0i64; xs.len() + 1]));
+        let r = Runnable::new().batch_method("bad", 0, |xs: Vec<i64>| {
+            Ok::<_, String>(vec![0i64; xs.len() + 1])
+        });
         assert!(matches!(r.call("bad", b"1"), Err(CallError::Failed(_))));
     }
 
@@ -533,7 +568,10 @@ mod tests {
         assert_eq!(api.route(), "/upper");
         let out = api.handle(Bytes::from_static(b"abc")).await.unwrap();
         assert_eq!(&out[..], b"ABC");
-        let err = api.handle(Bytes::from_static(&[0xff, 0xfe])).await.unwrap_err();
+        let err = api
+            .handle(Bytes::from_static(&[0xff, 0xfe]))
+            .await
+            .unwrap_err();
         assert_eq!(err.status, 400);
     }
 

@@ -28,7 +28,11 @@ static INFERENCE_DURATION: LazyLock<Result<Histogram, MetricsError>> = LazyLock:
 });
 
 static POLARITY: LazyLock<Result<Counter, MetricsError>> = LazyLock::new(|| {
-    Counter::new("polarity_total", "Count total number of analysis by polarity scores", &["polarity"])
+    Counter::new(
+        "polarity_total",
+        "Count total number of analysis by polarity scores",
+        &["polarity"],
+    )
 });
 
 /// Splits text into sentences the way a reader would: after `.`, `!` or `?`
@@ -67,7 +71,13 @@ pub fn sentences(text: &str) -> Vec<&str> {
 pub fn is_positive(analyzer: &SentimentIntensityAnalyzer<'_>, text: &str) -> bool {
     let scores: Vec<f64> = sentences(text)
         .iter()
-        .map(|s| analyzer.polarity_scores(s).get("compound").copied().unwrap_or(0.0))
+        .map(|s| {
+            analyzer
+                .polarity_scores(s)
+                .get("compound")
+                .copied()
+                .unwrap_or(0.0)
+        })
         .collect();
     if scores.is_empty() {
         return false;
@@ -115,8 +125,14 @@ mod tests {
 
     #[test]
     fn splits_sentences() {
-        assert_eq!(sentences("This is terrible. I hate it."), vec!["This is terrible.", "I hate it."]);
-        assert_eq!(sentences("Wow!! Great... ok"), vec!["Wow!!", "Great...", "ok"]);
+        assert_eq!(
+            sentences("This is terrible. I hate it."),
+            vec!["This is terrible.", "I hate it."]
+        );
+        assert_eq!(
+            sentences("Wow!! Great... ok"),
+            vec!["Wow!!", "Great...", "ok"]
+        );
         assert_eq!(sentences("3.5 stars"), vec!["3.5 stars"]);
         assert!(sentences("   ").is_empty());
     }

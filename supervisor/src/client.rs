@@ -7,7 +7,9 @@ use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
 use tiffin_shared::frame::FrameCodec;
-use tiffin_shared::proto::{FromSupervisor, Hello, PROTOCOL_VERSION, Role, StatusReport, ToSupervisor};
+use tiffin_shared::proto::{
+    FromSupervisor, Hello, PROTOCOL_VERSION, Role, StatusReport, ToSupervisor,
+};
 
 use crate::rundir;
 
@@ -18,7 +20,9 @@ pub enum ClientError {
     #[error("no running tiffin found under {0} (start one with `tiffin serve-http`)")]
     NoneRunning(String),
     /// Several are running and none was chosen.
-    #[error("several tiffin supervisors are running (pids {0}); pick one with --pid or --runtime-dir")]
+    #[error(
+        "several tiffin supervisors are running (pids {0}); pick one with --pid or --runtime-dir"
+    )]
     Ambiguous(String),
     /// Socket or protocol failure.
     #[error("cannot talk to the supervisor at {path}: {message}")]
@@ -43,27 +47,50 @@ pub fn locate(runtime_dir: Option<&Path>, pid: Option<u32>) -> Result<PathBuf, C
     }
     let running = rundir::running();
     match running.as_slice() {
-        [] => Err(ClientError::NoneRunning(rundir::base_dir().display().to_string())),
+        [] => Err(ClientError::NoneRunning(
+            rundir::base_dir().display().to_string(),
+        )),
         [one] => Ok(rundir::for_pid(*one)),
         many => Err(ClientError::Ambiguous(
-            many.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+            many.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         )),
     }
 }
 
 async fn exchange(dir: &Path, request: ToSupervisor) -> Result<FromSupervisor, ClientError> {
     let path = dir.join(rundir::CONTROL_SOCKET);
-    let talk = |message: String| ClientError::Talk { path: path.display().to_string(), message };
-    let stream = UnixStream::connect(&path).await.map_err(|e| talk(e.to_string()))?;
-    let mut framed = Framed::new(stream, FrameCodec::<FromSupervisor, ToSupervisor>::default());
-    let hello = Hello { version: PROTOCOL_VERSION, role: Role::Cli, pid: std::process::id() };
-    framed.send(ToSupervisor::Hello(hello)).await.map_err(|e| talk(e.to_string()))?;
+    let talk = |message: String| ClientError::Talk {
+        path: path.display().to_string(),
+        message,
+    };
+    let stream = UnixStream::connect(&path)
+        .await
+        .map_err(|e| talk(e.to_string()))?;
+    let mut framed = Framed::new(
+        stream,
+        FrameCodec::<FromSupervisor, ToSupervisor>::default(),
+    );
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Cli,
+        pid: std::process::id(),
+    };
+    framed
+        .send(ToSupervisor::Hello(hello))
+        .await
+        .map_err(|e| talk(e.to_string()))?;
     match framed.next().await {
         Some(Ok(FromSupervisor::Welcome { .. })) => {}
         Some(Ok(FromSupervisor::Refused { reason })) => return Err(ClientError::Refused(reason)),
         other => return Err(talk(format!("unexpected handshake reply {other:?}"))),
     }
-    framed.send(request).await.map_err(|e| talk(e.to_string()))?;
+    framed
+        .send(request)
+        .await
+        .map_err(|e| talk(e.to_string()))?;
     match framed.next().await {
         Some(Ok(reply)) => Ok(reply),
         Some(Err(e)) => Err(talk(e.to_string())),
@@ -81,7 +108,11 @@ pub async fn status(dir: &Path) -> Result<StatusReport, ClientError> {
 
 /// Asks to scale `target` to `workers`.
 pub async fn scale(dir: &Path, target: &str, workers: usize) -> Result<String, ClientError> {
-    let req = ToSupervisor::Scale { id: 1, target: target.to_string(), workers };
+    let req = ToSupervisor::Scale {
+        id: 1,
+        target: target.to_string(),
+        workers,
+    };
     match exchange(dir, req).await? {
         FromSupervisor::Scaled { result, .. } => result.map_err(ClientError::Refused),
         other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),

@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
 use tiffin_shared::frame::FrameCodec;
-use tiffin_shared::proto::{FromSupervisor, PROTOCOL_VERSION, Role, ToSupervisor, WorkerEndpoint, WorkerState};
+use tiffin_shared::proto::{
+    FromSupervisor, PROTOCOL_VERSION, Role, ToSupervisor, WorkerEndpoint, WorkerState,
+};
 
 use crate::state::{Event, Shared, lock};
 
@@ -53,7 +55,13 @@ async fn connection(stream: UnixStream, shared: Shared, events: mpsc::UnboundedS
         return;
     }
     if hello.role == Role::Cli {
-        if framed.send(FromSupervisor::Welcome { version: PROTOCOL_VERSION }).await.is_ok() {
+        if framed
+            .send(FromSupervisor::Welcome {
+                version: PROTOCOL_VERSION,
+            })
+            .await
+            .is_ok()
+        {
             cli(framed, shared, events).await;
         }
         return;
@@ -75,10 +83,20 @@ async fn worker(mut framed: Conn, role: Role, pid: u32, shared: Shared) {
     };
     let Some(generation) = generation else {
         tracing::warn!(worker = %role, pid, "control connection from an unknown process; refusing");
-        let _ = framed.send(FromSupervisor::Refused { reason: "no such worker".into() }).await;
+        let _ = framed
+            .send(FromSupervisor::Refused {
+                reason: "no such worker".into(),
+            })
+            .await;
         return;
     };
-    if framed.send(FromSupervisor::Welcome { version: PROTOCOL_VERSION }).await.is_err() {
+    if framed
+        .send(FromSupervisor::Welcome {
+            version: PROTOCOL_VERSION,
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     let (mut sink, mut stream) = framed.split();
@@ -102,7 +120,10 @@ async fn worker(mut framed: Conn, role: Role, pid: u32, shared: Shared) {
             }
         };
         let mut st = lock(&shared);
-        let current = st.slots.get(&role).is_some_and(|s| s.generation == generation);
+        let current = st
+            .slots
+            .get(&role)
+            .is_some_and(|s| s.generation == generation);
         match msg {
             ToSupervisor::Ready { socket } if current => {
                 if let Some(slot) = st.slots.get_mut(&role) {
@@ -128,7 +149,11 @@ async fn worker(mut framed: Conn, role: Role, pid: u32, shared: Shared) {
                     Role::Cli => {}
                 }
             }
-            ToSupervisor::Snapshot { id, snapshot, requests } => {
+            ToSupervisor::Snapshot {
+                id,
+                snapshot,
+                requests,
+            } => {
                 if let Some(waiter) = st.snapshot_waiters.remove(&id) {
                     let _ = waiter.send((snapshot, requests));
                 }
@@ -144,7 +169,11 @@ async fn worker(mut framed: Conn, role: Role, pid: u32, shared: Shared) {
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let (content_type, body) = crate::scrape::aggregate(&shared, openmetrics).await;
-                    let _ = tx.send(FromSupervisor::Scraped { id, content_type: content_type.to_string(), body });
+                    let _ = tx.send(FromSupervisor::Scraped {
+                        id,
+                        content_type: content_type.to_string(),
+                        body,
+                    });
                 });
             }
             other => {
@@ -167,10 +196,22 @@ async fn cli(mut framed: Conn, shared: Shared, events: mpsc::UnboundedSender<Eve
                 let report = { lock(&shared).report() };
                 FromSupervisor::Status { id, report }
             }
-            ToSupervisor::Scale { id, target, workers } => {
+            ToSupervisor::Scale {
+                id,
+                target,
+                workers,
+            } => {
                 let (reply, rx) = oneshot::channel();
-                let result = if events.send(Event::Scale { target, workers, reply }).is_ok() {
-                    rx.await.unwrap_or_else(|_| Err("supervisor is stopping".into()))
+                let result = if events
+                    .send(Event::Scale {
+                        target,
+                        workers,
+                        reply,
+                    })
+                    .is_ok()
+                {
+                    rx.await
+                        .unwrap_or_else(|_| Err("supervisor is stopping".into()))
                 } else {
                     Err("supervisor is stopping".into())
                 };
@@ -178,7 +219,11 @@ async fn cli(mut framed: Conn, shared: Shared, events: mpsc::UnboundedSender<Eve
             }
             ToSupervisor::Scrape { id, openmetrics } => {
                 let (content_type, body) = crate::scrape::aggregate(&shared, openmetrics).await;
-                FromSupervisor::Scraped { id, content_type: content_type.to_string(), body }
+                FromSupervisor::Scraped {
+                    id,
+                    content_type: content_type.to_string(),
+                    body,
+                }
             }
             _ => continue,
         };

@@ -29,7 +29,10 @@ pub fn for_pid(pid: u32) -> PathBuf {
 /// Creates this supervisor's runtime directory (and its parent) with mode 0700.
 pub fn create(pid: u32) -> std::io::Result<PathBuf> {
     let base = base_dir();
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&base)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&base)?;
     let dir = base.join(pid.to_string());
     // A directory left by a crashed supervisor with a recycled pid is stale.
     let _ = fs::remove_dir_all(&dir);
@@ -40,7 +43,9 @@ pub fn create(pid: u32) -> std::io::Result<PathBuf> {
 
 /// Pids of supervisors whose runtime directory exists and whose process is alive.
 pub fn running() -> Vec<u32> {
-    let Ok(entries) = fs::read_dir(base_dir()) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(base_dir()) else {
+        return Vec::new();
+    };
     let mut pids: Vec<u32> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -51,7 +56,9 @@ pub fn running() -> Vec<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else { return false };
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None).is_ok()
 }
 

@@ -19,7 +19,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::oneshot;
 
 use tiffin_shared::metrics::{
-    self, Counter, Gauge, Histogram, OPENMETRICS_CONTENT_TYPE, Registry, TEXT_CONTENT_TYPE, WorkerId,
+    self, Counter, Gauge, Histogram, OPENMETRICS_CONTENT_TYPE, Registry, TEXT_CONTENT_TYPE,
+    WorkerId,
 };
 use tiffin_shared::proto::{FromSupervisor, Role};
 
@@ -41,11 +42,36 @@ pub(crate) struct SupervisorMetrics {
 impl SupervisorMetrics {
     pub fn new() -> Result<Self, SupervisorError> {
         let registry = Registry::new();
-        let workers = registry.gauge("tiffin_supervisor_workers", "Worker processes currently running, by role", &["role", "runner_name"])?;
-        let restarts = registry.counter("tiffin_supervisor_worker_restarts_total", "Worker processes restarted after an unexpected exit", &["role", "runner_name"])?;
-        let scrape_duration = registry.histogram("tiffin_supervisor_scrape_duration_seconds", "Time to collect and merge every process's metrics", &[], &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])?;
-        let stale = registry.counter("tiffin_supervisor_scrape_stale_total", "Process snapshots that missed the scrape deadline and were served from cache", &[])?;
-        Ok(Self { registry, workers, restarts, scrape_duration, stale })
+        let workers = registry.gauge(
+            "tiffin_supervisor_workers",
+            "Worker processes currently running, by role",
+            &["role", "runner_name"],
+        )?;
+        let restarts = registry.counter(
+            "tiffin_supervisor_worker_restarts_total",
+            "Worker processes restarted after an unexpected exit",
+            &["role", "runner_name"],
+        )?;
+        let scrape_duration = registry.histogram(
+            "tiffin_supervisor_scrape_duration_seconds",
+            "Time to collect and merge every process's metrics",
+            &[],
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ],
+        )?;
+        let stale = registry.counter(
+            "tiffin_supervisor_scrape_stale_total",
+            "Process snapshots that missed the scrape deadline and were served from cache",
+            &[],
+        )?;
+        Ok(Self {
+            registry,
+            workers,
+            restarts,
+            scrape_duration,
+            stale,
+        })
     }
 
     /// Counts one crash restart of `role`.
@@ -65,9 +91,21 @@ fn role_labels(role: &Role) -> (&'static str, &str) {
 
 fn worker_id(role: &Role) -> WorkerId {
     match role {
-        Role::ApiServer { index } => WorkerId { role: "api_server".into(), runner: None, index: *index },
-        Role::Runner { name, index } => WorkerId { role: "runner".into(), runner: Some(name.clone()), index: *index },
-        Role::Cli => WorkerId { role: "cli".into(), runner: None, index: 0 },
+        Role::ApiServer { index } => WorkerId {
+            role: "api_server".into(),
+            runner: None,
+            index: *index,
+        },
+        Role::Runner { name, index } => WorkerId {
+            role: "runner".into(),
+            runner: Some(name.clone()),
+            index: *index,
+        },
+        Role::Cli => WorkerId {
+            role: "cli".into(),
+            runner: None,
+            index: 0,
+        },
     }
 }
 
@@ -95,10 +133,15 @@ pub(crate) async fn aggregate(shared: &Shared, openmetrics: bool) -> (&'static s
         }
     }
     let deadline = tokio::time::Instant::now() + SCRAPE_DEADLINE;
-    let answers = futures::future::join_all(waits.into_iter().map(|(role, generation, id, rx)| async move {
-        let answer = tokio::time::timeout_at(deadline, rx).await.ok().and_then(|r| r.ok());
-        (role, generation, id, answer)
-    }))
+    let answers = futures::future::join_all(waits.into_iter().map(
+        |(role, generation, id, rx)| async move {
+            let answer = tokio::time::timeout_at(deadline, rx)
+                .await
+                .ok()
+                .and_then(|r| r.ok());
+            (role, generation, id, answer)
+        },
+    ))
     .await;
 
     let mut st = lock(shared);
@@ -120,7 +163,10 @@ pub(crate) async fn aggregate(shared: &Shared, openmetrics: bool) -> (&'static s
     }
     if stale > 0 {
         st.metrics.stale.labels(&[]).inc_by(stale as f64);
-        tracing::warn!(stale, "processes missed the scrape deadline; using cached snapshots");
+        tracing::warn!(
+            stale,
+            "processes missed the scrape deadline; using cached snapshots"
+        );
     }
     // Worker gauges are recomputed from the slots at every scrape.
     let mut counts: std::collections::BTreeMap<(&'static str, String), f64> = Default::default();
@@ -137,9 +183,16 @@ pub(crate) async fn aggregate(shared: &Shared, openmetrics: bool) -> (&'static s
     for ((r, runner), n) in counts {
         st.metrics.workers.labels(&[r, &runner]).set(n);
     }
-    st.metrics.scrape_duration.labels(&[]).observe(started.elapsed().as_secs_f64());
+    st.metrics
+        .scrape_duration
+        .labels(&[])
+        .observe(started.elapsed().as_secs_f64());
     let own = st.metrics.registry.snapshot();
-    let supervisor_id = WorkerId { role: "supervisor".into(), runner: None, index: 0 };
+    let supervisor_id = WorkerId {
+        role: "supervisor".into(),
+        runner: None,
+        index: 0,
+    };
     let mut live: Vec<(WorkerId, &metrics::Snapshot)> = vec![(supervisor_id, &own)];
     for (role, slot) in &st.slots {
         if let (Some(last), Some(_)) = (&slot.last, slot.pid) {
@@ -149,24 +202,39 @@ pub(crate) async fn aggregate(shared: &Shared, openmetrics: bool) -> (&'static s
     let merged = metrics::merge(&st.retired, &live);
     drop(live);
     if openmetrics {
-        (OPENMETRICS_CONTENT_TYPE, metrics::render_openmetrics(&merged))
+        (
+            OPENMETRICS_CONTENT_TYPE,
+            metrics::render_openmetrics(&merged),
+        )
     } else {
         (TEXT_CONTENT_TYPE, metrics::render_text(&merged))
     }
 }
 
 /// Serves the aggregate on its own port (`--metrics-port`), at `/` and `/metrics`.
-pub(crate) async fn serve_metrics_port(host: &str, port: u16, shared: Shared) -> Result<(), SupervisorError> {
+pub(crate) async fn serve_metrics_port(
+    host: &str,
+    port: u16,
+    shared: Shared,
+) -> Result<(), SupervisorError> {
     let addr = format!("{host}:{port}");
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| SupervisorError::Bind {
-        hint: if source.kind() == std::io::ErrorKind::AddrInUse { " (the metrics port is already in use)" } else { "" },
-        addr: addr.clone(),
-        source,
-    })?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| SupervisorError::Bind {
+            hint: if source.kind() == std::io::ErrorKind::AddrInUse {
+                " (the metrics port is already in use)"
+            } else {
+                ""
+            },
+            addr: addr.clone(),
+            source,
+        })?;
     tracing::info!(%addr, "serving aggregated metrics");
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let shared = shared.clone();
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
@@ -174,16 +242,23 @@ pub(crate) async fn serve_metrics_port(host: &str, port: u16, shared: Shared) ->
             });
             tokio::spawn(async move {
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
     Ok(())
 }
 
-async fn metrics_response(shared: &Shared, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn metrics_response(
+    shared: &Shared,
+    req: &Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
     if req.uri().path() != "/" && req.uri().path() != "/metrics" {
-        let mut r = Response::new(Full::new(Bytes::from_static(b"{\"error\":\"not found; metrics are at /\"}")));
+        let mut r = Response::new(Full::new(Bytes::from_static(
+            b"{\"error\":\"not found; metrics are at /\"}",
+        )));
         *r.status_mut() = StatusCode::NOT_FOUND;
         return r;
     }
@@ -194,6 +269,7 @@ async fn metrics_response(shared: &Shared, req: &Request<hyper::body::Incoming>)
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     let (content_type, body) = aggregate(shared, openmetrics).await;
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }

@@ -37,16 +37,28 @@ pub fn spawn(spec: &SpawnSpec<'_>, role: &Role) -> std::io::Result<Child> {
     cmd.arg("__worker");
     match role {
         Role::ApiServer { index } => {
-            cmd.args(["api-server", "--index", &index.to_string(), "--fd", &LISTEN_FD.to_string()]);
+            cmd.args([
+                "api-server",
+                "--index",
+                &index.to_string(),
+                "--fd",
+                &LISTEN_FD.to_string(),
+            ]);
         }
         Role::Runner { name, index } => {
             cmd.args(["runner", "--runner", name, "--index", &index.to_string()]);
         }
         Role::Cli => {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "cannot spawn a CLI role"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "cannot spawn a CLI role",
+            ));
         }
     }
-    cmd.arg("--runtime-dir").arg(spec.runtime_dir).arg("--service").arg(spec.service);
+    cmd.arg("--runtime-dir")
+        .arg(spec.runtime_dir)
+        .arg("--service")
+        .arg(spec.service);
     cmd.env("TIFFIN_EFFECTIVE_CONFIG", spec.config_yaml);
     cmd.stdin(Stdio::null()).kill_on_drop(false);
     let listen_fd = spec.listener.as_raw_fd();

@@ -16,7 +16,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use tiffin_shared::metrics::Snapshot;
-use tiffin_shared::proto::{FromSupervisor, Role, StatusReport, WorkerEndpoint, WorkerState, WorkerStatus};
+use tiffin_shared::proto::{
+    FromSupervisor, Role, StatusReport, WorkerEndpoint, WorkerState, WorkerStatus,
+};
 
 use crate::scrape::SupervisorMetrics;
 use crate::spawn::{SpawnSpec, spawn};
@@ -70,15 +72,29 @@ pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 
 /// Things that happen to the supervisor, handled one at a time by its main loop.
 pub(crate) enum Event {
-    Exited { role: Role, generation: u64, status: String },
-    Restart { role: Role, generation: u64 },
-    Scale { target: String, workers: usize, reply: oneshot::Sender<Result<String, String>> },
+    Exited {
+        role: Role,
+        generation: u64,
+        status: String,
+    },
+    Restart {
+        role: Role,
+        generation: u64,
+    },
+    Scale {
+        target: String,
+        workers: usize,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 impl State {
     /// Sends the current ready set of `runner` to every API server.
     pub fn broadcast_workers(&self, runner: &str) {
-        let msg = FromSupervisor::Workers { runner: runner.to_string(), endpoints: self.endpoints(runner) };
+        let msg = FromSupervisor::Workers {
+            runner: runner.to_string(),
+            endpoints: self.endpoints(runner),
+        };
         for (role, slot) in &self.slots {
             if let (Role::ApiServer { .. }, Some(conn)) = (role, &slot.conn) {
                 let _ = conn.send(msg.clone());
@@ -112,8 +128,16 @@ impl State {
                 .map(|(role, s)| WorkerStatus {
                     role: role.clone(),
                     pid: s.pid.unwrap_or(0),
-                    state: if s.retiring && s.pid.is_some() { WorkerState::Draining } else { s.state },
-                    uptime_secs: if s.pid.is_some() { s.started.elapsed().as_secs_f64() } else { 0.0 },
+                    state: if s.retiring && s.pid.is_some() {
+                        WorkerState::Draining
+                    } else {
+                        s.state
+                    },
+                    uptime_secs: if s.pid.is_some() {
+                        s.started.elapsed().as_secs_f64()
+                    } else {
+                        0.0
+                    },
                     restarts: s.restarts,
                     requests: s.requests,
                 })
@@ -180,11 +204,19 @@ impl Supervisor<'_> {
                         Ok(s) => describe(s),
                         Err(e) => format!("wait failed: {e}"),
                     };
-                    let _ = events.send(Event::Exited { role, generation, status });
+                    let _ = events.send(Event::Exited {
+                        role,
+                        generation,
+                        status,
+                    });
                 });
             }
             None => {
-                let _ = events.send(Event::Exited { role, generation, status: "failed to start".into() });
+                let _ = events.send(Event::Exited {
+                    role,
+                    generation,
+                    status: "failed to start".into(),
+                });
             }
         }
     }
@@ -192,7 +224,9 @@ impl Supervisor<'_> {
     fn on_exit(&self, role: Role, generation: u64, status: String) {
         let mut st = lock(&self.shared);
         let shutting_down = st.shutting_down;
-        let Some(slot) = st.slots.get_mut(&role) else { return };
+        let Some(slot) = st.slots.get_mut(&role) else {
+            return;
+        };
         if slot.generation != generation {
             return;
         }
@@ -240,7 +274,10 @@ impl Supervisor<'_> {
     fn on_restart(&self, role: Role, generation: u64) {
         let st = lock(&self.shared);
         let due = !st.shutting_down
-            && st.slots.get(&role).is_some_and(|s| s.generation == generation && !s.retiring);
+            && st
+                .slots
+                .get(&role)
+                .is_some_and(|s| s.generation == generation && !s.retiring);
         drop(st);
         if due {
             self.start(&role);
@@ -252,11 +289,16 @@ impl Supervisor<'_> {
         if st.shutting_down {
             return Err("the supervisor is shutting down".into());
         }
-        let (current, make): (Vec<Role>, Box<dyn Fn(usize) -> Role>) = if target == "api-server" || target == "api_server" {
+        let (current, make): (Vec<Role>, Box<dyn Fn(usize) -> Role>) = if target == "api-server"
+            || target == "api_server"
+        {
             if workers == 0 {
                 return Err("api-server needs at least 1 worker".into());
             }
-            (st.active(|r| matches!(r, Role::ApiServer { .. })), Box::new(|i| Role::ApiServer { index: i - 1 }))
+            (
+                st.active(|r| matches!(r, Role::ApiServer { .. })),
+                Box::new(|i| Role::ApiServer { index: i - 1 }),
+            )
         } else if st.runners.iter().any(|r| r == target) {
             if workers == 0 {
                 return Err(format!("runner '{target}' needs at least 1 worker"));
@@ -265,7 +307,10 @@ impl Supervisor<'_> {
             let matches = name.clone();
             (
                 st.active(move |r| matches!(r, Role::Runner { name: n, .. } if *n == matches)),
-                Box::new(move |i| Role::Runner { name: name.clone(), index: i }),
+                Box::new(move |i| Role::Runner {
+                    name: name.clone(),
+                    index: i,
+                }),
             )
         } else {
             return Err(format!(
@@ -299,7 +344,9 @@ impl Supervisor<'_> {
     /// Drains one worker: stop routing to it, let it finish, then it exits.
     fn retire(&self, role: &Role) {
         let mut st = lock(&self.shared);
-        let Some(slot) = st.slots.get_mut(role) else { return };
+        let Some(slot) = st.slots.get_mut(role) else {
+            return;
+        };
         slot.retiring = true;
         let pid = slot.pid;
         match (&slot.conn, pid) {
@@ -323,7 +370,11 @@ impl Supervisor<'_> {
             let role = role.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
-                if lock(&shared).slots.get(&role).is_some_and(|s| s.pid == Some(pid)) {
+                if lock(&shared)
+                    .slots
+                    .get(&role)
+                    .is_some_and(|s| s.pid == Some(pid))
+                {
                     tracing::warn!(worker = %role, pid, "drain timed out; killing");
                     kill(pid, nix::sys::signal::Signal::SIGKILL);
                 }
@@ -377,9 +428,12 @@ async fn supervise(args: SuperviseArgs) -> Result<(), SupervisorError> {
         addr: addr.clone(),
         source,
     })?;
-    let local = listener.local_addr().map_err(SupervisorError::io("cannot read the bound address"))?;
+    let local = listener
+        .local_addr()
+        .map_err(SupervisorError::io("cannot read the bound address"))?;
     let pid = std::process::id();
-    let dir = rundir::create(pid).map_err(SupervisorError::io("cannot create the runtime directory"))?;
+    let dir =
+        rundir::create(pid).map_err(SupervisorError::io("cannot create the runtime directory"))?;
     let result = supervise_in(args, listener, local, &dir).await;
     rundir::remove(&dir);
     result
@@ -392,13 +446,19 @@ async fn supervise_in(
     dir: &std::path::Path,
 ) -> Result<(), SupervisorError> {
     let control_path = dir.join(rundir::CONTROL_SOCKET);
-    let control = UnixListener::bind(&control_path).map_err(SupervisorError::io("cannot bind the control socket"))?;
+    let control = UnixListener::bind(&control_path)
+        .map_err(SupervisorError::io("cannot bind the control socket"))?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&control_path, std::fs::Permissions::from_mode(0o600))
             .map_err(SupervisorError::io("cannot set control socket mode"))?;
     }
-    let runners: Vec<String> = args.service.runners().iter().map(|r| r.name().to_string()).collect();
+    let runners: Vec<String> = args
+        .service
+        .runners()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
     let shared: Shared = Arc::new(Mutex::new(State {
         service: args.service.name.clone(),
         runners: runners.clone(),
@@ -433,15 +493,20 @@ async fn supervise_in(
     tracing::info!(listen = %local, runtime_dir = %dir.display(), service = %args.service.name, "supervisor starting");
     for runner in &runners {
         for index in 1..=args.config.runners.workers_for(runner) {
-            sup.start(&Role::Runner { name: runner.clone(), index });
+            sup.start(&Role::Runner {
+                name: runner.clone(),
+                index,
+            });
         }
     }
     for index in 0..args.config.api_server.workers {
         sup.start(&Role::ApiServer { index });
     }
 
-    let mut sigint = signal(SignalKind::interrupt()).map_err(SupervisorError::io("cannot watch SIGINT"))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(SupervisorError::io("cannot watch SIGTERM"))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(SupervisorError::io("cannot watch SIGINT"))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(SupervisorError::io("cannot watch SIGTERM"))?;
     loop {
         tokio::select! {
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down gracefully (again to force)"); break; }
@@ -453,18 +518,22 @@ async fn supervise_in(
     // Graceful shutdown: API servers first (stop accepting, finish requests), then runners.
     lock(&shared).shutting_down = true;
     let deadline = Instant::now() + lock(&shared).graceful_timeout;
-    let phases: [fn(&Role) -> bool; 2] = [|r| matches!(r, Role::ApiServer { .. }), |r| matches!(r, Role::Runner { .. })];
+    let phases: [fn(&Role) -> bool; 2] = [
+        |r| matches!(r, Role::ApiServer { .. }),
+        |r| matches!(r, Role::Runner { .. }),
+    ];
     for in_phase in phases {
-        let roles: Vec<Role> = lock(&shared).slots.keys().filter(|r| in_phase(r)).cloned().collect();
+        let roles: Vec<Role> = lock(&shared)
+            .slots
+            .keys()
+            .filter(|r| in_phase(r))
+            .cloned()
+            .collect();
         for role in &roles {
             sup.retire(role);
         }
-        if roles.iter().any(|r| matches!(r, Role::ApiServer { .. })) {
-            // The supervisor's own copy must close too, or the port keeps accepting.
-            // (Closing is done by dropping the spec's listener after this phase.)
-        }
         loop {
-            if !lock(&shared).slots.keys().any(|r| in_phase(r)) {
+            if !lock(&shared).slots.keys().any(in_phase) {
                 break;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -482,9 +551,17 @@ async fn supervise_in(
 
 fn handle(sup: &Supervisor<'_>, event: Event) {
     match event {
-        Event::Exited { role, generation, status } => sup.on_exit(role, generation, status),
+        Event::Exited {
+            role,
+            generation,
+            status,
+        } => sup.on_exit(role, generation, status),
         Event::Restart { role, generation } => sup.on_restart(role, generation),
-        Event::Scale { target, workers, reply } => {
+        Event::Scale {
+            target,
+            workers,
+            reply,
+        } => {
             let _ = reply.send(sup.scale(&target, workers));
         }
     }

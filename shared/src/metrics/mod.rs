@@ -16,7 +16,7 @@
 //! 4. **Render** — [`render`]: Prometheus text 0.0.4 (numbers formatted like
 //!    BentoML's Python client, so dashboards keep matching) or OpenMetrics.
 //!
-//! Summaries keep a mergeable quantile [`Sketch`](sketch::Sketch) instead of
+//! Summaries keep a mergeable quantile [`Sketch`] instead of
 //! per-process quantiles, because quantiles of different processes cannot be
 //! averaged but sketches can be added exactly.
 

@@ -1,7 +1,7 @@
 //! The serializable picture of one process's metrics at one instant.
 //!
 //! A [`Snapshot`] is what a worker sends to the supervisor over the control
-//! socket (as bincode 2 in serde mode) and what [`merge`](super::merge) and
+//! socket (as bincode 2 in serde mode) and what [`merge`](mod@super::merge) and
 //! [`render`](super::render) work on. It is plain data: no handles, no locks.
 //!
 //! Conventions every producer keeps (and [`Registry::snapshot`](super::Registry::snapshot)
