@@ -5,6 +5,7 @@
 //! The `fail` API shows how a model error becomes HTTP 500, and `broken`
 //! uses a runner whose model cannot load when `CUSTOM_BROKEN_RUNNER=1` is set
 //! (the API then answers 503 while the supervisor keeps retrying the load).
+//! `CUSTOM_SERIES=N` makes every `calc` worker hold N extra counter series.
 
 use std::process::ExitCode;
 
@@ -13,6 +14,15 @@ use tiffin::{ApiError, Json, Runnable, Runner, Service, Text};
 
 fn service() -> Service {
     let calc = Runner::new("calc", || {
+        // `scripts/bench` asks for many custom series per worker to time scrapes.
+        let series: usize = std::env::var("CUSTOM_SERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        if series > 0
+            && let Ok(counter) = tiffin::metrics::Counter::new("custom_series_total", "Synthetic series for scrape benchmarks", &["series"])
+        {
+            for i in 0..series {
+                counter.labels(&[&i.to_string()]).inc();
+            }
+        }
         Runnable::new()
             .method("double", |x: f64| Ok::<_, String>(x * 2.0))
             .method("fail", |_: String| Err::<bool, _>("model exploded"))

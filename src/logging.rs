@@ -44,6 +44,8 @@ pub fn init(who: String) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: piped logs must stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .event_format(Prefixed(Format::default().with_target(false)))
         .try_init();
 }

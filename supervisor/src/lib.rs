@@ -43,7 +43,7 @@ pub struct SuperviseArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     /// The public port could not be bound.
-    #[error("cannot listen on {addr}: {source}{hint}")]
+    #[error("cannot listen on {addr}{hint}")]
     Bind {
         /// The address.
         addr: String,

@@ -106,14 +106,19 @@ impl Launch {
                 panic!("tiffin did not start; log:\n{}", log.lock().unwrap());
             }
         };
-        let field = |name: &str| -> String {
-            let start = line.find(&format!("{name}=")).expect("field in start line") + name.len() + 1;
-            line[start..].split_whitespace().next().unwrap().to_string()
+        let field = |name: &str| -> Option<String> {
+            let start = line.find(&format!("{name}="))? + name.len() + 1;
+            Some(line[start..].split_whitespace().next()?.to_string())
+        };
+        let (Some(addr), Some(dir)) = (field("listen"), field("runtime_dir")) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cannot parse the start line: {line}");
         };
         let server = Server {
             child,
-            addr: field("listen"),
-            runtime_dir: PathBuf::from(field("runtime_dir")),
+            addr,
+            runtime_dir: PathBuf::from(dir),
             log,
         };
         if self.wait_ready {
@@ -148,7 +153,13 @@ impl Response {
 }
 
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`).
-pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Response> {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -166,27 +177,43 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no header end"))?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
     let head = String::from_utf8_lossy(&raw[..end]);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
-    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad status"))?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status"))?;
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let mut body = raw[end + 4..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked {
         body = dechunk(&body);
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..pos]).trim(), 16).unwrap_or(0);
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..pos]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -203,11 +230,25 @@ impl Server {
     }
 
     pub fn post_text(&self, path: &str, body: &str) -> Response {
-        http(&self.addr, "POST", path, &[("Content-Type", "text/plain")], body.as_bytes()).expect("POST")
+        http(
+            &self.addr,
+            "POST",
+            path,
+            &[("Content-Type", "text/plain")],
+            body.as_bytes(),
+        )
+        .expect("POST")
     }
 
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Response {
-        http(&self.addr, "POST", path, &[("Content-Type", content_type)], body).expect("POST")
+        http(
+            &self.addr,
+            "POST",
+            path,
+            &[("Content-Type", content_type)],
+            body,
+        )
+        .expect("POST")
     }
 
     pub fn metrics(&self) -> String {
@@ -255,7 +296,10 @@ impl Server {
             }
             if start.elapsed() > Duration::from_secs(40) {
                 let _ = self.child.kill();
-                panic!("supervisor did not exit after signal {sig}; log:\n{}", self.log());
+                panic!(
+                    "supervisor did not exit after signal {sig}; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -275,6 +319,18 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
+            // SIGTERM first so the supervisor removes its runtime dir; SIGKILL if it hangs.
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(3) {
+                if self.child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -284,9 +340,13 @@ impl Drop for Server {
 /// Direct children of `pid` (from /proc), with their command lines.
 pub fn children_of(pid: u32) -> Vec<(u32, String)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if ppid(child) == Some(pid) {
             let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
@@ -344,7 +404,10 @@ pub fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         if n != name {
             continue;
         }
-        if labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))) {
+        if labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        {
             total += value.parse::<f64>().unwrap_or(0.0);
         }
     }
@@ -354,5 +417,302 @@ pub fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// Path helper for asserting file types.
 pub fn is_socket(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
-    std::fs::symlink_metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false)
+    std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false)
+}
+
+/// What a command run by [`run_with_timeout`] did.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit status, or `None` if it was killed for running past the timeout.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `cmd` (stdin null, stdout/stderr captured); kills it if it runs past `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Finished {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn command");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break Some(s);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    Finished {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        elapsed,
+    }
+}
+
+/// Pids of the supervisor's children whose command line contains `pattern`.
+pub fn child_pids(server: &Server, pattern: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = server
+        .children()
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains(pattern))
+        .map(|(pid, _)| pid)
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// `tiffin status --json` against this server, parsed.
+pub fn status_json(server: &Server) -> serde_json::Value {
+    let out = server.cli(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "tiffin status --json failed: {}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// One worker entry of `status --json`, flattened: (role, runner name, index).
+/// Role is `"api-server"` or `"runner"`.
+pub fn worker_role(worker: &serde_json::Value) -> (String, Option<String>, u64) {
+    let role = &worker["role"];
+    let (kind, body) = match role.as_object().and_then(|o| o.iter().next()) {
+        Some((k, v)) => (k.as_str(), v),
+        None => panic!("unexpected role shape in status: {worker}"),
+    };
+    let kind = match kind {
+        "ApiServer" | "api_server" | "api-server" => "api-server",
+        "Runner" | "runner" => "runner",
+        other => other,
+    };
+    (
+        kind.to_string(),
+        body["name"].as_str().map(str::to_string),
+        body["index"].as_u64().unwrap_or(0),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Metrics helpers (used by tests/metrics.rs and tests/prometheus_e2e.rs).
+// ---------------------------------------------------------------------------
+
+/// `Launch::http(args)` with colourless logs: the harness reads the
+/// `listen=` and `runtime_dir=` fields of the start line, which ANSI colour
+/// codes would split.
+pub fn launch_plain(args: &[&str]) -> Launch {
+    Launch::http(args).env("NO_COLOR", "1")
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Full path of an external tool the tests need; panics (the test fails,
+/// it is not skipped) when it is missing.
+pub fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{name}` is not on PATH; run scripts/test, which installs Debian's `prometheus` \
+         package (it provides `promtool` and `prometheus`)"
+    );
+}
+
+/// One sample of a Prometheus text (or OpenMetrics) exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.get(name).map(String::as_str)
+    }
+
+    /// Whether every `(name, value)` pair is one of this sample's labels.
+    pub fn has(&self, labels: &[(&str, &str)]) -> bool {
+        labels.iter().all(|(k, v)| self.label(k) == Some(v))
+    }
+}
+
+/// A parsed exposition: `# TYPE` and `# HELP` per family, samples in order.
+#[derive(Debug, Default, Clone)]
+pub struct Exposition {
+    pub types: std::collections::BTreeMap<String, String>,
+    pub helps: std::collections::BTreeMap<String, String>,
+    pub samples: Vec<Sample>,
+}
+
+impl Exposition {
+    /// The family (a name with a `# TYPE` line) a sample name belongs to.
+    pub fn family_of(&self, sample_name: &str) -> Option<&str> {
+        if let Some((name, _)) = self.types.get_key_value(sample_name) {
+            return Some(name);
+        }
+        for suffix in ["_bucket", "_sum", "_count", "_total", "_created", "_info"] {
+            if let Some(base) = sample_name.strip_suffix(suffix)
+                && let Some((name, _)) = self.types.get_key_value(base)
+            {
+                return Some(name);
+            }
+        }
+        None
+    }
+
+    /// Samples named exactly `name` that carry every label in `labels`.
+    pub fn find<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples
+            .iter()
+            .filter(move |s| s.name == name && s.has(labels))
+    }
+
+    /// Sum of the samples named `name` carrying every label in `labels`
+    /// (exact label matching, unlike [`sample_sum`]).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.find(name, labels).map(|s| s.value).sum()
+    }
+
+    /// Every sample belonging to `family`.
+    pub fn family_samples<'a>(&'a self, family: &'a str) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples
+            .iter()
+            .filter(move |s| self.family_of(&s.name) == Some(family))
+    }
+}
+
+/// Parses a Prometheus text exposition (0.0.4) or OpenMetrics text; panics on
+/// any line it cannot read, naming the line.
+pub fn parse_exposition(text: &str) -> Exposition {
+    let mut out = Exposition::default();
+    for (n, line) in text.lines().enumerate() {
+        let bad = |why: &str| -> ! { panic!("exposition line {}: {why}: {line:?}", n + 1) };
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest
+                .split_once(' ')
+                .unwrap_or_else(|| bad("TYPE without a type"));
+            if out
+                .types
+                .insert(name.to_string(), kind.trim().to_string())
+                .is_some()
+            {
+                bad("second TYPE line for this family");
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.helps.insert(name.to_string(), help.to_string());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or_else(|| bad("no value"));
+        let name = &line[..name_end];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
+            bad("bad metric name");
+        }
+        let mut labels = std::collections::BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if let Some(mut body) = rest.strip_prefix('{') {
+            loop {
+                if let Some(after) = body.strip_prefix('}') {
+                    rest = after;
+                    break;
+                }
+                let eq = body.find('=').unwrap_or_else(|| bad("label without '='"));
+                let label = body[..eq].trim().to_string();
+                let mut chars = body[eq + 1..].char_indices();
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    bad("label value is not quoted");
+                }
+                let mut value = String::new();
+                let mut end = None;
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, '\\')) => value.push('\\'),
+                            Some((_, '"')) => value.push('"'),
+                            _ => bad("bad escape in label value"),
+                        },
+                        '"' => {
+                            end = Some(i);
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                let end = end.unwrap_or_else(|| bad("unterminated label value"));
+                if labels.insert(label, value).is_some() {
+                    bad("duplicate label");
+                }
+                body = &body[eq + 1 + end + 1..];
+                body = body.strip_prefix(',').unwrap_or(body);
+            }
+        }
+        let mut fields = rest.split_whitespace();
+        let value = fields.next().unwrap_or_else(|| bad("no value"));
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse::<f64>()
+                .unwrap_or_else(|_| bad("value is not a number")),
+        };
+        out.samples.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    out
 }

@@ -1,0 +1,403 @@
+//! Lifecycle: graceful shutdown on SIGINT/SIGTERM, no orphans when the
+//! supervisor is killed, crash restarts, live scaling, and counters that
+//! never go backwards across a crash.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// `serve-http` with plain-text logs (see the note in tests/foundation.rs:
+/// `src/logging.rs` emits ANSI colours on a pipe, which breaks the harness).
+fn launch(args: &[&str]) -> Launch {
+    Launch::http(args).env("NO_COLOR", "1")
+}
+
+const RUNNER: &str = "__worker runner --runner nltk_sentiment";
+
+fn analyse_ok(server: &Server, text: &str) {
+    let r = server.post_text("/analysis", text);
+    assert_eq!(
+        r.status,
+        200,
+        "analysis of {text:?}: {}\nlog:\n{}",
+        r.text(),
+        server.log()
+    );
+    assert!(r.json()["is_positive"].is_boolean(), "{}", r.text());
+}
+
+/// Runner workers as `(index, pid, state, restarts, requests)` from `status --json`.
+fn runner_rows(server: &Server) -> Vec<(u64, u64, String, u64, u64)> {
+    let status = status_json(server);
+    let workers = status["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no workers array: {status:#}"));
+    let mut rows: Vec<_> = workers
+        .iter()
+        .filter_map(|w| {
+            let (role, runner, index) = worker_role(w);
+            (role == "runner" && runner.as_deref() == Some("nltk_sentiment")).then(|| {
+                (
+                    index,
+                    w["pid"].as_u64().unwrap_or(0),
+                    w["state"].as_str().unwrap_or("").to_ascii_lowercase(),
+                    w["restarts"].as_u64().unwrap_or(u64::MAX),
+                    w["requests"].as_u64().unwrap_or(0),
+                )
+            })
+        })
+        .collect();
+    rows.sort_unstable();
+    rows
+}
+
+/// Sends requests until every one of `n` runner workers has served some
+/// (per `status --json`, refreshed by a scrape): proves each is reachable
+/// from the API server. Returns the last rows seen.
+fn until_every_runner_served(server: &Server, n: usize) -> Vec<(u64, u64, String, u64, u64)> {
+    let mut rows = Vec::new();
+    let ok = eventually(Duration::from_secs(5), || {
+        for i in 0..6 {
+            analyse_ok(server, if i % 2 == 0 { "good" } else { "bad" });
+        }
+        let _ = server.metrics(); // per-worker request counts are refreshed by a scrape
+        rows = runner_rows(server);
+        rows.len() == n && rows.iter().all(|r| r.2 == "ready" && r.4 > 0)
+    });
+    assert!(
+        ok,
+        "every runner worker should be ready and serve requests: {rows:?}\nlog:\n{}",
+        server.log()
+    );
+    rows
+}
+
+fn shuts_down_cleanly(sig: i32, name: &str) {
+    let mut server = launch(&["--api-workers", "2", "--runner-workers", "2"]).start();
+    analyse_ok(&server, "I love this product!");
+    let children = server.children();
+    assert_eq!(children.len(), 4, "{children:#?}");
+    let dir = server.runtime_dir.clone();
+    assert!(dir.exists());
+
+    let status = server.signal_and_wait(sig);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{name}: supervisor should exit with code 0, got {status:?}\nlog:\n{}",
+        server.log()
+    );
+    let gone = eventually(Duration::from_secs(5), || {
+        children.iter().all(|(pid, _)| !alive(*pid))
+    });
+    let left: Vec<_> = children.iter().filter(|(p, _)| alive(*p)).collect();
+    assert!(
+        gone,
+        "{name}: children still alive after exit: {left:#?}\nlog:\n{}",
+        server.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || !dir.exists()),
+        "{name}: runtime dir {} not removed\nlog:\n{}",
+        dir.display(),
+        server.log()
+    );
+}
+
+#[test]
+fn sigint_drains_and_exits_cleanly() {
+    shuts_down_cleanly(libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    shuts_down_cleanly(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn killed_supervisor_takes_its_children_down() {
+    let mut server = launch(&["--api-workers", "2", "--runner-workers", "2"]).start();
+    let children = server.children();
+    assert_eq!(children.len(), 4, "{children:#?}");
+    server.child.kill().expect("kill -9 supervisor");
+    server.child.wait().expect("reap supervisor");
+    let gone = eventually(Duration::from_secs(5), || {
+        children.iter().all(|(pid, _)| !alive(*pid))
+    });
+    let left: Vec<_> = children.iter().filter(|(p, _)| alive(*p)).collect();
+    assert!(
+        gone,
+        "orphans after kill -9 of the supervisor: {left:#?}\nlog:\n{}",
+        server.log()
+    );
+    // A killed supervisor cannot clean up; don't leave its directory behind.
+    let _ = std::fs::remove_dir_all(&server.runtime_dir);
+}
+
+#[test]
+fn crashed_runner_is_restarted_and_counted() {
+    let server = launch(&["--runner-workers", "2"]).start();
+    // /readyz needs only one ready worker; make sure both serve before the kill.
+    until_every_runner_served(&server, 2);
+    let victim = child_pids(&server, &format!("{RUNNER} --index 1 "));
+    assert_eq!(victim.len(), 1, "{:#?}", server.children());
+    let victim = victim[0];
+    let survivor = child_pids(&server, &format!("{RUNNER} --index 2 "));
+    let api_before = child_pids(&server, "__worker api-server");
+
+    // SAFETY: kill(2) on a child of our supervisor, found by its command line.
+    unsafe {
+        libc::kill(victim as i32, libc::SIGKILL);
+    }
+    // The other runner worker keeps serving meanwhile.
+    for _ in 0..5 {
+        analyse_ok(&server, "This is terrible. I hate it.");
+    }
+
+    let mut replacement = Vec::new();
+    let restarted = eventually(Duration::from_secs(3), || {
+        replacement = child_pids(&server, &format!("{RUNNER} --index 1 "));
+        replacement.len() == 1 && replacement[0] != victim
+    });
+    assert!(
+        restarted,
+        "no replacement for runner 1 within 3 s (now {replacement:?}); children {:#?}\nlog:\n{}",
+        server.children(),
+        server.log()
+    );
+    assert!(!alive(victim), "killed worker {victim} is still alive");
+    assert_eq!(
+        child_pids(&server, &format!("{RUNNER} --index 2 ")),
+        survivor,
+        "the other runner worker was replaced too"
+    );
+    assert_eq!(
+        child_pids(&server, "__worker api-server"),
+        api_before,
+        "the API server was replaced"
+    );
+
+    let mut rows = Vec::new();
+    let ready = eventually(Duration::from_secs(5), || {
+        rows = runner_rows(&server);
+        rows.len() == 2 && rows.iter().all(|r| r.2 == "ready")
+    });
+    assert!(
+        ready,
+        "runner workers not ready again: {rows:?}\nlog:\n{}",
+        server.log()
+    );
+    let one = rows.iter().find(|r| r.0 == 1).unwrap();
+    let two = rows.iter().find(|r| r.0 == 2).unwrap();
+    assert_eq!(
+        one.1, replacement[0] as u64,
+        "status pid of runner 1: {rows:?}"
+    );
+    assert_eq!(one.3, 1, "restarts of runner 1: {rows:?}");
+    assert_eq!(two.3, 0, "restarts of runner 2: {rows:?}");
+
+    for _ in 0..10 {
+        analyse_ok(&server, "I love this product!");
+    }
+
+    let metrics = server.metrics();
+    let line = r#"tiffin_supervisor_worker_restarts_total{role="runner",runner_name="nltk_sentiment"} 1.0"#;
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "metrics should contain exactly {line:?}; restart lines: {:#?}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("restarts"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        sample_sum(
+            &metrics,
+            "tiffin_supervisor_worker_restarts_total",
+            &[("role", "runner"), ("runner_name", "nltk_sentiment")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample_sum(
+            &metrics,
+            "tiffin_supervisor_worker_restarts_total",
+            &[("role", "api_server")]
+        ),
+        0.0,
+        "no API server was restarted"
+    );
+}
+
+#[test]
+fn scale_runner_up_and_down() {
+    let server = launch(&[]).start();
+    assert_eq!(child_pids(&server, RUNNER).len(), 1);
+    let original = child_pids(&server, RUNNER)[0];
+
+    let out = server.cli(&["scale", "nltk_sentiment", "3"]);
+    assert!(
+        out.status.success(),
+        "scale up failed: {}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let up = eventually(Duration::from_secs(5), || {
+        child_pids(&server, RUNNER).len() == 3
+    });
+    assert!(
+        up,
+        "runner processes after scale 3: {:#?}",
+        server.children()
+    );
+    let mut rows = Vec::new();
+    let ready = eventually(Duration::from_secs(5), || {
+        rows = runner_rows(&server);
+        rows.len() == 3 && rows.iter().all(|r| r.2 == "ready")
+    });
+    assert!(
+        ready,
+        "status after scale 3: {rows:?}\nlog:\n{}",
+        server.log()
+    );
+    let mut status_pids: Vec<u32> = rows.iter().map(|r| r.1 as u32).collect();
+    status_pids.sort_unstable();
+    assert_eq!(
+        status_pids,
+        child_pids(&server, RUNNER),
+        "status pids vs processes"
+    );
+
+    // Every worker answers.
+    until_every_runner_served(&server, 3);
+
+    let out = server.cli(&["scale", "nltk_sentiment", "1"]);
+    assert!(
+        out.status.success(),
+        "scale down failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let down = eventually(Duration::from_secs(10), || {
+        child_pids(&server, RUNNER).len() == 1
+    });
+    assert!(
+        down,
+        "runner processes after scale 1: {:#?}\nlog:\n{}",
+        server.children(),
+        server.log()
+    );
+    assert_eq!(
+        child_pids(&server, RUNNER),
+        vec![original],
+        "scale-down should keep worker 1"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || runner_rows(&server).len() == 1),
+        "status after scale 1: {:?}",
+        runner_rows(&server)
+    );
+    for _ in 0..5 {
+        analyse_ok(&server, "still here");
+    }
+}
+
+#[test]
+fn scale_rejects_bad_requests_and_changes_nothing() {
+    let server = launch(&["--runner-workers", "2"]).start();
+    let before = server.children();
+    let before_rows = runner_rows(&server);
+
+    let out = server.cli(&["scale", "nosuch", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "scale nosuch should fail: {err}");
+    assert!(
+        err.contains("nosuch") && err.contains("nltk_sentiment"),
+        "error should name the target and the runners: {err}"
+    );
+
+    let out = server.cli(&["scale", "nltk_sentiment", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "scale to 0 should fail: {err}");
+    assert!(err.contains("at least 1"), "unclear message for 0: {err}");
+
+    let out = server.cli(&["scale", "nltk_sentiment", "abc"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "scale to abc should fail: {err}");
+    assert!(
+        err.contains("abc"),
+        "message should quote the bad count: {err}"
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    let mut a: Vec<u32> = before.iter().map(|(p, _)| *p).collect();
+    let mut b: Vec<u32> = server.children().iter().map(|(p, _)| *p).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b, "failed scale requests changed the processes");
+    let after: Vec<_> = runner_rows(&server).iter().map(|r| (r.0, r.1)).collect();
+    let before: Vec<_> = before_rows.iter().map(|r| (r.0, r.1)).collect();
+    assert_eq!(after, before, "failed scale requests changed the status");
+    analyse_ok(&server, "I love this product!");
+}
+
+fn totals(metrics: &str) -> (f64, f64) {
+    (
+        sample_sum(
+            metrics,
+            "bentoml_api_server_request_total",
+            &[("endpoint", "/analysis")],
+        ),
+        sample_sum(
+            metrics,
+            "bentoml_runner_request_total",
+            &[("runner_name", "nltk_sentiment")],
+        ),
+    )
+}
+
+#[test]
+fn counters_survive_a_runner_crash() {
+    let server = launch(&[]).start();
+    for i in 0..20 {
+        analyse_ok(&server, if i % 2 == 0 { "I love it" } else { "I hate it" });
+    }
+    let (api, runner) = totals(&server.metrics());
+    assert_eq!(api, 20.0, "api request total for /analysis");
+    assert_eq!(runner, 20.0, "runner request total");
+
+    let victim = child_pids(&server, RUNNER);
+    assert_eq!(victim.len(), 1);
+    let victim = victim[0];
+    // SAFETY: kill(2) on a child of our supervisor, found by its command line.
+    unsafe {
+        libc::kill(victim as i32, libc::SIGKILL);
+    }
+    let restarted = eventually(Duration::from_secs(3), || {
+        let now = child_pids(&server, RUNNER);
+        now.len() == 1 && now[0] != victim
+    });
+    assert!(restarted, "runner not restarted\nlog:\n{}", server.log());
+    server.wait_ready(Duration::from_secs(5));
+
+    let (api_after, runner_after) = totals(&server.metrics());
+    assert!(
+        runner_after >= runner,
+        "runner total went backwards across a crash: {runner} -> {runner_after}"
+    );
+    assert!(
+        api_after >= api,
+        "api total went backwards: {api} -> {api_after}"
+    );
+
+    for _ in 0..5 {
+        analyse_ok(&server, "I love this product!");
+    }
+    let (api_final, runner_final) = totals(&server.metrics());
+    assert!(
+        runner_final >= runner + 5.0,
+        "runner total should count the old worker plus new requests: {runner} then {runner_final}"
+    );
+    assert!(api_final >= api + 5.0, "api total: {api} then {api_final}");
+}

@@ -1,0 +1,1123 @@
+//! Metrics integration tests: start the real `tiffin serve-http`, drive
+//! requests over real sockets, scrape the aggregated exposition and check it
+//! against BentoML's default families (`../shared/reference/default-metrics.md`).
+
+// `common::dechunk` (shared harness, not ours to change) trips this lint.
+#[allow(clippy::while_let_loop)]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{
+    Exposition, Server, child_pids, eventually, free_port, http, launch_plain, parse_exposition,
+    require_tool, run_with_timeout, status_json, worker_role,
+};
+
+const SERVICE: &str = "sentiment_analyzer";
+const RUNNER: &str = "nltk_sentiment";
+const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const POSITIVE: &[&str] = &[
+    "I love this product!",
+    "What a wonderful, great day",
+    "This is excellent and amazing",
+];
+const NEGATIVE: &[&str] = &[
+    "I hate this, it is terrible",
+    "What an awful, horrible experience",
+    "This is the worst. Very bad.",
+];
+
+/// BentoML's default buckets for request durations (and `inference_duration`).
+const DEFAULT_LE: &[&str] = &[
+    "0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1.0", "2.5", "5.0",
+    "7.5", "10.0", "+Inf",
+];
+
+/// The table of default families: name, type, label names (without `le`).
+const DEFAULT_FAMILIES: &[(&str, &str, &[&str])] = &[
+    (
+        "bentoml_api_server_request_in_progress",
+        "gauge",
+        &["endpoint", "service_name", "service_version"],
+    ),
+    (
+        "bentoml_api_server_request_total",
+        "counter",
+        &[
+            "endpoint",
+            "service_name",
+            "service_version",
+            "http_response_code",
+        ],
+    ),
+    (
+        "bentoml_api_server_request_duration_seconds",
+        "histogram",
+        &[
+            "endpoint",
+            "service_name",
+            "service_version",
+            "http_response_code",
+        ],
+    ),
+    (
+        "bentoml_runner_request_in_progress",
+        "gauge",
+        &["endpoint", "service_name", "service_version", "runner_name"],
+    ),
+    (
+        "bentoml_runner_request_total",
+        "counter",
+        &[
+            "endpoint",
+            "service_name",
+            "service_version",
+            "http_response_code",
+            "runner_name",
+        ],
+    ),
+    (
+        "bentoml_runner_request_duration_seconds",
+        "histogram",
+        &[
+            "endpoint",
+            "service_name",
+            "service_version",
+            "http_response_code",
+            "runner_name",
+        ],
+    ),
+];
+
+/// Present only when a service has a batchable method (the sentiment service
+/// has none, like BentoML's reference scrape); checked when present.
+const ADAPTIVE_BATCH: (&str, &str, &[&str]) = (
+    "bentoml_runner_adaptive_batch_size",
+    "histogram",
+    &[
+        "runner_name",
+        "worker_index",
+        "method_name",
+        "service_version",
+        "service_name",
+    ],
+);
+
+fn start(args: &[&str]) -> Server {
+    launch_plain(args).start()
+}
+
+fn start_with(args: &[&str], options: &str) -> Server {
+    launch_plain(args)
+        .env("TIFFIN_CONFIG_OPTIONS", options)
+        .start()
+}
+
+/// POSTs one text to /analysis; returns the `is_positive` answer.
+fn analyse(server: &Server, text: &str) -> bool {
+    let r = server.post_text("/analysis", text);
+    assert_eq!(r.status, 200, "POST /analysis {text:?}: {}", r.text());
+    r.json()["is_positive"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no is_positive in {}", r.text()))
+}
+
+fn scrape(server: &Server) -> Exposition {
+    parse_exposition(&server.metrics())
+}
+
+fn label_names(s: &common::Sample) -> BTreeSet<&str> {
+    s.labels.keys().map(String::as_str).collect()
+}
+
+/// Checks one family's `# TYPE` and the label-name set of every sample of it.
+fn check_family(expo: &Exposition, name: &str, kind: &str, labels: &[&str]) {
+    assert_eq!(
+        expo.types.get(name).map(String::as_str),
+        Some(kind),
+        "# TYPE of {name}"
+    );
+    assert!(expo.helps.contains_key(name), "no # HELP line for {name}");
+    let expected: BTreeSet<&str> = labels.iter().copied().collect();
+    let mut with_le = expected.clone();
+    with_le.insert("le");
+    let samples: Vec<_> = expo.family_samples(name).collect();
+    assert!(!samples.is_empty(), "family {name} has no samples");
+    for s in samples {
+        let allowed_names: Vec<String> = match kind {
+            "histogram" => vec![
+                format!("{name}_bucket"),
+                format!("{name}_sum"),
+                format!("{name}_count"),
+            ],
+            _ => vec![name.to_string()],
+        };
+        assert!(
+            allowed_names.contains(&s.name),
+            "sample {} does not belong to {kind} {name}",
+            s.name
+        );
+        let want = if s.name.ends_with("_bucket") {
+            &with_le
+        } else {
+            &expected
+        };
+        assert_eq!(&label_names(s), want, "label names of {s:?}");
+    }
+}
+
+/// A histogram series' labels without `le`.
+type SeriesKey = Vec<(String, String)>;
+
+/// For every histogram series: buckets strictly increasing in `le`, counts
+/// non-decreasing, last bucket `+Inf` equal to `_count`, `_sum` present.
+fn check_histograms(expo: &Exposition) {
+    let mut checked = 0;
+    for (family, kind) in &expo.types {
+        if kind != "histogram" {
+            continue;
+        }
+        let mut series: BTreeMap<SeriesKey, Vec<(f64, f64)>> = BTreeMap::new();
+        for s in expo.find(&format!("{family}_bucket"), &[]) {
+            let le = s
+                .label("le")
+                .unwrap_or_else(|| panic!("bucket without le: {s:?}"));
+            let le: f64 = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse()
+                    .unwrap_or_else(|_| panic!("le is not a number: {s:?}"))
+            };
+            let key: SeriesKey = s
+                .labels
+                .iter()
+                .filter(|(k, _)| *k != "le")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            series.entry(key).or_default().push((le, s.value));
+        }
+        for (key, mut buckets) in series {
+            let pairs: Vec<(&str, &str)> =
+                key.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for w in buckets.windows(2) {
+                assert!(w[0].0 < w[1].0, "{family}{key:?}: duplicate le {}", w[0].0);
+                assert!(
+                    w[0].1 <= w[1].1,
+                    "{family}{key:?}: bucket le={} ({}) > le={} ({})",
+                    w[0].0,
+                    w[0].1,
+                    w[1].0,
+                    w[1].1
+                );
+            }
+            let (last_le, inf) = *buckets.last().expect("at least one bucket");
+            assert!(last_le.is_infinite(), "{family}{key:?}: no +Inf bucket");
+            let counts: Vec<f64> = expo
+                .samples
+                .iter()
+                .filter(|s| {
+                    s.name == format!("{family}_count")
+                        && s.labels.len() == key.len()
+                        && s.has(&pairs)
+                })
+                .map(|s| s.value)
+                .collect();
+            assert_eq!(counts.len(), 1, "{family}{key:?}: one _count sample");
+            assert_eq!(inf, counts[0], "{family}{key:?}: +Inf bucket != _count");
+            let sums = expo
+                .samples
+                .iter()
+                .filter(|s| {
+                    s.name == format!("{family}_sum")
+                        && s.labels.len() == key.len()
+                        && s.has(&pairs)
+                })
+                .count();
+            assert_eq!(sums, 1, "{family}{key:?}: one _sum sample");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no histogram series in the exposition");
+}
+
+/// Rendered `le` values of one histogram series, in exposition order.
+fn le_values(expo: &Exposition, bucket_name: &str, labels: &[(&str, &str)]) -> Vec<String> {
+    expo.find(bucket_name, labels)
+        .map(|s| s.label("le").unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn default_families_have_bentoml_names_types_and_labels() {
+    let server = start(&[]);
+    let mut positives = 0;
+    for i in 0..6 {
+        let text = if i % 2 == 0 {
+            POSITIVE[i / 2]
+        } else {
+            NEGATIVE[i / 2]
+        };
+        positives += analyse(&server, text) as usize;
+    }
+    assert_eq!(positives, 3, "the sample texts classify as intended");
+    assert_eq!(server.get("/nope").status, 404);
+    // Scrape twice: the first scrape must not show up in the second.
+    let _ = server.metrics();
+    let text = server.metrics();
+    let expo = parse_exposition(&text);
+
+    for (name, kind, labels) in DEFAULT_FAMILIES {
+        check_family(&expo, name, kind, labels);
+    }
+    if expo.types.contains_key(ADAPTIVE_BATCH.0) {
+        check_family(&expo, ADAPTIVE_BATCH.0, ADAPTIVE_BATCH.1, ADAPTIVE_BATCH.2);
+    }
+    check_family(
+        &expo,
+        "inference_duration",
+        "histogram",
+        &["nltk_version", "sentiment_cls"],
+    );
+    check_family(&expo, "polarity_total", "counter", &["polarity"]);
+    assert_eq!(expo.sum("polarity_total", &[("polarity", "True")]), 3.0);
+    assert_eq!(expo.sum("polarity_total", &[("polarity", "False")]), 3.0);
+    assert_eq!(expo.sum("inference_duration_count", &[]), 6.0);
+    assert_eq!(
+        le_values(&expo, "inference_duration_bucket", &[]),
+        DEFAULT_LE,
+        "inference_duration uses the default buckets"
+    );
+
+    // Every sample belongs to a declared family; no doubled `_total`.
+    for s in &expo.samples {
+        assert!(
+            expo.family_of(&s.name).is_some(),
+            "sample {} has no # TYPE",
+            s.name
+        );
+        assert!(
+            !s.name.contains("_total_total"),
+            "doubled suffix: {}",
+            s.name
+        );
+    }
+
+    // Label values as BentoML writes them.
+    for s in expo
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("bentoml_"))
+    {
+        assert_eq!(s.label("service_name"), Some(SERVICE), "{s:?}");
+        assert_eq!(s.label("service_version"), Some("not available"), "{s:?}");
+        if s.name.starts_with("bentoml_runner_") {
+            assert_eq!(s.label("runner_name"), Some(RUNNER), "{s:?}");
+        }
+        if let Some(code) = s.label("http_response_code") {
+            assert!(
+                code.len() == 3 && code.parse::<u16>().is_ok(),
+                "numeric status code: {s:?}"
+            );
+        }
+        assert_ne!(
+            s.label("endpoint"),
+            Some("/metrics"),
+            "scrapes must not be counted: {s:?}"
+        );
+    }
+    let api = [
+        ("endpoint", "/analysis"),
+        ("http_response_code", "200"),
+        ("service_name", SERVICE),
+        ("service_version", "not available"),
+    ];
+    assert_eq!(expo.sum("bentoml_api_server_request_total", &api), 6.0);
+    assert_eq!(
+        expo.sum("bentoml_api_server_request_duration_seconds_count", &api),
+        6.0
+    );
+    assert_eq!(
+        expo.find(
+            "bentoml_api_server_request_in_progress",
+            &[("endpoint", "/analysis")]
+        )
+        .count(),
+        1
+    );
+    assert_eq!(
+        expo.sum(
+            "bentoml_api_server_request_total",
+            &[("endpoint", "/nope"), ("http_response_code", "404")]
+        ),
+        1.0
+    );
+    // Health probes are counted (the harness polled /readyz until ready).
+    assert!(
+        expo.sum(
+            "bentoml_api_server_request_total",
+            &[("endpoint", "/readyz"), ("http_response_code", "200")]
+        ) >= 1.0,
+        "readiness probes are counted like BentoML"
+    );
+    let runner = [
+        ("endpoint", "/is_positive"),
+        ("http_response_code", "200"),
+        ("runner_name", RUNNER),
+    ];
+    assert_eq!(expo.sum("bentoml_runner_request_total", &runner), 6.0);
+    assert_eq!(
+        expo.sum("bentoml_runner_request_duration_seconds_count", &runner),
+        6.0
+    );
+    assert_eq!(
+        expo.find(
+            "bentoml_runner_request_in_progress",
+            &[("endpoint", "/is_positive"), ("runner_name", RUNNER)]
+        )
+        .count(),
+        1
+    );
+    for s in expo.family_samples("bentoml_runner_request_total") {
+        assert_eq!(s.label("endpoint"), Some("/is_positive"), "{s:?}");
+    }
+    check_histograms(&expo);
+    assert!(
+        !text.contains("endpoint=\"/metrics\""),
+        "/metrics requests must not be counted"
+    );
+}
+
+#[test]
+fn metrics_content_types_text_and_openmetrics() {
+    let server = start(&[]);
+    analyse(&server, POSITIVE[0]);
+    analyse(&server, NEGATIVE[0]);
+
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some(TEXT_CONTENT_TYPE));
+    assert!(!r.text().contains("# EOF"), "0.0.4 text has no # EOF");
+
+    let r = http(
+        &server.addr,
+        "GET",
+        "/metrics",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+        b"",
+    )
+    .expect("GET /metrics (OpenMetrics)");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ct = r.header("content-type").unwrap_or_default();
+    assert!(
+        ct.starts_with("application/openmetrics-text"),
+        "OpenMetrics content type, got {ct:?}"
+    );
+    let body = r.text();
+    assert!(
+        body.ends_with("# EOF\n"),
+        "OpenMetrics ends with # EOF: {:?}",
+        &body[body.len().saturating_sub(80)..]
+    );
+    assert_eq!(body.matches("# EOF").count(), 1, "exactly one # EOF");
+    let om = parse_exposition(&body);
+    // OpenMetrics names counter families without `_total`; samples carry it.
+    for (family, kind) in &om.types {
+        if kind == "counter" {
+            assert!(
+                !family.ends_with("_total"),
+                "OpenMetrics counter family {family} must not end in _total"
+            );
+            for s in om.family_samples(family) {
+                assert!(
+                    s.name == format!("{family}_total") || s.name == format!("{family}_created"),
+                    "counter sample {} of {family}",
+                    s.name
+                );
+            }
+        }
+    }
+    assert_eq!(
+        om.types
+            .get("bentoml_api_server_request")
+            .map(String::as_str),
+        Some("counter")
+    );
+    assert_eq!(
+        om.sum(
+            "bentoml_api_server_request_total",
+            &[("endpoint", "/analysis"), ("http_response_code", "200")]
+        ),
+        2.0
+    );
+    assert_eq!(om.sum("polarity_total", &[]), 2.0);
+    check_histograms(&om);
+}
+
+#[test]
+fn counts_are_exact_under_concurrent_load() {
+    const M: usize = 300;
+    const THREADS: usize = 16;
+    let server = Arc::new(start(&["--api-workers", "2", "--runner-workers", "3"]));
+    let next = Arc::new(AtomicUsize::new(0));
+    let positives = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+
+    // A scraper running alongside the load: every scrape parses, its
+    // histograms are consistent and the counters never go backwards.
+    let scrapes = Arc::new(Mutex::new(Vec::<(f64, f64, f64)>::new()));
+    let scraper = {
+        let (server, done, scrapes) = (server.clone(), done.clone(), scrapes.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                let expo = scrape(&server);
+                check_histograms(&expo);
+                let api = expo.sum(
+                    "bentoml_api_server_request_total",
+                    &[("endpoint", "/analysis")],
+                );
+                let runner = expo.sum(
+                    "bentoml_runner_request_total",
+                    &[("endpoint", "/is_positive")],
+                );
+                let polarity = expo.sum("polarity_total", &[]);
+                scrapes.lock().unwrap().push((api, runner, polarity));
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+
+    let clients: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (server, next, positives) = (server.clone(), next.clone(), positives.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= M {
+                        break;
+                    }
+                    let text = if i % 2 == 0 {
+                        POSITIVE[i % POSITIVE.len()]
+                    } else {
+                        NEGATIVE[i % NEGATIVE.len()]
+                    };
+                    // `http` opens a fresh connection for every request.
+                    let r = http(
+                        &server.addr,
+                        "POST",
+                        "/analysis",
+                        &[("Content-Type", "text/plain")],
+                        text.as_bytes(),
+                    )
+                    .expect("POST /analysis");
+                    assert_eq!(r.status, 200, "request {i}: {}", r.text());
+                    if r.json()["is_positive"].as_bool() == Some(true) {
+                        positives.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    done.store(true, Ordering::SeqCst);
+    scraper.join().expect("scraper thread");
+
+    let positives = positives.load(Ordering::SeqCst) as f64;
+    assert!(
+        positives > 0.0 && positives < M as f64,
+        "mixed answers, got {positives} positive of {M}"
+    );
+    let scrapes = scrapes.lock().unwrap().clone();
+    assert!(!scrapes.is_empty(), "the scraper ran");
+    for w in scrapes.windows(2) {
+        assert!(
+            w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2,
+            "counters went backwards between scrapes: {:?} -> {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    for s in &scrapes {
+        assert!(
+            s.0 <= M as f64 && s.1 <= M as f64 && s.2 <= M as f64,
+            "over-count during load: {s:?}"
+        );
+    }
+
+    for _ in 0..5 {
+        assert_eq!(server.get("/nope").status, 404);
+    }
+
+    let m = M as f64;
+    let expo = scrape(&server);
+    let api = [("endpoint", "/analysis"), ("http_response_code", "200")];
+    assert_eq!(expo.sum("bentoml_api_server_request_total", &api), m);
+    assert_eq!(
+        expo.sum(
+            "bentoml_api_server_request_total",
+            &[("endpoint", "/analysis")]
+        ),
+        m,
+        "no /analysis request failed"
+    );
+    assert_eq!(
+        expo.sum("bentoml_api_server_request_duration_seconds_count", &api),
+        m
+    );
+    assert_eq!(
+        expo.sum(
+            "bentoml_api_server_request_duration_seconds_bucket",
+            &[
+                ("endpoint", "/analysis"),
+                ("http_response_code", "200"),
+                ("le", "+Inf")
+            ]
+        ),
+        m
+    );
+    let runner = [("endpoint", "/is_positive"), ("runner_name", RUNNER)];
+    assert_eq!(expo.sum("bentoml_runner_request_total", &runner), m);
+    assert_eq!(
+        expo.sum(
+            "bentoml_runner_request_total",
+            &[("endpoint", "/is_positive"), ("http_response_code", "200")]
+        ),
+        m
+    );
+    assert_eq!(
+        expo.sum("bentoml_runner_request_duration_seconds_count", &runner),
+        m
+    );
+    assert_eq!(expo.sum("inference_duration_count", &[]), m);
+    let t = expo.sum("polarity_total", &[("polarity", "True")]);
+    let f = expo.sum("polarity_total", &[("polarity", "False")]);
+    assert_eq!(t + f, m, "polarity True {t} + False {f}");
+    assert_eq!(t, positives, "polarity True == positive answers received");
+    assert_eq!(
+        expo.sum(
+            "bentoml_api_server_request_total",
+            &[("endpoint", "/nope"), ("http_response_code", "404")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        expo.sum(
+            "bentoml_api_server_request_duration_seconds_count",
+            &[("endpoint", "/nope"), ("http_response_code", "404")]
+        ),
+        5.0
+    );
+    // Nothing in flight any more.
+    assert_eq!(expo.sum("bentoml_api_server_request_in_progress", &[]), 0.0);
+    assert_eq!(expo.sum("bentoml_runner_request_in_progress", &[]), 0.0);
+    check_histograms(&expo);
+    assert_eq!(
+        expo.sum(
+            "tiffin_supervisor_workers",
+            &[("role", "runner"), ("runner_name", RUNNER)]
+        ),
+        3.0
+    );
+    assert_eq!(
+        expo.sum("tiffin_supervisor_workers", &[("role", "api_server")]),
+        2.0
+    );
+
+    // Spread over the runner workers: per-worker request counts in `status`
+    // (refreshed by the scrape above) add up to M over more than one worker.
+    let status = status_json(&server);
+    let per_worker: Vec<u64> = status["workers"]
+        .as_array()
+        .expect("workers array")
+        .iter()
+        .filter(|w| worker_role(w).0 == "runner")
+        .map(|w| w["requests"].as_u64().expect("requests field"))
+        .collect();
+    assert_eq!(per_worker.len(), 3, "three runner workers: {status}");
+    assert_eq!(per_worker.iter().sum::<u64>(), M as u64, "{per_worker:?}");
+    assert!(
+        per_worker.iter().filter(|&&n| n > 0).count() > 1,
+        "requests went to a single runner worker: {per_worker:?}"
+    );
+}
+
+#[test]
+fn duration_buckets_follow_the_configuration() {
+    let server = start_with(
+        &[],
+        "api_server.metrics.duration.min=0.1 api_server.metrics.duration.max=5.0 \
+         api_server.metrics.duration.factor=2.0 runners.metrics.duration.buckets=[0.05,0.5,2.5]",
+    );
+    analyse(&server, POSITIVE[1]);
+    let expo = scrape(&server);
+    assert_eq!(
+        le_values(
+            &expo,
+            "bentoml_api_server_request_duration_seconds_bucket",
+            &[("endpoint", "/analysis")]
+        ),
+        ["0.1", "0.2", "0.4", "0.8", "1.6", "3.2", "5.0", "+Inf"],
+        "{{min: 0.1, max: 5.0, factor: 2.0}} on the API server"
+    );
+    assert_eq!(
+        le_values(
+            &expo,
+            "bentoml_runner_request_duration_seconds_bucket",
+            &[("endpoint", "/is_positive")]
+        ),
+        ["0.05", "0.5", "2.5", "+Inf"],
+        "explicit runners.metrics.duration.buckets"
+    );
+    // Custom metrics keep their own buckets.
+    assert_eq!(
+        le_values(&expo, "inference_duration_bucket", &[]),
+        DEFAULT_LE
+    );
+    check_histograms(&expo);
+}
+
+#[test]
+fn default_duration_buckets_match_bentoml() {
+    let server = start(&[]);
+    analyse(&server, POSITIVE[2]);
+    let expo = scrape(&server);
+    assert_eq!(
+        le_values(
+            &expo,
+            "bentoml_api_server_request_duration_seconds_bucket",
+            &[("endpoint", "/analysis")]
+        ),
+        DEFAULT_LE
+    );
+    assert_eq!(
+        le_values(
+            &expo,
+            "bentoml_runner_request_duration_seconds_bucket",
+            &[("endpoint", "/is_positive")]
+        ),
+        DEFAULT_LE
+    );
+}
+
+#[test]
+fn invalid_bucket_configuration_fails_at_start_naming_the_key() {
+    let cases = [
+        (
+            "api_server.metrics.duration.min=0 api_server.metrics.duration.max=5.0 \
+             api_server.metrics.duration.factor=2.0",
+            "api_server.metrics.duration.min",
+        ),
+        (
+            "api_server.metrics.duration.min=0.1 api_server.metrics.duration.max=5.0 \
+             api_server.metrics.duration.factor=1.0",
+            "api_server.metrics.duration.factor",
+        ),
+        (
+            "api_server.metrics.duration.min=1.0 api_server.metrics.duration.max=0.5 \
+             api_server.metrics.duration.factor=2.0",
+            "api_server.metrics.duration.max",
+        ),
+        (
+            "runners.metrics.duration.min=0 runners.metrics.duration.max=5.0 \
+             runners.metrics.duration.factor=2.0",
+            "runners.metrics.duration.min",
+        ),
+        (
+            "api_server.metrics.duration.buckets=[1.0,0.5]",
+            "api_server.metrics.duration.buckets",
+        ),
+    ];
+    for (options, key) in cases {
+        let done = run_with_timeout(
+            Command::new(common::tiffin_bin())
+                .args(["serve-http", "--host", "127.0.0.1", "--port", "0"])
+                .env("NO_COLOR", "1")
+                .env_remove("TIFFIN_CONFIG")
+                .env("TIFFIN_CONFIG_OPTIONS", options),
+            Duration::from_secs(15),
+        );
+        let status = done
+            .status
+            .unwrap_or_else(|| panic!("{options}: tiffin kept running; stderr:\n{}", done.stderr));
+        assert!(!status.success(), "{options}: started anyway");
+        assert!(
+            done.stderr.contains(key),
+            "{options}: the error names {key}; stderr:\n{}",
+            done.stderr
+        );
+        assert!(
+            !done.stderr.contains("supervisor starting"),
+            "{options}: must fail before starting workers; stderr:\n{}",
+            done.stderr
+        );
+    }
+}
+
+#[test]
+fn disabled_metrics_answer_404_json_and_the_api_still_works() {
+    let server = start_with(&[], "api_server.metrics.enabled=false");
+    assert!(analyse(&server, POSITIVE[0]));
+    assert!(!analyse(&server, NEGATIVE[0]));
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("application/json"),
+        "JSON error: {:?}",
+        r.headers
+    );
+    let body = r.json();
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{{\"error\": ...}} body: {body}"
+    );
+    assert_eq!(server.get("/livez").status, 200);
+}
+
+#[test]
+fn promtool_check_metrics_reports_no_errors() {
+    let promtool = require_tool("promtool");
+    let server = start(&["--runner-workers", "2"]);
+    for text in POSITIVE.iter().chain(NEGATIVE) {
+        analyse(&server, text);
+    }
+    assert_eq!(server.get("/nope").status, 404);
+    assert_eq!(
+        server.post("/analysis", "application/json", b"{}").status,
+        415
+    );
+    let text = server.metrics();
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // promtool exits 1 on parse errors (and on lint problems); lint
+    // findings are printed as "<metric> <problem>" lines. Parse errors
+    // print "error while linting: ...". Fail on either.
+    if !stdout.trim().is_empty() || !stderr.trim().is_empty() {
+        eprintln!("promtool says:\n{stdout}{stderr}");
+    }
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({}):\n{stdout}{stderr}\n--- exposition ---\n{text}",
+        out.status
+    );
+    assert!(
+        !format!("{stdout}{stderr}")
+            .to_ascii_lowercase()
+            .contains("error"),
+        "promtool reported errors:\n{stdout}{stderr}"
+    );
+}
+
+#[test]
+fn metrics_port_serves_the_same_families() {
+    let port = free_port();
+    let port_s = port.to_string();
+    let server = start(&["--metrics-port", &port_s]);
+    analyse(&server, POSITIVE[0]);
+    analyse(&server, NEGATIVE[1]);
+    let addr = format!("127.0.0.1:{port}");
+    let ok = eventually(Duration::from_secs(10), || {
+        http(&addr, "GET", "/", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    assert!(ok, "metrics port {port} answers; log:\n{}", server.log());
+
+    let main = scrape(&server);
+    let r = http(&addr, "GET", "/", &[], b"").expect("GET metrics port /");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some(TEXT_CONTENT_TYPE));
+    let side = parse_exposition(&r.text());
+    assert_eq!(
+        main.types, side.types,
+        "same families and types on both endpoints"
+    );
+    for name in [
+        "bentoml_api_server_request_total",
+        "bentoml_runner_request_total",
+        "polarity_total",
+        "inference_duration_count",
+    ] {
+        assert_eq!(main.sum(name, &[]), side.sum(name, &[]), "{name}");
+        assert!(main.sum(name, &[]) > 0.0, "{name} counted");
+    }
+    check_histograms(&side);
+
+    // `/metrics` on the metrics port too; anything else is 404.
+    let r = http(&addr, "GET", "/metrics", &[], b"").expect("GET metrics port /metrics");
+    assert_eq!(r.status, 200);
+    let r = http(&addr, "GET", "/other", &[], b"").expect("GET metrics port /other");
+    assert_eq!(r.status, 404);
+}
+
+/// Waits until `status` shows `n` ready runner workers, none with pid `gone`.
+fn wait_runners_ready(server: &Server, n: usize, gone: u32) {
+    let ok = eventually(Duration::from_secs(20), || {
+        let status = status_json(server);
+        let runners: Vec<_> = status["workers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|w| worker_role(w).0 == "runner")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        runners.len() == n
+            && runners.iter().all(|w| {
+                w["state"].as_str() == Some("Ready") && w["pid"].as_u64() != Some(gone as u64)
+            })
+    });
+    assert!(
+        ok,
+        "runner workers not all ready again; status: {}\nlog:\n{}",
+        status_json(server),
+        server.log()
+    );
+}
+
+#[test]
+fn counters_survive_a_runner_worker_kill() {
+    let server = start(&["--runner-workers", "3"]);
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    let text = if (t + i) % 2 == 0 {
+                        POSITIVE[0]
+                    } else {
+                        NEGATIVE[0]
+                    };
+                    let r = http(
+                        &addr,
+                        "POST",
+                        "/analysis",
+                        &[("Content-Type", "text/plain")],
+                        text.as_bytes(),
+                    )
+                    .expect("POST");
+                    assert_eq!(r.status, 200, "{}", r.text());
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let before = scrape(&server);
+    let runner = [("endpoint", "/is_positive"), ("runner_name", RUNNER)];
+    let runner_before = before.sum("bentoml_runner_request_total", &runner);
+    let inference_before = before.sum("inference_duration_count", &[]);
+    assert_eq!(runner_before, 60.0);
+
+    // Kill -9 a runner worker that served requests (per `status`, refreshed
+    // by the scrape above), so its counts are really at stake.
+    let status = status_json(&server);
+    let victim = status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter(|w| worker_role(w).0 == "runner")
+        .max_by_key(|w| w["requests"].as_u64().unwrap_or(0))
+        .expect("a runner worker");
+    let victim_requests = victim["requests"].as_u64().unwrap_or(0);
+    let pid = victim["pid"].as_u64().expect("pid") as u32;
+    assert!(victim_requests > 0, "{status}");
+    let runner_pids = child_pids(&server, "__worker runner");
+    assert_eq!(runner_pids.len(), 3, "{:?}", server.children());
+    assert!(runner_pids.contains(&pid), "{pid} in {runner_pids:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 runner worker");
+    assert!(
+        eventually(Duration::from_secs(10), || !common::alive(pid)),
+        "worker {pid} died"
+    );
+    wait_runners_ready(&server, 3, pid);
+    let pids_after = child_pids(&server, "__worker runner");
+    assert_eq!(pids_after.len(), 3, "{:?}", server.children());
+    assert!(!pids_after.contains(&pid));
+
+    let after = scrape(&server);
+    let runner_after = after.sum("bentoml_runner_request_total", &runner);
+    assert!(
+        runner_after >= runner_before,
+        "runner request_total went from {runner_before} to {runner_after} after a worker died"
+    );
+    assert_eq!(runner_after, runner_before, "no requests in between");
+    assert_eq!(after.sum("inference_duration_count", &[]), inference_before);
+    assert_eq!(
+        after.sum(
+            "tiffin_supervisor_workers",
+            &[("role", "runner"), ("runner_name", RUNNER)]
+        ),
+        3.0
+    );
+    assert_eq!(
+        after.sum(
+            "tiffin_supervisor_worker_restarts_total",
+            &[("role", "runner"), ("runner_name", RUNNER)]
+        ),
+        1.0
+    );
+    check_histograms(&after);
+
+    // New requests add on top of what the dead worker had counted.
+    let started = Instant::now();
+    for i in 0..30 {
+        analyse(&server, if i % 2 == 0 { POSITIVE[1] } else { NEGATIVE[1] });
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let later = scrape(&server);
+    assert_eq!(later.sum("bentoml_runner_request_total", &runner), 90.0);
+    assert_eq!(later.sum("inference_duration_count", &[]), 90.0);
+    assert_eq!(
+        later.sum(
+            "bentoml_api_server_request_total",
+            &[("endpoint", "/analysis"), ("http_response_code", "200")]
+        ),
+        90.0
+    );
+    assert_eq!(later.sum("polarity_total", &[]), 90.0);
+    check_histograms(&later);
+}
+
+#[test]
+fn counters_survive_an_api_server_kill() {
+    let server = start(&["--api-workers", "2"]);
+    for i in 0..20 {
+        analyse(&server, if i % 2 == 0 { POSITIVE[2] } else { NEGATIVE[2] });
+    }
+    let before = scrape(&server);
+    let api = [("endpoint", "/analysis"), ("http_response_code", "200")];
+    assert_eq!(before.sum("bentoml_api_server_request_total", &api), 20.0);
+    assert_eq!(before.sum("polarity_total", &[]), 20.0);
+
+    let status = status_json(&server);
+    let victim = status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter(|w| worker_role(w).0 == "api-server")
+        .max_by_key(|w| w["requests"].as_u64().unwrap_or(0))
+        .expect("an API server");
+    let pid = victim["pid"].as_u64().expect("pid") as u32;
+    assert!(victim["requests"].as_u64().unwrap_or(0) > 0, "{status}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 API server");
+    assert!(
+        eventually(Duration::from_secs(10), || !common::alive(pid)),
+        "API server {pid} died"
+    );
+    let ok = eventually(Duration::from_secs(20), || {
+        let s = status_json(&server);
+        let apis: Vec<_> = s["workers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|w| worker_role(w).0 == "api-server")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        apis.len() == 2
+            && apis.iter().all(|w| {
+                w["state"].as_str() == Some("Ready") && w["pid"].as_u64() != Some(pid as u64)
+            })
+    });
+    assert!(ok, "API server replaced; log:\n{}", server.log());
+
+    let after = scrape(&server);
+    assert_eq!(after.sum("bentoml_api_server_request_total", &api), 20.0);
+    assert_eq!(after.sum("polarity_total", &[]), 20.0);
+    assert_eq!(
+        after.sum(
+            "tiffin_supervisor_worker_restarts_total",
+            &[("role", "api_server")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        after.sum("tiffin_supervisor_workers", &[("role", "api_server")]),
+        2.0
+    );
+    for i in 0..10 {
+        analyse(&server, if i % 2 == 0 { POSITIVE[0] } else { NEGATIVE[0] });
+    }
+    let later = scrape(&server);
+    assert_eq!(later.sum("bentoml_api_server_request_total", &api), 30.0);
+    assert_eq!(later.sum("polarity_total", &[]), 30.0);
+}
+
+/// Once `/readyz` answers 200, every API server behind the shared listener
+/// must serve: none may accept a request before it can reach a runner.
+/// Repeated a few times because the window is narrow.
+#[test]
+fn every_api_server_serves_once_ready() {
+    for round in 0..8 {
+        let server = start(&["--api-workers", "4", "--runner-workers", "2"]);
+        let clients: Vec<_> = (0..12)
+            .map(|t| {
+                let addr = server.addr.clone();
+                std::thread::spawn(move || {
+                    (0..4)
+                        .map(|i| {
+                            let text = if (t + i) % 2 == 0 {
+                                POSITIVE[0]
+                            } else {
+                                NEGATIVE[0]
+                            };
+                            let r = http(
+                                &addr,
+                                "POST",
+                                "/analysis",
+                                &[("Content-Type", "text/plain")],
+                                text.as_bytes(),
+                            )
+                            .expect("POST /analysis");
+                            (r.status, r.text())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let answers: Vec<(u16, String)> = clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("client"))
+            .collect();
+        let failed: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).collect();
+        assert!(
+            failed.is_empty(),
+            "round {round}: {} of {} requests failed right after /readyz said 200: {:?}",
+            failed.len(),
+            answers.len(),
+            failed.first()
+        );
+    }
+}

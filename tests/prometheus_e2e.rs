@@ -1,0 +1,306 @@
+//! End to end with a real Prometheus server: it scrapes tiffin every second
+//! while clients drive steady load, then the PromQL from BentoML's metrics
+//! guide must return sane values.
+
+// `common::dechunk` (shared harness, not ours to change) trips this lint.
+#[allow(clippy::while_let_loop)]
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{free_port, http, launch_plain, require_tool};
+
+const JOB: &str = "tiffin";
+const LOAD_FOR: Duration = Duration::from_secs(12);
+const QUERY_FOR: Duration = Duration::from_secs(10);
+
+/// A Prometheus child process and its scratch directory; both go away on
+/// drop, panics included.
+struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+}
+
+impl Prometheus {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn scratch_dir() -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tiffin-prometheus-e2e-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Starts Prometheus scraping `target` every second; waits until it is ready.
+fn start_prometheus(target: &str) -> Prometheus {
+    let bin = require_tool("prometheus");
+    let dir = scratch_dir();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: {JOB}\n    metrics_path: /metrics\n    \
+             static_configs:\n      - targets: [\"{target}\"]\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus.log");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn prometheus");
+    let prom = Prometheus { child, dir, addr };
+    let ready = common::eventually(Duration::from_secs(20), || {
+        http(&prom.addr, "GET", "/-/ready", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    assert!(ready, "prometheus not ready; its log:\n{}", prom.log());
+    prom
+}
+
+/// Percent-encodes a query-string value (everything but RFC 3986 unreserved).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One instant query; returns `(labels, value)` per vector element, or why not.
+fn query(prom: &Prometheus, promql: &str) -> Result<Vec<(serde_json::Value, f64)>, String> {
+    let path = format!("/api/v1/query?query={}", percent_encode(promql));
+    let r = http(&prom.addr, "GET", &path, &[], b"").map_err(|e| format!("GET {path}: {e}"))?;
+    let body: serde_json::Value = serde_json::from_slice(&r.body)
+        .map_err(|e| format!("{promql}: not JSON ({e}): {}", r.text()))?;
+    if r.status != 200 || body["status"] != "success" {
+        return Err(format!("{promql}: HTTP {}: {body}", r.status));
+    }
+    if body["data"]["resultType"] != "vector" {
+        return Err(format!("{promql}: not a vector: {body}"));
+    }
+    let result = body["data"]["result"]
+        .as_array()
+        .ok_or_else(|| format!("{promql}: no result array: {body}"))?;
+    result
+        .iter()
+        .map(|e| {
+            let v = e["value"][1]
+                .as_str()
+                .ok_or_else(|| format!("{promql}: no value in {e}"))?;
+            let v: f64 = v
+                .parse()
+                .map_err(|_| format!("{promql}: bad value {v:?}"))?;
+            Ok((e["metric"].clone(), v))
+        })
+        .collect()
+}
+
+/// Whether every value is finite and > 0 (and there is at least one).
+fn all_positive(result: &[(serde_json::Value, f64)]) -> bool {
+    !result.is_empty() && result.iter().all(|(_, v)| v.is_finite() && *v > 0.0)
+}
+
+#[test]
+fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
+    let test_started = Instant::now();
+    // Fail (not skip) without the tools, before starting anything.
+    require_tool("prometheus");
+    let server = launch_plain(&["--api-workers", "2", "--runner-workers", "2"]).start();
+    let prom = start_prometheus(&server.addr);
+    let up = format!("up{{job=\"{JOB}\"}}");
+    // Prometheus hands new targets to its scrapers after a few seconds
+    // (discovery updates are throttled): start the load once it scrapes.
+    let scraping = common::eventually(Duration::from_secs(15), || {
+        query(&prom, &up).is_ok_and(|r| r.iter().any(|(_, v)| *v == 1.0))
+    });
+    assert!(
+        scraping,
+        "prometheus never scraped tiffin; its log:\n{}",
+        prom.log()
+    );
+
+    // Steady load from three clients.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..3)
+        .map(|t| {
+            let (addr, stop, sent) = (server.addr.clone(), stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let texts = [
+                    "I love this product!",
+                    "This is terrible, I hate it",
+                    "What a wonderful day",
+                    "An awful, horrible experience",
+                ];
+                let mut i = t;
+                while !stop.load(Ordering::SeqCst) {
+                    let r = http(
+                        &addr,
+                        "POST",
+                        "/analysis",
+                        &[("Content-Type", "text/plain")],
+                        texts[i % texts.len()].as_bytes(),
+                    )
+                    .expect("POST /analysis");
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(15));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(LOAD_FOR);
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let sent = sent.load(Ordering::SeqCst);
+    assert!(sent > 0);
+
+    let rate = "rate(bentoml_api_server_request_total{service_name=\"sentiment_analyzer\",\
+                endpoint=\"/analysis\"}[1m])";
+    let p99 = "histogram_quantile(0.99, rate(bentoml_api_server_request_duration_seconds_bucket\
+               {service_name=\"sentiment_analyzer\",endpoint=\"/analysis\"}[1m]))";
+    let p95 = "histogram_quantile(0.95, rate(inference_duration_bucket[1m]))";
+    let runner_rate = "sum(rate(bentoml_runner_request_total{runner_name=\"nltk_sentiment\",\
+                       endpoint=\"/is_positive\"}[1m]))";
+    let polarity = "sum(polarity_total)";
+    let queries = [up.as_str(), rate, p99, p95, runner_rate, polarity];
+
+    // Retry until every query has sane results and Prometheus has scraped
+    // the final counts (load has stopped, so the next scrape sees them all).
+    let deadline = Instant::now() + QUERY_FOR;
+    let results = loop {
+        let results: Vec<_> = queries.iter().map(|q| query(&prom, q)).collect();
+        let ok = results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| all_positive(r)))
+            && results[5]
+                .as_ref()
+                .is_ok_and(|r| r.first().is_some_and(|(_, v)| *v == sent as f64));
+        if ok || Instant::now() > deadline {
+            break results;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+
+    eprintln!("sent {sent} requests over {LOAD_FOR:?}");
+    for (q, r) in queries.iter().zip(&results) {
+        match r {
+            Ok(v) => {
+                let values: Vec<String> = v.iter().map(|(_, x)| format!("{x}")).collect();
+                eprintln!("{q} => [{}]", values.join(", "));
+            }
+            Err(e) => eprintln!("{q} => error {e}"),
+        }
+    }
+    let context = || {
+        format!("prometheus log:\n{}\ntiffin log tail:\n{}", prom.log(), {
+            let l = server.log();
+            l[l.len().saturating_sub(4000)..].to_string()
+        })
+    };
+    for (q, r) in queries.iter().zip(&results) {
+        let r = r.as_ref().unwrap_or_else(|e| panic!("{e}\n{}", context()));
+        assert!(
+            all_positive(r),
+            "{q}: expected a non-empty vector of finite values > 0, got {r:?}\n{}",
+            context()
+        );
+    }
+    let up = results[0].as_ref().unwrap();
+    assert_eq!(up.len(), 1, "one target: {up:?}");
+    assert_eq!(up[0].1, 1.0, "up == 1");
+    // Two series at most (200 only, with one instance), the rate roughly the
+    // load we drove (sent over ~LOAD_FOR, averaged over the 1m window).
+    let rate = results[1].as_ref().unwrap();
+    assert!(
+        rate.iter()
+            .all(|(m, _)| m["http_response_code"] == "200" && m["job"] == JOB),
+        "{rate:?}"
+    );
+    let per_second: f64 = rate.iter().map(|(_, v)| v).sum();
+    assert!(
+        per_second * 60.0 <= 2.0 * sent as f64,
+        "rate {per_second}/s over 1m is more than the {sent} requests sent allow"
+    );
+    let p99 = results[2].as_ref().unwrap();
+    assert!(
+        p99.iter().all(|(_, v)| *v <= 10.0),
+        "p99 within the bucket range: {p99:?}"
+    );
+    let p95 = results[3].as_ref().unwrap();
+    assert!(
+        p95.iter().all(|(m, v)| *v <= 10.0
+            && m["sentiment_cls"] == "SentimentIntensityAnalyzer"
+            && m.get("nltk_version").is_some()),
+        "inference p95: {p95:?}"
+    );
+    let polarity = results[5].as_ref().unwrap()[0].1;
+    assert!(
+        polarity > 0.0 && polarity <= sent as f64,
+        "sum(polarity_total) = {polarity}, sent {sent}"
+    );
+    assert_eq!(
+        polarity, sent as f64,
+        "Prometheus's last scrape after the load stopped sees every request"
+    );
+
+    // The target is healthy: no scrape or parse errors.
+    let r = http(&prom.addr, "GET", "/api/v1/targets", &[], b"").expect("targets");
+    let targets: serde_json::Value = serde_json::from_slice(&r.body).expect("targets JSON");
+    let active = targets["data"]["activeTargets"]
+        .as_array()
+        .expect("activeTargets");
+    assert_eq!(active.len(), 1, "{targets}");
+    assert_eq!(active[0]["health"], "up", "{targets}");
+    assert_eq!(active[0]["lastError"], "", "{targets}");
+    eprintln!(
+        "target {} healthy, last scrape {}s; test took {:?}",
+        active[0]["scrapeUrl"],
+        active[0]["lastScrapeDuration"],
+        test_started.elapsed()
+    );
+    assert!(
+        test_started.elapsed() < Duration::from_secs(40),
+        "the e2e test stays under 40 s"
+    );
+}
