@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Exposition, Server, child_pids, eventually, free_port, http, launch_plain, parse_exposition,
-    require_tool, run_with_timeout, status_json, worker_role,
+    require_tool, run_with_timeout, settle, status_json, worker_role,
 };
 
 const SERVICE: &str = "sentiment_analyzer";
@@ -32,6 +32,10 @@ const NEGATIVE: &[&str] = &[
     "What an awful, horrible experience",
     "This is the worst. Very bad.",
 ];
+
+/// Consecutive `/readyz` 200s that make it very likely every API server has
+/// answered one, i.e. is connected to its runners.
+const SETTLE_STREAK: usize = 20;
 
 /// BentoML's default buckets for request durations (and `inference_duration`).
 const DEFAULT_LE: &[&str] = &[
@@ -465,6 +469,8 @@ fn counts_are_exact_under_concurrent_load() {
     const M: usize = 300;
     const THREADS: usize = 16;
     let server = Arc::new(start(&["--api-workers", "2", "--runner-workers", "3"]));
+    // Both API servers connected (the readiness race has its own test).
+    settle(&server, SETTLE_STREAK);
     let next = Arc::new(AtomicUsize::new(0));
     let positives = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -1008,6 +1014,7 @@ fn counters_survive_a_runner_worker_kill() {
 #[test]
 fn counters_survive_an_api_server_kill() {
     let server = start(&["--api-workers", "2"]);
+    settle(&server, SETTLE_STREAK);
     for i in 0..20 {
         analyse(&server, if i % 2 == 0 { POSITIVE[2] } else { NEGATIVE[2] });
     }
@@ -1052,6 +1059,7 @@ fn counters_survive_an_api_server_kill() {
             })
     });
     assert!(ok, "API server replaced; log:\n{}", server.log());
+    settle(&server, SETTLE_STREAK);
 
     let after = scrape(&server);
     assert_eq!(after.sum("bentoml_api_server_request_total", &api), 20.0);
@@ -1080,7 +1088,7 @@ fn counters_survive_an_api_server_kill() {
 /// Repeated a few times because the window is narrow.
 #[test]
 fn every_api_server_serves_once_ready() {
-    for round in 0..8 {
+    for round in 0..12 {
         let server = start(&["--api-workers", "4", "--runner-workers", "2"]);
         let clients: Vec<_> = (0..12)
             .map(|t| {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, http, launch_plain, require_tool};
+use common::{free_port, http, launch_plain, require_tool, settle};
 
 const JOB: &str = "tiffin";
 const LOAD_FOR: Duration = Duration::from_secs(12);
@@ -143,6 +143,8 @@ fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
     // Fail (not skip) without the tools, before starting anything.
     require_tool("prometheus");
     let server = launch_plain(&["--api-workers", "2", "--runner-workers", "2"]).start();
+    // Both API servers connected to their runners (see `common::settle`).
+    settle(&server, 20);
     let prom = start_prometheus(&server.addr);
     let up = format!("up{{job=\"{JOB}\"}}");
     // Prometheus hands new targets to its scrapers after a few seconds

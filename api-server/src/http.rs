@@ -33,7 +33,15 @@ struct App {
     max_body: u64,
     docs: Bytes,
     requests: Arc<AtomicU64>,
+    /// Unknown paths seen so far, each its own `endpoint` label value up to a cap.
+    unknown_paths: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Distinct unknown paths labelled by their own path; beyond this, scanners
+/// and typos share one label so they cannot blow up the series count.
+const MAX_UNKNOWN_ENDPOINTS: usize = 100;
+/// `endpoint` label for unknown paths past [`MAX_UNKNOWN_ENDPOINTS`].
+const OTHER_ENDPOINT: &str = "/__unmatched__";
 
 type Body = Full<Bytes>;
 
@@ -55,6 +63,25 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 impl App {
+    /// The `endpoint` label for a request path: the path itself, except that
+    /// unknown paths are capped (see [`MAX_UNKNOWN_ENDPOINTS`]).
+    fn endpoint_label<'a>(&self, path: &'a str) -> &'a str {
+        let known = matches!(path, "/livez" | "/healthz" | "/readyz" | "/docs.json" | "/schema")
+            || self.apis.contains_key(path.trim_start_matches('/'));
+        if known || self.metrics.is_none() {
+            return path;
+        }
+        let mut seen = self.unknown_paths.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(path) {
+            return path;
+        }
+        if seen.len() < MAX_UNKNOWN_ENDPOINTS {
+            seen.insert(path.to_string());
+            return path;
+        }
+        OTHER_ENDPOINT
+    }
+
     fn ready(&self) -> bool {
         self.pools.iter().all(|p| p.live() > 0)
     }
@@ -290,6 +317,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         max_body: cfg.http.max_request_size,
         docs: Bytes::from(docs.to_string()),
         requests,
+        unknown_paths: Default::default(),
     });
     control.send(ToSupervisor::Ready { socket: None })?;
     tracing::info!("ready");

@@ -716,3 +716,24 @@ pub fn parse_exposition(text: &str) -> Exposition {
     }
     out
 }
+
+/// Waits until `streak` consecutive `GET /readyz` (each a fresh connection,
+/// so the kernel spreads them over every API server sharing the listener)
+/// answer 200. The harness's `wait_ready` returns on the first 200, which
+/// with several API servers only proves one of them is connected to its
+/// runners (see `every_api_server_serves_once_ready` in tests/metrics.rs).
+pub fn settle(server: &Server, streak: usize) {
+    let mut run = 0;
+    let ok = eventually(Duration::from_secs(20), || {
+        match http(&server.addr, "GET", "/readyz", &[], b"") {
+            Ok(r) if r.status == 200 => run += 1,
+            _ => run = 0,
+        }
+        run >= streak
+    });
+    assert!(
+        ok,
+        "/readyz never answered 200 {streak} times in a row; log:\n{}",
+        server.log()
+    );
+}
