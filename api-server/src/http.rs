@@ -92,12 +92,13 @@ impl App {
             return self.scrape(&req).await;
         }
         let started = Instant::now();
-        let guard = self.metrics.as_ref().map(|m| m.start(&path));
+        let endpoint = self.endpoint_label(&path);
+        let guard = self.metrics.as_ref().map(|m| m.start(endpoint));
         let resp = self.route(&path, req).await;
         drop(guard);
         if let Some(m) = &self.metrics {
             m.finish(
-                &path,
+                endpoint,
                 resp.status().as_u16(),
                 started.elapsed().as_secs_f64(),
             );

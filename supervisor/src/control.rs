@@ -193,6 +193,8 @@ async fn cli(mut framed: Conn, shared: Shared, events: mpsc::UnboundedSender<Eve
     while let Some(Ok(msg)) = framed.next().await {
         let reply = match msg {
             ToSupervisor::Status { id } => {
+                // Fresh per-worker request counts come with fresh snapshots.
+                crate::scrape::collect(&shared).await;
                 let report = { lock(&shared).report() };
                 FromSupervisor::Status { id, report }
             }

@@ -109,9 +109,10 @@ fn worker_id(role: &Role) -> WorkerId {
     }
 }
 
-/// Collects, merges and renders; returns the content type and the body.
-pub(crate) async fn aggregate(shared: &Shared, openmetrics: bool) -> (&'static str, String) {
-    let started = Instant::now();
+/// Asks every connected process for a fresh snapshot (waiting at most
+/// [`SCRAPE_DEADLINE`]) and stores the answers in their slots; returns how
+/// many processes missed the deadline.
+pub(crate) async fn collect(shared: &Shared) -> u64 {
     let mut waits = Vec::new();
     {
         let mut st = lock(shared);
@@ -150,6 +151,8 @@ pub(crate) async fn aggregate(shared: &Shared, openmetrics: bool) -> (&'static s
         st.snapshot_waiters.remove(&id);
         match answer {
             Some((snapshot, requests)) => {
+                // Only a still-running process of the same generation may update
+                // its slot: a dead one's last snapshot is already in `retired`.
                 if let Some(slot) = st.slots.get_mut(&role)
                     && slot.generation == generation
                     && slot.pid.is_some()
@@ -161,6 +164,30 @@ pub(crate) async fn aggregate(shared: &Shared, openmetrics: bool) -> (&'static s
             None => stale += 1,
         }
     }
+    stale
+}
+
+/// Refreshes snapshots in the background so that a worker killed between
+/// scrapes loses at most one interval of increments.
+pub(crate) fn refresh_periodically(shared: Shared, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if lock(&shared).shutting_down {
+                return;
+            }
+            collect(&shared).await;
+        }
+    });
+}
+
+/// Collects, merges and renders; returns the content type and the body.
+pub(crate) async fn aggregate(shared: &Shared, openmetrics: bool) -> (&'static str, String) {
+    let started = Instant::now();
+    let stale = collect(shared).await;
+    let st = lock(shared);
     if stale > 0 {
         st.metrics.stale.labels(&[]).inc_by(stale as f64);
         tracing::warn!(

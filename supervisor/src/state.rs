@@ -475,6 +475,7 @@ async fn supervise_in(
     }));
     let (events_tx, mut events) = mpsc::unbounded_channel();
     crate::control::serve(control, shared.clone(), events_tx.clone());
+    crate::scrape::refresh_periodically(shared.clone(), Duration::from_secs(1));
     if let Some(port) = args.metrics_port {
         crate::scrape::serve_metrics_port(&args.host, port, shared.clone()).await?;
     }
