@@ -2,8 +2,6 @@
 //! requests over real sockets, scrape the aggregated exposition and check it
 //! against BentoML's default families (`../shared/reference/default-metrics.md`).
 
-// `common::dechunk` (shared harness, not ours to change) trips this lint.
-#[allow(clippy::while_let_loop)]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -299,6 +297,42 @@ fn default_families_have_bentoml_names_types_and_labels() {
         "inference_duration uses the default buckets"
     );
 
+    // HELP texts as in BentoML's reference scrape.
+    for (family, help) in [
+        (
+            "bentoml_api_server_request_duration_seconds",
+            "API HTTP request duration in seconds",
+        ),
+        (
+            "bentoml_api_server_request_total",
+            "Total number of HTTP requests",
+        ),
+        (
+            "bentoml_api_server_request_in_progress",
+            "Total number of HTTP requests in progress now",
+        ),
+        ("bentoml_runner_request_total", "Total number of runner RPC"),
+        (
+            "bentoml_runner_request_duration_seconds",
+            "runner RPC duration in seconds",
+        ),
+        (
+            "bentoml_runner_request_in_progress",
+            "Total number of runner RPC in progress now",
+        ),
+        ("inference_duration", "Duration of inference"),
+        (
+            "polarity_total",
+            "Count total number of analysis by polarity scores",
+        ),
+    ] {
+        assert_eq!(
+            expo.helps.get(family).map(String::as_str),
+            Some(help),
+            "# HELP of {family}"
+        );
+    }
+
     // Every sample belongs to a declared family; no doubled `_total`.
     for s in &expo.samples {
         assert!(
@@ -464,25 +498,40 @@ fn metrics_content_types_text_and_openmetrics() {
     check_histograms(&om);
 }
 
+/// Sets its flag when dropped, panics included.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn counts_are_exact_under_concurrent_load() {
     const M: usize = 300;
     const THREADS: usize = 16;
-    let server = Arc::new(start(&["--api-workers", "2", "--runner-workers", "3"]));
+    // Only this thread owns the server, so a panic anywhere still drops
+    // (and stops) it; helper threads get its address.
+    let server = start(&["--api-workers", "2", "--runner-workers", "3"]);
     // Both API servers connected (the readiness race has its own test).
     settle(&server, SETTLE_STREAK);
     let next = Arc::new(AtomicUsize::new(0));
     let positives = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    // Stops the scraper however this test ends.
+    let _stop_scraper = SetOnDrop(done.clone());
 
     // A scraper running alongside the load: every scrape parses, its
     // histograms are consistent and the counters never go backwards.
     let scrapes = Arc::new(Mutex::new(Vec::<(f64, f64, f64)>::new()));
     let scraper = {
-        let (server, done, scrapes) = (server.clone(), done.clone(), scrapes.clone());
+        let (addr, done, scrapes) = (server.addr.clone(), done.clone(), scrapes.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
-                let expo = scrape(&server);
+                let r = http(&addr, "GET", "/metrics", &[], b"").expect("GET /metrics");
+                assert_eq!(r.status, 200, "{}", r.text());
+                let expo = parse_exposition(&r.text());
                 check_histograms(&expo);
                 let api = expo.sum(
                     "bentoml_api_server_request_total",
@@ -501,7 +550,7 @@ fn counts_are_exact_under_concurrent_load() {
 
     let clients: Vec<_> = (0..THREADS)
         .map(|_| {
-            let (server, next, positives) = (server.clone(), next.clone(), positives.clone());
+            let (addr, next, positives) = (server.addr.clone(), next.clone(), positives.clone());
             std::thread::spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
@@ -515,7 +564,7 @@ fn counts_are_exact_under_concurrent_load() {
                     };
                     // `http` opens a fresh connection for every request.
                     let r = http(
-                        &server.addr,
+                        &addr,
                         "POST",
                         "/analysis",
                         &[("Content-Type", "text/plain")],
@@ -1128,4 +1177,110 @@ fn every_api_server_serves_once_ready() {
             failed.first()
         );
     }
+}
+
+/// The checks above are not vacuous: the parser reads escapes and the
+/// histogram check rejects broken series.
+#[test]
+fn exposition_checks_catch_broken_input() {
+    let good = "# HELP h A histogram\n# TYPE h histogram\n\
+                h_bucket{a=\"x \\\"q\\\" \\\\ y\",le=\"0.5\"} 1.0\n\
+                h_bucket{a=\"x \\\"q\\\" \\\\ y\",le=\"+Inf\"} 2.0\n\
+                h_sum{a=\"x \\\"q\\\" \\\\ y\"} 0.7\n\
+                h_count{a=\"x \\\"q\\\" \\\\ y\"} 2.0\n";
+    let expo = parse_exposition(good);
+    assert_eq!(expo.samples.len(), 4);
+    assert_eq!(expo.samples[0].label("a"), Some("x \"q\" \\ y"));
+    assert_eq!(expo.family_of("h_bucket"), Some("h"));
+    check_histograms(&expo);
+
+    let decreasing = good.replace("le=\"+Inf\"} 2.0", "le=\"+Inf\"} 0.0");
+    let expo = parse_exposition(&decreasing);
+    assert!(std::panic::catch_unwind(|| check_histograms(&expo)).is_err());
+
+    let wrong_count = good.replace(
+        "0.7\nh_count{a=\"x \\\"q\\\" \\\\ y\"} 2.0",
+        "0.7\nh_count{a=\"x \\\"q\\\" \\\\ y\"} 3.0",
+    );
+    assert_ne!(wrong_count, good);
+    let expo = parse_exposition(&wrong_count);
+    assert!(std::panic::catch_unwind(|| check_histograms(&expo)).is_err());
+
+    let bad_line = "metric{a=\"unterminated} 1\n";
+    assert!(std::panic::catch_unwind(|| parse_exposition(bad_line)).is_err());
+}
+
+/// `bentoml_runner_adaptive_batch_size` with its labels and buckets (1, 2,
+/// 4, … up to `max_batch_size`, then that maximum), on the batchable
+/// built-in `iris_classifier`.
+#[test]
+fn adaptive_batch_size_family_for_a_batchable_runner() {
+    let server = start_with(
+        &["iris_classifier", "--runner-workers", "2"],
+        "runners.batching.max_batch_size=10",
+    );
+    const N: usize = 24;
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                for _ in 0..N / 12 {
+                    let r = http(
+                        &addr,
+                        "POST",
+                        "/classify",
+                        &[("Content-Type", "application/json")],
+                        b"[[5.1,3.5,1.4,0.2],[6.3,3.3,6.0,2.5]]",
+                    )
+                    .expect("POST /classify");
+                    assert_eq!(r.status, 200, "{}", r.text());
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let expo = scrape(&server);
+    let (name, kind, labels) = ADAPTIVE_BATCH;
+    check_family(&expo, name, kind, labels);
+    for (family, kind, labels) in DEFAULT_FAMILIES {
+        check_family(&expo, family, kind, labels);
+    }
+    check_histograms(&expo);
+    let mut workers = BTreeSet::new();
+    for s in expo.family_samples(name) {
+        assert_eq!(s.label("runner_name"), Some("iris_clf"), "{s:?}");
+        assert_eq!(s.label("method_name"), Some("predict"), "{s:?}");
+        assert_eq!(s.label("service_name"), Some("iris_classifier"), "{s:?}");
+        assert_eq!(s.label("service_version"), Some("not available"), "{s:?}");
+        workers.insert(s.label("worker_index").unwrap_or_default().to_string());
+        if s.name.ends_with("_bucket") {
+            assert!(
+                ["1.0", "2.0", "4.0", "8.0", "10.0", "+Inf"].contains(&s.label("le").unwrap()),
+                "bucket bounds 1, 2, 4, 8, then max_batch_size 10: {s:?}"
+            );
+        }
+    }
+    assert!(
+        workers.iter().all(|w| w == "1" || w == "2"),
+        "1-based worker_index: {workers:?}"
+    );
+    for w in &workers {
+        assert_eq!(
+            le_values(&expo, &format!("{name}_bucket"), &[("worker_index", w)]),
+            ["1.0", "2.0", "4.0", "8.0", "10.0", "+Inf"]
+        );
+    }
+    // One request is one call of `predict`: batch sizes add up to N.
+    assert_eq!(expo.sum(&format!("{name}_sum"), &[]), N as f64);
+    let batches = expo.sum(&format!("{name}_count"), &[]);
+    assert!((1.0..=N as f64).contains(&batches), "{batches} batches");
+    assert_eq!(
+        expo.sum(
+            "bentoml_runner_request_total",
+            &[("endpoint", "/predict"), ("runner_name", "iris_clf")]
+        ),
+        N as f64
+    );
 }

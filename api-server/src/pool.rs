@@ -74,7 +74,12 @@ pub struct RunnerPool {
     runner: String,
     workers: RwLock<Vec<Arc<WorkerConn>>>,
     rotate: AtomicUsize,
+    /// Woken whenever a worker connection joins the pool.
+    changed: tokio::sync::Notify,
 }
+
+/// How long a call waits for a live worker before answering "unavailable".
+const WORKER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl RunnerPool {
     /// An empty pool for `runner`; workers arrive through [`RunnerPool::update`].
@@ -83,6 +88,7 @@ impl RunnerPool {
             runner: runner.to_string(),
             workers: RwLock::default(),
             rotate: AtomicUsize::new(0),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -115,6 +121,7 @@ impl RunnerPool {
                     Ok(conn) => {
                         tracing::info!(runner = %pool.runner, worker = ep.index, "connected to runner worker");
                         write(&pool.workers).push(conn);
+                        pool.changed.notify_waiters();
                     }
                     Err(e) => {
                         tracing::warn!(runner = %pool.runner, worker = ep.index, error = %e, "cannot connect to runner worker")
@@ -146,6 +153,26 @@ impl RunnerPool {
         best.cloned()
     }
 
+    /// Like [`RunnerPool::pick`], but when no worker is live waits up to
+    /// [`WORKER_WAIT`] for one to connect: a worker restarting after a crash,
+    /// or the pool filling right after this API server started, should delay
+    /// a request, not fail it.
+    async fn pick_or_wait(&self, avoid: Option<&Arc<WorkerConn>>) -> Option<Arc<WorkerConn>> {
+        let deadline = tokio::time::Instant::now() + WORKER_WAIT;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Register before checking, so a connection made in between is not missed.
+            changed.as_mut().enable();
+            if let Some(w) = self.pick(avoid) {
+                return Some(w);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.pick(avoid);
+            }
+        }
+    }
+
     async fn call_once(&self, worker: &Arc<WorkerConn>, method: &str, payload: Vec<u8>) -> Reply {
         worker.outstanding.fetch_add(1, Ordering::Relaxed);
         let result = worker.call(method, payload).await;
@@ -160,11 +187,11 @@ impl RunnerPool {
     async fn route(self: Arc<Self>, method: String, payload: Vec<u8>) -> Reply {
         let unavailable =
             || CallError::Unavailable(format!("no live worker of runner '{}'", self.runner));
-        let first = self.pick(None).ok_or_else(unavailable)?;
+        let first = self.pick_or_wait(None).await.ok_or_else(unavailable)?;
         let result = self.call_once(&first, &method, payload.clone()).await;
         match result {
             Err(CallError::Unavailable(_)) => {
-                let second = self.pick(Some(&first)).ok_or_else(unavailable)?;
+                let second = self.pick_or_wait(Some(&first)).await.ok_or_else(unavailable)?;
                 self.call_once(&second, &method, payload).await
             }
             other => other,
