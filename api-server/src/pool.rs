@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
 use tiffin_shared::call::CallError;
-use tiffin_shared::frame::FrameCodec;
+use tiffin_shared::frame::{FrameCodec, FrameError};
 use tiffin_shared::proto::{DataRequest, DataResponse, PROTOCOL_VERSION, WorkerEndpoint};
 use tiffin_shared::service::{BoxFuture, RunnerTransport};
 
@@ -76,6 +76,10 @@ pub struct RunnerPool {
     rotate: AtomicUsize,
     /// Woken whenever a worker connection joins the pool.
     changed: tokio::sync::Notify,
+    /// The supervisor's latest worker set.
+    wanted: Mutex<Vec<WorkerEndpoint>>,
+    /// Endpoints with a handshake under way.
+    connecting: Mutex<std::collections::HashSet<WorkerEndpoint>>,
 }
 
 /// How long a call waits for a live worker before answering "unavailable".
@@ -89,6 +93,8 @@ impl RunnerPool {
             workers: RwLock::default(),
             rotate: AtomicUsize::new(0),
             changed: tokio::sync::Notify::new(),
+            wanted: Mutex::default(),
+            connecting: Mutex::default(),
         })
     }
 
@@ -114,13 +120,30 @@ impl RunnerPool {
         });
         let known: Vec<WorkerEndpoint> = current.iter().map(|w| w.endpoint.clone()).collect();
         drop(current);
+        let mut wanted = lock(&self.wanted);
+        *wanted = endpoints.clone();
+        drop(wanted);
         for ep in endpoints.into_iter().filter(|e| !known.contains(e)) {
+            // Several updates can arrive while a handshake is under way: one
+            // connection per worker, or a dead worker would be retried on its twin.
+            if !lock(&self.connecting).insert(ep.clone()) {
+                continue;
+            }
             let pool = self.clone();
             tokio::spawn(async move {
-                match connect(ep.clone()).await {
+                let result = connect(ep.clone()).await;
+                lock(&pool.connecting).remove(&ep);
+                match result {
                     Ok(conn) => {
+                        let still_wanted = lock(&pool.wanted).contains(&ep);
+                        let mut workers = write(&pool.workers);
+                        if !still_wanted || workers.iter().any(|w| w.endpoint == ep) {
+                            conn.alive.store(false, Ordering::SeqCst);
+                            return;
+                        }
+                        workers.push(conn);
+                        drop(workers);
                         tracing::info!(runner = %pool.runner, worker = ep.index, "connected to runner worker");
-                        write(&pool.workers).push(conn);
                         pool.changed.notify_waiters();
                     }
                     Err(e) => {
@@ -141,7 +164,7 @@ impl RunnerPool {
         let mut best: Option<&Arc<WorkerConn>> = None;
         for i in 0..n {
             let w = &workers[(start + i) % n];
-            if !w.alive.load(Ordering::SeqCst) || avoid.is_some_and(|a| Arc::ptr_eq(a, w)) {
+            if !w.alive.load(Ordering::SeqCst) || avoid.is_some_and(|a| a.endpoint == w.endpoint) {
                 continue;
             }
             if best.is_none_or(|b| {
@@ -191,7 +214,10 @@ impl RunnerPool {
         let result = self.call_once(&first, &method, payload.clone()).await;
         match result {
             Err(CallError::Unavailable(_)) => {
-                let second = self.pick_or_wait(Some(&first)).await.ok_or_else(unavailable)?;
+                let second = self
+                    .pick_or_wait(Some(&first))
+                    .await
+                    .ok_or_else(unavailable)?;
                 self.call_once(&second, &method, payload).await
             }
             other => other,
@@ -259,6 +285,10 @@ async fn connect(endpoint: WorkerEndpoint) -> Result<Arc<WorkerConn>, std::io::E
                 }
                 Ok(DataResponse::Draining) => reader_conn.alive.store(false, Ordering::SeqCst),
                 Ok(DataResponse::Hello { .. }) => {}
+                Err(FrameError::Io(e)) => {
+                    tracing::debug!(worker = reader_conn.endpoint.index, error = %e, "runner worker connection closed");
+                    break;
+                }
                 Err(e) => {
                     tracing::error!(worker = reader_conn.endpoint.index, error = %e, "malformed frame from runner worker; closing");
                     break;

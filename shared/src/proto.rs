@@ -59,7 +59,7 @@ pub struct Hello {
 }
 
 /// A runner worker as API servers see it: where to reach it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkerEndpoint {
     /// 1-based worker index.
     pub index: usize,
