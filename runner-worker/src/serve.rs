@@ -79,11 +79,11 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     let mut dispatchers = HashMap::new();
     for (name, method) in runnable.methods() {
         if let (MethodKind::Batch(f), true) = (&method.kind, batching.enabled) {
-            let limits = BatchLimits {
-                max_batch_size: batching.max_batch_size,
-                max_latency: Duration::from_millis(batching.max_latency_ms),
-                queue_capacity: batching.max_batch_size.saturating_mul(16).max(64),
-            };
+            // Queue bound: four full batches (see `BatchLimits::new`).
+            let limits = BatchLimits::new(
+                batching.max_batch_size,
+                Duration::from_millis(batching.max_latency_ms),
+            );
             let observer_metrics = metrics.clone();
             let method_name = name.to_string();
             let observe = Arc::new(move |n: usize| {

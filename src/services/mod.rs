@@ -2,11 +2,12 @@
 //! default, BentoML's metrics-guide example) and `echo` (for benchmarks).
 
 pub mod echo;
+pub mod iris;
 pub mod sentiment;
 
 use tiffin_shared::Service;
 
 /// Every built-in service, the default first.
 pub fn builtin() -> Vec<Service> {
-    vec![sentiment::service(), echo::service()]
+    vec![sentiment::service(), echo::service(), iris::service()]
 }

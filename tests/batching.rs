@@ -1,0 +1,235 @@
+//! Adaptive batching end to end, with the built-in `iris_classifier`: the
+//! real binary, real HTTP clients, the aggregated `/metrics`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::*;
+use serde_json::{Value, json};
+use tiffin::services::iris::{self, IrisModel};
+
+const SERVICE: (&str, &str) = ("service_name", "iris_classifier");
+
+fn classify(server: &Server, body: &Value) -> Response {
+    server.post("/classify", "application/json", body.to_string().as_bytes())
+}
+
+#[test]
+fn iris_classifier_is_accurate_over_http_and_rejects_bad_shapes() {
+    let server = Launch::http(&["iris_classifier"])
+        .env("NO_COLOR", "1")
+        .start();
+
+    let r = classify(&server, &json!([5.1, 3.5, 1.4, 0.2]));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!(["setosa"]));
+
+    // Every shipped row in one request: one answer per row, in order.
+    let (rows, labels) = iris::dataset().unwrap();
+    let r = classify(&server, &json!(rows));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got: Vec<String> = serde_json::from_value(r.json()).unwrap();
+    assert_eq!(got.len(), 150);
+    let correct = got
+        .iter()
+        .zip(&labels)
+        .filter(|(g, l)| g.as_str() == iris::CLASSES[**l])
+        .count();
+    assert!(correct as f64 / 150.0 >= 0.95, "{correct}/150 correct");
+
+    let bad = |body: &str, needles: &[&str]| {
+        let r = server.post("/classify", "application/json", body.as_bytes());
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        let msg = r.json()["error"].as_str().unwrap_or_default().to_string();
+        for n in needles {
+            assert!(msg.contains(n), "{body}: {msg:?} lacks {n:?}");
+        }
+    };
+    bad(
+        "[[5.1,3.5,1.4,0.2],[6.0,2.2,5.0]]",
+        &["row 1", "expected 4 features", "got 3"],
+    );
+    bad(
+        r#"[[5.1,3.5,1.4,0.2],[6.0,"wide",5.0,1.5]]"#,
+        &[
+            "row 1, feature 1 (sepal_width)",
+            "expected a number",
+            "string",
+        ],
+    );
+    bad("[5.1,3.5,1.4]", &["expected 4 features", "got 3"]);
+    bad(
+        r#"{"rows": 1}"#,
+        &["expected a row of 4 numbers or a list of rows"],
+    );
+    bad("[]", &["empty"]);
+    bad("[[5.1,3.5", &["not valid JSON"]);
+
+    let text = server.metrics();
+    let bad_requests = sample_sum(
+        &text,
+        "bentoml_api_server_request_total",
+        &[
+            SERVICE,
+            ("endpoint", "/classify"),
+            ("http_response_code", "400"),
+        ],
+    );
+    assert_eq!(bad_requests, 6.0, "{text}");
+}
+
+#[test]
+fn thirty_two_concurrent_clients_are_batched_and_answered_correctly() {
+    let server = Arc::new(
+        Launch::http(&["iris_classifier"])
+            .env("NO_COLOR", "1")
+            .start(),
+    );
+    let (rows, _) = iris::dataset().unwrap();
+    let model = IrisModel::from_shipped_data().unwrap();
+    let rows = Arc::new(rows);
+    let model = Arc::new(model);
+    const CLIENTS: usize = 32;
+    const REQUESTS: usize = 40;
+
+    let started = Instant::now();
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (server, rows, model) = (server.clone(), rows.clone(), model.clone());
+            std::thread::spawn(move || {
+                for i in 0..REQUESTS {
+                    // 1 to 3 rows per request, different for every client and request.
+                    let n = 1 + (c + i) % 3;
+                    let mine: Vec<iris::Row> = (0..n)
+                        .map(|k| rows[(c * 37 + i * 11 + k * 53) % rows.len()])
+                        .collect();
+                    let want: Vec<&str> = mine
+                        .iter()
+                        .map(|r| iris::CLASSES[model.predict_one(r)])
+                        .collect();
+                    let r = classify(&server, &json!(mine));
+                    assert_eq!(r.status, 200, "client {c} request {i}: {}", r.text());
+                    assert_eq!(r.json(), json!(want), "client {c} request {i}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let elapsed = started.elapsed();
+
+    let text = server.metrics();
+    let labels = [
+        SERVICE,
+        ("runner_name", "iris_clf"),
+        ("method_name", "predict"),
+    ];
+    let sum = sample_sum(&text, "bentoml_runner_adaptive_batch_size_sum", &labels);
+    let count = sample_sum(&text, "bentoml_runner_adaptive_batch_size_count", &labels);
+    let calls = (CLIENTS * REQUESTS) as f64;
+    eprintln!(
+        "{calls} calls in {elapsed:?}: {count} batches, mean batch size {:.2}",
+        sum / count
+    );
+    // Every call went through exactly one dispatched batch.
+    assert_eq!(sum, calls, "{text}");
+    assert!(count > 0.0 && count < calls, "{text}");
+    assert!(sum / count > 1.5, "mean batch size {} <= 1.5", sum / count);
+    let ok = sample_sum(
+        &text,
+        "bentoml_api_server_request_total",
+        &[
+            SERVICE,
+            ("endpoint", "/classify"),
+            ("http_response_code", "200"),
+        ],
+    );
+    assert_eq!(ok, calls);
+}
+
+#[test]
+fn calls_that_cannot_meet_max_latency_get_a_fast_503() {
+    // A 1 ms budget, and a client sending huge requests (a batch of them takes
+    // far longer than 1 ms) while small ones keep coming: the small calls
+    // queued behind a huge batch cannot meet the budget and are refused.
+    let server = Arc::new(
+        Launch::http(&["iris_classifier"])
+            .env("NO_COLOR", "1")
+            .env("TIFFIN_CONFIG_OPTIONS", "runners.batching.max_latency_ms=1")
+            .start(),
+    );
+    let (rows, _) = iris::dataset().unwrap();
+    let huge: Vec<iris::Row> = rows.iter().cycle().take(150 * 400).copied().collect();
+    let huge = json!(huge).to_string();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let big = {
+        let (server, done) = (server.clone(), done.clone());
+        std::thread::spawn(move || {
+            for _ in 0..4 {
+                let r = server.post("/classify", "application/json", huge.as_bytes());
+                assert!(matches!(r.status, 200 | 503), "{}", r.text());
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let small: Vec<_> = (0..8)
+        .map(|_| {
+            let (server, done) = (server.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut rejected = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let r = classify(&server, &json!([6.3, 3.3, 6.0, 2.5]));
+                    match r.status {
+                        200 => assert_eq!(r.json(), json!(["virginica"])),
+                        503 => rejected.push(r.json()["error"].as_str().unwrap().to_string()),
+                        s => panic!("{s}: {}", r.text()),
+                    }
+                }
+                rejected
+            })
+        })
+        .collect();
+    big.join().expect("big client");
+    let rejected: Vec<String> = small
+        .into_iter()
+        .flat_map(|t| t.join().expect("small client"))
+        .collect();
+    eprintln!("{} small calls refused with 503", rejected.len());
+    assert!(!rejected.is_empty(), "no call was refused");
+    assert!(
+        rejected
+            .iter()
+            .all(|m| m.contains("overloaded") && m.contains("max_latency_ms=1")),
+        "{rejected:?}"
+    );
+
+    // The server answers again once the load is gone (a lone call is only
+    // refused if it has already waited past the 1 ms budget in the worker, so
+    // allow a few tries on a busy test machine).
+    let recovered = (0..50).any(|_| {
+        let r = classify(&server, &json!([5.1, 3.5, 1.4, 0.2]));
+        assert!(matches!(r.status, 200 | 503), "{}", r.text());
+        r.status == 200
+    });
+    assert!(recovered, "still refusing calls after the load stopped");
+
+    let text = server.metrics();
+    let refused = sample_sum(
+        &text,
+        "bentoml_api_server_request_total",
+        &[
+            SERVICE,
+            ("endpoint", "/classify"),
+            ("http_response_code", "503"),
+        ],
+    );
+    assert!(
+        refused >= rejected.len() as f64,
+        "{refused} vs {}",
+        rejected.len()
+    );
+}
