@@ -45,18 +45,7 @@ pub const ADAPTIVE_BATCH_SIZE: &str = "bentoml_runner_adaptive_batch_size";
 /// The `service_version` label value when the service has no version, as BentoML writes it.
 pub const NOT_AVAILABLE: &str = "not available";
 
-/// Batch-size buckets as BentoML builds them: 1, 2, 4, … below `max_batch_size`, then `max_batch_size` (`+Inf` implicit).
-pub fn batch_size_buckets(max_batch_size: usize) -> Vec<f64> {
-    let end = max_batch_size.max(1) as f64;
-    let mut buckets = Vec::new();
-    let mut bound = 1.0;
-    while bound < end {
-        buckets.push(bound);
-        bound *= 2.0;
-    }
-    buckets.push(end);
-    buckets
-}
+pub use tiffin_config::batch_size_buckets;
 
 /// Joins namespace and name with `_`, leaving out an empty namespace.
 fn metric_name(namespace: &str, name: &str) -> String {
