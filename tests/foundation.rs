@@ -11,15 +11,7 @@ use std::time::Duration;
 
 use common::*;
 
-/// `serve-http` with plain-text logs.
-///
-/// NO_COLOR works around a product bug: `src/logging.rs` writes ANSI colour
-/// codes even when stderr is a pipe, which breaks the harness's parsing of
-/// the start line (`listen=`). `logs_are_plain_text_on_a_pipe` asserts the
-/// correct behaviour; once fixed, NO_COLOR here is harmless.
-fn launch(args: &[&str]) -> Launch {
-    Launch::http(args).env("NO_COLOR", "1")
-}
+use common::launch_plain as launch;
 
 fn custom(args: &[&str]) -> Launch {
     launch(args).bin(example_bin("custom_service"))

@@ -8,11 +8,7 @@ use std::time::Duration;
 
 use common::*;
 
-/// `serve-http` with plain-text logs (see the note in tests/foundation.rs:
-/// `src/logging.rs` emits ANSI colours on a pipe, which breaks the harness).
-fn launch(args: &[&str]) -> Launch {
-    Launch::http(args).env("NO_COLOR", "1")
-}
+use common::launch_plain as launch;
 
 const RUNNER: &str = "__worker runner --runner nltk_sentiment";
 
