@@ -13,7 +13,9 @@ use hyper_util::rt::TokioIo;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3900".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3900".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("bare hyper listening on {addr}");
     loop {
@@ -21,11 +23,22 @@ async fn main() -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                let body = if body.is_empty() { Bytes::from_static(b"hello") } else { body };
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let body = if body.is_empty() {
+                    Bytes::from_static(b"hello")
+                } else {
+                    body
+                };
                 Ok::<_, Infallible>(Response::new(Full::new(body)))
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }

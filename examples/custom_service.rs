@@ -15,9 +15,16 @@ use tiffin::{ApiError, Json, Runnable, Runner, Service, Text};
 fn service() -> Service {
     let calc = Runner::new("calc", || {
         // `scripts/bench` asks for many custom series per worker to time scrapes.
-        let series: usize = std::env::var("CUSTOM_SERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let series: usize = std::env::var("CUSTOM_SERIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if series > 0
-            && let Ok(counter) = tiffin::metrics::Counter::new("custom_series_total", "Synthetic series for scrape benchmarks", &["series"])
+            && let Ok(counter) = tiffin::metrics::Counter::new(
+                "custom_series_total",
+                "Synthetic series for scrape benchmarks",
+                &["series"],
+            )
         {
             for i in 0..series {
                 counter.labels(&[&i.to_string()]).inc();

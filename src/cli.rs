@@ -1,4 +1,4 @@
-//! The command line: `serve-http`, `status`, `scale`, and the hidden
+//! The command line: `serve-http`, `serve-grpc`, `status`, `scale`, and the hidden
 //! `__worker` subcommand the supervisor uses to start its children.
 
 use std::path::PathBuf;
@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Serve a service over HTTP: supervisor, API servers and runner workers.
     ServeHttp(ServeArgs),
+    /// Serve a service over gRPC (BentoML's bentoml.grpc.v1.BentoService):
+    /// supervisor, API servers and runner workers; metrics on a separate port.
+    ServeGrpc(ServeGrpcArgs),
     /// Show every worker of a running tiffin.
     Status(StatusArgs),
     /// Change the number of workers of a runner (or `api-server`) while serving.
@@ -62,6 +65,37 @@ struct ServeArgs {
     /// Seconds to let in-flight requests finish on shutdown (api_server.graceful_timeout).
     #[arg(long)]
     graceful_timeout: Option<f64>,
+}
+
+#[derive(Args)]
+struct ServeGrpcArgs {
+    /// Service to serve (default: the first one this binary offers).
+    service: Option<String>,
+    /// Host to bind (api_server.grpc.host; default 0.0.0.0).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to bind (api_server.grpc.port; default 3000; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Number of API-server processes (api_server.workers).
+    #[arg(long)]
+    api_workers: Option<usize>,
+    /// Number of worker processes for every runner (runners.workers).
+    #[arg(long)]
+    runner_workers: Option<usize>,
+    /// YAML configuration file (else $TIFFIN_CONFIG).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Port of the aggregated metrics endpoint, served at `/`
+    /// (api_server.grpc.metrics.port; default 3001).
+    #[arg(long)]
+    metrics_port: Option<u16>,
+    /// Seconds to let in-flight requests finish on shutdown (api_server.graceful_timeout).
+    #[arg(long)]
+    graceful_timeout: Option<f64>,
+    /// Serve gRPC server reflection (api_server.grpc.reflection.enabled).
+    #[arg(long)]
+    enable_reflection: bool,
 }
 
 #[derive(Args)]
@@ -107,6 +141,9 @@ struct WorkerArgs {
     runtime_dir: PathBuf,
     #[arg(long)]
     service: String,
+    /// `http` or `grpc` (API servers only).
+    #[arg(long, default_value = "http")]
+    protocol: String,
 }
 
 /// Parses the command line and runs it.
@@ -114,6 +151,7 @@ pub fn main(services: Vec<Service>) -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::ServeHttp(args) => serve(args, &services),
+        Command::ServeGrpc(args) => serve_grpc(args, &services),
         Command::Status(args) => status(args),
         Command::Scale(args) => scale(args),
         Command::List => {
@@ -154,40 +192,112 @@ fn find_service(services: &[Service], name: Option<&str>) -> Result<Service> {
     }
 }
 
-fn serve(args: ServeArgs, services: &[Service]) -> Result<()> {
-    let service = find_service(services, args.service.as_deref())?;
-    let file = args
+/// Options `serve-http` and `serve-grpc` share, as configuration overrides.
+struct CommonServe<'a> {
+    service: Option<&'a str>,
+    config: Option<&'a PathBuf>,
+    api_workers: Option<usize>,
+    runner_workers: Option<usize>,
+    graceful_timeout: Option<f64>,
+}
+
+/// Builds the effective configuration: file < `$TIFFIN_CONFIG_OPTIONS` < `cli`
+/// (plus the common flags), and checks it against the service's runners.
+fn effective_config(
+    common: &CommonServe<'_>,
+    services: &[Service],
+    mut cli: Vec<(String, String)>,
+) -> Result<(Service, Config, String)> {
+    let service = find_service(services, common.service)?;
+    let file = common
         .config
-        .clone()
+        .cloned()
         .or_else(|| std::env::var_os(tiffin_config::CONFIG_ENV).map(PathBuf::from));
     let options = std::env::var(tiffin_config::OPTIONS_ENV).ok();
-    let mut cli: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: String| cli.push((k.to_string(), v));
-    if let Some(h) = &args.host {
-        set("api_server.http.host", format!("{h:?}"));
-    }
-    if let Some(p) = args.port {
-        set("api_server.http.port", p.to_string());
-    }
-    if let Some(n) = args.api_workers {
+    if let Some(n) = common.api_workers {
         set("api_server.workers", n.to_string());
     }
-    if let Some(n) = args.runner_workers {
+    if let Some(n) = common.runner_workers {
         set("runners.workers", n.to_string());
     }
-    if let Some(t) = args.graceful_timeout {
+    if let Some(t) = common.graceful_timeout {
         set("api_server.graceful_timeout", t.to_string());
     }
     let config = Config::from_sources(file.as_deref(), options.as_deref(), &cli)?;
     let runner_names: Vec<&str> = service.runners().iter().map(|r| r.name()).collect();
     config.check_runners(&runner_names)?;
     let yaml = serde_yaml_ng::to_string(&config).context("cannot serialise the configuration")?;
+    Ok((service, config, yaml))
+}
+
+fn serve(args: ServeArgs, services: &[Service]) -> Result<()> {
+    let mut cli: Vec<(String, String)> = Vec::new();
+    if let Some(h) = &args.host {
+        cli.push(("api_server.http.host".into(), format!("{h:?}")));
+    }
+    if let Some(p) = args.port {
+        cli.push(("api_server.http.port".into(), p.to_string()));
+    }
+    let common = CommonServe {
+        service: args.service.as_deref(),
+        config: args.config.as_ref(),
+        api_workers: args.api_workers,
+        runner_workers: args.runner_workers,
+        graceful_timeout: args.graceful_timeout,
+    };
+    let (service, config, yaml) = effective_config(&common, services, cli)?;
     crate::logging::init("supervisor".into());
     let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
     tiffin_supervisor::run(tiffin_supervisor::SuperviseArgs {
         host: config.api_server.http.host.clone(),
         port: config.api_server.http.port,
         metrics_port: args.metrics_port,
+        metrics_host: None,
+        protocol: tiffin_supervisor::Protocol::Http,
+        service,
+        config,
+        config_yaml: yaml,
+        exe,
+    })?;
+    Ok(())
+}
+
+fn serve_grpc(args: ServeGrpcArgs, services: &[Service]) -> Result<()> {
+    let mut cli: Vec<(String, String)> = Vec::new();
+    if let Some(h) = &args.host {
+        cli.push(("api_server.grpc.host".into(), format!("{h:?}")));
+    }
+    if let Some(p) = args.port {
+        cli.push(("api_server.grpc.port".into(), p.to_string()));
+    }
+    if let Some(p) = args.metrics_port {
+        cli.push(("api_server.grpc.metrics.port".into(), p.to_string()));
+    }
+    if args.enable_reflection {
+        cli.push(("api_server.grpc.reflection.enabled".into(), "true".into()));
+    }
+    let common = CommonServe {
+        service: args.service.as_deref(),
+        config: args.config.as_ref(),
+        api_workers: args.api_workers,
+        runner_workers: args.runner_workers,
+        graceful_timeout: args.graceful_timeout,
+    };
+    let (service, config, yaml) = effective_config(&common, services, cli)?;
+    crate::logging::init("supervisor".into());
+    let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
+    let grpc = &config.api_server.grpc;
+    // The aggregate is served on its own port (gRPC has no `/metrics` route),
+    // unless metrics are disabled and no port was asked for.
+    let metrics_port = (config.api_server.metrics.enabled || args.metrics_port.is_some())
+        .then_some(grpc.metrics.port);
+    tiffin_supervisor::run(tiffin_supervisor::SuperviseArgs {
+        host: grpc.host.clone(),
+        port: grpc.port,
+        metrics_port,
+        metrics_host: Some(grpc.metrics.host.clone()),
+        protocol: tiffin_supervisor::Protocol::Grpc,
         service,
         config,
         config_yaml: yaml,
@@ -271,6 +381,7 @@ fn worker(args: WorkerArgs, services: &[Service]) -> Result<()> {
             let fd = args
                 .fd
                 .ok_or_else(|| anyhow!("--fd is required for an API server"))?;
+            let protocol: tiffin_api_server::Protocol = args.protocol.parse()?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -280,6 +391,7 @@ fn worker(args: WorkerArgs, services: &[Service]) -> Result<()> {
                 runtime_dir: args.runtime_dir,
                 config,
                 service,
+                protocol,
             }))?;
         }
         "runner" => {

@@ -1,10 +1,8 @@
 //! HTTP routing, body limits, error bodies and per-request metrics.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::os::fd::FromRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,33 +13,18 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
 
-use tiffin_shared::control::ControlClient;
-use tiffin_shared::metrics::{self, ApiServerMetrics};
-use tiffin_shared::proto::{FromSupervisor, Role, ToSupervisor};
+use tiffin_shared::proto::{FromSupervisor, ToSupervisor};
 use tiffin_shared::service::{Api, ApiError};
 
-use crate::pool::RunnerPool;
+use crate::core::{Core, Flow, inherit_listener};
 use crate::{ApiServerArgs, ApiServerError};
 
 struct App {
-    apis: HashMap<String, Api>,
-    pools: Vec<Arc<RunnerPool>>,
-    metrics: Option<ApiServerMetrics>,
-    control: ControlClient,
+    core: Core,
     max_body: u64,
     docs: Bytes,
-    requests: Arc<AtomicU64>,
-    /// Unknown paths seen so far, each its own `endpoint` label value up to a cap.
-    unknown_paths: std::sync::Mutex<std::collections::HashSet<String>>,
 }
-
-/// Distinct unknown paths labelled by their own path; beyond this, scanners
-/// and typos share one label so they cannot blow up the series count.
-const MAX_UNKNOWN_ENDPOINTS: usize = 100;
-/// `endpoint` label for unknown paths past [`MAX_UNKNOWN_ENDPOINTS`].
-const OTHER_ENDPOINT: &str = "/__unmatched__";
 
 type Body = Full<Bytes>;
 
@@ -64,26 +47,17 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
 
 impl App {
     /// The `endpoint` label for a request path: the path itself, except that
-    /// unknown paths are capped (see [`MAX_UNKNOWN_ENDPOINTS`]).
+    /// unknown paths are capped (see [`Core::endpoint_label`]).
     fn endpoint_label<'a>(&self, path: &'a str) -> &'a str {
-        let known = matches!(path, "/livez" | "/healthz" | "/readyz" | "/docs.json" | "/schema")
-            || self.apis.contains_key(path.trim_start_matches('/'));
-        if known || self.metrics.is_none() {
-            return path;
-        }
-        let mut seen = self.unknown_paths.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(path) {
-            return path;
-        }
-        if seen.len() < MAX_UNKNOWN_ENDPOINTS {
-            seen.insert(path.to_string());
-            return path;
-        }
-        OTHER_ENDPOINT
+        let known = matches!(
+            path,
+            "/livez" | "/healthz" | "/readyz" | "/docs.json" | "/schema"
+        ) || self.core.apis.contains_key(path.trim_start_matches('/'));
+        self.core.endpoint_label(path, known)
     }
 
     fn ready(&self) -> bool {
-        self.pools.iter().all(|p| p.live() > 0)
+        self.core.ready()
     }
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
@@ -93,17 +67,17 @@ impl App {
         }
         let started = Instant::now();
         let endpoint = self.endpoint_label(&path);
-        let guard = self.metrics.as_ref().map(|m| m.start(endpoint));
+        let guard = self.core.metrics.as_ref().map(|m| m.start(endpoint));
         let resp = self.route(&path, req).await;
         drop(guard);
-        if let Some(m) = &self.metrics {
+        if let Some(m) = &self.core.metrics {
             m.finish(
                 endpoint,
                 resp.status().as_u16(),
                 started.elapsed().as_secs_f64(),
             );
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.core.requests.fetch_add(1, Ordering::Relaxed);
         resp
     }
 
@@ -132,7 +106,7 @@ impl App {
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 r
             }),
-            _ => match self.apis.get(path.trim_start_matches('/')) {
+            _ => match self.core.apis.get(path.trim_start_matches('/')) {
                 None => json_error(404, &format!("no route for {path}")),
                 Some(_) if method != Method::POST => {
                     let mut r = json_error(
@@ -206,7 +180,7 @@ impl App {
     }
 
     async fn scrape(&self, req: &Request<Incoming>) -> Response<Body> {
-        if self.metrics.is_none() {
+        if self.core.metrics.is_none() {
             return json_error(
                 404,
                 "metrics are disabled (api_server.metrics.enabled=false)",
@@ -218,6 +192,7 @@ impl App {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/openmetrics-text"));
         let answer = self
+            .core
             .control
             .request(|id| ToSupervisor::Scrape { id, openmetrics });
         match tokio::time::timeout(Duration::from_secs(10), answer).await {
@@ -237,65 +212,10 @@ impl App {
     }
 }
 
-/// Runs an API server until the supervisor asks it to drain or goes away.
+/// Runs an HTTP API server until the supervisor asks it to drain or goes away.
 pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
-    // SAFETY: the supervisor placed a listening TCP socket at this fd for us
-    // (it is our only user of that number), and nothing else in this process owns it.
-    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(args.listen_fd) };
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|source| ApiServerError::Listener {
-            fd: args.listen_fd,
-            source,
-        })?;
-    let listener =
-        TcpListener::from_std(std_listener).map_err(|source| ApiServerError::Listener {
-            fd: args.listen_fd,
-            source,
-        })?;
-
-    let cfg = &args.config.api_server;
-    let metrics = if cfg.metrics.enabled {
-        let buckets = cfg
-            .metrics
-            .duration
-            .buckets("api_server.metrics")
-            .map_err(|e| ApiServerError::Config(e.to_string()))?;
-        Some(ApiServerMetrics::new(
-            metrics::global(),
-            &cfg.metrics.namespace,
-            &buckets,
-            &args.service.name,
-            args.service.version_label(),
-        )?)
-    } else {
-        None
-    };
-
-    let mut pools = Vec::new();
-    let mut by_name = HashMap::new();
-    for runner in args.service.runners() {
-        let pool = RunnerPool::new(runner.name());
-        runner.connect(Arc::new(crate::pool::PoolTransport(pool.clone())));
-        by_name.insert(runner.name().to_string(), pool.clone());
-        pools.push(pool);
-    }
-
-    let requests = Arc::new(AtomicU64::new(0));
-    let counted = requests.clone();
-    let snapshot = Arc::new(move || {
-        (
-            metrics::global().snapshot(),
-            counted.load(Ordering::Relaxed),
-        )
-    });
-    let control_path = args.runtime_dir.join("control.sock");
-    let (control, mut events) = ControlClient::connect(
-        &control_path,
-        Role::ApiServer { index: args.index },
-        snapshot,
-    )
-    .await?;
+    let listener = inherit_listener(args.listen_fd)?;
+    let (core, mut events) = Core::start(&args).await?;
 
     let docs = serde_json::json!({
         "service": args.service.name,
@@ -306,22 +226,11 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         })).collect::<Vec<_>>(),
     });
     let app = Arc::new(App {
-        apis: args
-            .service
-            .apis()
-            .iter()
-            .map(|a| (a.name.clone(), a.clone()))
-            .collect(),
-        pools,
-        metrics,
-        control: control.clone(),
-        max_body: cfg.http.max_request_size,
+        core,
+        max_body: args.config.api_server.http.max_request_size,
         docs: Bytes::from(docs.to_string()),
-        requests,
-        unknown_paths: Default::default(),
     });
-    control.send(ToSupervisor::Ready { socket: None })?;
-    tracing::info!("ready");
+    app.core.announce_ready()?;
 
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -350,28 +259,15 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
                     }
                 });
             }
-            event = events.recv() => match event {
-                Some(FromSupervisor::Workers { runner, endpoints }) => {
-                    if let Some(pool) = by_name.get(&runner) {
-                        pool.update(endpoints);
-                    }
-                }
-                Some(FromSupervisor::Drain) => break,
-                Some(_) => {}
-                None => {
-                    tracing::info!("supervisor went away; exiting");
-                    return Ok(());
-                }
+            event = events.recv() => match app.core.on_event(event) {
+                Flow::Continue => {}
+                Flow::Drain => break,
+                Flow::Gone => return Ok(()),
             },
         }
     }
     tracing::info!("draining: no longer accepting, finishing in-flight requests");
     drop(listener);
     graceful.shutdown().await;
-    control.send(ToSupervisor::Drained {
-        snapshot: metrics::global().snapshot(),
-    })?;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    tracing::info!("drained; exiting");
-    Ok(())
+    app.core.drained().await
 }

@@ -1,11 +1,15 @@
-//! An API-server process: the HTTP front door of a service.
+//! An API-server process: the HTTP or gRPC front door of a service.
 //!
 //! It accepts on the listener the supervisor bound and passed down as a file
-//! descriptor, routes `/<api>` requests to the service's handlers, and lets
-//! handlers reach runner workers through [`pool::RunnerPool`]s kept current
-//! by the supervisor over the control connection. `/metrics` asks the
-//! supervisor for the aggregate of every process.
+//! descriptor, routes requests to the service's handlers (`POST /<api>` over
+//! HTTP, `bentoml.grpc.v1.BentoService/Call` over gRPC), and lets handlers
+//! reach runner workers through [`pool::RunnerPool`]s kept current by the
+//! supervisor over the control connection. Over HTTP, `/metrics` asks the
+//! supervisor for the aggregate of every process; in gRPC mode the
+//! supervisor serves it on its own metrics port.
 
+mod core;
+pub mod grpc;
 mod http;
 pub mod pool;
 
@@ -15,7 +19,54 @@ use std::path::PathBuf;
 use tiffin_config::Config;
 use tiffin_shared::Service;
 
-pub use http::run;
+/// Protobuf well-known types (`google.protobuf.Value` for JSON content).
+pub use prost_types;
+/// The tonic version the gRPC server is built with, for clients (tests, benchmarks).
+pub use tonic;
+/// The standard health service's client and messages.
+pub use tonic_health;
+
+/// The wire protocol an API server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2 (`serve-http`).
+    #[default]
+    Http,
+    /// gRPC, BentoML's v1 service (`serve-grpc`).
+    Grpc,
+}
+
+impl Protocol {
+    /// The name used on the command line (`http` or `grpc`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = ApiServerError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "http" => Ok(Protocol::Http),
+            "grpc" => Ok(Protocol::Grpc),
+            other => Err(ApiServerError::Config(format!(
+                "unknown protocol '{other}'; expected 'http' or 'grpc'"
+            ))),
+        }
+    }
+}
+
+/// Runs an API server speaking `args.protocol` until the supervisor asks it
+/// to drain or goes away.
+pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
+    match args.protocol {
+        Protocol::Http => http::run(args).await,
+        Protocol::Grpc => grpc::run(args).await,
+    }
+}
 
 /// Everything an API server needs, from its command line.
 #[derive(Debug, Clone)]
@@ -30,6 +81,8 @@ pub struct ApiServerArgs {
     pub config: Config,
     /// The service to serve.
     pub service: Service,
+    /// HTTP or gRPC.
+    pub protocol: Protocol,
 }
 
 /// Why an API server could not start.
@@ -52,4 +105,10 @@ pub enum ApiServerError {
     /// The control connection failed.
     #[error(transparent)]
     Control(#[from] tiffin_shared::control::ControlError),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The descriptors for gRPC server reflection are unusable.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }

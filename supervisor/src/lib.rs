@@ -1,7 +1,7 @@
 //! The supervisor: starts, watches, restarts, scales and stops every worker
 //! process of a service, and aggregates their metrics into one endpoint.
 //!
-//! It runs in the foreground of `tiffin serve-http` on a single-threaded
+//! It runs in the foreground of `tiffin serve-http` (or `serve-grpc`) on a single-threaded
 //! runtime (see [`spawn`] for why). It is never on the request path: API
 //! servers talk to runner workers directly; the supervisor only hands out the
 //! set of ready workers, answers scrapes, and serves `tiffin status`/`scale`.
@@ -33,10 +33,34 @@ pub struct SuperviseArgs {
     pub port: u16,
     /// Optional separate port serving the aggregated metrics.
     pub metrics_port: Option<u16>,
+    /// Host the metrics port binds (default: `host`).
+    pub metrics_host: Option<String>,
+    /// The protocol API servers speak.
+    pub protocol: Protocol,
     /// Binary to re-execute for workers.
     pub exe: PathBuf,
     /// The effective configuration as YAML, handed to every child.
     pub config_yaml: String,
+}
+
+/// The protocol the API servers speak, passed to each as `--protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// HTTP (`serve-http`).
+    #[default]
+    Http,
+    /// gRPC (`serve-grpc`).
+    Grpc,
+}
+
+impl Protocol {
+    /// The `--protocol` argument value.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
 }
 
 /// Why the supervisor could not start or run.

@@ -29,6 +29,8 @@ pub struct SpawnSpec<'a> {
     pub config_yaml: &'a str,
     /// Public listener, handed to API servers.
     pub listener: &'a std::net::TcpListener,
+    /// The protocol API servers speak.
+    pub protocol: crate::Protocol,
 }
 
 /// Starts one worker process for `role`.
@@ -43,6 +45,8 @@ pub fn spawn(spec: &SpawnSpec<'_>, role: &Role) -> std::io::Result<Child> {
                 &index.to_string(),
                 "--fd",
                 &LISTEN_FD.to_string(),
+                "--protocol",
+                spec.protocol.as_arg(),
             ]);
         }
         Role::Runner { name, index } => {

@@ -332,8 +332,18 @@ impl Supervisor<'_> {
                 i += 1;
             }
         } else {
+            // Retire slots that are not serving (restarting, starting) first, then
+            // the highest indices: scaling down must never keep a dead slot over a
+            // ready one.
             let mut doomed = current;
-            doomed.sort_by_key(|r| std::cmp::Reverse(role_index(r)));
+            let st = lock(&self.shared);
+            let serving = |r: &Role| {
+                st.slots
+                    .get(r)
+                    .is_some_and(|s| s.state == WorkerState::Ready && s.pid.is_some())
+            };
+            doomed.sort_by_key(|r| (serving(r), std::cmp::Reverse(role_index(r))));
+            drop(st);
             for role in doomed.into_iter().take(have - workers) {
                 self.retire(&role);
             }
@@ -477,7 +487,8 @@ async fn supervise_in(
     crate::control::serve(control, shared.clone(), events_tx.clone());
     crate::scrape::refresh_periodically(shared.clone(), Duration::from_secs(1));
     if let Some(port) = args.metrics_port {
-        crate::scrape::serve_metrics_port(&args.host, port, shared.clone()).await?;
+        let host = args.metrics_host.as_deref().unwrap_or(&args.host);
+        crate::scrape::serve_metrics_port(host, port, shared.clone()).await?;
     }
 
     let sup = Supervisor {
@@ -489,6 +500,7 @@ async fn supervise_in(
             runtime_dir: dir,
             config_yaml: &args.config_yaml,
             listener: &listener,
+            protocol: args.protocol,
         },
     };
     tracing::info!(listen = %local, runtime_dir = %dir.display(), service = %args.service.name, "supervisor starting");

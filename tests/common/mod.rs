@@ -523,9 +523,9 @@ pub fn worker_role(worker: &serde_json::Value) -> (String, Option<String>, u64) 
 // Metrics helpers (used by tests/metrics.rs and tests/prometheus_e2e.rs).
 // ---------------------------------------------------------------------------
 
-/// `Launch::http(args)` with colourless logs: the harness reads the
-/// `listen=` and `runtime_dir=` fields of the start line, which ANSI colour
-/// codes would split.
+/// `Launch::http(args)` with `NO_COLOR=1`: the harness reads the `listen=`
+/// and `runtime_dir=` fields of the start line, which ANSI colour codes
+/// would split (src/logging.rs now also turns colour off on pipes).
 pub fn launch_plain(args: &[&str]) -> Launch {
     Launch::http(args).env("NO_COLOR", "1")
 }
@@ -736,4 +736,35 @@ pub fn settle(server: &Server, streak: usize) {
         "/readyz never answered 200 {streak} times in a row; log:\n{}",
         server.log()
     );
+}
+
+// ---------------------------------------------------------------------------
+// gRPC helpers (used by tests/grpc.rs).
+// ---------------------------------------------------------------------------
+
+/// `tiffin serve-grpc <args>` on a free port (the harness appends `--host
+/// 127.0.0.1 --port 0`) with colourless logs, and `--metrics-port` on a free
+/// port unless `args` name one (the default, 3001, would clash between tests
+/// running in parallel). It does not wait for readiness: a gRPC port has no
+/// `/readyz`; wait on the gRPC health service instead.
+pub fn launch_grpc(args: &[&str]) -> Launch {
+    let mut launch = launch_grpc_bare(args);
+    if !args.contains(&"--metrics-port") {
+        launch.args.push("--metrics-port".to_string());
+        launch.args.push(free_port().to_string());
+    }
+    launch
+}
+
+/// [`launch_grpc`] without the free `--metrics-port`: the metrics port then
+/// comes from the configuration (`api_server.grpc.metrics.port`).
+pub fn launch_grpc_bare(args: &[&str]) -> Launch {
+    Launch {
+        bin: tiffin_bin(),
+        args: std::iter::once("serve-grpc".to_string())
+            .chain(args.iter().map(|s| s.to_string()))
+            .collect(),
+        env: vec![("NO_COLOR".to_string(), "1".to_string())],
+        wait_ready: false,
+    }
 }

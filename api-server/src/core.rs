@@ -1,0 +1,192 @@
+//! What the HTTP and gRPC front doors share: the inherited listener, the
+//! default metrics, the runner pools kept current by the supervisor, the
+//! control connection, and the drain handshake.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use tiffin_shared::control::ControlClient;
+use tiffin_shared::metrics::{self, ApiServerMetrics};
+use tiffin_shared::proto::{FromSupervisor, Role, ToSupervisor};
+use tiffin_shared::service::Api;
+
+use crate::pool::RunnerPool;
+use crate::{ApiServerArgs, ApiServerError};
+
+/// Distinct unknown endpoints labelled by their own name; beyond this,
+/// scanners and typos share one label so they cannot blow up the series count.
+const MAX_UNKNOWN_ENDPOINTS: usize = 100;
+/// `endpoint` label for unknown endpoints past [`MAX_UNKNOWN_ENDPOINTS`].
+const OTHER_ENDPOINT: &str = "/__unmatched__";
+
+/// What the main loop should do after a supervisor event.
+pub(crate) enum Flow {
+    /// Keep serving.
+    Continue,
+    /// Stop accepting, finish in-flight requests, then report drained.
+    Drain,
+    /// The supervisor went away: exit now.
+    Gone,
+}
+
+/// The protocol-independent state of an API server.
+pub(crate) struct Core {
+    /// The service's APIs by name.
+    pub apis: HashMap<String, Api>,
+    /// One pool per runner, in the service's order.
+    pub pools: Vec<Arc<RunnerPool>>,
+    by_name: HashMap<String, Arc<RunnerPool>>,
+    /// Default metrics, unless `api_server.metrics.enabled=false`.
+    pub metrics: Option<ApiServerMetrics>,
+    /// The connection to the supervisor.
+    pub control: ControlClient,
+    /// Requests served, reported in `tiffin status`.
+    pub requests: Arc<AtomicU64>,
+    /// Unknown endpoints seen so far, each its own `endpoint` label value up to a cap.
+    unknown_endpoints: Mutex<HashSet<String>>,
+}
+
+/// Takes ownership of the listening TCP socket the supervisor placed at `fd`.
+pub(crate) fn inherit_listener(fd: RawFd) -> Result<TcpListener, ApiServerError> {
+    // SAFETY: the supervisor placed a listening TCP socket at this fd for us
+    // (it is our only user of that number), and nothing else in this process owns it.
+    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|source| ApiServerError::Listener { fd, source })?;
+    TcpListener::from_std(std_listener).map_err(|source| ApiServerError::Listener { fd, source })
+}
+
+impl Core {
+    /// Registers the default metrics, creates the runner pools (installing
+    /// them as the runners' transports) and connects to the supervisor.
+    /// Returns the supervisor's event stream beside the state.
+    pub async fn start(
+        args: &ApiServerArgs,
+    ) -> Result<(Self, UnboundedReceiver<FromSupervisor>), ApiServerError> {
+        let cfg = &args.config.api_server;
+        let metrics = if cfg.metrics.enabled {
+            let buckets = cfg
+                .metrics
+                .duration
+                .buckets("api_server.metrics")
+                .map_err(|e| ApiServerError::Config(e.to_string()))?;
+            Some(ApiServerMetrics::new(
+                metrics::global(),
+                &cfg.metrics.namespace,
+                &buckets,
+                &args.service.name,
+                args.service.version_label(),
+            )?)
+        } else {
+            None
+        };
+
+        let mut pools = Vec::new();
+        let mut by_name = HashMap::new();
+        for runner in args.service.runners() {
+            let pool = RunnerPool::new(runner.name());
+            runner.connect(Arc::new(crate::pool::PoolTransport(pool.clone())));
+            by_name.insert(runner.name().to_string(), pool.clone());
+            pools.push(pool);
+        }
+
+        let requests = Arc::new(AtomicU64::new(0));
+        let counted = requests.clone();
+        let snapshot = Arc::new(move || {
+            (
+                metrics::global().snapshot(),
+                counted.load(Ordering::Relaxed),
+            )
+        });
+        let control_path = args.runtime_dir.join("control.sock");
+        let (control, events) = ControlClient::connect(
+            &control_path,
+            Role::ApiServer { index: args.index },
+            snapshot,
+        )
+        .await?;
+        let core = Core {
+            apis: args
+                .service
+                .apis()
+                .iter()
+                .map(|a| (a.name.clone(), a.clone()))
+                .collect(),
+            pools,
+            by_name,
+            metrics,
+            control,
+            requests,
+            unknown_endpoints: Mutex::default(),
+        };
+        Ok((core, events))
+    }
+
+    /// Whether every runner has at least one live worker.
+    pub fn ready(&self) -> bool {
+        self.pools.iter().all(|p| p.live() > 0)
+    }
+
+    /// The `endpoint` label for `endpoint`: itself when `known` (or metrics
+    /// are off), and for unknown endpoints itself up to a cap of distinct
+    /// values, then one shared label.
+    pub fn endpoint_label<'a>(&self, endpoint: &'a str, known: bool) -> &'a str {
+        if known || self.metrics.is_none() {
+            return endpoint;
+        }
+        let mut seen = self
+            .unknown_endpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.contains(endpoint) {
+            return endpoint;
+        }
+        if seen.len() < MAX_UNKNOWN_ENDPOINTS {
+            seen.insert(endpoint.to_string());
+            return endpoint;
+        }
+        OTHER_ENDPOINT
+    }
+
+    /// Applies one supervisor event (`None`: the connection closed).
+    pub fn on_event(&self, event: Option<FromSupervisor>) -> Flow {
+        match event {
+            Some(FromSupervisor::Workers { runner, endpoints }) => {
+                if let Some(pool) = self.by_name.get(&runner) {
+                    pool.update(endpoints);
+                }
+                Flow::Continue
+            }
+            Some(FromSupervisor::Drain) => Flow::Drain,
+            Some(_) => Flow::Continue,
+            None => {
+                tracing::info!("supervisor went away; exiting");
+                Flow::Gone
+            }
+        }
+    }
+
+    /// Tells the supervisor this API server accepts requests.
+    pub fn announce_ready(&self) -> Result<(), ApiServerError> {
+        self.control.send(ToSupervisor::Ready { socket: None })?;
+        tracing::info!("ready");
+        Ok(())
+    }
+
+    /// Reports the end of a drain, with the final metrics, to the supervisor.
+    pub async fn drained(&self) -> Result<(), ApiServerError> {
+        self.control.send(ToSupervisor::Drained {
+            snapshot: metrics::global().snapshot(),
+        })?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tracing::info!("drained; exiting");
+        Ok(())
+    }
+}
