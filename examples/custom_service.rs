@@ -33,6 +33,11 @@ fn service() -> Service {
         Runnable::new()
             .method("double", |x: f64| Ok::<_, String>(x * 2.0))
             .method("fail", |_: String| Err::<bool, _>("model exploded"))
+            // A slow model, for drain and graceful-shutdown tests.
+            .method("sleep_ms", |ms: u64| {
+                std::thread::sleep(std::time::Duration::from_millis(ms.min(10_000)));
+                Ok::<_, String>(ms)
+            })
     });
     let flaky = Runner::try_new("flaky", || {
         if std::env::var("CUSTOM_BROKEN_RUNNER").is_ok_and(|v| v == "1") {
@@ -40,7 +45,7 @@ fn service() -> Service {
         }
         Ok(Runnable::new().method("ping", |s: String| Ok::<_, String>(s)))
     });
-    let (c1, c2, f) = (calc.clone(), calc.clone(), flaky.clone());
+    let (c1, c2, c3, f) = (calc.clone(), calc.clone(), calc.clone(), flaky.clone());
     Service::new("custom")
         .runner(&calc)
         .runner(&flaky)
@@ -57,6 +62,15 @@ fn service() -> Service {
         .api("fail", Text, Json, move |s: String| {
             let calc = c2.clone();
             async move { Ok(json!(calc.call::<_, bool>("fail", s).await?)) }
+        })
+        .api("slow", Json, Json, move |v: Value| {
+            let calc = c3.clone();
+            async move {
+                let ms = v
+                    .as_u64()
+                    .ok_or_else(|| ApiError::bad_request("expected milliseconds"))?;
+                Ok(json!({ "slept_ms": calc.call::<_, u64>("sleep_ms", ms).await? }))
+            }
         })
         .api("broken", Text, Text, move |s: String| {
             let flaky = f.clone();

@@ -397,3 +397,42 @@ fn counters_survive_a_runner_crash() {
     );
     assert!(api_final >= api + 5.0, "api total: {api} then {api_final}");
 }
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
+    let mut server = launch(&[]).bin(example_bin("custom_service")).start();
+    let addr = server.addr.clone();
+    let slow = std::thread::spawn(move || {
+        http(
+            &addr,
+            "POST",
+            "/slow",
+            &[("Content-Type", "application/json")],
+            b"1500",
+        )
+    });
+    // Let the slow call reach the runner, then ask for a graceful stop.
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on the supervisor we spawned and have not reaped.
+    unsafe {
+        libc::kill(server.pid() as i32, libc::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = std::net::TcpStream::connect(&server.addr).is_err();
+    let resp = slow
+        .join()
+        .expect("client thread")
+        .expect("slow request got a response");
+    assert_eq!(resp.status, 200, "{}\nlog:\n{}", resp.text(), server.log());
+    assert_eq!(resp.json()["slept_ms"], 1500);
+    assert!(
+        refused,
+        "the port still accepted connections while draining"
+    );
+    let status = server.signal_and_wait(0);
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        server.log()
+    );
+}

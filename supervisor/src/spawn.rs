@@ -27,8 +27,9 @@ pub struct SpawnSpec<'a> {
     pub runtime_dir: &'a Path,
     /// The effective configuration as YAML, passed in `TIFFIN_EFFECTIVE_CONFIG`.
     pub config_yaml: &'a str,
-    /// Public listener, handed to API servers.
-    pub listener: &'a std::net::TcpListener,
+    /// Public listener, handed to API servers; taken (closed) at shutdown so
+    /// the port stops accepting while the API servers drain.
+    pub listener: std::cell::RefCell<Option<std::net::TcpListener>>,
     /// The protocol API servers speak.
     pub protocol: crate::Protocol,
 }
@@ -65,8 +66,16 @@ pub fn spawn(spec: &SpawnSpec<'_>, role: &Role) -> std::io::Result<Child> {
         .arg(spec.service);
     cmd.env("TIFFIN_EFFECTIVE_CONFIG", spec.config_yaml);
     cmd.stdin(Stdio::null()).kill_on_drop(false);
-    let listen_fd = spec.listener.as_raw_fd();
     let pass_listener = matches!(role, Role::ApiServer { .. });
+    let listen_fd = match (spec.listener.borrow().as_ref(), pass_listener) {
+        (Some(l), _) => l.as_raw_fd(),
+        (None, false) => -1,
+        (None, true) => {
+            return Err(std::io::Error::other(
+                "the public listener is closed (shutting down)",
+            ));
+        }
+    };
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec and only calls
     // async-signal-safe functions (prctl, signal, getppid, dup2, fcntl); it allocates nothing.

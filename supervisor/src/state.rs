@@ -499,7 +499,7 @@ async fn supervise_in(
             service: &args.service.name,
             runtime_dir: dir,
             config_yaml: &args.config_yaml,
-            listener: &listener,
+            listener: std::cell::RefCell::new(Some(listener)),
             protocol: args.protocol,
         },
     };
@@ -545,6 +545,9 @@ async fn supervise_in(
         for role in &roles {
             sup.retire(role);
         }
+        // The supervisor's own copy of the listener would keep the port
+        // accepting into a backlog nobody serves while API servers drain.
+        drop(sup.spec.listener.borrow_mut().take());
         loop {
             if !lock(&shared).slots.keys().any(in_phase) {
                 break;
