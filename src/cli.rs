@@ -319,12 +319,41 @@ fn client_runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start a runtime")
 }
 
+/// Role, runner and index of a worker as the CLI shows them.
+fn role_parts(role: &tiffin_shared::proto::Role) -> (&'static str, Option<&str>, usize) {
+    match role {
+        tiffin_shared::proto::Role::ApiServer { index } => ("api-server", None, *index),
+        tiffin_shared::proto::Role::Runner { name, index } => ("runner", Some(name), *index),
+        tiffin_shared::proto::Role::Cli => ("cli", None, 0),
+    }
+}
+
+/// The flat JSON shape of `tiffin status --json`, convenient for `jq` and scripts.
+fn status_json(report: &tiffin_shared::proto::StatusReport) -> serde_json::Value {
+    let workers: Vec<serde_json::Value> = report
+        .workers
+        .iter()
+        .map(|w| {
+            let (role, runner, index) = role_parts(&w.role);
+            serde_json::json!({
+                "role": role, "runner": runner, "index": index, "pid": w.pid,
+                "state": w.state.to_string(), "uptime_secs": w.uptime_secs,
+                "restarts": w.restarts, "requests": w.requests,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "service": report.service, "pid": report.pid, "listen": report.listen,
+        "uptime_secs": report.uptime_secs, "workers": workers,
+    })
+}
+
 fn status(args: StatusArgs) -> Result<()> {
     let dir =
         tiffin_supervisor::client::locate(args.target.runtime_dir.as_deref(), args.target.pid)?;
     let report = client_runtime()?.block_on(tiffin_supervisor::client::status(&dir))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&status_json(&report))?);
         return Ok(());
     }
     println!(
@@ -336,13 +365,8 @@ fn status(args: StatusArgs) -> Result<()> {
         "ROLE", "RUNNER", "INDEX", "PID", "STATE", "UPTIME", "RESTARTS", "REQUESTS"
     );
     for w in &report.workers {
-        let (role, runner, index) = match &w.role {
-            tiffin_shared::proto::Role::ApiServer { index } => {
-                ("api-server", "-".to_string(), *index)
-            }
-            tiffin_shared::proto::Role::Runner { name, index } => ("runner", name.clone(), *index),
-            tiffin_shared::proto::Role::Cli => ("cli", "-".to_string(), 0),
-        };
+        let (role, runner, index) = role_parts(&w.role);
+        let runner = runner.unwrap_or("-");
         println!(
             "{:<12} {:<20} {:>5} {:>8} {:<9} {:>8.1}s {:>8} {:>10}",
             role,

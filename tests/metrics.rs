@@ -940,7 +940,7 @@ fn wait_runners_ready(server: &Server, n: usize, gone: u32) {
             .unwrap_or_default();
         runners.len() == n
             && runners.iter().all(|w| {
-                w["state"].as_str() == Some("Ready") && w["pid"].as_u64() != Some(gone as u64)
+                w["state"].as_str() == Some("ready") && w["pid"].as_u64() != Some(gone as u64)
             })
     });
     assert!(
@@ -1104,7 +1104,7 @@ fn counters_survive_an_api_server_kill() {
             .unwrap_or_default();
         apis.len() == 2
             && apis.iter().all(|w| {
-                w["state"].as_str() == Some("Ready") && w["pid"].as_u64() != Some(pid as u64)
+                w["state"].as_str() == Some("ready") && w["pid"].as_u64() != Some(pid as u64)
             })
     });
     assert!(ok, "API server replaced; log:\n{}", server.log());

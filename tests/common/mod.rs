@@ -499,23 +499,16 @@ pub fn status_json(server: &Server) -> serde_json::Value {
     })
 }
 
-/// One worker entry of `status --json`, flattened: (role, runner name, index).
+/// One worker entry of `status --json`: (role, runner name, index).
 /// Role is `"api-server"` or `"runner"`.
 pub fn worker_role(worker: &serde_json::Value) -> (String, Option<String>, u64) {
-    let role = &worker["role"];
-    let (kind, body) = match role.as_object().and_then(|o| o.iter().next()) {
-        Some((k, v)) => (k.as_str(), v),
-        None => panic!("unexpected role shape in status: {worker}"),
-    };
-    let kind = match kind {
-        "ApiServer" | "api_server" | "api-server" => "api-server",
-        "Runner" | "runner" => "runner",
-        other => other,
-    };
+    let role = worker["role"]
+        .as_str()
+        .unwrap_or_else(|| panic!("unexpected role shape in status: {worker}"));
     (
-        kind.to_string(),
-        body["name"].as_str().map(str::to_string),
-        body["index"].as_u64().unwrap_or(0),
+        role.to_string(),
+        worker["runner"].as_str().map(str::to_string),
+        worker["index"].as_u64().unwrap_or(0),
     )
 }
 
