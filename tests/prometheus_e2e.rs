@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, http, launch_plain, require_tool, settle};
+use common::{free_port, http, launch_grpc, launch_plain, require_tool, settle};
 
 const JOB: &str = "tiffin";
 const LOAD_FOR: Duration = Duration::from_secs(12);
@@ -53,18 +53,25 @@ fn scratch_dir() -> PathBuf {
 
 /// Starts Prometheus scraping `target` every second; waits until it is ready.
 fn start_prometheus(target: &str) -> Prometheus {
+    start_prometheus_jobs(&[(JOB, target, "/metrics")])
+}
+
+/// Starts Prometheus scraping every `(job, target, metrics_path)` each second.
+fn start_prometheus_jobs(jobs: &[(&str, &str, &str)]) -> Prometheus {
     let bin = require_tool("prometheus");
     let dir = scratch_dir();
     let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: {JOB}\n    metrics_path: /metrics\n    \
+    let mut yaml = String::from(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         scrape_configs:\n",
+    );
+    for (job, target, path) in jobs {
+        yaml.push_str(&format!(
+            "  - job_name: {job}\n    metrics_path: \"{path}\"\n    \
              static_configs:\n      - targets: [\"{target}\"]\n"
-        ),
-    )
-    .expect("write prometheus.yml");
+        ));
+    }
+    std::fs::write(&config, yaml).expect("write prometheus.yml");
     let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus.log");
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -303,8 +310,152 @@ fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
         active[0]["lastScrapeDuration"],
         test_started.elapsed()
     );
+}
+
+/// Waits until Prometheus reports `up == 1` for `job`.
+fn wait_scraping(prom: &Prometheus, job: &str) {
+    let up = format!("up{{job=\"{job}\"}}");
+    let scraping = common::eventually(Duration::from_secs(15), || {
+        query(prom, &up).is_ok_and(|r| r.iter().any(|(_, v)| *v == 1.0))
+    });
     assert!(
-        test_started.elapsed() < Duration::from_secs(40),
-        "the e2e test stays under 40 s"
+        scraping,
+        "prometheus never scraped {job}; its log:\n{}",
+        prom.log()
+    );
+}
+
+/// Retries `promql` until it yields a non-empty vector of finite values > 0.
+fn eventually_positive(prom: &Prometheus, promql: &str) -> Vec<(serde_json::Value, f64)> {
+    let deadline = Instant::now() + QUERY_FOR;
+    loop {
+        let r = query(prom, promql);
+        if let Ok(v) = &r
+            && all_positive(v)
+        {
+            eprintln!(
+                "{promql} => {:?}",
+                v.iter().map(|(_, x)| *x).collect::<Vec<_>>()
+            );
+            return v.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{promql}: {r:?}\nprometheus log:\n{}",
+            prom.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn prometheus_scrapes_batch_sizes_and_a_grpc_server_at_its_metrics_port() {
+    require_tool("prometheus");
+    let iris = launch_plain(&["iris_classifier"]).start();
+    let metrics_port = free_port();
+    let grpc = launch_grpc(&["--metrics-port", &metrics_port.to_string()]).start();
+    let grpc_metrics = format!("127.0.0.1:{metrics_port}");
+    assert!(
+        common::eventually(Duration::from_secs(20), || {
+            http(&grpc_metrics, "GET", "/", &[], b"").is_ok_and(|r| r.status == 200)
+        }),
+        "gRPC-mode metrics port never answered; log:\n{}",
+        grpc.log()
+    );
+    let prom = start_prometheus_jobs(&[
+        ("iris", iris.addr.as_str(), "/metrics"),
+        ("grpc", grpc_metrics.as_str(), "/"),
+    ]);
+    wait_scraping(&prom, "iris");
+    wait_scraping(&prom, "grpc");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // 16 concurrent HTTP clients make the iris dispatcher form batches.
+    let mut clients: Vec<_> = (0..16)
+        .map(|t| {
+            let (addr, stop) = (iris.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let rows = [
+                    "[5.1,3.5,1.4,0.2]",
+                    "[6.7,3.0,5.2,2.3]",
+                    "[5.9,3.0,4.2,1.5]",
+                ];
+                let mut i = t;
+                while !stop.load(Ordering::SeqCst) {
+                    let r = http(
+                        &addr,
+                        "POST",
+                        "/classify",
+                        &[("Content-Type", "application/json")],
+                        rows[i % rows.len()].as_bytes(),
+                    )
+                    .expect("POST /classify");
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    // One gRPC client calling `analysis` through BentoService/Call.
+    let grpc_addr = grpc.addr.clone();
+    let grpc_stop = stop.clone();
+    clients.push(std::thread::spawn(move || {
+        use tiffin_api_server::grpc::proto::bento_service_client::BentoServiceClient;
+        use tiffin_api_server::grpc::proto::{Request, request};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let ch = tiffin_api_server::tonic::transport::Endpoint::from_shared(format!(
+                "http://{grpc_addr}"
+            ))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect gRPC");
+            let mut client = BentoServiceClient::new(ch);
+            while !grpc_stop.load(Ordering::SeqCst) {
+                let call = client
+                    .call(Request {
+                        api_name: "analysis".into(),
+                        content: Some(request::Content::Text("I love this product!".into())),
+                    })
+                    .await;
+                // Runners may still be connecting right after start.
+                if call.is_err() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }));
+    std::thread::sleep(Duration::from_secs(8));
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+
+    // The reference's batch-size query, on the batchable iris runner.
+    let q75 = eventually_positive(
+        &prom,
+        "histogram_quantile(0.75, rate(bentoml_runner_adaptive_batch_size_bucket\
+         {service_name=\"iris_classifier\"}[1m]))",
+    );
+    assert!(
+        q75.iter().all(|(_, v)| *v >= 1.0 && *v <= 100.0),
+        "batch-size p75 within [1, max_batch_size]: {q75:?}"
+    );
+    // gRPC requests are counted in the API-server families, scraped at `/`.
+    let grpc_rate = eventually_positive(
+        &prom,
+        "rate(bentoml_api_server_request_total{job=\"grpc\",\
+         service_name=\"sentiment_analyzer\",endpoint=\"/analysis\"}[1m])",
+    );
+    assert!(
+        grpc_rate
+            .iter()
+            .any(|(m, _)| m["http_response_code"] == "200"),
+        "{grpc_rate:?}"
     );
 }
