@@ -440,6 +440,28 @@ fn admit(batcher: &mut Batcher<Item>, item: Item) {
     }
 }
 
+/// Batches estimated to run shorter than this run on the worker's own thread.
+const INLINE_BELOW: Duration = Duration::from_micros(500);
+
+/// Runs the method on this thread; a panic becomes a failure.
+fn run_inline(method: &BatchFn, payloads: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, CallError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| method(payloads))).unwrap_or_else(
+        |p| {
+            Err(CallError::Failed(format!(
+                "batch method panicked: {}",
+                panic_message(&*p)
+            )))
+        },
+    )
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
 /// Runs the method on the blocking pool; a panic becomes a failure.
 async fn run_method(method: &BatchFn, payloads: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, CallError> {
     let method = method.clone();
@@ -447,11 +469,7 @@ async fn run_method(method: &BatchFn, payloads: Vec<Vec<u8>>) -> Result<Vec<Vec<
         Ok(result) => result,
         Err(e) => {
             let why = if e.is_panic() {
-                let p = e.into_panic();
-                p.downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_string())
+                panic_message(&*e.into_panic())
             } else {
                 e.to_string()
             };
@@ -528,16 +546,22 @@ async fn run_batch(
     let retry = (n > 1).then(|| payloads.clone());
     let started = Instant::now();
     batcher.started(started, n);
-    let run = run_method(method, payloads);
-    tokio::pin!(run);
-    // Keep admitting (and fast-rejecting) calls while the batch runs.
-    let result = loop {
-        tokio::select! {
-            result = &mut run => break result,
-            item = rx.recv(), if *open => match item {
-                Some(item) => admit(batcher, item),
-                None => *open = false,
-            },
+    let result = if batcher.model().estimate(n) < INLINE_BELOW {
+        // A batch this short costs less than the hand-off to the blocking
+        // pool; running it here only delays admission by that long.
+        run_inline(method, payloads)
+    } else {
+        let run = run_method(method, payloads);
+        tokio::pin!(run);
+        // Keep admitting (and fast-rejecting) calls while the batch runs.
+        loop {
+            tokio::select! {
+                result = &mut run => break result,
+                item = rx.recv(), if *open => match item {
+                    Some(item) => admit(batcher, item),
+                    None => *open = false,
+                },
+            }
         }
     };
     match result {
