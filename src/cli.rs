@@ -406,7 +406,11 @@ fn worker(args: WorkerArgs, services: &[Service]) -> Result<()> {
                 .fd
                 .ok_or_else(|| anyhow!("--fd is required for an API server"))?;
             let protocol: tiffin_api_server::Protocol = args.protocol.parse()?;
+            // API servers share the CPUs: more threads than cores only adds switching.
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = (cpus / config.api_server.workers.max(1)).max(1);
             let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
                 .enable_all()
                 .build()?;
             rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {

@@ -221,7 +221,7 @@ fn custom_service_bad_json_and_model_error() {
 
 #[test]
 fn broken_runner_gives_503_not_a_crash() {
-    let server = custom(&[])
+    let server = custom(&["--api-workers", "1"])
         .env("CUSTOM_BROKEN_RUNNER", "1")
         .no_wait()
         .start();

@@ -76,11 +76,17 @@ pub struct Config {
     pub runners: RunnersConfig,
 }
 
+/// BentoML's default API-server count: one per CPU.
+pub fn default_api_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Settings of the API-server processes (`api_server.*`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiServerConfig {
-    /// Number of API-server processes (`api_server.workers`, default 1).
+    /// Number of API-server processes (`api_server.workers`; default: the
+    /// number of CPUs, as in BentoML).
     pub workers: usize,
     /// Seconds given to in-flight requests on shutdown (`api_server.graceful_timeout`, default 30).
     pub graceful_timeout: f64,
@@ -95,7 +101,7 @@ pub struct ApiServerConfig {
 impl Default for ApiServerConfig {
     fn default() -> Self {
         ApiServerConfig {
-            workers: 1,
+            workers: default_api_workers(),
             graceful_timeout: 30.0,
             http: HttpConfig::default(),
             grpc: GrpcConfig::default(),

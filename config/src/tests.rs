@@ -36,7 +36,7 @@ fn opts_err(options: &str) -> String {
 #[test]
 fn defaults() {
     let c = Config::default();
-    assert_eq!(c.api_server.workers, 1);
+    assert_eq!(c.api_server.workers, crate::default_api_workers());
     assert_eq!(c.api_server.graceful_timeout, 30.0);
     assert_eq!(c.api_server.http.host, "0.0.0.0");
     assert_eq!(c.api_server.http.port, 3000);
