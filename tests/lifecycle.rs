@@ -436,3 +436,50 @@ fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
         server.log()
     );
 }
+
+#[test]
+fn a_second_sigint_forces_exit_without_waiting_for_in_flight_work() {
+    let mut server = launch(&["--api-workers", "1"])
+        .bin(example_bin("custom_service"))
+        .start();
+    let addr = server.addr.clone();
+    // A call that would keep a graceful drain busy for 8 s.
+    let _slow = std::thread::spawn(move || {
+        http(
+            &addr,
+            "POST",
+            "/slow",
+            &[("Content-Type", "application/json")],
+            b"8000",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let children: Vec<u32> = server.children().into_iter().map(|(p, _)| p).collect();
+    // SAFETY: kill(2) on the supervisor we spawned and have not reaped.
+    unsafe {
+        libc::kill(server.pid() as i32, libc::SIGINT);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.child.try_wait().expect("try_wait").is_none(),
+        "the first SIGINT must drain, not exit at once"
+    );
+    let started = std::time::Instant::now();
+    let status = server.signal_and_wait(libc::SIGINT);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "second SIGINT took {took:?} to stop the supervisor (the slow call needs 8 s)"
+    );
+    assert!(
+        status.code().is_some(),
+        "supervisor exited by itself: {status:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || children
+            .iter()
+            .all(|p| !alive(*p))),
+        "children left after a forced exit: {:?}",
+        children.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
+}

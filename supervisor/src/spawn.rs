@@ -78,10 +78,15 @@ pub fn spawn(spec: &SpawnSpec<'_>, role: &Role) -> std::io::Result<Child> {
     };
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec and only calls
-    // async-signal-safe functions (prctl, signal, getppid, dup2, fcntl); it allocates nothing.
+    // async-signal-safe functions (setpgid, prctl, signal, getppid, dup2, fcntl); it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Each worker leads its own process group, so the supervisor can
+            // take down a worker together with anything it spawned (killpg).
+            if libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // Ctrl-C reaches the whole foreground process group; only the

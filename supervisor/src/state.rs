@@ -412,9 +412,14 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
+/// Signals a worker and everything it spawned: each worker leads its own
+/// process group (see `spawn`), so the group id is its pid.
 pub(crate) fn kill(pid: u32, sig: nix::sys::signal::Signal) {
     if let Ok(raw) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), sig);
+        let pid = nix::unistd::Pid::from_raw(raw);
+        if nix::sys::signal::killpg(pid, sig).is_err() {
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
     }
 }
 
