@@ -483,3 +483,75 @@ fn a_second_sigint_forces_exit_without_waiting_for_in_flight_work() {
         children.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn scaling_down_under_load_fails_no_request() {
+    // Several workers drain at once, so a refused call may meet a second draining worker.
+    let server = launch(&["--runner-workers", "6"]).start();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            status_json(&server)["workers"].as_array().is_some_and(|w| {
+                w.iter()
+                    .filter(|w| w["role"] == "runner" && w["state"] == "ready")
+                    .count()
+                    == 6
+            })
+        }),
+        "workers never all ready; log:\n{}",
+        server.log()
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (addr, stop) = (server.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let r = http(
+                        &addr,
+                        "POST",
+                        "/analysis",
+                        &[("Content-Type", "text/plain")],
+                        b"I love this product!",
+                    )
+                    .expect("a response");
+                    if r.status == 200 {
+                        ok += 1;
+                    } else {
+                        failed.push(format!("{} {}", r.status, r.text()));
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = server.cli(&["scale", "nltk_sentiment", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || child_pids(&server, RUNNER)
+            .len()
+            == 1),
+        "runners did not drain to 1"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for c in clients {
+        let (o, f) = c.join().expect("client");
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(ok > 0);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during scale-down: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}

@@ -154,7 +154,7 @@ impl RunnerPool {
         }
     }
 
-    fn pick(&self, avoid: Option<&Arc<WorkerConn>>) -> Option<Arc<WorkerConn>> {
+    fn pick(&self, avoid: &[Arc<WorkerConn>]) -> Option<Arc<WorkerConn>> {
         let workers = read(&self.workers);
         let n = workers.len();
         if n == 0 {
@@ -164,7 +164,7 @@ impl RunnerPool {
         let mut best: Option<&Arc<WorkerConn>> = None;
         for i in 0..n {
             let w = &workers[(start + i) % n];
-            if !w.alive.load(Ordering::SeqCst) || avoid.is_some_and(|a| a.endpoint == w.endpoint) {
+            if !w.alive.load(Ordering::SeqCst) || avoid.iter().any(|a| a.endpoint == w.endpoint) {
                 continue;
             }
             if best.is_none_or(|b| {
@@ -180,7 +180,7 @@ impl RunnerPool {
     /// [`WORKER_WAIT`] for one to connect: a worker restarting after a crash,
     /// or the pool filling right after this API server started, should delay
     /// a request, not fail it.
-    async fn pick_or_wait(&self, avoid: Option<&Arc<WorkerConn>>) -> Option<Arc<WorkerConn>> {
+    async fn pick_or_wait(&self, avoid: &[Arc<WorkerConn>]) -> Option<Arc<WorkerConn>> {
         let deadline = tokio::time::Instant::now() + WORKER_WAIT;
         loop {
             let changed = self.changed.notified();
@@ -210,17 +210,24 @@ impl RunnerPool {
     async fn route(self: Arc<Self>, method: String, payload: Vec<u8>) -> Reply {
         let unavailable =
             || CallError::Unavailable(format!("no live worker of runner '{}'", self.runner));
-        let first = self.pick_or_wait(None).await.ok_or_else(unavailable)?;
-        let result = self.call_once(&first, &method, payload.clone()).await;
-        match result {
-            Err(CallError::Unavailable(_)) => {
-                let second = self
-                    .pick_or_wait(Some(&first))
-                    .await
-                    .ok_or_else(unavailable)?;
-                self.call_once(&second, &method, payload).await
+        // Workers already tried for this call. A draining worker refuses
+        // without running the call, so moving on is always safe (scale-down
+        // must fail no request); a worker lost mid-call is retried once.
+        let mut tried: Vec<Arc<WorkerConn>> = Vec::new();
+        let mut lost_retry_left = true;
+        loop {
+            let worker = self.pick_or_wait(&tried).await.ok_or_else(unavailable)?;
+            match self.call_once(&worker, &method, payload.clone()).await {
+                Err(CallError::Draining) => {
+                    worker.alive.store(false, Ordering::SeqCst);
+                    tried.push(worker);
+                }
+                Err(CallError::Unavailable(_)) if lost_retry_left => {
+                    lost_retry_left = false;
+                    tried.push(worker);
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 }

@@ -253,7 +253,7 @@ async fn serve_connection(
             None => break,
         };
         if worker.draining.load(Ordering::SeqCst) {
-            let err = CallError::Unavailable("worker is draining".into());
+            let err = CallError::Draining;
             let _ = tx.send(DataResponse::Reply {
                 id,
                 result: Err(err),
@@ -290,7 +290,7 @@ fn finish(worker: &Worker, endpoint: &str, started: Instant, result: &Result<Vec
         Ok(_) => 200,
         Err(CallError::BadInput(_)) => 400,
         Err(CallError::UnknownMethod(_)) => 404,
-        Err(CallError::Overloaded(_) | CallError::Unavailable(_)) => 503,
+        Err(CallError::Overloaded(_) | CallError::Unavailable(_) | CallError::Draining) => 503,
         Err(CallError::Failed(_)) => 500,
     };
     if let Some(m) = &worker.metrics {

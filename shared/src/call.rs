@@ -20,4 +20,8 @@ pub enum CallError {
     /// No worker of the runner is available (none ready, or the chosen one died).
     #[error("runner unavailable: {0}")]
     Unavailable(String),
+    /// The worker is draining and refused the call without running it, so
+    /// the caller may always send it to another worker.
+    #[error("runner worker is draining")]
+    Draining,
 }

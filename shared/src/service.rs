@@ -74,7 +74,9 @@ pub enum RunnerError {
 impl From<RunnerError> for ApiError {
     fn from(e: RunnerError) -> Self {
         let status = match &e {
-            RunnerError::Call(CallError::Overloaded(_) | CallError::Unavailable(_)) => 503,
+            RunnerError::Call(
+                CallError::Overloaded(_) | CallError::Unavailable(_) | CallError::Draining,
+            ) => 503,
             RunnerError::NotConnected(_) => 503,
             RunnerError::Call(CallError::BadInput(_)) => 400,
             _ => 500,
