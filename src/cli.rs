@@ -40,16 +40,11 @@ enum Command {
     Worker(WorkerArgs),
 }
 
+/// Options `serve-http` and `serve-grpc` share.
 #[derive(Args)]
-struct ServeArgs {
+struct CommonServe {
     /// Service to serve (default: the first one this binary offers).
     service: Option<String>,
-    /// Host to bind (api_server.http.host; default 0.0.0.0).
-    #[arg(long)]
-    host: Option<String>,
-    /// Port to bind (api_server.http.port; default 3000; 0 picks a free one).
-    #[arg(long)]
-    port: Option<u16>,
     /// Number of API-server processes (api_server.workers).
     #[arg(long)]
     api_workers: Option<usize>,
@@ -59,40 +54,40 @@ struct ServeArgs {
     /// YAML configuration file (else $TIFFIN_CONFIG).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Also serve the aggregated metrics on this port, at `/` and `/metrics`.
-    #[arg(long)]
-    metrics_port: Option<u16>,
     /// Seconds to let in-flight requests finish on shutdown (api_server.graceful_timeout).
     #[arg(long)]
     graceful_timeout: Option<f64>,
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: CommonServe,
+    /// Host to bind (api_server.http.host; default 0.0.0.0).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to bind (api_server.http.port; default 3000; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Also serve the aggregated metrics on this port, at `/` and `/metrics`.
+    #[arg(long)]
+    metrics_port: Option<u16>,
+}
+
+#[derive(Args)]
 struct ServeGrpcArgs {
-    /// Service to serve (default: the first one this binary offers).
-    service: Option<String>,
+    #[command(flatten)]
+    common: CommonServe,
     /// Host to bind (api_server.grpc.host; default 0.0.0.0).
     #[arg(long)]
     host: Option<String>,
     /// Port to bind (api_server.grpc.port; default 3000; 0 picks a free one).
     #[arg(long)]
     port: Option<u16>,
-    /// Number of API-server processes (api_server.workers).
-    #[arg(long)]
-    api_workers: Option<usize>,
-    /// Number of worker processes for every runner (runners.workers).
-    #[arg(long)]
-    runner_workers: Option<usize>,
-    /// YAML configuration file (else $TIFFIN_CONFIG).
-    #[arg(long)]
-    config: Option<PathBuf>,
     /// Port of the aggregated metrics endpoint, served at `/`
     /// (api_server.grpc.metrics.port; default 3001).
     #[arg(long)]
     metrics_port: Option<u16>,
-    /// Seconds to let in-flight requests finish on shutdown (api_server.graceful_timeout).
-    #[arg(long)]
-    graceful_timeout: Option<f64>,
     /// Serve gRPC server reflection (api_server.grpc.reflection.enabled).
     #[arg(long)]
     enable_reflection: bool,
@@ -192,26 +187,17 @@ fn find_service(services: &[Service], name: Option<&str>) -> Result<Service> {
     }
 }
 
-/// Options `serve-http` and `serve-grpc` share, as configuration overrides.
-struct CommonServe<'a> {
-    service: Option<&'a str>,
-    config: Option<&'a PathBuf>,
-    api_workers: Option<usize>,
-    runner_workers: Option<usize>,
-    graceful_timeout: Option<f64>,
-}
-
 /// Builds the effective configuration: file < `$TIFFIN_CONFIG_OPTIONS` < `cli`
 /// (plus the common flags), and checks it against the service's runners.
 fn effective_config(
-    common: &CommonServe<'_>,
+    common: &CommonServe,
     services: &[Service],
     mut cli: Vec<(String, String)>,
 ) -> Result<(Service, Config, String)> {
-    let service = find_service(services, common.service)?;
+    let service = find_service(services, common.service.as_deref())?;
     let file = common
         .config
-        .cloned()
+        .clone()
         .or_else(|| std::env::var_os(tiffin_config::CONFIG_ENV).map(PathBuf::from));
     let options = std::env::var(tiffin_config::OPTIONS_ENV).ok();
     let mut set = |k: &str, v: String| cli.push((k.to_string(), v));
@@ -239,14 +225,7 @@ fn serve(args: ServeArgs, services: &[Service]) -> Result<()> {
     if let Some(p) = args.port {
         cli.push(("api_server.http.port".into(), p.to_string()));
     }
-    let common = CommonServe {
-        service: args.service.as_deref(),
-        config: args.config.as_ref(),
-        api_workers: args.api_workers,
-        runner_workers: args.runner_workers,
-        graceful_timeout: args.graceful_timeout,
-    };
-    let (service, config, yaml) = effective_config(&common, services, cli)?;
+    let (service, config, yaml) = effective_config(&args.common, services, cli)?;
     crate::logging::init("supervisor".into());
     let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
     tiffin_supervisor::run(tiffin_supervisor::SuperviseArgs {
@@ -277,14 +256,7 @@ fn serve_grpc(args: ServeGrpcArgs, services: &[Service]) -> Result<()> {
     if args.enable_reflection {
         cli.push(("api_server.grpc.reflection.enabled".into(), "true".into()));
     }
-    let common = CommonServe {
-        service: args.service.as_deref(),
-        config: args.config.as_ref(),
-        api_workers: args.api_workers,
-        runner_workers: args.runner_workers,
-        graceful_timeout: args.graceful_timeout,
-    };
-    let (service, config, yaml) = effective_config(&common, services, cli)?;
+    let (service, config, yaml) = effective_config(&args.common, services, cli)?;
     crate::logging::init("supervisor".into());
     let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
     let grpc = &config.api_server.grpc;

@@ -26,38 +26,7 @@ pub use tonic;
 /// The standard health service's client and messages.
 pub use tonic_health;
 
-/// The wire protocol an API server speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Protocol {
-    /// HTTP/1.1 and HTTP/2 (`serve-http`).
-    #[default]
-    Http,
-    /// gRPC, BentoML's v1 service (`serve-grpc`).
-    Grpc,
-}
-
-impl Protocol {
-    /// The name used on the command line (`http` or `grpc`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Http => "http",
-            Protocol::Grpc => "grpc",
-        }
-    }
-}
-
-impl std::str::FromStr for Protocol {
-    type Err = ApiServerError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "http" => Ok(Protocol::Http),
-            "grpc" => Ok(Protocol::Grpc),
-            other => Err(ApiServerError::Config(format!(
-                "unknown protocol '{other}'; expected 'http' or 'grpc'"
-            ))),
-        }
-    }
-}
+pub use tiffin_shared::proto::Protocol;
 
 /// Runs an API server speaking `args.protocol` until the supervisor asks it
 /// to drain or goes away.

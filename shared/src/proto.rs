@@ -15,6 +15,42 @@ use serde::{Deserialize, Serialize};
 pub use crate::call::CallError;
 use crate::metrics::Snapshot;
 
+/// The wire protocol API servers speak to clients (`serve-http` or `serve-grpc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2 (`serve-http`).
+    #[default]
+    Http,
+    /// gRPC, BentoML's v1 service (`serve-grpc`).
+    Grpc,
+}
+
+impl Protocol {
+    /// The name used on the command line (`http` or `grpc`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// A `--protocol` value that is neither `http` nor `grpc`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol '{0}'; expected 'http' or 'grpc'")]
+pub struct UnknownProtocol(pub String);
+
+impl std::str::FromStr for Protocol {
+    type Err = UnknownProtocol;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "http" => Ok(Protocol::Http),
+            "grpc" => Ok(Protocol::Grpc),
+            other => Err(UnknownProtocol(other.to_string())),
+        }
+    }
+}
+
 /// Version of the wire protocol; bumped on any incompatible message change.
 pub const PROTOCOL_VERSION: u32 = 1;
 

@@ -43,25 +43,7 @@ pub struct SuperviseArgs {
     pub config_yaml: String,
 }
 
-/// The protocol the API servers speak, passed to each as `--protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Protocol {
-    /// HTTP (`serve-http`).
-    #[default]
-    Http,
-    /// gRPC (`serve-grpc`).
-    Grpc,
-}
-
-impl Protocol {
-    /// The `--protocol` argument value.
-    pub fn as_arg(self) -> &'static str {
-        match self {
-            Protocol::Http => "http",
-            Protocol::Grpc => "grpc",
-        }
-    }
-}
+pub use tiffin_shared::proto::Protocol;
 
 /// Why the supervisor could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -47,7 +47,7 @@ pub fn spawn(spec: &SpawnSpec<'_>, role: &Role) -> std::io::Result<Child> {
                 "--fd",
                 &LISTEN_FD.to_string(),
                 "--protocol",
-                spec.protocol.as_arg(),
+                spec.protocol.as_str(),
             ]);
         }
         Role::Runner { name, index } => {
