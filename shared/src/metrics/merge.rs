@@ -316,22 +316,7 @@ mod tests {
     use super::*;
     use crate::metrics::Registry;
     use crate::metrics::sketch::RELATIVE_ACCURACY;
-
-    fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*seed >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn get<'a>(snap: &'a Snapshot, name: &str, labels: &[(&str, &str)]) -> &'a Value {
-        &snap
-            .family(name)
-            .unwrap_or_else(|| panic!("no family {name}"))
-            .series_with(labels)
-            .unwrap_or_else(|| panic!("no series {labels:?} in {name}"))
-            .value
-    }
+    use crate::metrics::testutil::{lcg, value as get};
 
     /// One process's registry with the same definitions as the others.
     fn process(i: u64, data: &mut Vec<f64>) -> Snapshot {

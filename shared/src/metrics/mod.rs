@@ -26,6 +26,8 @@ pub mod registry;
 pub mod render;
 pub mod sketch;
 pub mod snapshot;
+#[cfg(test)]
+mod testutil;
 
 pub use defaults::{ApiServerMetrics, DEFAULT_DURATION_BUCKETS, InProgressGuard, RunnerMetrics};
 pub use merge::{MergeConflict, Merged, WorkerId, merge, merge_report, retire};

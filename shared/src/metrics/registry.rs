@@ -925,15 +925,7 @@ debug_by_name!(Counter, Gauge, Histogram, Summary);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn value<'a>(snap: &'a Snapshot, name: &str, labels: &[(&str, &str)]) -> &'a Value {
-        &snap
-            .family(name)
-            .unwrap_or_else(|| panic!("no family {name}"))
-            .series_with(labels)
-            .unwrap_or_else(|| panic!("no series {labels:?} in {name}"))
-            .value
-    }
+    use crate::metrics::testutil::value;
 
     #[test]
     fn every_kind_lands_in_the_snapshot() {
