@@ -186,6 +186,11 @@ async fn worker(mut framed: Conn, role: Role, pid: u32, shared: Shared) {
         && slot.generation == generation
     {
         slot.conn = None;
+        // Dropping the waiters ends the scrapes waiting on this process now.
+        let pending = std::mem::take(&mut slot.pending_snapshots);
+        for id in pending {
+            st.snapshot_waiters.remove(&id);
+        }
     }
 }
 

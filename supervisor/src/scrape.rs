@@ -127,6 +127,9 @@ pub(crate) async fn collect(shared: &Shared) -> u64 {
             let (tx, rx) = oneshot::channel();
             st.snapshot_waiters.insert(id, tx);
             if conn.send(FromSupervisor::SnapshotRequest { id }).is_ok() {
+                if let Some(slot) = st.slots.get_mut(&role) {
+                    slot.pending_snapshots.push(id);
+                }
                 waits.push((role, generation, id, rx));
             } else {
                 st.snapshot_waiters.remove(&id);
@@ -136,10 +139,9 @@ pub(crate) async fn collect(shared: &Shared) -> u64 {
     let deadline = tokio::time::Instant::now() + SCRAPE_DEADLINE;
     let answers = futures::future::join_all(waits.into_iter().map(
         |(role, generation, id, rx)| async move {
-            let answer = tokio::time::timeout_at(deadline, rx)
-                .await
-                .ok()
-                .and_then(|r| r.ok());
+            // Err(_) = deadline missed (stale); Ok(Err(_)) = the process went
+            // away and its waiter was dropped (not stale: it is retired).
+            let answer = tokio::time::timeout_at(deadline, rx).await;
             (role, generation, id, answer)
         },
     ))
@@ -149,8 +151,11 @@ pub(crate) async fn collect(shared: &Shared) -> u64 {
     let mut stale = 0u64;
     for (role, generation, id, answer) in answers {
         st.snapshot_waiters.remove(&id);
+        if let Some(slot) = st.slots.get_mut(&role) {
+            slot.pending_snapshots.retain(|p| *p != id);
+        }
         match answer {
-            Some((snapshot, requests)) => {
+            Ok(Ok((snapshot, requests))) => {
                 // Only a still-running process of the same generation may update
                 // its slot: a dead one's last snapshot is already in `retired`.
                 if let Some(slot) = st.slots.get_mut(&role)
@@ -161,7 +166,8 @@ pub(crate) async fn collect(shared: &Shared) -> u64 {
                     slot.requests = requests;
                 }
             }
-            None => stale += 1,
+            Ok(Err(_)) => {}
+            Err(_) => stale += 1,
         }
     }
     stale

@@ -42,6 +42,9 @@ pub(crate) struct Slot {
     /// Latest metrics of the running process (None once it exited).
     pub last: Option<Snapshot>,
     pub backoff: Duration,
+    /// Ids of snapshot requests this process has not answered yet; dropped
+    /// when its connection closes so a scrape never waits on a dead process.
+    pub pending_snapshots: Vec<u64>,
     /// Being scaled away or shut down: never restarted.
     pub retiring: bool,
 }
@@ -184,6 +187,7 @@ impl Supervisor<'_> {
             endpoint: None,
             last: None,
             backoff: BACKOFF_START,
+            pending_snapshots: Vec::new(),
             retiring: false,
         });
         slot.generation = generation;
@@ -231,6 +235,7 @@ impl Supervisor<'_> {
             return;
         }
         let last = slot.last.take();
+        let pending = std::mem::take(&mut slot.pending_snapshots);
         slot.conn = None;
         slot.endpoint = None;
         slot.pid = None;
@@ -250,6 +255,10 @@ impl Supervisor<'_> {
         };
         if let Some(last) = &last {
             tiffin_shared::metrics::retire(&mut st.retired, last);
+        }
+        // A scrape waiting on the dead process stops waiting now.
+        for id in pending {
+            st.snapshot_waiters.remove(&id);
         }
         if retiring {
             st.slots.remove(&role);
