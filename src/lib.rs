@@ -4,6 +4,8 @@
 //! then understands `serve-http`, `status` and `scale`, and re-executes itself
 //! for every worker process. See `examples/` for a complete service.
 
+#![warn(missing_docs)]
+
 mod cli;
 mod logging;
 pub mod services;

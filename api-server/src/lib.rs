@@ -8,6 +8,8 @@
 //! supervisor for the aggregate of every process; in gRPC mode the
 //! supervisor serves it on its own metrics port.
 
+#![warn(missing_docs)]
+
 mod core;
 pub mod grpc;
 mod http;

@@ -7,6 +7,8 @@
 //! which groups concurrent calls. The supervisor reaches the worker over the
 //! control connection (metric snapshots, drain).
 
+#![warn(missing_docs)]
+
 pub mod batch;
 mod serve;
 

@@ -4,6 +4,8 @@
 //! Nothing here knows about processes; the supervisor, API server and runner
 //! worker crates build on these pieces.
 
+#![warn(missing_docs)]
+
 pub mod call;
 pub mod control;
 pub mod frame;

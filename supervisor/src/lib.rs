@@ -6,6 +6,8 @@
 //! servers talk to runner workers directly; the supervisor only hands out the
 //! set of ready workers, answers scrapes, and serves `tiffin status`/`scale`.
 
+#![warn(missing_docs)]
+
 pub mod client;
 mod control;
 pub mod rundir;
