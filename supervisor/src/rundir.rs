@@ -33,9 +33,21 @@ pub fn create(pid: u32) -> std::io::Result<PathBuf> {
         .recursive(true)
         .mode(0o700)
         .create(&base)?;
+    // Directories of supervisors that died without cleaning up (kill -9) are
+    // stale, including one whose pid has been recycled into ours.
+    if let Ok(entries) = fs::read_dir(&base) {
+        for entry in entries.flatten() {
+            let stale = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|other| other == pid || !alive(other));
+            if stale {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     let dir = base.join(pid.to_string());
-    // A directory left by a crashed supervisor with a recycled pid is stale.
-    let _ = fs::remove_dir_all(&dir);
     fs::DirBuilder::new().mode(0o700).create(&dir)?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
     Ok(dir)
@@ -59,7 +71,11 @@ fn alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None).is_ok()
+    // EPERM means the process exists but belongs to someone else.
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None),
+        Ok(()) | Err(nix::errno::Errno::EPERM)
+    )
 }
 
 /// Removes the runtime directory; errors are logged, not fatal, at exit.
