@@ -90,13 +90,7 @@ fn client(addr: &str, first: usize, stop: &AtomicBool) -> Tally {
         let (text, expected) = TEXTS[i % 2];
         i += 1;
         t.sent += 1;
-        let r = match http(
-            addr,
-            "POST",
-            "/analysis",
-            &[("Content-Type", "text/plain")],
-            text.as_bytes(),
-        ) {
+        let r = match post_text_to(addr, "/analysis", text) {
             Ok(r) => r,
             Err(e) => {
                 t.failed_at.push(Instant::now());

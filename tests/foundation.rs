@@ -50,18 +50,6 @@ fn assert_json_error(resp: &Response, status: u16, what: &str, server: &Server) 
     msg.to_string()
 }
 
-fn analyse(server: &Server, text: &str) -> serde_json::Value {
-    let r = server.post_text("/analysis", text);
-    assert_eq!(
-        r.status,
-        200,
-        "analysis of {text:?}: {}\nlog:\n{}",
-        r.text(),
-        server.log()
-    );
-    r.json()
-}
-
 fn assert_same_children(server: &Server, before: &[(u32, String)], what: &str) {
     let mut a: Vec<u32> = before.iter().map(|(p, _)| *p).collect();
     let mut b: Vec<u32> = server.children().iter().map(|(p, _)| *p).collect();
@@ -87,7 +75,7 @@ fn analysis_answers_sentiment() {
     );
     assert_eq!(r.json(), serde_json::json!({ "is_positive": true }));
     assert_eq!(
-        analyse(&server, "This is terrible. I hate it."),
+        server.analyse("This is terrible. I hate it."),
         serde_json::json!({ "is_positive": false })
     );
 }
@@ -148,7 +136,7 @@ fn runtime_dir_and_sockets_are_private() {
 #[test]
 fn bad_requests_get_json_errors_and_crash_nothing() {
     let server = launch(&[]).start();
-    analyse(&server, "warm up");
+    server.analyse("warm up");
     let before = server.children();
 
     let r = server.post_text("/nosuch", "hi");
@@ -168,10 +156,7 @@ fn bad_requests_get_json_errors_and_crash_nothing() {
     let r = server.post("/analysis", "text/plain", b"good \xff\xfe bytes");
     assert_json_error(&r, 400, "invalid UTF-8", &server);
 
-    assert_eq!(
-        analyse(&server, "I love this product!")["is_positive"],
-        true
-    );
+    assert_eq!(server.analyse("I love this product!")["is_positive"], true);
     assert_same_children(&server, &before, "after bad requests");
 }
 
@@ -189,10 +174,7 @@ fn body_over_limit_is_413() {
     let msg = assert_json_error(&r, 413, "1000-byte body over a 100-byte limit", &server);
     assert!(msg.contains("100"), "413 should name the limit: {msg}");
     // A body within the limit still works.
-    assert_eq!(
-        analyse(&server, "I love this product!")["is_positive"],
-        true
-    );
+    assert_eq!(server.analyse("I love this product!")["is_positive"], true);
     assert_same_children(&server, &before, "after an oversized body");
 }
 

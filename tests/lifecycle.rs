@@ -13,15 +13,8 @@ use common::launch_plain as launch;
 const RUNNER: &str = "__worker runner --runner nltk_sentiment";
 
 fn analyse_ok(server: &Server, text: &str) {
-    let r = server.post_text("/analysis", text);
-    assert_eq!(
-        r.status,
-        200,
-        "analysis of {text:?}: {}\nlog:\n{}",
-        r.text(),
-        server.log()
-    );
-    assert!(r.json()["is_positive"].is_boolean(), "{}", r.text());
+    let answer = server.analyse(text);
+    assert!(answer["is_positive"].is_boolean(), "{answer}");
 }
 
 /// Runner workers as `(index, pid, state, restarts, requests)` from `status --json`.
@@ -507,14 +500,8 @@ fn scaling_down_under_load_fails_no_request() {
             std::thread::spawn(move || {
                 let (mut ok, mut failed) = (0u32, Vec::new());
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let r = http(
-                        &addr,
-                        "POST",
-                        "/analysis",
-                        &[("Content-Type", "text/plain")],
-                        b"I love this product!",
-                    )
-                    .expect("a response");
+                    let r = post_text_to(&addr, "/analysis", "I love this product!")
+                        .expect("a response");
                     if r.status == 200 {
                         ok += 1;
                     } else {

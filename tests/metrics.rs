@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Exposition, Server, child_pids, eventually, free_port, http, launch_plain, parse_exposition,
-    require_tool, run_with_timeout, settle, status_json, worker_role,
+    post_text_to, require_tool, run_with_timeout, settle, status_json, worker_role,
 };
 
 const SERVICE: &str = "sentiment_analyzer";
@@ -123,11 +123,10 @@ fn start_with(args: &[&str], options: &str) -> Server {
 
 /// POSTs one text to /analysis; returns the `is_positive` answer.
 fn analyse(server: &Server, text: &str) -> bool {
-    let r = server.post_text("/analysis", text);
-    assert_eq!(r.status, 200, "POST /analysis {text:?}: {}", r.text());
-    r.json()["is_positive"]
+    let answer = server.analyse(text);
+    answer["is_positive"]
         .as_bool()
-        .unwrap_or_else(|| panic!("no is_positive in {}", r.text()))
+        .unwrap_or_else(|| panic!("no is_positive in {answer}"))
 }
 
 fn scrape(server: &Server) -> Exposition {
@@ -563,14 +562,7 @@ fn counts_are_exact_under_concurrent_load() {
                         NEGATIVE[i % NEGATIVE.len()]
                     };
                     // `http` opens a fresh connection for every request.
-                    let r = http(
-                        &addr,
-                        "POST",
-                        "/analysis",
-                        &[("Content-Type", "text/plain")],
-                        text.as_bytes(),
-                    )
-                    .expect("POST /analysis");
+                    let r = post_text_to(&addr, "/analysis", text).expect("POST /analysis");
                     assert_eq!(r.status, 200, "request {i}: {}", r.text());
                     if r.json()["is_positive"].as_bool() == Some(true) {
                         positives.fetch_add(1, Ordering::SeqCst);
@@ -964,14 +956,7 @@ fn counters_survive_a_runner_worker_kill() {
                     } else {
                         NEGATIVE[0]
                     };
-                    let r = http(
-                        &addr,
-                        "POST",
-                        "/analysis",
-                        &[("Content-Type", "text/plain")],
-                        text.as_bytes(),
-                    )
-                    .expect("POST");
+                    let r = post_text_to(&addr, "/analysis", text).expect("POST");
                     assert_eq!(r.status, 200, "{}", r.text());
                 }
             })
@@ -1150,14 +1135,7 @@ fn every_api_server_serves_once_ready() {
                             } else {
                                 NEGATIVE[0]
                             };
-                            let r = http(
-                                &addr,
-                                "POST",
-                                "/analysis",
-                                &[("Content-Type", "text/plain")],
-                                text.as_bytes(),
-                            )
-                            .expect("POST /analysis");
+                            let r = post_text_to(&addr, "/analysis", text).expect("POST /analysis");
                             (r.status, r.text())
                         })
                         .collect::<Vec<_>>()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, http, launch_grpc, launch_plain, require_tool, settle};
+use common::{free_port, http, launch_grpc, launch_plain, post_text_to, require_tool, settle};
 
 const JOB: &str = "tiffin";
 const LOAD_FOR: Duration = Duration::from_secs(12);
@@ -178,14 +178,8 @@ fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
                 ];
                 let mut i = t;
                 while !stop.load(Ordering::SeqCst) {
-                    let r = http(
-                        &addr,
-                        "POST",
-                        "/analysis",
-                        &[("Content-Type", "text/plain")],
-                        texts[i % texts.len()].as_bytes(),
-                    )
-                    .expect("POST /analysis");
+                    let r = post_text_to(&addr, "/analysis", texts[i % texts.len()])
+                        .expect("POST /analysis");
                     assert_eq!(r.status, 200, "{}", r.text());
                     sent.fetch_add(1, Ordering::SeqCst);
                     i += 1;

@@ -175,6 +175,18 @@ pub fn http(
     parse_response(&raw)
 }
 
+/// One `text/plain` POST over a fresh connection (for client threads, which
+/// hold only the address).
+pub fn post_text_to(addr: &str, path: &str, body: &str) -> std::io::Result<Response> {
+    http(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "text/plain")],
+        body.as_bytes(),
+    )
+}
+
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let end = raw
@@ -230,14 +242,20 @@ impl Server {
     }
 
     pub fn post_text(&self, path: &str, body: &str) -> Response {
-        http(
-            &self.addr,
-            "POST",
-            path,
-            &[("Content-Type", "text/plain")],
-            body.as_bytes(),
-        )
-        .expect("POST")
+        post_text_to(&self.addr, path, body).expect("POST")
+    }
+
+    /// POSTs `text` to `/analysis`, asserts a 200, and returns the JSON answer.
+    pub fn analyse(&self, text: &str) -> serde_json::Value {
+        let r = self.post_text("/analysis", text);
+        assert_eq!(
+            r.status,
+            200,
+            "analysis of {text:?}: {}\nlog:\n{}",
+            r.text(),
+            self.log()
+        );
+        r.json()
     }
 
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Response {
