@@ -261,22 +261,22 @@ async fn serve_connection(
             continue;
         }
         worker.in_flight.fetch_add(1, Ordering::SeqCst);
-        let endpoint = format!("/{method}");
+        // RunnerMetrics labels `method` as the endpoint `/<method>` itself.
         let started = Instant::now();
-        let guard = worker.metrics.as_ref().map(|m| m.start(&endpoint));
+        let guard = worker.metrics.as_ref().map(|m| m.start(&method));
         if let Some(dispatcher) = worker.dispatchers.get(&method) {
             let dispatcher = dispatcher.clone();
             let worker = worker.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 let result = dispatcher.call(payload).await;
-                finish(&worker, &endpoint, started, &result);
+                finish(&worker, &method, started, &result);
                 drop(guard);
                 let _ = tx.send(DataResponse::Reply { id, result });
             });
         } else {
             let result = worker.runnable.call(&method, &payload);
-            finish(&worker, &endpoint, started, &result);
+            finish(&worker, &method, started, &result);
             drop(guard);
             let _ = tx.send(DataResponse::Reply { id, result });
         }

@@ -74,6 +74,20 @@ pub enum SupervisorError {
 }
 
 impl SupervisorError {
+    /// Maps a bind failure on `addr`, adding `in_use_hint` when the address is taken.
+    fn bind(addr: &str, in_use_hint: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        let addr = addr.to_string();
+        move |source| SupervisorError::Bind {
+            hint: if source.kind() == std::io::ErrorKind::AddrInUse {
+                in_use_hint
+            } else {
+                ""
+            },
+            addr,
+            source,
+        }
+    }
+
     fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let what = what.into();
         move |source| SupervisorError::Io { what, source }

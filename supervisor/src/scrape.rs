@@ -253,15 +253,10 @@ pub(crate) async fn serve_metrics_port(
     let addr = format!("{host}:{port}");
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|source| SupervisorError::Bind {
-            hint: if source.kind() == std::io::ErrorKind::AddrInUse {
-                " (the metrics port is already in use)"
-            } else {
-                ""
-            },
-            addr: addr.clone(),
-            source,
-        })?;
+        .map_err(SupervisorError::bind(
+            &addr,
+            " (the metrics port is already in use)",
+        ))?;
     tracing::info!(%addr, "serving aggregated metrics");
     tokio::spawn(async move {
         loop {

@@ -443,15 +443,10 @@ pub fn run(args: SuperviseArgs) -> Result<(), SupervisorError> {
 
 async fn supervise(args: SuperviseArgs) -> Result<(), SupervisorError> {
     let addr = format!("{}:{}", args.host, args.port);
-    let listener = std::net::TcpListener::bind(&addr).map_err(|source| SupervisorError::Bind {
-        hint: if source.kind() == std::io::ErrorKind::AddrInUse {
-            " (the port is already in use; pick another with --port)"
-        } else {
-            ""
-        },
-        addr: addr.clone(),
-        source,
-    })?;
+    let listener = std::net::TcpListener::bind(&addr).map_err(SupervisorError::bind(
+        &addr,
+        " (the port is already in use; pick another with --port)",
+    ))?;
     let local = listener
         .local_addr()
         .map_err(SupervisorError::io("cannot read the bound address"))?;
