@@ -18,9 +18,7 @@ fn classify(server: &Server, body: &Value) -> Response {
 
 #[test]
 fn iris_classifier_is_accurate_over_http_and_rejects_bad_shapes() {
-    let server = Launch::http(&["iris_classifier"])
-        .env("NO_COLOR", "1")
-        .start();
+    let server = Launch::http(&["iris_classifier"]).start();
 
     let r = classify(&server, &json!([5.1, 3.5, 1.4, 0.2]));
     assert_eq!(r.status, 200, "{}", r.text());
@@ -82,11 +80,7 @@ fn iris_classifier_is_accurate_over_http_and_rejects_bad_shapes() {
 
 #[test]
 fn thirty_two_concurrent_clients_are_batched_and_answered_correctly() {
-    let server = Arc::new(
-        Launch::http(&["iris_classifier"])
-            .env("NO_COLOR", "1")
-            .start(),
-    );
+    let server = Arc::new(Launch::http(&["iris_classifier"]).start());
     let (rows, _) = iris::dataset().unwrap();
     let model = IrisModel::from_shipped_data().unwrap();
     let rows = Arc::new(rows);
@@ -157,7 +151,6 @@ fn calls_that_cannot_meet_max_latency_get_a_fast_503() {
     // queued behind a huge batch cannot meet the budget and are refused.
     let server = Arc::new(
         Launch::http(&["iris_classifier"])
-            .env("NO_COLOR", "1")
             .env("TIFFIN_CONFIG_OPTIONS", "runners.batching.max_latency_ms=1")
             .start(),
     );

@@ -420,9 +420,7 @@ fn chaos_under_load_keeps_answers_right_and_counters_monotonic() {
     eprintln!("chaos seed: {seed} (replay with TIFFIN_CHAOS_SEED={seed})");
 
     // One API server, so (e) can count processes exactly.
-    let mut server = Launch::http(&["--api-workers", "1"])
-        .env("NO_COLOR", "1")
-        .start();
+    let mut server = Launch::http(&["--api-workers", "1"]).start();
     for (text, expected) in TEXTS {
         let r = server.post_text("/analysis", text);
         assert_eq!(r.status, 200, "warm-up {text:?}: {}", r.text());

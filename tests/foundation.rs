@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use common::*;
 
-use common::launch_plain as launch;
-
 fn custom(args: &[&str]) -> Launch {
-    launch(args).bin(example_bin("custom_service"))
+    Launch::http(args).bin(example_bin("custom_service"))
 }
 
 /// A `tiffin` command with a clean environment (no inherited config).
@@ -22,8 +20,7 @@ fn tiffin(args: &[&str]) -> Command {
     let mut cmd = Command::new(tiffin_bin());
     cmd.args(args)
         .env_remove("TIFFIN_CONFIG")
-        .env_remove("TIFFIN_CONFIG_OPTIONS")
-        .env("NO_COLOR", "1");
+        .env_remove("TIFFIN_CONFIG_OPTIONS");
     cmd
 }
 
@@ -65,7 +62,7 @@ fn assert_same_children(server: &Server, before: &[(u32, String)], what: &str) {
 
 #[test]
 fn analysis_answers_sentiment() {
-    let server = launch(&[]).start();
+    let server = Launch::http(&[]).start();
     let r = server.post_text("/analysis", "I love this product!");
     assert_eq!(r.status, 200, "{}\nlog:\n{}", r.text(), server.log());
     let ct = r.header("content-type").unwrap_or("");
@@ -82,7 +79,7 @@ fn analysis_answers_sentiment() {
 
 #[test]
 fn process_tree_matches_worker_counts() {
-    let server = launch(&["--api-workers", "2", "--runner-workers", "3"]).start();
+    let server = Launch::http(&["--api-workers", "2", "--runner-workers", "3"]).start();
     let children = server.children();
     let api = child_pids(&server, "__worker api-server");
     let runners = child_pids(&server, "__worker runner --runner nltk_sentiment");
@@ -105,7 +102,7 @@ fn process_tree_matches_worker_counts() {
 
 #[test]
 fn runtime_dir_and_sockets_are_private() {
-    let server = launch(&["--runner-workers", "2"]).start();
+    let server = Launch::http(&["--runner-workers", "2"]).start();
     let dir = &server.runtime_dir;
     let mode = std::fs::metadata(dir)
         .expect("runtime dir exists")
@@ -135,7 +132,7 @@ fn runtime_dir_and_sockets_are_private() {
 
 #[test]
 fn bad_requests_get_json_errors_and_crash_nothing() {
-    let server = launch(&[]).start();
+    let server = Launch::http(&[]).start();
     server.analyse("warm up");
     let before = server.children();
 
@@ -162,7 +159,7 @@ fn bad_requests_get_json_errors_and_crash_nothing() {
 
 #[test]
 fn body_over_limit_is_413() {
-    let server = launch(&[])
+    let server = Launch::http(&[])
         .env(
             "TIFFIN_CONFIG_OPTIONS",
             "api_server.http.max_request_size=100",
@@ -249,7 +246,7 @@ fn broken_runner_gives_503_not_a_crash() {
 
 #[test]
 fn health_endpoints_and_docs() {
-    let server = launch(&[]).start();
+    let server = Launch::http(&[]).start();
     for path in ["/livez", "/healthz", "/readyz"] {
         let r = server.get(path);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
@@ -271,7 +268,7 @@ fn health_endpoints_and_docs() {
 
 #[test]
 fn status_lists_every_worker() {
-    let server = launch(&["--api-workers", "2", "--runner-workers", "2"]).start();
+    let server = Launch::http(&["--api-workers", "2", "--runner-workers", "2"]).start();
     let children = server.children();
     assert_eq!(children.len(), 4, "{children:#?}");
 

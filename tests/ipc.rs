@@ -10,9 +10,7 @@ use std::time::Duration;
 use common::*;
 
 fn start() -> Server {
-    Launch::http(&["--runner-workers", "2"])
-        .env("NO_COLOR", "1")
-        .start()
+    Launch::http(&["--runner-workers", "2"]).start()
 }
 
 /// Writes `bytes` to the socket and reports whether the peer closed it.

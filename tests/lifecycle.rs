@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-use common::launch_plain as launch;
-
 const RUNNER: &str = "__worker runner --runner nltk_sentiment";
 
 fn analyse_ok(server: &Server, text: &str) {
@@ -64,7 +62,7 @@ fn until_every_runner_served(server: &Server, n: usize) -> Vec<(u64, u64, String
 }
 
 fn shuts_down_cleanly(sig: i32, name: &str) {
-    let mut server = launch(&["--api-workers", "2", "--runner-workers", "2"]).start();
+    let mut server = Launch::http(&["--api-workers", "2", "--runner-workers", "2"]).start();
     analyse_ok(&server, "I love this product!");
     let children = server.children();
     assert_eq!(children.len(), 4, "{children:#?}");
@@ -107,7 +105,7 @@ fn sigterm_drains_and_exits_cleanly() {
 
 #[test]
 fn killed_supervisor_takes_its_children_down() {
-    let mut server = launch(&["--api-workers", "2", "--runner-workers", "2"]).start();
+    let mut server = Launch::http(&["--api-workers", "2", "--runner-workers", "2"]).start();
     let children = server.children();
     assert_eq!(children.len(), 4, "{children:#?}");
     server.child.kill().expect("kill -9 supervisor");
@@ -127,7 +125,7 @@ fn killed_supervisor_takes_its_children_down() {
 
 #[test]
 fn crashed_runner_is_restarted_and_counted() {
-    let server = launch(&["--runner-workers", "2"]).start();
+    let server = Launch::http(&["--runner-workers", "2"]).start();
     // /readyz needs only one ready worker; make sure both serve before the kill.
     until_every_runner_served(&server, 2);
     let victim = child_pids(&server, &format!("{RUNNER} --index 1 "));
@@ -222,7 +220,7 @@ fn crashed_runner_is_restarted_and_counted() {
 
 #[test]
 fn scale_runner_up_and_down() {
-    let server = launch(&[]).start();
+    let server = Launch::http(&[]).start();
     assert_eq!(child_pids(&server, RUNNER).len(), 1);
     let original = child_pids(&server, RUNNER)[0];
 
@@ -294,7 +292,7 @@ fn scale_runner_up_and_down() {
 
 #[test]
 fn scale_rejects_bad_requests_and_changes_nothing() {
-    let server = launch(&["--runner-workers", "2"]).start();
+    let server = Launch::http(&["--runner-workers", "2"]).start();
     let before = server.children();
     let before_rows = runner_rows(&server);
 
@@ -348,7 +346,7 @@ fn totals(metrics: &str) -> (f64, f64) {
 
 #[test]
 fn counters_survive_a_runner_crash() {
-    let server = launch(&[]).start();
+    let server = Launch::http(&[]).start();
     for i in 0..20 {
         analyse_ok(&server, if i % 2 == 0 { "I love it" } else { "I hate it" });
     }
@@ -393,7 +391,7 @@ fn counters_survive_a_runner_crash() {
 
 #[test]
 fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
-    let mut server = launch(&[]).bin(example_bin("custom_service")).start();
+    let mut server = Launch::http(&[]).bin(example_bin("custom_service")).start();
     let addr = server.addr.clone();
     let slow = std::thread::spawn(move || {
         http(
@@ -432,7 +430,7 @@ fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
 
 #[test]
 fn a_second_sigint_forces_exit_without_waiting_for_in_flight_work() {
-    let mut server = launch(&["--api-workers", "1"])
+    let mut server = Launch::http(&["--api-workers", "1"])
         .bin(example_bin("custom_service"))
         .start();
     let addr = server.addr.clone();
@@ -480,7 +478,7 @@ fn a_second_sigint_forces_exit_without_waiting_for_in_flight_work() {
 #[test]
 fn scaling_down_under_load_fails_no_request() {
     // Several workers drain at once, so a refused call may meet a second draining worker.
-    let server = launch(&["--runner-workers", "6"]).start();
+    let server = Launch::http(&["--runner-workers", "6"]).start();
     assert!(
         eventually(Duration::from_secs(10), || {
             status_json(&server)["workers"].as_array().is_some_and(|w| {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Exposition, Server, child_pids, eventually, free_port, http, launch_plain, parse_exposition,
+    Exposition, Launch, Server, child_pids, eventually, free_port, http, parse_exposition,
     post_text_to, require_tool, run_with_timeout, settle, status_json, worker_role,
 };
 
@@ -112,11 +112,11 @@ const ADAPTIVE_BATCH: (&str, &str, &[&str]) = (
 );
 
 fn start(args: &[&str]) -> Server {
-    launch_plain(args).start()
+    Launch::http(args).start()
 }
 
 fn start_with(args: &[&str], options: &str) -> Server {
-    launch_plain(args)
+    Launch::http(args)
         .env("TIFFIN_CONFIG_OPTIONS", options)
         .start()
 }
@@ -786,7 +786,6 @@ fn invalid_bucket_configuration_fails_at_start_naming_the_key() {
         let done = run_with_timeout(
             Command::new(common::tiffin_bin())
                 .args(["serve-http", "--host", "127.0.0.1", "--port", "0"])
-                .env("NO_COLOR", "1")
                 .env_remove("TIFFIN_CONFIG")
                 .env("TIFFIN_CONFIG_OPTIONS", options),
             Duration::from_secs(15),

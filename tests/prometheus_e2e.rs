@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, http, launch_grpc, launch_plain, post_text_to, require_tool, settle};
+use common::{Launch, free_port, http, launch_grpc, post_text_to, require_tool, settle};
 
 const JOB: &str = "tiffin";
 const LOAD_FOR: Duration = Duration::from_secs(12);
@@ -147,7 +147,7 @@ fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
     let test_started = Instant::now();
     // Fail (not skip) without the tools, before starting anything.
     require_tool("prometheus");
-    let server = launch_plain(&["--api-workers", "2", "--runner-workers", "2"]).start();
+    let server = Launch::http(&["--api-workers", "2", "--runner-workers", "2"]).start();
     // Both API servers connected to their runners (see `common::settle`).
     settle(&server, 20);
     let prom = start_prometheus(&server.addr);
@@ -345,7 +345,7 @@ fn eventually_positive(prom: &Prometheus, promql: &str) -> Vec<(serde_json::Valu
 #[test]
 fn prometheus_scrapes_batch_sizes_and_a_grpc_server_at_its_metrics_port() {
     require_tool("prometheus");
-    let iris = launch_plain(&["iris_classifier"]).start();
+    let iris = Launch::http(&["iris_classifier"]).start();
     let metrics_port = free_port();
     let grpc = launch_grpc(&["--metrics-port", &metrics_port.to_string()]).start();
     let grpc_metrics = format!("127.0.0.1:{metrics_port}");

@@ -534,13 +534,6 @@ pub fn worker_role(worker: &serde_json::Value) -> (String, Option<String>, u64) 
 // Metrics helpers (used by tests/metrics.rs and tests/prometheus_e2e.rs).
 // ---------------------------------------------------------------------------
 
-/// `Launch::http(args)` with `NO_COLOR=1`: the harness reads the `listen=`
-/// and `runtime_dir=` fields of the start line, which ANSI colour codes
-/// would split (src/logging.rs now also turns colour off on pipes).
-pub fn launch_plain(args: &[&str]) -> Launch {
-    Launch::http(args).env("NO_COLOR", "1")
-}
-
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -775,7 +768,7 @@ pub fn launch_grpc_bare(args: &[&str]) -> Launch {
         args: std::iter::once("serve-grpc".to_string())
             .chain(args.iter().map(|s| s.to_string()))
             .collect(),
-        env: vec![("NO_COLOR".to_string(), "1".to_string())],
+        env: Vec::new(),
         wait_ready: false,
     }
 }
