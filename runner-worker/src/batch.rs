@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use tiffin_shared::call::CallError;
 
 /// A batch implementation: many JSON inputs in, as many outputs out.
-pub type BatchFn = Arc<dyn Fn(Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, CallError> + Send + Sync>;
+pub type BatchFn = Arc<dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>, CallError> + Send + Sync>;
 
 /// Called with each dispatched batch size.
 pub type BatchObserver = Arc<dyn Fn(usize) + Send + Sync>;
@@ -389,10 +389,40 @@ impl<T> Batcher<T> {
 
 // ---------------------------------------------------------------- the task
 
+/// Where the result of one call goes: a callback run exactly once, on the
+/// dispatcher's task. The connection hands one in with each call, so a call
+/// costs no task and no channel of its own; a reply dropped unsent (the
+/// dispatcher gone) still answers, with an error.
+pub struct Reply(Option<Deliver>);
+
+type Deliver = Box<dyn FnOnce(Result<Vec<u8>, CallError>) + Send>;
+
+impl Reply {
+    /// Wraps the callback that delivers a call's result.
+    pub fn new(deliver: impl FnOnce(Result<Vec<u8>, CallError>) + Send + 'static) -> Self {
+        Self(Some(Box::new(deliver)))
+    }
+
+    /// Delivers the result.
+    pub fn send(mut self, result: Result<Vec<u8>, CallError>) {
+        if let Some(deliver) = self.0.take() {
+            deliver(result);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(deliver) = self.0.take() {
+            deliver(Err(CallError::Failed("batch dropped".to_string())));
+        }
+    }
+}
+
 struct Item {
     payload: Vec<u8>,
     enqueued: Instant,
-    reply: oneshot::Sender<Result<Vec<u8>, CallError>>,
+    reply: Reply,
 }
 
 /// Handle to a running dispatcher; clone it into every connection.
@@ -412,22 +442,37 @@ impl Dispatcher {
         Self { tx }
     }
 
-    /// Queues one call and waits for its result.
-    pub async fn call(&self, payload: Vec<u8>) -> Result<Vec<u8>, CallError> {
-        let (reply, rx) = oneshot::channel();
+    /// Queues one call; `reply` gets its result (or the reason it was refused).
+    pub fn submit(&self, payload: Vec<u8>, reply: Reply) {
         let item = Item {
             payload,
             enqueued: Instant::now(),
             reply,
         };
-        self.tx.try_send(item).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                CallError::Overloaded("batch queue is full".to_string())
-            }
-            mpsc::error::TrySendError::Closed(_) => {
-                CallError::Unavailable("batch dispatcher stopped".to_string())
-            }
-        })?;
+        if let Err(e) = self.tx.try_send(item) {
+            let (item, err) = match e {
+                mpsc::error::TrySendError::Full(item) => (
+                    item,
+                    CallError::Overloaded("batch queue is full".to_string()),
+                ),
+                mpsc::error::TrySendError::Closed(item) => (
+                    item,
+                    CallError::Unavailable("batch dispatcher stopped".to_string()),
+                ),
+            };
+            item.reply.send(Err(err));
+        }
+    }
+
+    /// Queues one call and waits for its result.
+    pub async fn call(&self, payload: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(
+            payload,
+            Reply::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
         rx.await
             .unwrap_or_else(|_| Err(CallError::Failed("batch dropped".to_string())))
     }
@@ -436,7 +481,7 @@ impl Dispatcher {
 fn admit(batcher: &mut Batcher<Item>, item: Item) {
     let at = item.enqueued;
     if let Err((item, err)) = batcher.push(at, item) {
-        let _ = item.reply.send(Err(err));
+        item.reply.send(Err(err));
     }
 }
 
@@ -444,15 +489,14 @@ fn admit(batcher: &mut Batcher<Item>, item: Item) {
 const INLINE_BELOW: Duration = Duration::from_micros(500);
 
 /// Runs the method on this thread; a panic becomes a failure.
-fn run_inline(method: &BatchFn, payloads: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, CallError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| method(payloads))).unwrap_or_else(
-        |p| {
-            Err(CallError::Failed(format!(
-                "batch method panicked: {}",
-                panic_message(&*p)
-            )))
-        },
-    )
+fn run_guarded(method: &BatchFn, payloads: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, CallError> {
+    let inputs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| method(&inputs))).unwrap_or_else(|p| {
+        Err(CallError::Failed(format!(
+            "batch method panicked: {}",
+            panic_message(&*p)
+        )))
+    })
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -462,19 +506,26 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
-/// Runs the method on the blocking pool; a panic becomes a failure.
-async fn run_method(method: &BatchFn, payloads: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, CallError> {
+/// Runs the method on the blocking pool and hands the payloads back (for a
+/// retry of each call alone); `None` if the pool dropped the job.
+async fn run_blocking(
+    method: &BatchFn,
+    payloads: Vec<Vec<u8>>,
+) -> (Result<Vec<Vec<u8>>, CallError>, Option<Vec<Vec<u8>>>) {
     let method = method.clone();
-    match tokio::task::spawn_blocking(move || method(payloads)).await {
-        Ok(result) => result,
-        Err(e) => {
-            let why = if e.is_panic() {
-                panic_message(&*e.into_panic())
-            } else {
-                e.to_string()
-            };
-            Err(CallError::Failed(format!("batch method panicked: {why}")))
-        }
+    match tokio::task::spawn_blocking(move || {
+        let result = run_guarded(&method, &payloads);
+        (result, payloads)
+    })
+    .await
+    {
+        Ok((result, payloads)) => (result, Some(payloads)),
+        Err(e) => (
+            Err(CallError::Failed(format!(
+                "batch method did not finish: {e}"
+            ))),
+            None,
+        ),
     }
 }
 
@@ -502,7 +553,7 @@ async fn drive(
             Decision::Reject(n) => {
                 let err = batcher.late_error();
                 for item in batcher.take(n) {
-                    let _ = item.reply.send(Err(err.clone()));
+                    item.reply.send(Err(err.clone()));
                 }
             }
             Decision::WaitUntil(t) => {
@@ -543,15 +594,14 @@ async fn run_batch(
     observe(n);
     let (payloads, replies): (Vec<Vec<u8>>, Vec<_>) =
         items.into_iter().map(|i| (i.payload, i.reply)).unzip();
-    let retry = (n > 1).then(|| payloads.clone());
     let started = Instant::now();
     batcher.started(started, n);
-    let result = if batcher.model().estimate(n) < INLINE_BELOW {
+    let (result, payloads) = if batcher.model().estimate(n) < INLINE_BELOW {
         // A batch this short costs less than the hand-off to the blocking
         // pool; running it here only delays admission by that long.
-        run_inline(method, payloads)
+        (run_guarded(method, &payloads), Some(payloads))
     } else {
-        let run = run_method(method, payloads);
+        let run = run_blocking(method, payloads);
         tokio::pin!(run);
         // Keep admitting (and fast-rejecting) calls while the batch runs.
         loop {
@@ -564,38 +614,35 @@ async fn run_batch(
             }
         }
     };
-    match result {
-        Ok(outputs) if outputs.len() == n => {
-            batcher.finished(n, started.elapsed());
+    batcher.finished(n, started.elapsed());
+    match (result, payloads) {
+        (Ok(outputs), _) if outputs.len() == n => {
             for (reply, out) in replies.into_iter().zip(outputs) {
-                let _ = reply.send(Ok(out));
+                reply.send(Ok(out));
             }
         }
-        Ok(outputs) => {
-            batcher.finished(n, started.elapsed());
+        (Ok(outputs), _) => {
             let err = CallError::Failed(format!(
                 "batch method returned {} outputs for {n} inputs",
                 outputs.len()
             ));
             for reply in replies {
-                let _ = reply.send(Err(err.clone()));
+                reply.send(Err(err.clone()));
             }
         }
-        Err(err) => {
-            batcher.finished(n, started.elapsed());
-            let Some(payloads) = retry else {
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                return;
-            };
+        (Err(_), Some(payloads)) if n > 1 => {
             // Find out which calls fail: each one alone.
             for (payload, reply) in payloads.into_iter().zip(replies) {
-                let result = run_method(method, vec![payload]).await.and_then(|mut out| {
+                let (result, _) = run_blocking(method, vec![payload]).await;
+                reply.send(result.and_then(|mut out| {
                     out.pop()
                         .ok_or_else(|| CallError::Failed("empty batch output".into()))
-                });
-                let _ = reply.send(result);
+                }));
+            }
+        }
+        (Err(err), _) => {
+            for reply in replies {
+                reply.send(Err(err.clone()));
             }
         }
     }
@@ -913,15 +960,24 @@ mod tests {
     // ------------------------------------------------ the task, real time
 
     fn echo_bang() -> BatchFn {
-        Arc::new(|xs: Vec<Vec<u8>>| {
-            Ok(xs
-                .into_iter()
-                .map(|mut x| {
-                    x.push(b'!');
-                    x
-                })
-                .collect())
-        })
+        Arc::new(|xs: &[&[u8]]| Ok(xs.iter().map(|x| [x, &b"!"[..]].concat()).collect()))
+    }
+
+    #[test]
+    fn a_reply_delivers_once_and_a_dropped_one_still_answers() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = |got: &Arc<Mutex<Vec<Result<Vec<u8>, CallError>>>>| {
+            let got = got.clone();
+            Reply::new(move |r| got.lock().unwrap().push(r))
+        };
+        sink(&got).send(Ok(vec![7]));
+        // The connection counts a call as finished only when its reply runs:
+        // a reply lost with the dispatcher must still run.
+        drop(sink(&got));
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0], Ok(vec![7]));
+        assert!(matches!(&got[1], Err(CallError::Failed(m)) if m.contains("dropped")));
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -951,11 +1007,11 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn errors_land_on_the_calls_that_caused_them() {
         // Odd inputs fail; a batch with one fails as a whole, then each call is retried alone.
-        let method: BatchFn = Arc::new(|xs: Vec<Vec<u8>>| {
+        let method: BatchFn = Arc::new(|xs: &[&[u8]]| {
             if xs.iter().any(|x| x[0] % 2 == 1) {
                 Err(CallError::BadInput("odd".into()))
             } else {
-                Ok(xs)
+                Ok(xs.iter().map(|x| x.to_vec()).collect())
             }
         });
         let d = Dispatcher::spawn(
@@ -991,11 +1047,11 @@ mod tests {
         assert_eq!(a, Err(CallError::Failed("boom".into())));
         assert_eq!(b, Err(CallError::Failed("boom".into())));
 
-        let method: BatchFn = Arc::new(|xs: Vec<Vec<u8>>| {
+        let method: BatchFn = Arc::new(|xs: &[&[u8]]| {
             if xs[0][0] == 0 {
                 panic!("bad model");
             }
-            Ok(xs)
+            Ok(xs.iter().map(|x| x.to_vec()).collect())
         });
         let d = Dispatcher::spawn(
             method,
@@ -1014,9 +1070,9 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn overload_is_rejected_fast_not_queued_forever() {
         // A method that takes 20 ms per batch with a 50 ms budget and batches of 1.
-        let method: BatchFn = Arc::new(|xs: Vec<Vec<u8>>| {
+        let method: BatchFn = Arc::new(|xs: &[&[u8]]| {
             std::thread::sleep(Duration::from_millis(20));
-            Ok(xs)
+            Ok(xs.iter().map(|x| x.to_vec()).collect())
         });
         let d = Dispatcher::spawn(
             method,

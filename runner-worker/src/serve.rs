@@ -20,7 +20,7 @@ use tiffin_shared::proto::{
 };
 use tiffin_shared::service::{MethodKind, Runnable};
 
-use crate::batch::{BatchLimits, Dispatcher};
+use crate::batch::{BatchLimits, Dispatcher, Reply};
 use crate::{WorkerArgs, WorkerError};
 
 /// Shared state of one worker process.
@@ -265,15 +265,16 @@ async fn serve_connection(
         let started = Instant::now();
         let guard = worker.metrics.as_ref().map(|m| m.start(&method));
         if let Some(dispatcher) = worker.dispatchers.get(&method) {
-            let dispatcher = dispatcher.clone();
             let worker = worker.clone();
             let tx = tx.clone();
-            tokio::spawn(async move {
-                let result = dispatcher.call(payload).await;
-                finish(&worker, &method, started, &result);
-                drop(guard);
-                let _ = tx.send(DataResponse::Reply { id, result });
-            });
+            dispatcher.submit(
+                payload,
+                Reply::new(move |result| {
+                    finish(&worker, &method, started, &result);
+                    drop(guard);
+                    let _ = tx.send(DataResponse::Reply { id, result });
+                }),
+            );
         } else {
             let result = worker.runnable.call(&method, &payload);
             finish(&worker, &method, started, &result);

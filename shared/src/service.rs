@@ -88,7 +88,7 @@ impl From<RunnerError> for ApiError {
 // ---------------------------------------------------------------- runnable
 
 type SingleFn = dyn Fn(&[u8]) -> Result<Vec<u8>, CallError> + Send + Sync;
-type BatchFn = dyn Fn(Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, CallError> + Send + Sync;
+type BatchFn = dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>, CallError> + Send + Sync;
 
 /// How a method is invoked.
 #[derive(Clone)]
@@ -171,7 +171,7 @@ impl Runnable {
         E: fmt::Display,
         F: Fn(Vec<I>) -> Result<Vec<O>, E> + Send + Sync + 'static,
     {
-        let call = move |inputs: Vec<Vec<u8>>| {
+        let call = move |inputs: &[&[u8]]| {
             let n = inputs.len();
             let decoded = inputs
                 .iter()
@@ -215,7 +215,7 @@ impl Runnable {
         match &method.kind {
             MethodKind::Single(f) => f(payload),
             MethodKind::Batch(f) => {
-                let mut out = f(vec![payload.to_vec()])?;
+                let mut out = f(&[payload])?;
                 out.pop()
                     .ok_or_else(|| CallError::Failed("empty batch output".into()))
             }
