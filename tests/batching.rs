@@ -226,3 +226,80 @@ fn calls_that_cannot_meet_max_latency_get_a_fast_503() {
         rejected.len()
     );
 }
+
+#[test]
+fn a_dense_model_is_batched_into_matrix_products_with_every_answer_unchanged() {
+    // examples/embedding_service.rs: batches of 6 or more rows take the
+    // blocked matrix product, smaller ones the row loop. Answers computed one
+    // request at a time (batches of 1) are the reference for the batched run.
+    let server = Arc::new(
+        Launch::http(&[])
+            .bin(example_bin("embedding_service"))
+            .start(),
+    );
+    const CLIENTS: usize = 32;
+    const REQUESTS: usize = 3;
+    let text = |c: usize, i: usize| format!("client {c} asks question {i} about {}", c * 31 + i);
+    let embed = |server: &Server, body: &str| -> Vec<f64> {
+        let r = server.post_text("/embed", body);
+        assert_eq!(r.status, 200, "{body}: {}", r.text());
+        serde_json::from_value(r.json()["embedding"].clone()).expect("an embedding")
+    };
+    let alone: Arc<Vec<Vec<Vec<f64>>>> = Arc::new(
+        (0..CLIENTS)
+            .map(|c| (0..REQUESTS).map(|i| embed(&server, &text(c, i))).collect())
+            .collect(),
+    );
+    let before = server.metrics();
+    let labels = [
+        ("service_name", "text_embedder"),
+        ("runner_name", "embedder"),
+        ("method_name", "embed"),
+    ];
+    let lone_batches = sample_sum(&before, "bentoml_runner_adaptive_batch_size_count", &labels);
+    assert_eq!(lone_batches, (CLIENTS * REQUESTS) as f64, "{before}");
+
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (server, alone) = (server.clone(), alone.clone());
+            std::thread::spawn(move || {
+                for i in 0..REQUESTS {
+                    let got = embed(&server, &text(c, i));
+                    let want = &alone[c][i];
+                    assert_eq!(got.len(), want.len());
+                    let diff = got
+                        .iter()
+                        .zip(want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max);
+                    assert!(diff < 1e-5, "client {c} request {i}: off by {diff}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+
+    let after = server.metrics();
+    let delta = |name: &str, extra: &[(&str, &str)]| {
+        let l: Vec<(&str, &str)> = labels.iter().chain(extra).copied().collect();
+        sample_sum(&after, name, &l) - sample_sum(&before, name, &l)
+    };
+    let sum = delta("bentoml_runner_adaptive_batch_size_sum", &[]);
+    let count = delta("bentoml_runner_adaptive_batch_size_count", &[]);
+    let up_to_4 = delta(
+        "bentoml_runner_adaptive_batch_size_bucket",
+        &[("le", "4.0")],
+    );
+    eprintln!(
+        "{sum} concurrent calls in {count} batches (mean {:.2}), {} of them of 5 or more",
+        sum / count,
+        count - up_to_4
+    );
+    assert_eq!(sum, (CLIENTS * REQUESTS) as f64, "{after}");
+    assert!(sum / count > 1.5, "mean batch size {}", sum / count);
+    // Batches of 6+ went through the matrix product at least once (>4 is
+    // the closest bucket bound).
+    assert!(count - up_to_4 >= 1.0, "no batch above 4: {after}");
+}
