@@ -485,6 +485,9 @@ fn admit(batcher: &mut Batcher<Item>, item: Item) {
     }
 }
 
+/// Resolution of tokio's timers: a sleep ends at the next tick of this size.
+const TIMER_GRAIN: Duration = Duration::from_millis(1);
+
 /// Batches estimated to run shorter than this run on the worker's own thread.
 const INLINE_BELOW: Duration = Duration::from_micros(500);
 
@@ -561,6 +564,21 @@ async fn drive(
                     // No more calls can come: waiting cannot grow the batch.
                     let n = batcher.len();
                     run_batch(&mut rx, &method, &mut batcher, &observe, n, &mut open).await;
+                    continue;
+                }
+                if t.saturating_duration_since(Instant::now()) < TIMER_GRAIN {
+                    // A timer this short would fire at the next millisecond
+                    // tick instead. Let the connections hand over the calls
+                    // they have already read, and go if none came.
+                    tokio::task::yield_now().await;
+                    let queued = batcher.len();
+                    while let Ok(item) = rx.try_recv() {
+                        admit(&mut batcher, item);
+                    }
+                    if batcher.len() == queued {
+                        run_batch(&mut rx, &method, &mut batcher, &observe, queued, &mut open)
+                            .await;
+                    }
                     continue;
                 }
                 tokio::select! {
