@@ -63,14 +63,21 @@ pub struct BatchLimits {
 }
 
 impl BatchLimits {
-    /// The limits with the default queue bound: four full batches, so a call
-    /// admitted to a full queue waits behind at most four batches.
+    /// Fewest calls the queue holds, whatever `max_batch_size` is.
+    pub const MIN_QUEUE: usize = 1024;
+
+    /// The limits with the default queue bound: four full batches, but at
+    /// least [`Self::MIN_QUEUE`] calls. What keeps waits short is admission by
+    /// the latency estimate; the count bound only caps memory if the estimate
+    /// is wrong. Four batches alone would refuse calls that easily meet the
+    /// budget: with `max_batch_size=2`, 16 concurrent callers of a fast model
+    /// would get 503s.
     pub fn new(max_batch_size: usize, max_latency: Duration) -> Self {
         let max_batch_size = max_batch_size.max(1);
         Self {
             max_batch_size,
             max_latency,
-            queue_capacity: max_batch_size.saturating_mul(4),
+            queue_capacity: max_batch_size.saturating_mul(4).max(Self::MIN_QUEUE),
         }
     }
 }
@@ -954,7 +961,8 @@ mod tests {
             panic!("admitted past the bound");
         };
         assert!(msg.contains("queue is full"), "{msg}");
-        assert_eq!(BatchLimits::new(100, MS).queue_capacity, 400);
+        assert_eq!(BatchLimits::new(2, MS).queue_capacity, 1024);
+        assert_eq!(BatchLimits::new(1000, MS).queue_capacity, 4000);
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     let mut dispatchers = HashMap::new();
     for (name, method) in runnable.methods() {
         if let (MethodKind::Batch(f), true) = (&method.kind, batching.enabled) {
-            // Queue bound: four full batches (see `BatchLimits::new`).
+            // Queue bound: see `BatchLimits::new`.
             let limits = BatchLimits::new(
                 batching.max_batch_size,
                 Duration::from_millis(batching.max_latency_ms),
