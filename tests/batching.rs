@@ -78,23 +78,17 @@ fn iris_classifier_is_accurate_over_http_and_rejects_bad_shapes() {
     assert_eq!(bad_requests, 6.0, "{text}");
 }
 
-#[test]
-fn thirty_two_concurrent_clients_are_batched_and_answered_correctly() {
-    let server = Arc::new(Launch::http(&["iris_classifier"]).start());
+/// `clients` threads each send `requests` requests of 1 to 3 rows, different
+/// for every client and request, and check every answer against the model.
+fn classify_concurrently(server: &Arc<Server>, clients: usize, requests: usize) {
     let (rows, _) = iris::dataset().unwrap();
     let model = IrisModel::from_shipped_data().unwrap();
-    let rows = Arc::new(rows);
-    let model = Arc::new(model);
-    const CLIENTS: usize = 32;
-    const REQUESTS: usize = 40;
-
-    let started = Instant::now();
-    let threads: Vec<_> = (0..CLIENTS)
+    let (rows, model) = (Arc::new(rows), Arc::new(model));
+    let threads: Vec<_> = (0..clients)
         .map(|c| {
             let (server, rows, model) = (server.clone(), rows.clone(), model.clone());
             std::thread::spawn(move || {
-                for i in 0..REQUESTS {
-                    // 1 to 3 rows per request, different for every client and request.
+                for i in 0..requests {
                     let n = 1 + (c + i) % 3;
                     let mine: Vec<iris::Row> = (0..n)
                         .map(|k| rows[(c * 37 + i * 11 + k * 53) % rows.len()])
@@ -113,6 +107,15 @@ fn thirty_two_concurrent_clients_are_batched_and_answered_correctly() {
     for t in threads {
         t.join().expect("client thread");
     }
+}
+
+#[test]
+fn thirty_two_concurrent_clients_are_batched_and_answered_correctly() {
+    let server = Arc::new(Launch::http(&["iris_classifier"]).start());
+    const CLIENTS: usize = 32;
+    const REQUESTS: usize = 40;
+    let started = Instant::now();
+    classify_concurrently(&server, CLIENTS, REQUESTS);
     let elapsed = started.elapsed();
 
     let text = server.metrics();
@@ -302,4 +305,58 @@ fn a_dense_model_is_batched_into_matrix_products_with_every_answer_unchanged() {
     // Batches of 6+ went through the matrix product at least once (>4 is
     // the closest bucket bound).
     assert!(count - up_to_4 >= 1.0, "no batch above 4: {after}");
+}
+
+#[test]
+fn per_runner_batching_settings_override_the_shared_ones() {
+    let labels = [
+        SERVICE,
+        ("runner_name", "iris_clf"),
+        ("method_name", "predict"),
+    ];
+    // Batching off for iris_clf alone: every call runs on its own, no batch is observed.
+    let server = Arc::new(
+        Launch::http(&["iris_classifier"])
+            .env(
+                "TIFFIN_CONFIG_OPTIONS",
+                "runners.batching.max_batch_size=50 runners.iris_clf.batching.enabled=false",
+            )
+            .start(),
+    );
+    classify_concurrently(&server, 16, 20);
+    let text = server.metrics();
+    let batches = sample_sum(&text, "bentoml_runner_adaptive_batch_size_count", &labels);
+    assert_eq!(batches, 0.0, "{text}");
+    let calls = sample_sum(
+        &text,
+        "bentoml_runner_request_total",
+        &[
+            SERVICE,
+            ("runner_name", "iris_clf"),
+            ("http_response_code", "200"),
+        ],
+    );
+    assert_eq!(calls, 320.0, "{text}");
+
+    // A smaller max_batch_size for iris_clf caps every batch, and the
+    // histogram's buckets end at that size.
+    let server = Arc::new(
+        Launch::http(&["iris_classifier"])
+            .env(
+                "TIFFIN_CONFIG_OPTIONS",
+                "runners.batching.max_batch_size=50 runners.iris_clf.batching.max_batch_size=2",
+            )
+            .start(),
+    );
+    classify_concurrently(&server, 16, 20);
+    let text = server.metrics();
+    let count = sample_sum(&text, "bentoml_runner_adaptive_batch_size_count", &labels);
+    let sum = sample_sum(&text, "bentoml_runner_adaptive_batch_size_sum", &labels);
+    let le = |bound: &str| {
+        let l: Vec<(&str, &str)> = labels.iter().copied().chain([("le", bound)]).collect();
+        sample_sum(&text, "bentoml_runner_adaptive_batch_size_bucket", &l)
+    };
+    assert_eq!(sum, 320.0, "{text}");
+    assert_eq!(le("2.0"), count, "a batch above 2: {text}");
+    assert!(le("1.0") < count, "no batch of 2: {text}");
 }
