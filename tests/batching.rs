@@ -78,40 +78,40 @@ fn iris_classifier_is_accurate_over_http_and_rejects_bad_shapes() {
     assert_eq!(bad_requests, 6.0, "{text}");
 }
 
+/// Runs `clients` threads at once, each calling `request(client, i)` for
+/// `i` in `0..requests`; a panic in any of them fails the caller.
+fn concurrent_clients(clients: usize, requests: usize, request: impl Fn(usize, usize) + Sync) {
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let request = &request;
+            s.spawn(move || (0..requests).for_each(|i| request(c, i)));
+        }
+    });
+}
+
 /// `clients` threads each send `requests` requests of 1 to 3 rows, different
 /// for every client and request, and check every answer against the model.
-fn classify_concurrently(server: &Arc<Server>, clients: usize, requests: usize) {
+fn classify_concurrently(server: &Server, clients: usize, requests: usize) {
     let (rows, _) = iris::dataset().unwrap();
     let model = IrisModel::from_shipped_data().unwrap();
-    let (rows, model) = (Arc::new(rows), Arc::new(model));
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
-            let (server, rows, model) = (server.clone(), rows.clone(), model.clone());
-            std::thread::spawn(move || {
-                for i in 0..requests {
-                    let n = 1 + (c + i) % 3;
-                    let mine: Vec<iris::Row> = (0..n)
-                        .map(|k| rows[(c * 37 + i * 11 + k * 53) % rows.len()])
-                        .collect();
-                    let want: Vec<&str> = mine
-                        .iter()
-                        .map(|r| iris::CLASSES[model.predict_one(r)])
-                        .collect();
-                    let r = classify(&server, &json!(mine));
-                    assert_eq!(r.status, 200, "client {c} request {i}: {}", r.text());
-                    assert_eq!(r.json(), json!(want), "client {c} request {i}");
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("client thread");
-    }
+    concurrent_clients(clients, requests, |c, i| {
+        let n = 1 + (c + i) % 3;
+        let mine: Vec<iris::Row> = (0..n)
+            .map(|k| rows[(c * 37 + i * 11 + k * 53) % rows.len()])
+            .collect();
+        let want: Vec<&str> = mine
+            .iter()
+            .map(|r| iris::CLASSES[model.predict_one(r)])
+            .collect();
+        let r = classify(server, &json!(mine));
+        assert_eq!(r.status, 200, "client {c} request {i}: {}", r.text());
+        assert_eq!(r.json(), json!(want), "client {c} request {i}");
+    });
 }
 
 #[test]
 fn thirty_two_concurrent_clients_are_batched_and_answered_correctly() {
-    let server = Arc::new(Launch::http(&["iris_classifier"]).start());
+    let server = Launch::http(&["iris_classifier"]).start();
     const CLIENTS: usize = 32;
     const REQUESTS: usize = 40;
     let started = Instant::now();
@@ -235,11 +235,9 @@ fn a_dense_model_is_batched_into_matrix_products_with_every_answer_unchanged() {
     // examples/embedding_service.rs: batches of 6 or more rows take the
     // blocked matrix product, smaller ones the row loop. Answers computed one
     // request at a time (batches of 1) are the reference for the batched run.
-    let server = Arc::new(
-        Launch::http(&[])
-            .bin(example_bin("embedding_service"))
-            .start(),
-    );
+    let server = Launch::http(&[])
+        .bin(example_bin("embedding_service"))
+        .start();
     const CLIENTS: usize = 32;
     const REQUESTS: usize = 3;
     let text = |c: usize, i: usize| format!("client {c} asks question {i} about {}", c * 31 + i);
@@ -248,11 +246,9 @@ fn a_dense_model_is_batched_into_matrix_products_with_every_answer_unchanged() {
         assert_eq!(r.status, 200, "{body}: {}", r.text());
         serde_json::from_value(r.json()["embedding"].clone()).expect("an embedding")
     };
-    let alone: Arc<Vec<Vec<Vec<f64>>>> = Arc::new(
-        (0..CLIENTS)
-            .map(|c| (0..REQUESTS).map(|i| embed(&server, &text(c, i))).collect())
-            .collect(),
-    );
+    let alone: Vec<Vec<Vec<f64>>> = (0..CLIENTS)
+        .map(|c| (0..REQUESTS).map(|i| embed(&server, &text(c, i))).collect())
+        .collect();
     let before = server.metrics();
     let labels = [
         ("service_name", "text_embedder"),
@@ -262,27 +258,17 @@ fn a_dense_model_is_batched_into_matrix_products_with_every_answer_unchanged() {
     let lone_batches = sample_sum(&before, "bentoml_runner_adaptive_batch_size_count", &labels);
     assert_eq!(lone_batches, (CLIENTS * REQUESTS) as f64, "{before}");
 
-    let threads: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (server, alone) = (server.clone(), alone.clone());
-            std::thread::spawn(move || {
-                for i in 0..REQUESTS {
-                    let got = embed(&server, &text(c, i));
-                    let want = &alone[c][i];
-                    assert_eq!(got.len(), want.len());
-                    let diff = got
-                        .iter()
-                        .zip(want)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f64::max);
-                    assert!(diff < 1e-5, "client {c} request {i}: off by {diff}");
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("client thread");
-    }
+    concurrent_clients(CLIENTS, REQUESTS, |c, i| {
+        let got = embed(&server, &text(c, i));
+        let want = &alone[c][i];
+        assert_eq!(got.len(), want.len());
+        let diff = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(diff < 1e-5, "client {c} request {i}: off by {diff}");
+    });
 
     let after = server.metrics();
     let delta = |name: &str, extra: &[(&str, &str)]| {
@@ -315,14 +301,12 @@ fn per_runner_batching_settings_override_the_shared_ones() {
         ("method_name", "predict"),
     ];
     // Batching off for iris_clf alone: every call runs on its own, no batch is observed.
-    let server = Arc::new(
-        Launch::http(&["iris_classifier"])
-            .env(
-                "TIFFIN_CONFIG_OPTIONS",
-                "runners.batching.max_batch_size=50 runners.iris_clf.batching.enabled=false",
-            )
-            .start(),
-    );
+    let server = Launch::http(&["iris_classifier"])
+        .env(
+            "TIFFIN_CONFIG_OPTIONS",
+            "runners.batching.max_batch_size=50 runners.iris_clf.batching.enabled=false",
+        )
+        .start();
     classify_concurrently(&server, 16, 20);
     let text = server.metrics();
     let batches = sample_sum(&text, "bentoml_runner_adaptive_batch_size_count", &labels);
@@ -340,14 +324,12 @@ fn per_runner_batching_settings_override_the_shared_ones() {
 
     // A smaller max_batch_size for iris_clf caps every batch, and the
     // histogram's buckets end at that size.
-    let server = Arc::new(
-        Launch::http(&["iris_classifier"])
-            .env(
-                "TIFFIN_CONFIG_OPTIONS",
-                "runners.batching.max_batch_size=50 runners.iris_clf.batching.max_batch_size=2",
-            )
-            .start(),
-    );
+    let server = Launch::http(&["iris_classifier"])
+        .env(
+            "TIFFIN_CONFIG_OPTIONS",
+            "runners.batching.max_batch_size=50 runners.iris_clf.batching.max_batch_size=2",
+        )
+        .start();
     classify_concurrently(&server, 16, 20);
     let text = server.metrics();
     let count = sample_sum(&text, "bentoml_runner_adaptive_batch_size_count", &labels);
