@@ -183,7 +183,7 @@ fn normalise(v: &mut [f32]) {
 fn service() -> Service {
     let embedder = Runner::new("embedder", || {
         let model = Arc::new(Embedder::new());
-        Runnable::new().batch_method("embed", 0, move |texts: Vec<String>| {
+        Runnable::new().batch_method("embed", move |texts: Vec<String>| {
             Ok::<_, String>(model.embed(&texts))
         })
     });

@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 use tiffin_config::Config;
-use tiffin_shared::Service;
-
-/// Environment variable carrying the effective configuration (YAML) to children.
-const EFFECTIVE_CONFIG_ENV: &str = "TIFFIN_EFFECTIVE_CONFIG";
+use tiffin_ipc::proto::{Protocol, StatusReport};
+use tiffin_ipc::runtime::EFFECTIVE_CONFIG_ENV;
+use tiffin_service::Service;
+use tiffin_supervisor::spawn::WorkerCommand;
 
 #[derive(Parser)]
 #[command(
@@ -36,15 +36,27 @@ enum Command {
     Scale(ScaleArgs),
     /// List the services this binary can serve.
     List,
-    #[command(name = "__worker", hide = true)]
-    Worker(WorkerArgs),
+    /// How the supervisor starts its children (see `tiffin_supervisor::spawn`).
+    #[command(name = tiffin_supervisor::spawn::WORKER_SUBCOMMAND, hide = true, subcommand)]
+    Worker(WorkerCommand),
 }
 
-/// Options `serve-http` and `serve-grpc` share.
+/// Options `serve-http` and `serve-grpc` share; `host` and `port` set the
+/// `api_server.http.*` or `api_server.grpc.*` keys of the protocol served.
 #[derive(Args)]
-struct CommonServe {
+struct ServeArgs {
     /// Service to serve (default: the first one this binary offers).
     service: Option<String>,
+    /// Host to bind (api_server.http.host or api_server.grpc.host; default 0.0.0.0).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to bind (api_server.http.port or api_server.grpc.port; default 3000; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Serve the aggregated metrics on this port too, at `/` and `/metrics`
+    /// (serve-grpc: api_server.grpc.metrics.port, default 3001).
+    #[arg(long)]
+    metrics_port: Option<u16>,
     /// Number of API-server processes (api_server.workers).
     #[arg(long)]
     api_workers: Option<usize>,
@@ -60,34 +72,9 @@ struct CommonServe {
 }
 
 #[derive(Args)]
-struct ServeArgs {
-    #[command(flatten)]
-    common: CommonServe,
-    /// Host to bind (api_server.http.host; default 0.0.0.0).
-    #[arg(long)]
-    host: Option<String>,
-    /// Port to bind (api_server.http.port; default 3000; 0 picks a free one).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Also serve the aggregated metrics on this port, at `/` and `/metrics`.
-    #[arg(long)]
-    metrics_port: Option<u16>,
-}
-
-#[derive(Args)]
 struct ServeGrpcArgs {
     #[command(flatten)]
-    common: CommonServe,
-    /// Host to bind (api_server.grpc.host; default 0.0.0.0).
-    #[arg(long)]
-    host: Option<String>,
-    /// Port to bind (api_server.grpc.port; default 3000; 0 picks a free one).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Port of the aggregated metrics endpoint, served at `/`
-    /// (api_server.grpc.metrics.port; default 3001).
-    #[arg(long)]
-    metrics_port: Option<u16>,
+    serve: ServeArgs,
     /// Serve gRPC server reflection (api_server.grpc.reflection.enabled).
     #[arg(long)]
     enable_reflection: bool,
@@ -122,31 +109,18 @@ struct ScaleArgs {
     target: TargetArgs,
 }
 
-#[derive(Args)]
-struct WorkerArgs {
-    /// `api-server` or `runner`.
-    kind: String,
-    #[arg(long)]
-    index: usize,
-    #[arg(long)]
-    runner: Option<String>,
-    #[arg(long)]
-    fd: Option<i32>,
-    #[arg(long)]
-    runtime_dir: PathBuf,
-    #[arg(long)]
-    service: String,
-    /// `http` or `grpc` (API servers only).
-    #[arg(long, default_value = "http")]
-    protocol: String,
-}
-
 /// Parses the command line and runs it.
 pub fn main(services: Vec<Service>) -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::ServeHttp(args) => serve(args, &services),
-        Command::ServeGrpc(args) => serve_grpc(args, &services),
+        Command::ServeHttp(args) => serve(Protocol::Http, args, Vec::new(), &services),
+        Command::ServeGrpc(args) => {
+            let mut cli = Vec::new();
+            if args.enable_reflection {
+                cli.push(("api_server.grpc.reflection.enabled".into(), "true".into()));
+            }
+            serve(Protocol::Grpc, args.serve, cli, &services)
+        }
         Command::Status(args) => status(args),
         Command::Scale(args) => scale(args),
         Command::List => {
@@ -190,24 +164,35 @@ fn find_service(services: &[Service], name: Option<&str>) -> Result<Service> {
 /// Builds the effective configuration: file < `$TIFFIN_CONFIG_OPTIONS` < `cli`
 /// (plus the common flags), and checks it against the service's runners.
 fn effective_config(
-    common: &CommonServe,
+    args: &ServeArgs,
+    protocol: Protocol,
     services: &[Service],
     mut cli: Vec<(String, String)>,
 ) -> Result<(Service, Config, String)> {
-    let service = find_service(services, common.service.as_deref())?;
-    let file = common
+    let service = find_service(services, args.service.as_deref())?;
+    let file = args
         .config
         .clone()
         .or_else(|| std::env::var_os(tiffin_config::CONFIG_ENV).map(PathBuf::from));
     let options = std::env::var(tiffin_config::OPTIONS_ENV).ok();
     let mut set = |k: &str, v: String| cli.push((k.to_string(), v));
-    if let Some(n) = common.api_workers {
+    let section = format!("api_server.{}", protocol.as_str());
+    if let Some(h) = &args.host {
+        set(&format!("{section}.host"), format!("{h:?}"));
+    }
+    if let Some(p) = args.port {
+        set(&format!("{section}.port"), p.to_string());
+    }
+    if let (Protocol::Grpc, Some(p)) = (protocol, args.metrics_port) {
+        set("api_server.grpc.metrics.port", p.to_string());
+    }
+    if let Some(n) = args.api_workers {
         set("api_server.workers", n.to_string());
     }
-    if let Some(n) = common.runner_workers {
+    if let Some(n) = args.runner_workers {
         set("runners.workers", n.to_string());
     }
-    if let Some(t) = common.graceful_timeout {
+    if let Some(t) = args.graceful_timeout {
         set("api_server.graceful_timeout", t.to_string());
     }
     let config = Config::from_sources(file.as_deref(), options.as_deref(), &cli)?;
@@ -217,59 +202,36 @@ fn effective_config(
     Ok((service, config, yaml))
 }
 
-fn serve(args: ServeArgs, services: &[Service]) -> Result<()> {
-    let mut cli: Vec<(String, String)> = Vec::new();
-    if let Some(h) = &args.host {
-        cli.push(("api_server.http.host".into(), format!("{h:?}")));
-    }
-    if let Some(p) = args.port {
-        cli.push(("api_server.http.port".into(), p.to_string()));
-    }
-    let (service, config, yaml) = effective_config(&args.common, services, cli)?;
+fn serve(
+    protocol: Protocol,
+    args: ServeArgs,
+    cli: Vec<(String, String)>,
+    services: &[Service],
+) -> Result<()> {
+    let (service, config, yaml) = effective_config(&args, protocol, services, cli)?;
     crate::logging::init("supervisor".into());
     let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
+    let (host, port, metrics_port, metrics_host) = match protocol {
+        Protocol::Http => {
+            let http = &config.api_server.http;
+            (http.host.clone(), http.port, args.metrics_port, None)
+        }
+        Protocol::Grpc => {
+            let grpc = &config.api_server.grpc;
+            // The aggregate is served on its own port (gRPC has no `/metrics`
+            // route), unless metrics are disabled and no port was asked for.
+            let metrics_port = (config.api_server.metrics.enabled || args.metrics_port.is_some())
+                .then_some(grpc.metrics.port);
+            let metrics_host = Some(grpc.metrics.host.clone());
+            (grpc.host.clone(), grpc.port, metrics_port, metrics_host)
+        }
+    };
     tiffin_supervisor::run(tiffin_supervisor::SuperviseArgs {
-        host: config.api_server.http.host.clone(),
-        port: config.api_server.http.port,
-        metrics_port: args.metrics_port,
-        metrics_host: None,
-        protocol: tiffin_supervisor::Protocol::Http,
-        service,
-        config,
-        config_yaml: yaml,
-        exe,
-    })?;
-    Ok(())
-}
-
-fn serve_grpc(args: ServeGrpcArgs, services: &[Service]) -> Result<()> {
-    let mut cli: Vec<(String, String)> = Vec::new();
-    if let Some(h) = &args.host {
-        cli.push(("api_server.grpc.host".into(), format!("{h:?}")));
-    }
-    if let Some(p) = args.port {
-        cli.push(("api_server.grpc.port".into(), p.to_string()));
-    }
-    if let Some(p) = args.metrics_port {
-        cli.push(("api_server.grpc.metrics.port".into(), p.to_string()));
-    }
-    if args.enable_reflection {
-        cli.push(("api_server.grpc.reflection.enabled".into(), "true".into()));
-    }
-    let (service, config, yaml) = effective_config(&args.common, services, cli)?;
-    crate::logging::init("supervisor".into());
-    let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
-    let grpc = &config.api_server.grpc;
-    // The aggregate is served on its own port (gRPC has no `/metrics` route),
-    // unless metrics are disabled and no port was asked for.
-    let metrics_port = (config.api_server.metrics.enabled || args.metrics_port.is_some())
-        .then_some(grpc.metrics.port);
-    tiffin_supervisor::run(tiffin_supervisor::SuperviseArgs {
-        host: grpc.host.clone(),
-        port: grpc.port,
+        host,
+        port,
         metrics_port,
-        metrics_host: Some(grpc.metrics.host.clone()),
-        protocol: tiffin_supervisor::Protocol::Grpc,
+        metrics_host,
+        protocol,
         service,
         config,
         config_yaml: yaml,
@@ -291,24 +253,14 @@ fn client_runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start a runtime")
 }
 
-/// Role, runner and index of a worker as the CLI shows them.
-fn role_parts(role: &tiffin_shared::proto::Role) -> (&'static str, Option<&str>, usize) {
-    match role {
-        tiffin_shared::proto::Role::ApiServer { index } => ("api-server", None, *index),
-        tiffin_shared::proto::Role::Runner { name, index } => ("runner", Some(name), *index),
-        tiffin_shared::proto::Role::Cli => ("cli", None, 0),
-    }
-}
-
 /// The flat JSON shape of `tiffin status --json`, convenient for `jq` and scripts.
-fn status_json(report: &tiffin_shared::proto::StatusReport) -> serde_json::Value {
+fn status_json(report: &StatusReport) -> serde_json::Value {
     let workers: Vec<serde_json::Value> = report
         .workers
         .iter()
         .map(|w| {
-            let (role, runner, index) = role_parts(&w.role);
             serde_json::json!({
-                "role": role, "runner": runner, "index": index, "pid": w.pid,
+                "role": w.role.cli_name(), "runner": w.role.runner(), "index": w.role.index(), "pid": w.pid,
                 "state": w.state.to_string(), "uptime_secs": w.uptime_secs,
                 "restarts": w.restarts, "requests": w.requests,
             })
@@ -337,13 +289,11 @@ fn status(args: StatusArgs) -> Result<()> {
         "ROLE", "RUNNER", "INDEX", "PID", "STATE", "UPTIME", "RESTARTS", "REQUESTS"
     );
     for w in &report.workers {
-        let (role, runner, index) = role_parts(&w.role);
-        let runner = runner.unwrap_or("-");
         println!(
             "{:<12} {:<20} {:>5} {:>8} {:<9} {:>8.1}s {:>8} {:>10}",
-            role,
-            runner,
-            index,
+            w.role.cli_name(),
+            w.role.runner().unwrap_or("-"),
+            w.role.index(),
             w.pid,
             w.state.to_string(),
             w.uptime_secs,
@@ -367,17 +317,19 @@ fn scale(args: ScaleArgs) -> Result<()> {
     Ok(())
 }
 
-fn worker(args: WorkerArgs, services: &[Service]) -> Result<()> {
-    let service = find_service(services, Some(&args.service))?;
+fn worker(command: WorkerCommand, services: &[Service]) -> Result<()> {
+    let role = command.role();
+    crate::logging::init(role.to_string());
     let yaml = std::env::var(EFFECTIVE_CONFIG_ENV).unwrap_or_default();
     let config = Config::from_yaml_str(&yaml)?;
-    match args.kind.as_str() {
-        "api-server" => {
-            crate::logging::init(format!("api_server:{}", args.index));
-            let fd = args
-                .fd
-                .ok_or_else(|| anyhow!("--fd is required for an API server"))?;
-            let protocol: tiffin_api_server::Protocol = args.protocol.parse()?;
+    match command {
+        WorkerCommand::ApiServer {
+            index,
+            fd,
+            protocol,
+            common,
+        } => {
+            let service = find_service(services, Some(&common.service))?;
             // API servers share the CPUs: more threads than cores only adds switching.
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let threads = (cpus / config.api_server.workers.max(1)).max(1);
@@ -386,33 +338,33 @@ fn worker(args: WorkerArgs, services: &[Service]) -> Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {
-                index: args.index,
+                index,
                 listen_fd: fd,
-                runtime_dir: args.runtime_dir,
+                runtime_dir: common.runtime_dir,
                 config,
                 service,
                 protocol,
             }))?;
         }
-        "runner" => {
-            let runner = args
-                .runner
-                .ok_or_else(|| anyhow!("--runner is required for a runner worker"))?;
-            crate::logging::init(format!("runner:{runner}:{}", args.index));
+        WorkerCommand::Runner {
+            runner,
+            index,
+            common,
+        } => {
+            let service = find_service(services, Some(&common.service))?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(tiffin_runner_worker::run(
                 tiffin_runner_worker::WorkerArgs {
                     runner,
-                    index: args.index,
-                    runtime_dir: args.runtime_dir,
+                    index,
+                    runtime_dir: common.runtime_dir,
                     config,
                     service,
                 },
             ))?;
         }
-        other => bail!("unknown worker kind '{other}'"),
     }
     Ok(())
 }

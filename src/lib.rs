@@ -4,16 +4,13 @@
 //! then understands `serve-http`, `status` and `scale`, and re-executes itself
 //! for every worker process. See `examples/` for a complete service.
 
-#![warn(missing_docs)]
-
 mod cli;
 mod logging;
 pub mod services;
 
-pub use tiffin_shared::metrics;
-pub use tiffin_shared::service::{
-    ApiError, Binary, Json, Runnable, Runner, RunnerError, Service, Text,
-};
+/// Custom metrics (`tiffin::metrics::Counter::new(..)`, like `bentoml.metrics`).
+pub use tiffin_metrics as metrics;
+pub use tiffin_service::{ApiError, Binary, Json, Runnable, Runner, RunnerError, Service, Text};
 
 use std::process::ExitCode;
 

@@ -91,9 +91,11 @@ fn a_control_hello_with_another_protocol_version_is_refused() {
     let server = start();
     let before = server.children();
     let sock = server.runtime_dir.join("control.sock");
-    // bincode (standard config) of ToSupervisor::Hello(Hello { version: 99, role: Role::Cli, pid: 1 }):
-    // variant 0, varint 99, role variant 2 (Cli), varint pid 1.
-    let payload = [0u8, 99, 2, 1];
+    // bincode (standard config) of Envelope::Request { id: 0, body:
+    // ToSupervisor::Hello(Hello { version: 99, role: Role::Cli, pid: 1 }) }:
+    // envelope variant 0, varint id 0, message variant 0, varint 99, role
+    // variant 2 (Cli), varint pid 1.
+    let payload = [0u8, 0, 0, 99, 2, 1];
     let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&payload);
     let mut s = UnixStream::connect(&sock).unwrap();

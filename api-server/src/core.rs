@@ -6,15 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use tiffin_shared::control::ControlClient;
-use tiffin_shared::metrics::{self, ApiServerMetrics};
-use tiffin_shared::proto::{FromSupervisor, Role, ToSupervisor};
-use tiffin_shared::service::Api;
+use tiffin_ipc::control::{ControlClient, SnapshotFn};
+use tiffin_ipc::proto::{FromSupervisor, Role, ToSupervisor};
+use tiffin_metrics::{self as metrics, ApiServerMetrics};
+use tiffin_service::Api;
 
 use crate::pool::RunnerPool;
 use crate::{ApiServerArgs, ApiServerError};
@@ -99,19 +98,15 @@ impl Core {
 
         let requests = Arc::new(AtomicU64::new(0));
         let counted = requests.clone();
-        let snapshot = Arc::new(move || {
+        let snapshot: SnapshotFn = Arc::new(move || {
             (
                 metrics::global().snapshot(),
                 counted.load(Ordering::Relaxed),
             )
         });
-        let control_path = args.runtime_dir.join("control.sock");
-        let (control, events) = ControlClient::connect(
-            &control_path,
-            Role::ApiServer { index: args.index },
-            snapshot,
-        )
-        .await?;
+        let role = Role::ApiServer { index: args.index };
+        let (control, events) =
+            ControlClient::connect(&args.runtime_dir, role, Some(snapshot)).await?;
         let core = Core {
             apis: args
                 .service
@@ -185,7 +180,7 @@ impl Core {
         self.control.send(ToSupervisor::Drained {
             snapshot: metrics::global().snapshot(),
         })?;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.control.finish().await;
         tracing::info!("drained; exiting");
         Ok(())
     }

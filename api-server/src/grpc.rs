@@ -21,7 +21,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 use tonic_health::ServingStatus;
 
-use tiffin_shared::service::{Api, ApiError, IoKind};
+use tiffin_service::{Api, ApiError, IoKind};
 
 use crate::core::{Core, Flow, inherit_listener};
 use crate::{ApiServerArgs, ApiServerError};

@@ -14,11 +14,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 
-use tiffin_shared::proto::{FromSupervisor, ToSupervisor};
-use tiffin_shared::service::{Api, ApiError};
+use tiffin_ipc::proto::{FromSupervisor, ToSupervisor};
+use tiffin_metrics::Format;
+use tiffin_service::{Api, ApiError};
 
 use crate::core::{Core, Flow, inherit_listener};
 use crate::{ApiServerArgs, ApiServerError};
+
+/// How long a `/metrics` request waits for the supervisor's aggregate.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct App {
     core: Core,
@@ -186,23 +190,19 @@ impl App {
                 "metrics are disabled (api_server.metrics.enabled=false)",
             );
         }
-        let openmetrics = req
+        let accept = req
             .headers()
             .get(hyper::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("application/openmetrics-text"));
-        let answer = self
-            .core
-            .control
-            .request(|id| ToSupervisor::Scrape { id, openmetrics });
-        match tokio::time::timeout(Duration::from_secs(10), answer).await {
-            Ok(Ok(FromSupervisor::Scraped {
-                content_type, body, ..
-            })) => {
+            .and_then(|v| v.to_str().ok());
+        let format = Format::from_accept(accept);
+        let answer = self.core.control.request(ToSupervisor::Scrape { format });
+        match tokio::time::timeout(SCRAPE_TIMEOUT, answer).await {
+            Ok(Ok(FromSupervisor::Scraped { body })) => {
                 let mut resp = Response::new(Full::new(Bytes::from(body)));
-                if let Ok(v) = HeaderValue::from_str(&content_type) {
-                    resp.headers_mut().insert(CONTENT_TYPE, v);
-                }
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(format.content_type()),
+                );
                 resp
             }
             Ok(Ok(other)) => json_error(500, &format!("unexpected supervisor answer {other:?}")),

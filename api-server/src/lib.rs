@@ -8,8 +8,6 @@
 //! supervisor for the aggregate of every process; in gRPC mode the
 //! supervisor serves it on its own metrics port.
 
-#![warn(missing_docs)]
-
 mod core;
 pub mod grpc;
 mod http;
@@ -19,7 +17,7 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use tiffin_config::Config;
-use tiffin_shared::Service;
+use tiffin_service::Service;
 
 /// Protobuf well-known types (`google.protobuf.Value` for JSON content).
 pub use prost_types;
@@ -28,7 +26,7 @@ pub use tonic;
 /// The standard health service's client and messages.
 pub use tonic_health;
 
-pub use tiffin_shared::proto::Protocol;
+pub use tiffin_ipc::proto::Protocol;
 
 /// Runs an API server speaking `args.protocol` until the supervisor asks it
 /// to drain or goes away.
@@ -72,10 +70,10 @@ pub enum ApiServerError {
     Config(String),
     /// Metrics could not be registered.
     #[error(transparent)]
-    Metrics(#[from] tiffin_shared::metrics::MetricsError),
+    Metrics(#[from] tiffin_metrics::MetricsError),
     /// The control connection failed.
     #[error(transparent)]
-    Control(#[from] tiffin_shared::control::ControlError),
+    Control(#[from] tiffin_ipc::control::ControlError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),

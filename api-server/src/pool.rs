@@ -8,65 +8,48 @@
 //! whose worker died before answering is retried once on another live worker
 //! (runner methods are treated as idempotent, as in BentoML).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use futures::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::Framed;
 
-use tiffin_shared::call::CallError;
-use tiffin_shared::frame::{FrameCodec, FrameError};
-use tiffin_shared::proto::{DataRequest, DataResponse, PROTOCOL_VERSION, WorkerEndpoint};
-use tiffin_shared::service::{BoxFuture, RunnerTransport};
+use tiffin_ipc::connection::{Connection, ConnectionError, Incoming, Opening};
+use tiffin_ipc::proto::{DataRequest, DataResponse, PROTOCOL_VERSION, WorkerEndpoint};
+use tiffin_service::{BoxFuture, CallError, RunnerTransport};
 
 type Reply = Result<Vec<u8>, CallError>;
-
-/// Marks an `Unavailable` error caused by a lost connection, which is safe to retry.
-const CONNECTION_LOST: &str = "worker connection lost before it answered";
 
 /// One multiplexed connection to a runner worker.
 struct WorkerConn {
     endpoint: WorkerEndpoint,
-    tx: mpsc::UnboundedSender<DataRequest>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    conn: Connection<DataRequest, DataResponse>,
+    /// Calls sent and not yet answered, for least-outstanding choice.
     outstanding: AtomicUsize,
-    alive: AtomicBool,
-    next_id: AtomicU64,
+    /// Cleared when the worker says it drains or leaves the supervisor's set.
+    routable: Arc<AtomicBool>,
+    /// Set when the worker said it drains. A draining worker refuses every
+    /// new call and exits only with no call in flight, so a call lost on its
+    /// connection never ran and may go to another worker.
+    draining: Arc<AtomicBool>,
 }
 
 impl WorkerConn {
-    fn fail_all(&self) {
-        self.alive.store(false, Ordering::SeqCst);
-        let waiters: Vec<_> = lock(&self.pending).drain().collect();
-        for (_, w) in waiters {
-            let _ = w.send(Err(CallError::Unavailable(CONNECTION_LOST.to_string())));
-        }
+    fn accepts_calls(&self) -> bool {
+        self.routable.load(Ordering::SeqCst) && self.conn.is_open()
     }
+}
 
-    async fn call(&self, method: &str, payload: Vec<u8>) -> Reply {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(id, tx);
-        // Re-check after inserting: the reader may have failed everything in between.
-        if !self.alive.load(Ordering::SeqCst)
-            || self
-                .tx
-                .send(DataRequest::Call {
-                    id,
-                    method: method.to_string(),
-                    payload,
-                })
-                .is_err()
-        {
-            lock(&self.pending).remove(&id);
-            return Err(CallError::Unavailable(CONNECTION_LOST.to_string()));
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(CallError::Unavailable(CONNECTION_LOST.to_string())))
-    }
+/// How one attempt of a call on one worker ended.
+enum Attempt {
+    /// The worker answered (with a result or an error of the call).
+    Answered(Reply),
+    /// The worker refused without running the call: it is draining.
+    Draining,
+    /// The call was never sent: the connection could no longer write.
+    NotSent,
+    /// The connection ended before the worker answered.
+    Lost(ConnectionError),
 }
 
 /// The set of live workers of one runner, as seen by this API server.
@@ -79,7 +62,7 @@ pub struct RunnerPool {
     /// The supervisor's latest worker set.
     wanted: Mutex<Vec<WorkerEndpoint>>,
     /// Endpoints with a handshake under way.
-    connecting: Mutex<std::collections::HashSet<WorkerEndpoint>>,
+    connecting: Mutex<HashSet<WorkerEndpoint>>,
 }
 
 /// How long a call waits for a live worker before answering "unavailable".
@@ -102,7 +85,7 @@ impl RunnerPool {
     pub fn live(&self) -> usize {
         read(&self.workers)
             .iter()
-            .filter(|w| w.alive.load(Ordering::SeqCst))
+            .filter(|w| w.accepts_calls())
             .count()
     }
 
@@ -114,7 +97,7 @@ impl RunnerPool {
             let keep = endpoints.contains(&w.endpoint);
             if !keep {
                 // In-flight calls still get their replies; no new calls are routed here.
-                w.alive.store(false, Ordering::SeqCst);
+                w.routable.store(false, Ordering::SeqCst);
             }
             keep
         });
@@ -138,13 +121,19 @@ impl RunnerPool {
                         let still_wanted = lock(&pool.wanted).contains(&ep);
                         let mut workers = write(&pool.workers);
                         if !still_wanted || workers.iter().any(|w| w.endpoint == ep) {
-                            conn.alive.store(false, Ordering::SeqCst);
+                            conn.routable.store(false, Ordering::SeqCst);
                             return;
                         }
-                        workers.push(conn);
+                        workers.push(conn.clone());
                         drop(workers);
                         tracing::info!(runner = %pool.runner, worker = ep.index, "connected to runner worker");
                         pool.changed.notify_waiters();
+                        // A worker whose connection ends leaves the pool at once.
+                        let pool = pool.clone();
+                        tokio::spawn(async move {
+                            conn.conn.closed().await;
+                            write(&pool.workers).retain(|w| !Arc::ptr_eq(w, &conn));
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(runner = %pool.runner, worker = ep.index, error = %e, "cannot connect to runner worker")
@@ -164,7 +153,7 @@ impl RunnerPool {
         let mut best: Option<&Arc<WorkerConn>> = None;
         for i in 0..n {
             let w = &workers[(start + i) % n];
-            if !w.alive.load(Ordering::SeqCst) || avoid.iter().any(|a| a.endpoint == w.endpoint) {
+            if !w.accepts_calls() || avoid.iter().any(|a| a.endpoint == w.endpoint) {
                 continue;
             }
             if best.is_none_or(|b| {
@@ -196,15 +185,25 @@ impl RunnerPool {
         }
     }
 
-    async fn call_once(&self, worker: &Arc<WorkerConn>, method: &str, payload: Vec<u8>) -> Reply {
+    async fn call_once(&self, worker: &WorkerConn, method: &str, payload: Vec<u8>) -> Attempt {
         worker.outstanding.fetch_add(1, Ordering::Relaxed);
-        let result = worker.call(method, payload).await;
+        let call = DataRequest::Call {
+            method: method.to_string(),
+            payload,
+        };
+        let answer = worker.conn.request(call).await;
         worker.outstanding.fetch_sub(1, Ordering::Relaxed);
-        if matches!(&result, Err(CallError::Unavailable(m)) if m == CONNECTION_LOST) {
-            worker.fail_all();
-            write(&self.workers).retain(|w| !Arc::ptr_eq(w, worker));
+        match answer {
+            Ok(DataResponse::Result(Err(CallError::Draining))) => Attempt::Draining,
+            Ok(DataResponse::Result(result)) => Attempt::Answered(result),
+            Ok(other) => Attempt::Answered(Err(CallError::Failed(format!(
+                "unexpected answer from the runner worker: {other:?}"
+            )))),
+            Err(ConnectionError::Closed { .. }) => Attempt::NotSent,
+            Err(e @ ConnectionError::Lost { .. }) => Attempt::Lost(e),
+            // This call alone could not be framed (e.g. larger than the frame limit).
+            Err(e) => Attempt::Answered(Err(CallError::BadInput(e.to_string()))),
         }
-        result
     }
 
     async fn route(self: Arc<Self>, method: String, payload: Vec<u8>) -> Reply {
@@ -218,15 +217,20 @@ impl RunnerPool {
         loop {
             let worker = self.pick_or_wait(&tried).await.ok_or_else(unavailable)?;
             match self.call_once(&worker, &method, payload.clone()).await {
-                Err(CallError::Draining) => {
-                    worker.alive.store(false, Ordering::SeqCst);
+                Attempt::Answered(reply) => return reply,
+                Attempt::Draining => {
+                    worker.draining.store(true, Ordering::SeqCst);
+                    worker.routable.store(false, Ordering::SeqCst);
                     tried.push(worker);
                 }
-                Err(CallError::Unavailable(_)) if lost_retry_left => {
+                // Neither ran the call: another worker may always take it.
+                Attempt::NotSent => tried.push(worker),
+                Attempt::Lost(_) if worker.draining.load(Ordering::SeqCst) => tried.push(worker),
+                Attempt::Lost(_) if lost_retry_left => {
                     lost_retry_left = false;
                     tried.push(worker);
                 }
-                other => return other,
+                Attempt::Lost(e) => return Err(CallError::Unavailable(e.to_string())),
             }
         }
     }
@@ -241,70 +245,40 @@ impl RunnerTransport for PoolTransport {
     }
 }
 
-async fn connect(endpoint: WorkerEndpoint) -> Result<Arc<WorkerConn>, std::io::Error> {
-    let stream = UnixStream::connect(&endpoint.socket).await?;
-    let mut framed = Framed::new(stream, FrameCodec::<DataResponse, DataRequest>::default());
-    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
-    framed
-        .send(DataRequest::Hello {
-            version: PROTOCOL_VERSION,
-        })
+async fn connect(endpoint: WorkerEndpoint) -> Result<Arc<WorkerConn>, ConnectionError> {
+    let peer = format!("runner worker {}", endpoint.index);
+    let stream = UnixStream::connect(&endpoint.socket)
         .await
-        .map_err(|e| bad(e.to_string()))?;
-    match framed.next().await {
-        Some(Ok(DataResponse::Hello { version })) if version == PROTOCOL_VERSION => {}
-        other => return Err(bad(format!("unexpected handshake reply: {other:?}"))),
+        .map_err(|_| ConnectionError::Closed { peer: peer.clone() })?;
+    let mut opening = Opening::new(stream, peer.clone());
+    let hello = DataRequest::Hello {
+        version: PROTOCOL_VERSION,
+    };
+    match opening.hello(hello).await? {
+        DataResponse::Hello { version } if version == PROTOCOL_VERSION => {}
+        other => {
+            return Err(ConnectionError::Handshake {
+                peer,
+                what: format!("{other:?}"),
+            });
+        }
     }
-    let (mut sink, mut stream) = framed.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<DataRequest>();
-    let conn = Arc::new(WorkerConn {
+    let routable = Arc::new(AtomicBool::new(true));
+    let draining = Arc::new(AtomicBool::new(false));
+    let (stop_routing, said_draining) = (routable.clone(), draining.clone());
+    let conn = opening.start(move |msg, _| {
+        if let Incoming::Event(DataResponse::Draining) = msg {
+            said_draining.store(true, Ordering::SeqCst);
+            stop_routing.store(false, Ordering::SeqCst);
+        }
+    });
+    Ok(Arc::new(WorkerConn {
         endpoint,
-        tx,
-        pending: Mutex::default(),
+        conn,
         outstanding: AtomicUsize::new(0),
-        alive: AtomicBool::new(true),
-        next_id: AtomicU64::new(1),
-    });
-    let writer_conn = Arc::downgrade(&conn);
-    tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            let mut ok = sink.feed(msg).await.is_ok();
-            while ok && let Ok(more) = rx.try_recv() {
-                ok = sink.feed(more).await.is_ok();
-            }
-            if !ok || sink.flush().await.is_err() {
-                if let Some(c) = writer_conn.upgrade() {
-                    c.fail_all();
-                }
-                return;
-            }
-        }
-    });
-    let reader_conn = conn.clone();
-    tokio::spawn(async move {
-        while let Some(frame) = stream.next().await {
-            match frame {
-                Ok(DataResponse::Reply { id, result }) => {
-                    let waiter = lock(&reader_conn.pending).remove(&id);
-                    if let Some(w) = waiter {
-                        let _ = w.send(result);
-                    }
-                }
-                Ok(DataResponse::Draining) => reader_conn.alive.store(false, Ordering::SeqCst),
-                Ok(DataResponse::Hello { .. }) => {}
-                Err(FrameError::Io(e)) => {
-                    tracing::debug!(worker = reader_conn.endpoint.index, error = %e, "runner worker connection closed");
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(worker = reader_conn.endpoint.index, error = %e, "malformed frame from runner worker; closing");
-                    break;
-                }
-            }
-        }
-        reader_conn.fail_all();
-    });
-    Ok(conn)
+        routable,
+        draining,
+    }))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

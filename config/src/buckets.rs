@@ -1,14 +1,23 @@
 //! Histogram bucket bounds: request durations (from `duration` settings) and adaptive batch sizes.
 //!
+//! Buckets are checked here, when the configuration is loaded, so that a bad
+//! list is reported with the dotted key and the list as written, before any
+//! process starts, instead of as a metrics error inside a worker. The rule
+//! itself (finite, strictly increasing, a trailing `+Inf` dropped) is the
+//! metrics crate's [`finite_bounds`], the same one the registry applies, so a
+//! list accepted here is never refused there; this module adds only what is
+//! configuration policy: at least one bound, and the `{min, max, factor}`
+//! generator.
+//!
 //! The lists returned here never contain `+Inf`; the metrics layer appends it,
-//! as Prometheus requires.
+//! as Prometheus requires. The defaults are BentoML's and are re-exported from
+//! the metrics crate, so both crates always agree on them.
+
+use tiffin_metrics::buckets::finite_bounds;
 
 use crate::{ConfigError, DurationConfig};
 
-/// BentoML's default request-duration buckets in seconds (`+Inf` is implicit, added by the metrics layer).
-pub const DEFAULT_DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+pub use tiffin_metrics::{DEFAULT_DURATION_BUCKETS, batch_size_buckets};
 
 /// Most buckets that `{min, max, factor}` may generate; more is reported as a configuration error.
 pub const MAX_GENERATED_BUCKETS: usize = 1000;
@@ -42,14 +51,18 @@ impl DurationConfig {
             ("factor", self.factor),
         ];
         let any_generated = generated.iter().any(|(_, v)| v.is_some());
+        // The names of the generator fields that are (or are not) set.
+        let fields = |set: bool| -> Vec<&str> {
+            generated
+                .iter()
+                .filter(|(_, v)| v.is_some() == set)
+                .map(|(name, _)| *name)
+                .collect()
+        };
 
         if let Some(list) = &self.buckets {
             if any_generated {
-                let set: Vec<&str> = generated
-                    .iter()
-                    .filter(|(_, v)| v.is_some())
-                    .map(|(name, _)| *name)
-                    .collect();
+                let set = fields(true);
                 return Err(ConfigError::invalid(
                     key("buckets"),
                     format!(
@@ -64,11 +77,7 @@ impl DurationConfig {
             return Ok(DEFAULT_DURATION_BUCKETS.to_vec());
         }
         let (Some(min), Some(max), Some(factor)) = (self.min, self.max, self.factor) else {
-            let missing: Vec<&str> = generated
-                .iter()
-                .filter(|(_, v)| v.is_none())
-                .map(|(name, _)| *name)
-                .collect();
+            let missing = fields(false);
             return Err(ConfigError::invalid(
                 key(missing[0]),
                 format!(
@@ -114,34 +123,18 @@ impl DurationConfig {
     }
 }
 
+/// A `buckets: [...]` list: the shared [`finite_bounds`] rule, plus at least one finite bound.
 fn explicit_buckets(list: &[f64], key: &str) -> Result<Vec<f64>, ConfigError> {
     let shown = || {
         let items: Vec<String> = list.iter().map(|b| format_bound(*b)).collect();
         format!("[{}]", items.join(", "))
     };
-    let finite = match list.split_last() {
-        Some((last, rest)) if *last == f64::INFINITY => rest,
-        _ => list,
-    };
+    let finite = finite_bounds(list)
+        .map_err(|e| ConfigError::invalid(key, format!("{e}, got {}", shown())))?;
     if finite.is_empty() {
         return Err(ConfigError::invalid(
             key,
             format!("must list at least one finite bound, got {}", shown()),
-        ));
-    }
-    if finite.iter().any(|b| !b.is_finite()) {
-        return Err(ConfigError::invalid(
-            key,
-            format!(
-                "bounds must be finite numbers (only a last +Inf is allowed), got {}",
-                shown()
-            ),
-        ));
-    }
-    if finite.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(ConfigError::invalid(
-            key,
-            format!("bounds must be strictly increasing, got {}", shown()),
         ));
     }
     Ok(finite.to_vec())
@@ -157,25 +150,4 @@ fn format_bound(b: f64) -> String {
     } else {
         b.to_string()
     }
-}
-
-/// Buckets of `bentoml_runner_adaptive_batch_size`: 1, 2, 4, … while below `max_batch_size`, then `max_batch_size` (`+Inf` implicit).
-///
-/// ```
-/// assert_eq!(tiffin_config::batch_size_buckets(100), [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 100.0]);
-/// assert_eq!(tiffin_config::batch_size_buckets(8), [1.0, 2.0, 4.0, 8.0]);
-/// ```
-pub fn batch_size_buckets(max_batch_size: usize) -> Vec<f64> {
-    let max = max_batch_size.max(1);
-    let mut out = Vec::new();
-    let mut size: usize = 1;
-    while size < max {
-        out.push(size as f64);
-        match size.checked_mul(2) {
-            Some(next) => size = next,
-            None => break,
-        }
-    }
-    out.push(max as f64);
-    out
 }

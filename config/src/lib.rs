@@ -64,6 +64,7 @@ use std::fmt;
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use tiffin_metrics::names::{METRIC_NAME_PATTERN, is_metric_name};
 
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
 pub use load::{CLI_ORIGIN, CONFIG_ENV, OPTIONS_ENV, parse_options};
@@ -592,17 +593,15 @@ fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// The namespace starts every default metric's name, so it must itself be a
+/// valid metric name (the metrics crate's rule); the duration buckets must build.
 fn validate_metrics(prefix: &str, metrics: &MetricsConfig) -> Result<(), ConfigError> {
     let ns = &metrics.namespace;
-    let valid_start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':';
-    let mut chars = ns.chars();
-    let ok = chars.next().is_some_and(valid_start)
-        && chars.all(|c| valid_start(c) || c.is_ascii_digit());
-    if !ok {
+    if !is_metric_name(ns) {
         return Err(ConfigError::invalid(
             format!("{prefix}.namespace"),
             format!(
-                "must be a Prometheus metric name prefix matching [a-zA-Z_:][a-zA-Z0-9_:]*, got {ns:?}"
+                "must be a Prometheus metric name prefix matching {METRIC_NAME_PATTERN}, got {ns:?}"
             ),
         ));
     }

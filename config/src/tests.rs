@@ -1,3 +1,10 @@
+//! Behaviour tests of the configuration as a user meets it: YAML text,
+//! `TIFFIN_CONFIG_OPTIONS`, command-line overrides and the error messages.
+//!
+//! Error texts are asserted word for word where a user would read them,
+//! because the message (the dotted key and the value found) is the interface
+//! of a configuration error: a change to it is a change users see.
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -485,7 +492,7 @@ fn duration_buckets_rules() {
         DurationConfig::default().buckets(p).unwrap(),
         DEFAULT_DURATION_BUCKETS
     );
-    // The reference's example, exactly.
+    // A worked {min, max, factor} example: doubling from 0.1 up to 5.
     assert_eq!(
         duration(Some(0.1), Some(5.0), Some(2.0), None)
             .buckets(p)

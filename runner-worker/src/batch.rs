@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use tiffin_shared::call::CallError;
+use tiffin_service::CallError;
 
 /// A batch implementation: many JSON inputs in, as many outputs out.
 pub type BatchFn = Arc<dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>, CallError> + Send + Sync>;
@@ -989,10 +989,13 @@ mod tests {
         Arc::new(|xs: &[&[u8]]| Ok(xs.iter().map(|x| [x, &b"!"[..]].concat()).collect()))
     }
 
+    /// Where a test's replies land.
+    type Delivered = Arc<Mutex<Vec<Result<Vec<u8>, CallError>>>>;
+
     #[test]
     fn a_reply_delivers_once_and_a_dropped_one_still_answers() {
         let got = Arc::new(Mutex::new(Vec::new()));
-        let sink = |got: &Arc<Mutex<Vec<Result<Vec<u8>, CallError>>>>| {
+        let sink = |got: &Delivered| {
             let got = got.clone();
             Reply::new(move |r| got.lock().unwrap().push(r))
         };

@@ -7,15 +7,14 @@
 //! which groups concurrent calls. The supervisor reaches the worker over the
 //! control connection (metric snapshots, drain).
 
-#![warn(missing_docs)]
-
 pub mod batch;
+mod in_flight;
 mod serve;
 
 use std::path::PathBuf;
 
 use tiffin_config::Config;
-use tiffin_shared::Service;
+use tiffin_service::Service;
 
 pub use serve::run;
 
@@ -58,8 +57,8 @@ pub enum WorkerError {
     },
     /// Metrics could not be registered.
     #[error(transparent)]
-    Metrics(#[from] tiffin_shared::metrics::MetricsError),
+    Metrics(#[from] tiffin_metrics::MetricsError),
     /// The control connection failed.
     #[error(transparent)]
-    Control(#[from] tiffin_shared::control::ControlError),
+    Control(#[from] tiffin_ipc::control::ControlError),
 }

@@ -1,27 +1,29 @@
-//! The worker's main loop: bind the data socket, report ready, answer calls.
+//! The worker's main loop: bind the data socket, report ready, answer calls,
+//! and on drain finish the calls in flight before saying goodbye.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch};
-use tokio_util::codec::Framed;
 
-use tiffin_shared::call::CallError;
-use tiffin_shared::control::ControlClient;
-use tiffin_shared::frame::FrameCodec;
-use tiffin_shared::metrics::{self, RunnerMetrics};
-use tiffin_shared::proto::{
+use tiffin_ipc::connection::{Connection, ConnectionError, Incoming, Opening};
+use tiffin_ipc::control::ControlClient;
+use tiffin_ipc::proto::{
     DataRequest, DataResponse, FromSupervisor, PROTOCOL_VERSION, Role, ToSupervisor,
 };
-use tiffin_shared::service::{MethodKind, Runnable};
+use tiffin_ipc::runtime;
+use tiffin_metrics::{self as metrics, RunnerMetrics};
+use tiffin_service::{CallError, MethodKind, Runnable};
 
 use crate::batch::{BatchLimits, Dispatcher, Reply};
+use crate::in_flight::InFlight;
 use crate::{WorkerArgs, WorkerError};
+
+/// The worker's end of a data connection.
+type DataConn = Connection<DataResponse, DataRequest>;
 
 /// Shared state of one worker process.
 struct Worker {
@@ -29,8 +31,48 @@ struct Worker {
     dispatchers: HashMap<String, Dispatcher>,
     metrics: Option<RunnerMetrics>,
     requests: AtomicU64,
-    in_flight: AtomicUsize,
+    in_flight: InFlight,
     draining: AtomicBool,
+    /// Open data connections, so a drain can tell every API server at once.
+    connections: Mutex<Vec<DataConn>>,
+}
+
+/// How long a drained worker waits for its last replies to leave a connection.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+impl Worker {
+    /// Adds a started data connection; one that opens during a drain is
+    /// told at once.
+    fn register(&self, conn: &DataConn) {
+        let mut conns = lock(&self.connections);
+        conns.retain(DataConn::is_open);
+        conns.push(conn.clone());
+        drop(conns);
+        if self.draining.load(Ordering::SeqCst) {
+            let _ = conn.send(DataResponse::Draining);
+        }
+    }
+
+    /// Refuses new calls from now on and tells every API server, so that a
+    /// call they send after this is refused (never run) or, once the worker
+    /// has exited, known to be safe to send elsewhere.
+    fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        for conn in lock(&self.connections).iter() {
+            let _ = conn.send(DataResponse::Draining);
+        }
+    }
+
+    /// Delivers every reply and refusal already sent, then closes the data
+    /// connections.
+    async fn close_connections(&self) {
+        let conns: Vec<DataConn> = lock(&self.connections).drain(..).collect();
+        futures::future::join_all(conns.iter().map(|c| c.finish(FLUSH_LIMIT))).await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs a runner worker until the supervisor asks it to drain or goes away.
@@ -78,7 +120,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
 
     let mut dispatchers = HashMap::new();
     for (name, method) in runnable.methods() {
-        if let (MethodKind::Batch(f), true) = (&method.kind, batching.enabled) {
+        if let (MethodKind::Batch(f), true) = (method, batching.enabled) {
             // Queue bound: see `BatchLimits::new`.
             let limits = BatchLimits::new(
                 batching.max_batch_size,
@@ -103,13 +145,12 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         dispatchers,
         metrics,
         requests: AtomicU64::new(0),
-        in_flight: AtomicUsize::new(0),
+        in_flight: InFlight::default(),
         draining: AtomicBool::new(false),
+        connections: Mutex::default(),
     });
 
-    let socket = args
-        .runtime_dir
-        .join(format!("runner-{}-{}.sock", args.runner, args.index));
+    let socket = runtime::runner_socket(&args.runtime_dir, &args.runner, args.index);
     // A previous worker of this slot may have died and left its socket behind.
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(|source| WorkerError::Bind {
@@ -124,7 +165,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     )?;
 
     let snap_worker = worker.clone();
-    let snapshot = Arc::new(move || {
+    let snapshot: tiffin_ipc::control::SnapshotFn = Arc::new(move || {
         (
             metrics::global().snapshot(),
             snap_worker.requests.load(Ordering::Relaxed),
@@ -134,19 +175,18 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         name: args.runner.clone(),
         index: args.index,
     };
-    let control_path = args.runtime_dir.join("control.sock");
-    let (control, mut events) = ControlClient::connect(&control_path, role, snapshot).await?;
+    let (control, mut events) =
+        ControlClient::connect(&args.runtime_dir, role, Some(snapshot)).await?;
     control.send(ToSupervisor::Ready {
         socket: Some(socket.display().to_string()),
     })?;
     tracing::info!(socket = %socket.display(), "ready");
 
-    let (drain_tx, drain_rx) = watch::channel(false);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_connection(stream, worker.clone(), drain_rx.clone()));
+                    tokio::spawn(serve_connection(stream, worker.clone()));
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
@@ -163,140 +203,117 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     }
 
     tracing::info!("draining");
-    worker.draining.store(true, Ordering::SeqCst);
-    let _ = drain_tx.send(true);
+    worker.start_draining();
     drop(listener);
     let _ = std::fs::remove_file(&socket);
-    while worker.in_flight.load(Ordering::SeqCst) > 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // The supervisor kills a worker that overruns the graceful timeout, so
+    // this wait is bounded from outside.
+    worker.in_flight.zero().await;
+    worker.close_connections().await;
     control.send(ToSupervisor::Drained {
         snapshot: metrics::global().snapshot(),
     })?;
-    // Give the writer task a moment to flush the final snapshot.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    control.finish().await;
     tracing::info!("drained; exiting");
     Ok(())
 }
 
-async fn serve_connection(
-    stream: UnixStream,
-    worker: Arc<Worker>,
-    mut drain: watch::Receiver<bool>,
-) {
-    let mut framed = Framed::new(stream, FrameCodec::<DataRequest, DataResponse>::default());
-    match framed.next().await {
-        Some(Ok(DataRequest::Hello { version })) if version == PROTOCOL_VERSION => {}
-        Some(Ok(DataRequest::Hello { version })) => {
+async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
+    let mut opening = Opening::<DataResponse, DataRequest>::new(stream, "api server");
+    match opening.accept().await {
+        Ok((id, DataRequest::Hello { version })) if version == PROTOCOL_VERSION => {
+            let hello = DataResponse::Hello {
+                version: PROTOCOL_VERSION,
+            };
+            if opening.reply(id, hello).await.is_err() {
+                return;
+            }
+        }
+        Ok((_, DataRequest::Hello { version })) => {
             tracing::error!(version, "peer speaks another protocol version; closing");
             return;
         }
-        Some(Ok(_)) => {
+        Ok(_) => {
             tracing::error!("data connection did not start with hello; closing");
             return;
         }
-        Some(Err(e)) => {
+        Err(ConnectionError::Frame(e)) => {
             tracing::error!(error = %e, "malformed frame on data connection; closing");
             return;
         }
-        None => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "data connection ended during the hello");
+            return;
+        }
     }
-    let (mut sink, mut stream) = framed.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<DataResponse>();
-    if sink
-        .send(DataResponse::Hello {
-            version: PROTOCOL_VERSION,
-        })
-        .await
-        .is_err()
-    {
+    let handler_worker = worker.clone();
+    let conn = opening.start(move |msg, conn| match msg {
+        Incoming::Request {
+            id,
+            body: DataRequest::Call { method, payload },
+        } => call(&handler_worker, conn, id, method, payload),
+        Incoming::Request { id, body } => {
+            tracing::warn!(msg = ?body, "unexpected request on a data connection");
+            let err = CallError::Failed("unexpected request".into());
+            let _ = conn.reply(id, DataResponse::Result(Err(err)));
+        }
+        Incoming::Event(_) => {}
+    });
+    worker.register(&conn);
+}
+
+/// Runs one call: inline for plain methods, through the dispatcher for
+/// batchable ones; a draining worker refuses without running it.
+fn call(worker: &Arc<Worker>, conn: &DataConn, id: u64, method: String, payload: Vec<u8>) {
+    if worker.draining.load(Ordering::SeqCst) {
+        answer(conn, id, Err(CallError::Draining));
         return;
     }
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if sink.feed(msg).await.is_err() {
-                return;
-            }
-            // Batch replies that are already waiting into one write.
-            while let Ok(more) = rx.try_recv() {
-                if sink.feed(more).await.is_err() {
-                    return;
-                }
-            }
-            if sink.flush().await.is_err() {
-                return;
-            }
-        }
-    });
-    if *drain.borrow() {
-        let _ = tx.send(DataResponse::Draining);
+    worker.in_flight.start();
+    // RunnerMetrics labels `method` as the endpoint `/<method>` itself.
+    let started = Instant::now();
+    let guard = worker.metrics.as_ref().map(|m| m.start(&method));
+    if let Some(dispatcher) = worker.dispatchers.get(&method) {
+        let worker = worker.clone();
+        let conn = conn.clone();
+        dispatcher.submit(
+            payload,
+            Reply::new(move |result| {
+                finish(&worker, &method, started, &result);
+                drop(guard);
+                answer(&conn, id, result);
+            }),
+        );
+    } else {
+        let result = worker.runnable.call(&method, &payload);
+        finish(worker, &method, started, &result);
+        drop(guard);
+        answer(conn, id, result);
     }
-    loop {
-        let frame = tokio::select! {
-            frame = stream.next() => frame,
-            _ = drain.changed() => {
-                let _ = tx.send(DataResponse::Draining);
-                continue;
-            }
-        };
-        let (id, method, payload) = match frame {
-            Some(Ok(DataRequest::Call {
-                id,
-                method,
-                payload,
-            })) => (id, method, payload),
-            Some(Ok(DataRequest::Hello { .. })) => continue,
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "malformed frame on data connection; closing");
-                break;
-            }
-            None => break,
-        };
-        if worker.draining.load(Ordering::SeqCst) {
-            let err = CallError::Draining;
-            let _ = tx.send(DataResponse::Reply {
-                id,
-                result: Err(err),
-            });
-            continue;
+}
+
+/// Sends a call's result; a result that cannot be framed (larger than the
+/// frame limit) becomes an error for that one call instead.
+fn answer(conn: &DataConn, id: u64, result: Result<Vec<u8>, CallError>) {
+    match conn.reply(id, DataResponse::Result(result)) {
+        Ok(()) => {}
+        Err(ConnectionError::Frame(e)) => {
+            tracing::error!(error = %e, "cannot send a call's result; answering with an error");
+            let err = CallError::Failed(format!("the result cannot be sent: {e}"));
+            let _ = conn.reply(id, DataResponse::Result(Err(err)));
         }
-        worker.in_flight.fetch_add(1, Ordering::SeqCst);
-        // RunnerMetrics labels `method` as the endpoint `/<method>` itself.
-        let started = Instant::now();
-        let guard = worker.metrics.as_ref().map(|m| m.start(&method));
-        if let Some(dispatcher) = worker.dispatchers.get(&method) {
-            let worker = worker.clone();
-            let tx = tx.clone();
-            dispatcher.submit(
-                payload,
-                Reply::new(move |result| {
-                    finish(&worker, &method, started, &result);
-                    drop(guard);
-                    let _ = tx.send(DataResponse::Reply { id, result });
-                }),
-            );
-        } else {
-            let result = worker.runnable.call(&method, &payload);
-            finish(&worker, &method, started, &result);
-            drop(guard);
-            let _ = tx.send(DataResponse::Reply { id, result });
-        }
+        Err(e) => tracing::debug!(error = %e, "cannot answer a call: the API server is gone"),
     }
-    drop(tx);
-    let _ = writer.await;
 }
 
 fn finish(worker: &Worker, endpoint: &str, started: Instant, result: &Result<Vec<u8>, CallError>) {
     let status = match result {
         Ok(_) => 200,
-        Err(CallError::BadInput(_)) => 400,
-        Err(CallError::UnknownMethod(_)) => 404,
-        Err(CallError::Overloaded(_) | CallError::Unavailable(_) | CallError::Draining) => 503,
-        Err(CallError::Failed(_)) => 500,
+        Err(e) => e.http_status(),
     };
     if let Some(m) = &worker.metrics {
         m.finish(endpoint, status, started.elapsed().as_secs_f64());
     }
     worker.requests.fetch_add(1, Ordering::Relaxed);
-    worker.in_flight.fetch_sub(1, Ordering::SeqCst);
+    worker.in_flight.end();
 }

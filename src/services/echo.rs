@@ -1,6 +1,6 @@
 //! `echo`: the smallest service with a runner hop, for measuring tiffin's own overhead.
 
-use tiffin_shared::{Runnable, Runner, Service, Text};
+use tiffin_service::{Runnable, Runner, Service, Text};
 
 /// `POST /echo` (text) → runner `echo.echo` → the same text.
 pub fn service() -> Service {

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use tiffin_shared::{ApiError, Json, Runnable, Runner, Service};
+use tiffin_service::{ApiError, Json, Runnable, Runner, Service};
 
 /// The shipped data set: header, then `sepal_length,sepal_width,petal_length,petal_width,species`.
 ///
@@ -238,7 +238,7 @@ pub fn parse_rows(body: &Value) -> Result<Vec<Row>, ApiError> {
 fn load() -> Result<Runnable, String> {
     let model = Arc::new(IrisModel::from_shipped_data()?);
     Ok(
-        Runnable::new().batch_method("predict", 0, move |calls: Vec<Vec<Row>>| {
+        Runnable::new().batch_method("predict", move |calls: Vec<Vec<Row>>| {
             Ok::<_, String>(model.predict_batch(&calls))
         }),
     )

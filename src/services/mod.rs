@@ -5,7 +5,7 @@ pub mod echo;
 pub mod iris;
 pub mod sentiment;
 
-use tiffin_shared::Service;
+use tiffin_service::Service;
 
 /// Every built-in service, the default first.
 pub fn builtin() -> Vec<Service> {

@@ -11,8 +11,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use serde_json::json;
-use tiffin_shared::metrics::{Counter, Histogram, MetricsError};
-use tiffin_shared::{Json, Runnable, Runner, Service, Text};
+use tiffin_metrics::{Counter, Histogram, MetricsError};
+use tiffin_service::{Json, Runnable, Runner, Service, Text};
 use vader_sentiment::SentimentIntensityAnalyzer;
 
 /// Label value for `nltk_version`: what does the scoring, like BentoML's `nltk.__version__`.
@@ -23,7 +23,7 @@ static INFERENCE_DURATION: LazyLock<Result<Histogram, MetricsError>> = LazyLock:
         "inference_duration",
         "Duration of inference",
         &["nltk_version", "sentiment_cls"],
-        &tiffin_shared::metrics::DEFAULT_DURATION_BUCKETS,
+        &tiffin_metrics::DEFAULT_DURATION_BUCKETS,
     )
 });
 

@@ -1,15 +1,11 @@
 //! The CLI side of the control socket: `tiffin status` and `tiffin scale`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use tokio::net::UnixStream;
-use tokio_util::codec::Framed;
-
-use tiffin_shared::frame::FrameCodec;
-use tiffin_shared::proto::{
-    FromSupervisor, Hello, PROTOCOL_VERSION, Role, StatusReport, ToSupervisor,
-};
+use tiffin_ipc::control::{ControlClient, ControlError};
+use tiffin_ipc::proto::{FromSupervisor, Role, StatusReport, ToSupervisor};
+use tiffin_ipc::runtime;
 
 use crate::rundir;
 
@@ -60,48 +56,30 @@ pub fn locate(runtime_dir: Option<&Path>, pid: Option<u32>) -> Result<PathBuf, C
     }
 }
 
+/// How long a CLI command waits for the supervisor's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn exchange(dir: &Path, request: ToSupervisor) -> Result<FromSupervisor, ClientError> {
-    let path = dir.join(rundir::CONTROL_SOCKET);
     let talk = |message: String| ClientError::Talk {
-        path: path.display().to_string(),
+        path: runtime::control_socket(dir).display().to_string(),
         message,
     };
-    let stream = UnixStream::connect(&path)
-        .await
-        .map_err(|e| talk(e.to_string()))?;
-    let mut framed = Framed::new(
-        stream,
-        FrameCodec::<FromSupervisor, ToSupervisor>::default(),
-    );
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        role: Role::Cli,
-        pid: std::process::id(),
+    let (client, _events) = match ControlClient::connect(dir, Role::Cli, None).await {
+        Ok(connected) => connected,
+        Err(ControlError::Refused(reason)) => return Err(ClientError::Refused(reason)),
+        Err(e) => return Err(talk(e.to_string())),
     };
-    framed
-        .send(ToSupervisor::Hello(hello))
-        .await
-        .map_err(|e| talk(e.to_string()))?;
-    match framed.next().await {
-        Some(Ok(FromSupervisor::Welcome { .. })) => {}
-        Some(Ok(FromSupervisor::Refused { reason })) => return Err(ClientError::Refused(reason)),
-        other => return Err(talk(format!("unexpected handshake reply {other:?}"))),
-    }
-    framed
-        .send(request)
-        .await
-        .map_err(|e| talk(e.to_string()))?;
-    match framed.next().await {
-        Some(Ok(reply)) => Ok(reply),
-        Some(Err(e)) => Err(talk(e.to_string())),
-        None => Err(talk("connection closed".into())),
+    match tokio::time::timeout(ANSWER_TIMEOUT, client.request(request)).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(talk(e.to_string())),
+        Err(_) => Err(talk(format!("no answer within {ANSWER_TIMEOUT:?}"))),
     }
 }
 
 /// Asks for the status report.
 pub async fn status(dir: &Path) -> Result<StatusReport, ClientError> {
-    match exchange(dir, ToSupervisor::Status { id: 1 }).await? {
-        FromSupervisor::Status { report, .. } => Ok(report),
+    match exchange(dir, ToSupervisor::Status).await? {
+        FromSupervisor::Status { report } => Ok(report),
         other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),
     }
 }
@@ -109,12 +87,11 @@ pub async fn status(dir: &Path) -> Result<StatusReport, ClientError> {
 /// Asks to scale `target` to `workers`.
 pub async fn scale(dir: &Path, target: &str, workers: usize) -> Result<String, ClientError> {
     let req = ToSupervisor::Scale {
-        id: 1,
         target: target.to_string(),
         workers,
     };
     match exchange(dir, req).await? {
-        FromSupervisor::Scaled { result, .. } => result.map_err(ClientError::Refused),
+        FromSupervisor::Scaled { result } => result.map_err(ClientError::Refused),
         other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),
     }
 }

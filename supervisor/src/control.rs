@@ -2,32 +2,42 @@
 //!
 //! A connection starts with a hello naming its role. Workers are matched to
 //! their slot by role *and* pid, so a late connection from a replaced process
-//! is refused. Each connection has its own reader task; writes go through an
-//! unbounded channel so the supervisor never blocks on a slow peer.
+//! is refused. Each accepted connection is a [`Connection`](tiffin_ipc::Connection)
+//! whose handler runs on its reader task; anything that must wait (a scrape,
+//! a status with fresh snapshots, a scale decision of the main loop) is
+//! answered from a task of its own, so one slow request never holds up the
+//! messages behind it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::Framed;
 
-use tiffin_shared::frame::FrameCodec;
-use tiffin_shared::proto::{
+use tiffin_ipc::connection::{ConnectionError, Incoming, Opening};
+use tiffin_ipc::proto::{
     FromSupervisor, PROTOCOL_VERSION, Role, ToSupervisor, WorkerEndpoint, WorkerState,
 };
 
-use crate::state::{Event, Shared, lock};
+use crate::lifecycle::Event;
+use crate::own_metrics::SupervisorMetrics;
+use crate::state::{Shared, WorkerConn, lock};
 
-type Conn = Framed<UnixStream, FrameCodec<ToSupervisor, FromSupervisor>>;
+/// What every control connection needs.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub shared: Shared,
+    pub metrics: Arc<SupervisorMetrics>,
+    pub events: mpsc::UnboundedSender<Event>,
+}
 
-/// Accepts control connections forever.
-pub(crate) fn serve(listener: UnixListener, shared: Shared, events: mpsc::UnboundedSender<Event>) {
+/// Accepts control connections until the supervisor exits.
+pub(crate) fn serve(listener: UnixListener, ctx: Context) {
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, shared.clone(), events.clone()));
+                    tokio::spawn(connection(stream, ctx.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "control accept failed");
@@ -38,204 +48,166 @@ pub(crate) fn serve(listener: UnixListener, shared: Shared, events: mpsc::Unboun
     });
 }
 
-async fn connection(stream: UnixStream, shared: Shared, events: mpsc::UnboundedSender<Event>) {
-    let mut framed: Conn = Framed::new(stream, FrameCodec::default());
-    let hello = match tokio::time::timeout(Duration::from_secs(5), framed.next()).await {
-        Ok(Some(Ok(ToSupervisor::Hello(h)))) => h,
-        Ok(Some(Err(e))) => {
+async fn connection(stream: UnixStream, ctx: Context) {
+    let mut opening = Opening::<FromSupervisor, ToSupervisor>::new(stream, "control client");
+    let (id, hello) = match opening.accept().await {
+        Ok((id, ToSupervisor::Hello(hello))) => (id, hello),
+        Ok((_, other)) => {
+            tracing::warn!(msg = ?other, "control connection did not start with hello; closing");
+            return;
+        }
+        Err(ConnectionError::Frame(e)) => {
             tracing::error!(error = %e, "malformed frame on control socket; closing");
             return;
         }
-        _ => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "control connection ended during the hello");
+            return;
+        }
     };
     if hello.version != PROTOCOL_VERSION {
         let reason = format!("protocol version {} != {}", hello.version, PROTOCOL_VERSION);
         tracing::error!(pid = hello.pid, %reason, "refusing control connection");
-        let _ = framed.send(FromSupervisor::Refused { reason }).await;
+        let _ = opening.reply(id, FromSupervisor::Refused { reason }).await;
         return;
     }
-    if hello.role == Role::Cli {
-        if framed
-            .send(FromSupervisor::Welcome {
-                version: PROTOCOL_VERSION,
-            })
-            .await
-            .is_ok()
-        {
-            cli(framed, shared, events).await;
-        }
-        return;
-    }
-    worker(framed, hello.role, hello.pid, shared).await;
-}
-
-async fn worker(mut framed: Conn, role: Role, pid: u32, shared: Shared) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<FromSupervisor>();
-    let generation = {
-        let mut st = lock(&shared);
-        match st.slots.get_mut(&role) {
-            Some(slot) if slot.pid == Some(pid) => {
-                slot.conn = Some(tx.clone());
-                Some(slot.generation)
+    let known = match &hello.role {
+        Role::Cli => None,
+        role => Some(lock(&ctx.shared).generation_of(role, hello.pid)),
+    };
+    let generation = match known {
+        None => None,
+        Some(Some(generation)) => Some(generation),
+        Some(None) => {
+            let role = &hello.role;
+            {
+                tracing::warn!(worker = %role, pid = hello.pid, "control connection from an unknown process; refusing");
+                let reason = "no such worker".to_string();
+                let _ = opening.reply(id, FromSupervisor::Refused { reason }).await;
+                return;
             }
-            _ => None,
         }
     };
+    let welcome = FromSupervisor::Welcome {
+        version: PROTOCOL_VERSION,
+    };
+    if opening.reply(id, welcome).await.is_err() {
+        return;
+    }
+    let role = hello.role;
     let Some(generation) = generation else {
-        tracing::warn!(worker = %role, pid, "control connection from an unknown process; refusing");
-        let _ = framed
-            .send(FromSupervisor::Refused {
-                reason: "no such worker".into(),
-            })
-            .await;
+        opening.start(move |msg, conn| cli_message(&ctx, msg, conn));
         return;
     };
-    if framed
-        .send(FromSupervisor::Welcome {
-            version: PROTOCOL_VERSION,
-        })
-        .await
-        .is_err()
-    {
-        return;
+    let handler_ctx = ctx.clone();
+    let handler_role = role.clone();
+    let conn = opening
+        .start(move |msg, conn| worker_message(&handler_ctx, &handler_role, generation, msg, conn));
+    if let Some(slot) = lock(&ctx.shared).current(&role, generation) {
+        slot.conn.get_or_insert_with(|| conn.clone());
     }
-    let (mut sink, mut stream) = framed.split();
-    tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if sink.send(msg).await.is_err() {
-                break;
-            }
-        }
-    });
-    while let Some(frame) = stream.next().await {
-        let msg = match frame {
-            Ok(m) => m,
-            Err(tiffin_shared::frame::FrameError::Io(e)) => {
-                tracing::debug!(worker = %role, error = %e, "control connection closed");
-                break;
-            }
-            Err(e) => {
-                tracing::error!(worker = %role, error = %e, "malformed frame on control connection; closing");
-                break;
-            }
-        };
-        let mut st = lock(&shared);
-        let current = st
-            .slots
-            .get(&role)
-            .is_some_and(|s| s.generation == generation);
-        match msg {
-            ToSupervisor::Ready { socket } if current => {
-                if let Some(slot) = st.slots.get_mut(&role) {
-                    slot.state = WorkerState::Ready;
-                    slot.endpoint = socket.map(|socket| WorkerEndpoint {
-                        index: match &role {
-                            Role::Runner { index, .. } => *index,
-                            _ => 0,
-                        },
-                        socket,
-                        generation,
-                    });
-                }
-                tracing::info!(worker = %role, pid, "worker ready");
-                match &role {
-                    Role::Runner { name, .. } => st.broadcast_workers(name),
-                    Role::ApiServer { .. } => {
-                        for runner in st.runners.clone() {
-                            let endpoints = st.endpoints(&runner);
-                            let _ = tx.send(FromSupervisor::Workers { runner, endpoints });
-                        }
-                    }
-                    Role::Cli => {}
-                }
-            }
-            ToSupervisor::Snapshot {
-                id,
-                snapshot,
-                requests,
-            } => {
-                if let Some(waiter) = st.snapshot_waiters.remove(&id) {
-                    let _ = waiter.send((snapshot, requests));
-                }
-            }
-            ToSupervisor::Drained { snapshot } if current => {
-                if let Some(slot) = st.slots.get_mut(&role) {
-                    slot.last = Some(snapshot);
-                }
-            }
-            ToSupervisor::Scrape { id, openmetrics } => {
-                drop(st);
-                let shared = shared.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let (content_type, body) = crate::scrape::aggregate(&shared, openmetrics).await;
-                    let _ = tx.send(FromSupervisor::Scraped {
-                        id,
-                        content_type: content_type.to_string(),
-                        body,
-                    });
-                });
-            }
-            other => {
-                tracing::debug!(worker = %role, msg = ?other, "ignoring control message");
-            }
-        }
-    }
-    let mut st = lock(&shared);
-    if let Some(slot) = st.slots.get_mut(&role)
-        && slot.generation == generation
-    {
+    conn.closed().await;
+    if let Some(slot) = lock(&ctx.shared).current(&role, generation) {
         slot.conn = None;
-        // Dropping the waiters ends the scrapes waiting on this process now.
-        let pending = std::mem::take(&mut slot.pending_snapshots);
-        for id in pending {
-            st.snapshot_waiters.remove(&id);
+    }
+    tracing::debug!(worker = %role, "control connection closed");
+}
+
+fn worker_message(
+    ctx: &Context,
+    role: &Role,
+    generation: u64,
+    msg: Incoming<ToSupervisor>,
+    conn: &WorkerConn,
+) {
+    match msg {
+        Incoming::Event(ToSupervisor::Ready { socket }) => {
+            let mut st = lock(&ctx.shared);
+            let Some(slot) = st.current(role, generation) else {
+                return;
+            };
+            // Stored here too, under the lock that broadcasts take, so no
+            // worker set sent after this point can miss this process.
+            slot.conn.get_or_insert_with(|| conn.clone());
+            slot.state = WorkerState::Ready;
+            slot.endpoint = socket.map(|socket| WorkerEndpoint {
+                index: role.index(),
+                socket,
+                generation,
+            });
+            tracing::info!(worker = %role, "worker ready");
+            match role {
+                Role::Runner { name, .. } => st.broadcast_workers(name),
+                Role::ApiServer { .. } => {
+                    for runner in &st.runners {
+                        let endpoints = st.endpoints(runner);
+                        let runner = runner.clone();
+                        let _ = conn.send(FromSupervisor::Workers { runner, endpoints });
+                    }
+                }
+                Role::Cli => {}
+            }
+        }
+        Incoming::Event(ToSupervisor::Drained { snapshot }) => {
+            lock(&ctx.shared).record_final_snapshot(role, generation, snapshot);
+        }
+        Incoming::Request {
+            id,
+            body: ToSupervisor::Scrape { format },
+        } => answer_scrape(ctx, id, format, conn),
+        other => {
+            tracing::debug!(worker = %role, msg = ?other, "ignoring control message");
         }
     }
 }
 
-async fn cli(mut framed: Conn, shared: Shared, events: mpsc::UnboundedSender<Event>) {
-    while let Some(Ok(msg)) = framed.next().await {
-        let reply = match msg {
-            ToSupervisor::Status { id } => {
+fn cli_message(ctx: &Context, msg: Incoming<ToSupervisor>, conn: &WorkerConn) {
+    let Incoming::Request { id, body } = msg else {
+        return;
+    };
+    let (ctx, conn) = (ctx.clone(), conn.clone());
+    match body {
+        ToSupervisor::Status => {
+            tokio::spawn(async move {
                 // Fresh per-worker request counts come with fresh snapshots.
-                crate::scrape::collect(&shared).await;
-                let report = { lock(&shared).report() };
-                FromSupervisor::Status { id, report }
-            }
-            ToSupervisor::Scale {
-                id,
-                target,
-                workers,
-            } => {
-                let (reply, rx) = oneshot::channel();
-                let result = if events
-                    .send(Event::Scale {
-                        target,
-                        workers,
-                        reply,
-                    })
-                    .is_ok()
-                {
-                    rx.await
-                        .unwrap_or_else(|_| Err("supervisor is stopping".into()))
-                } else {
-                    Err("supervisor is stopping".into())
-                };
-                FromSupervisor::Scaled { id, result }
-            }
-            ToSupervisor::Scrape { id, openmetrics } => {
-                let (content_type, body) = crate::scrape::aggregate(&shared, openmetrics).await;
-                FromSupervisor::Scraped {
-                    id,
-                    content_type: content_type.to_string(),
-                    body,
-                }
-            }
-            _ => continue,
-        };
-        if framed.send(reply).await.is_err() {
-            return;
+                crate::scrape::collect(&ctx.shared).await;
+                let report = lock(&ctx.shared).report();
+                reply(&conn, id, FromSupervisor::Status { report });
+            });
         }
+        ToSupervisor::Scale { target, workers } => {
+            tokio::spawn(async move {
+                let (tx, rx) = oneshot::channel();
+                let asked = Event::Scale {
+                    target,
+                    workers,
+                    reply: tx,
+                };
+                let stopping = || Err("supervisor is stopping".to_string());
+                let result = match ctx.events.send(asked) {
+                    Ok(()) => rx.await.unwrap_or_else(|_| stopping()),
+                    Err(_) => stopping(),
+                };
+                reply(&conn, id, FromSupervisor::Scaled { result });
+            });
+        }
+        ToSupervisor::Scrape { format } => answer_scrape(&ctx, id, format, &conn),
+        other => tracing::debug!(msg = ?other, "ignoring CLI message"),
+    }
+}
+
+fn answer_scrape(ctx: &Context, id: u64, format: tiffin_metrics::Format, conn: &WorkerConn) {
+    let (ctx, conn) = (ctx.clone(), conn.clone());
+    tokio::spawn(async move {
+        let body = crate::scrape::aggregate(&ctx.shared, &ctx.metrics, format).await;
+        reply(&conn, id, FromSupervisor::Scraped { body });
+    });
+}
+
+/// Sends an answer; one that cannot be framed is logged, and the asker's
+/// own timeout ends its wait.
+fn reply(conn: &WorkerConn, id: u64, msg: FromSupervisor) {
+    if let Err(e) = conn.reply(id, msg) {
+        tracing::error!(peer = conn.peer(), error = %e, "cannot answer a control request");
     }
 }

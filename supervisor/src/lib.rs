@@ -5,22 +5,34 @@
 //! runtime (see [`spawn`] for why). It is never on the request path: API
 //! servers talk to runner workers directly; the supervisor only hands out the
 //! set of ready workers, answers scrapes, and serves `tiffin status`/`scale`.
-
-#![warn(missing_docs)]
+//!
+//! Files, from the entry point down: `run.rs` (start, main loop) and
+//! `shutdown.rs` (drain phases); `control.rs` (the control socket);
+//! `lifecycle.rs` (start / exit / restart / scale / retire policy);
+//! `scrape.rs` (collect and merge), `metrics_port.rs`, `own_metrics.rs`;
+//! `spawn.rs` (the worker command line and process guarantees),
+//! `process.rs` (signals); `state.rs` (the state, a leaf); `rundir.rs` and
+//! `client.rs` (finding and talking to a running supervisor from the CLI).
 
 pub mod client;
 mod control;
+mod lifecycle;
+mod metrics_port;
+mod own_metrics;
+mod process;
+mod run;
 pub mod rundir;
 mod scrape;
+mod shutdown;
 pub mod spawn;
 mod state;
 
 use std::path::PathBuf;
 
 use tiffin_config::Config;
-use tiffin_shared::Service;
+use tiffin_service::Service;
 
-pub use state::run;
+pub use run::run;
 
 /// How the supervisor was asked to run.
 #[derive(Debug, Clone)]
@@ -45,7 +57,7 @@ pub struct SuperviseArgs {
     pub config_yaml: String,
 }
 
-pub use tiffin_shared::proto::Protocol;
+pub use tiffin_ipc::proto::Protocol;
 
 /// Why the supervisor could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +82,7 @@ pub enum SupervisorError {
     },
     /// Metrics setup failed.
     #[error(transparent)]
-    Metrics(#[from] tiffin_shared::metrics::MetricsError),
+    Metrics(#[from] tiffin_metrics::MetricsError),
 }
 
 impl SupervisorError {

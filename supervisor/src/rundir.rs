@@ -10,9 +10,6 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Name of the supervisor's control socket inside the runtime directory.
-pub const CONTROL_SOCKET: &str = "control.sock";
-
 /// The directory holding one runtime directory per running supervisor.
 pub fn base_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -61,7 +58,7 @@ pub fn running() -> Vec<u32> {
     let mut pids: Vec<u32> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| alive(*pid) && for_pid(*pid).join(CONTROL_SOCKET).exists())
+        .filter(|pid| alive(*pid) && tiffin_ipc::runtime::control_socket(&for_pid(*pid)).exists())
         .collect();
     pids.sort_unstable();
     pids

@@ -7,15 +7,140 @@
 //! single-threaded runtime: every spawn happens on the main thread. API
 //! servers also receive the public listener as fd 3.
 
+use std::ffi::OsString;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use tiffin_shared::proto::Role;
+use tiffin_ipc::proto::{Protocol, Role};
+use tiffin_ipc::runtime::{EFFECTIVE_CONFIG_ENV, LISTEN_FD};
 use tokio::process::{Child, Command};
 
-/// The fd number at which API servers find the listener.
-pub const LISTEN_FD: RawFd = 3;
+/// The hidden subcommand with which the supervisor starts a worker
+/// (`tiffin __worker api-server ...` / `tiffin __worker runner ...`): built
+/// here by [`WorkerCommand::to_args`], parsed by the binary's command line
+/// with the same type, so the two sides cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum WorkerCommand {
+    /// An API-server process.
+    ApiServer {
+        /// 0-based index among API servers.
+        #[arg(long)]
+        index: usize,
+        /// The descriptor of the inherited public listener.
+        #[arg(long)]
+        fd: RawFd,
+        /// `http` or `grpc`.
+        #[arg(long)]
+        protocol: Protocol,
+        /// Runtime directory and service.
+        #[command(flatten)]
+        common: WorkerCommon,
+    },
+    /// A runner worker process.
+    Runner {
+        /// Name of the runner to serve.
+        #[arg(long)]
+        runner: String,
+        /// 1-based worker index.
+        #[arg(long)]
+        index: usize,
+        /// Runtime directory and service.
+        #[command(flatten)]
+        common: WorkerCommon,
+    },
+}
+
+/// What every worker is told besides its role.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct WorkerCommon {
+    /// The supervisor's runtime directory.
+    #[arg(long)]
+    pub runtime_dir: PathBuf,
+    /// The service to serve.
+    #[arg(long)]
+    pub service: String,
+}
+
+impl WorkerCommand {
+    /// The command for `role` (`None` for the CLI role, which is never spawned).
+    pub fn for_role(
+        role: &Role,
+        protocol: Protocol,
+        runtime_dir: &Path,
+        service: &str,
+    ) -> Option<Self> {
+        let common = WorkerCommon {
+            runtime_dir: runtime_dir.to_path_buf(),
+            service: service.to_string(),
+        };
+        match role {
+            Role::ApiServer { index } => Some(WorkerCommand::ApiServer {
+                index: *index,
+                fd: LISTEN_FD,
+                protocol,
+                common,
+            }),
+            Role::Runner { name, index } => Some(WorkerCommand::Runner {
+                runner: name.clone(),
+                index: *index,
+                common,
+            }),
+            Role::Cli => None,
+        }
+    }
+
+    /// The role this command starts.
+    pub fn role(&self) -> Role {
+        match self {
+            WorkerCommand::ApiServer { index, .. } => Role::ApiServer { index: *index },
+            WorkerCommand::Runner { runner, index, .. } => Role::Runner {
+                name: runner.clone(),
+                index: *index,
+            },
+        }
+    }
+
+    /// The arguments after `__worker`.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let common = match self {
+            WorkerCommand::ApiServer {
+                index,
+                fd,
+                protocol,
+                common,
+            } => {
+                args.extend(["api-server", "--index"].map(OsString::from));
+                args.push(index.to_string().into());
+                args.push("--fd".into());
+                args.push(fd.to_string().into());
+                args.push("--protocol".into());
+                args.push(protocol.as_str().into());
+                common
+            }
+            WorkerCommand::Runner {
+                runner,
+                index,
+                common,
+            } => {
+                args.extend(["runner", "--runner"].map(OsString::from));
+                args.push(runner.into());
+                args.push("--index".into());
+                args.push(index.to_string().into());
+                common
+            }
+        };
+        args.push("--runtime-dir".into());
+        args.push(common.runtime_dir.clone().into_os_string());
+        args.push("--service".into());
+        args.push(common.service.clone().into());
+        args
+    }
+}
+
+/// The name of the hidden subcommand.
+pub const WORKER_SUBCOMMAND: &str = "__worker";
 
 /// What the child needs besides its role.
 pub struct SpawnSpec<'a> {
@@ -25,46 +150,24 @@ pub struct SpawnSpec<'a> {
     pub service: &'a str,
     /// Runtime directory.
     pub runtime_dir: &'a Path,
-    /// The effective configuration as YAML, passed in `TIFFIN_EFFECTIVE_CONFIG`.
+    /// The effective configuration as YAML, passed in [`EFFECTIVE_CONFIG_ENV`].
     pub config_yaml: &'a str,
     /// Public listener, handed to API servers; taken (closed) at shutdown so
     /// the port stops accepting while the API servers drain.
     pub listener: std::cell::RefCell<Option<std::net::TcpListener>>,
     /// The protocol API servers speak.
-    pub protocol: crate::Protocol,
+    pub protocol: Protocol,
 }
 
 /// Starts one worker process for `role`.
 pub fn spawn(spec: &SpawnSpec<'_>, role: &Role) -> std::io::Result<Child> {
+    let command = WorkerCommand::for_role(role, spec.protocol, spec.runtime_dir, spec.service)
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "cannot spawn a CLI role")
+        })?;
     let mut cmd = Command::new(spec.exe);
-    cmd.arg("__worker");
-    match role {
-        Role::ApiServer { index } => {
-            cmd.args([
-                "api-server",
-                "--index",
-                &index.to_string(),
-                "--fd",
-                &LISTEN_FD.to_string(),
-                "--protocol",
-                spec.protocol.as_str(),
-            ]);
-        }
-        Role::Runner { name, index } => {
-            cmd.args(["runner", "--runner", name, "--index", &index.to_string()]);
-        }
-        Role::Cli => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "cannot spawn a CLI role",
-            ));
-        }
-    }
-    cmd.arg("--runtime-dir")
-        .arg(spec.runtime_dir)
-        .arg("--service")
-        .arg(spec.service);
-    cmd.env("TIFFIN_EFFECTIVE_CONFIG", spec.config_yaml);
+    cmd.arg(WORKER_SUBCOMMAND).args(command.to_args());
+    cmd.env(EFFECTIVE_CONFIG_ENV, spec.config_yaml);
     cmd.stdin(Stdio::null()).kill_on_drop(false);
     let pass_listener = matches!(role, Role::ApiServer { .. });
     let listen_fd = match (spec.listener.borrow().as_ref(), pass_listener) {
@@ -112,4 +215,36 @@ pub fn spawn(spec: &SpawnSpec<'_>, role: &Role) -> std::io::Result<Child> {
         });
     }
     cmd.spawn()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        worker: WorkerCommand,
+    }
+
+    #[test]
+    fn the_worker_command_line_parses_back_into_the_same_command() {
+        let dir = Path::new("/run/tiffin/42");
+        for role in [
+            Role::ApiServer { index: 1 },
+            Role::Runner {
+                name: "nltk_sentiment".into(),
+                index: 3,
+            },
+        ] {
+            let built = WorkerCommand::for_role(&role, Protocol::Grpc, dir, "svc").unwrap();
+            let argv = std::iter::once(OsString::from("tiffin")).chain(built.to_args());
+            let parsed = Cli::try_parse_from(argv).unwrap().worker;
+            assert_eq!(parsed, built);
+            assert_eq!(parsed.role(), role);
+        }
+        assert!(WorkerCommand::for_role(&Role::Cli, Protocol::Http, dir, "svc").is_none());
+    }
 }

@@ -1,67 +1,87 @@
-//! The supervisor's state machine: worker slots, crash restarts with backoff,
-//! live scaling with drain, and graceful shutdown.
+//! What the supervisor knows: one slot per worker process, and the metrics
+//! of processes that are gone.
 //!
 //! A *slot* is a role (`api_server:0`, `runner:nltk_sentiment:2`); the process
 //! in it may be replaced (crash restart) and each replacement gets a new
-//! *generation*, so late events of an old process are recognised and ignored.
-//! When a process exits, its last metrics snapshot is folded into `retired`,
-//! which keeps every counter monotonic across restarts and scale-downs.
+//! *generation*, so late news of an old process is recognised and ignored.
+//!
+//! The state keeps one invariant that the aggregated exposition rests on:
+//! **every process is counted exactly once, live or dead.** A running
+//! process contributes its latest snapshot (`Slot::last`); when it exits,
+//! that snapshot is folded into `retired` and cleared from the slot, in one
+//! step ([`State::process_exited`]), so counters never go backwards across
+//! restarts and scale-downs and are never counted twice. Only the methods
+//! here touch `last` and `retired`.
+//!
+//! This file is a leaf: it imports no other module of the supervisor. The
+//! lifecycle policy (when to start, restart, retire) lives in
+//! `lifecycle.rs`; talking to processes lives in `control.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::net::UnixListener;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
-
-use tiffin_shared::metrics::Snapshot;
-use tiffin_shared::proto::{
-    FromSupervisor, Role, StatusReport, WorkerEndpoint, WorkerState, WorkerStatus,
+use tiffin_ipc::Connection;
+use tiffin_ipc::proto::{
+    FromSupervisor, Role, StatusReport, ToSupervisor, WorkerEndpoint, WorkerState, WorkerStatus,
 };
+use tiffin_metrics::{Snapshot, WorkerId};
 
-use crate::scrape::SupervisorMetrics;
-use crate::spawn::{SpawnSpec, spawn};
-use crate::{SuperviseArgs, SupervisorError, rundir};
-
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// A worker that stayed up this long is healthy again: its backoff resets.
-const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
+/// The supervisor's end of a worker's control connection.
+pub(crate) type WorkerConn = Connection<FromSupervisor, ToSupervisor>;
 
 /// One worker slot.
 pub(crate) struct Slot {
+    /// Generation of the process in the slot (or of the last one).
     pub generation: u64,
+    /// Process id while a process runs.
     pub pid: Option<u32>,
+    /// Lifecycle state as `tiffin status` shows it.
     pub state: WorkerState,
+    /// When the current process was started.
     pub started: Instant,
+    /// Crash restarts of this slot.
     pub restarts: u64,
+    /// Requests served by the current process, as of its last snapshot.
     pub requests: u64,
-    pub conn: Option<mpsc::UnboundedSender<FromSupervisor>>,
+    /// The control connection of the current process, once it said hello.
+    pub conn: Option<WorkerConn>,
+    /// Where API servers reach a ready runner worker.
     pub endpoint: Option<WorkerEndpoint>,
     /// Latest metrics of the running process (None once it exited).
-    pub last: Option<Snapshot>,
+    last: Option<Snapshot>,
+    /// Delay before the next crash restart.
     pub backoff: Duration,
-    /// Ids of snapshot requests this process has not answered yet; dropped
-    /// when its connection closes so a scrape never waits on a dead process.
-    pub pending_snapshots: Vec<u64>,
     /// Being scaled away or shut down: never restarted.
     pub retiring: bool,
 }
 
+/// What became of a slot whose process exited.
+pub(crate) struct Exit {
+    /// The slot was retiring (or the supervisor is shutting down): it is gone.
+    pub removed: bool,
+    /// How long the process ran.
+    pub uptime: Duration,
+}
+
 /// Everything the supervisor knows, behind one lock.
 pub(crate) struct State {
+    /// Name of the service.
     pub service: String,
+    /// Names of the service's runners, in order.
     pub runners: Vec<String>,
+    /// Every worker slot.
     pub slots: BTreeMap<Role, Slot>,
-    pub retired: Snapshot,
+    /// Metrics of every process that has exited.
+    retired: Snapshot,
+    /// SIGINT/SIGTERM received: nothing is restarted any more.
     pub shutting_down: bool,
-    pub next_generation: u64,
-    pub next_id: u64,
-    pub snapshot_waiters: HashMap<u64, oneshot::Sender<(Snapshot, u64)>>,
+    next_generation: u64,
+    /// Address of the public listener.
     pub listen: String,
+    /// When the supervisor started.
     pub started: Instant,
-    pub metrics: SupervisorMetrics,
+    /// How long draining may take.
     pub graceful_timeout: Duration,
 }
 
@@ -73,25 +93,141 @@ pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Things that happen to the supervisor, handled one at a time by its main loop.
-pub(crate) enum Event {
-    Exited {
-        role: Role,
-        generation: u64,
-        status: String,
-    },
-    Restart {
-        role: Role,
-        generation: u64,
-    },
-    Scale {
-        target: String,
-        workers: usize,
-        reply: oneshot::Sender<Result<String, String>>,
-    },
-}
-
 impl State {
+    /// An empty state for a service with these runners.
+    pub fn new(
+        service: String,
+        runners: Vec<String>,
+        listen: String,
+        graceful_timeout: Duration,
+    ) -> Self {
+        Self {
+            service,
+            runners,
+            slots: BTreeMap::new(),
+            retired: Snapshot::default(),
+            shutting_down: false,
+            next_generation: 0,
+            listen,
+            started: Instant::now(),
+            graceful_timeout,
+        }
+    }
+
+    /// Records that a new process (`pid`, or none if spawning failed) now
+    /// occupies `role`'s slot, creating the slot if needed; returns its generation.
+    pub fn process_started(&mut self, role: &Role, pid: Option<u32>, backoff: Duration) -> u64 {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let now = Instant::now();
+        let slot = self.slots.entry(role.clone()).or_insert_with(|| Slot {
+            generation,
+            pid: None,
+            state: WorkerState::Starting,
+            started: now,
+            restarts: 0,
+            requests: 0,
+            conn: None,
+            endpoint: None,
+            last: None,
+            backoff,
+            retiring: false,
+        });
+        slot.generation = generation;
+        slot.pid = pid;
+        slot.state = WorkerState::Starting;
+        slot.started = now;
+        slot.conn = None;
+        slot.endpoint = None;
+        slot.last = None;
+        generation
+    }
+
+    /// Records the exit of generation `generation` of `role`: its last
+    /// snapshot joins `retired`, and the slot is removed when it was
+    /// retiring. `None` when that process is not the slot's current one.
+    pub fn process_exited(&mut self, role: &Role, generation: u64) -> Option<Exit> {
+        let shutting_down = self.shutting_down;
+        let slot = self.slots.get_mut(role)?;
+        if slot.generation != generation {
+            return None;
+        }
+        let last = slot.last.take();
+        slot.conn = None;
+        slot.endpoint = None;
+        slot.pid = None;
+        let removed = slot.retiring || shutting_down;
+        let uptime = slot.started.elapsed();
+        if let Some(last) = &last {
+            tiffin_metrics::retire(&mut self.retired, last);
+        }
+        if removed {
+            self.slots.remove(role);
+        }
+        Some(Exit { removed, uptime })
+    }
+
+    /// The slot of `role` when its current process is `pid`: the check a
+    /// control connection's hello must pass. Returns the generation.
+    pub fn generation_of(&self, role: &Role, pid: u32) -> Option<u64> {
+        self.slots
+            .get(role)
+            .filter(|s| s.pid == Some(pid))
+            .map(|s| s.generation)
+    }
+
+    /// The slot of `role` if its current process is generation `generation`.
+    pub fn current(&mut self, role: &Role, generation: u64) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(role)
+            .filter(|s| s.generation == generation)
+    }
+
+    /// Stores a fresh snapshot of a running process. A snapshot that arrives
+    /// after its process exited is dropped: that process is already counted
+    /// in `retired`.
+    pub fn record_snapshot(
+        &mut self,
+        role: &Role,
+        generation: u64,
+        snapshot: Snapshot,
+        requests: u64,
+    ) {
+        if let Some(slot) = self.current(role, generation)
+            && slot.pid.is_some()
+        {
+            slot.last = Some(snapshot);
+            slot.requests = requests;
+        }
+    }
+
+    /// Stores the final snapshot a draining process sends before it exits.
+    pub fn record_final_snapshot(&mut self, role: &Role, generation: u64, snapshot: Snapshot) {
+        if let Some(slot) = self.current(role, generation) {
+            slot.last = Some(snapshot);
+        }
+    }
+
+    /// Every running process's latest snapshot beside the retired metrics:
+    /// what one exposition merges.
+    pub fn snapshots(&self) -> (&Snapshot, Vec<(WorkerId, &Snapshot)>) {
+        let live = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.pid.is_some())
+            .filter_map(|(role, slot)| slot.last.as_ref().map(|last| (role.worker_id(), last)))
+            .collect();
+        (&self.retired, live)
+    }
+
+    /// Control connections of running processes, with their slot's generation.
+    pub fn connections(&self) -> Vec<(Role, u64, WorkerConn)> {
+        self.slots
+            .iter()
+            .filter_map(|(role, s)| s.conn.clone().map(|c| (role.clone(), s.generation, c)))
+            .collect()
+    }
+
     /// Sends the current ready set of `runner` to every API server.
     pub fn broadcast_workers(&self, runner: &str) {
         let msg = FromSupervisor::Workers {
@@ -110,12 +246,27 @@ impl State {
         self.slots
             .iter()
             .filter(|(role, slot)| {
-                matches!(role, Role::Runner { name, .. } if name == runner)
-                    && !slot.retiring
-                    && slot.state == WorkerState::Ready
+                role.runner() == Some(runner) && !slot.retiring && slot.state == WorkerState::Ready
             })
             .filter_map(|(_, slot)| slot.endpoint.clone())
             .collect()
+    }
+
+    /// Running processes per `(role label, runner name)`, every runner and
+    /// the API servers listed even at zero.
+    pub fn running_counts(&self) -> BTreeMap<(&'static str, String), f64> {
+        let mut counts = BTreeMap::new();
+        for runner in &self.runners {
+            counts.insert(("runner", runner.clone()), 0.0);
+        }
+        counts.insert(("api_server", String::new()), 0.0);
+        for (role, slot) in &self.slots {
+            if slot.pid.is_some() {
+                let key = (role.label(), role.runner().unwrap_or("").to_string());
+                *counts.entry(key).or_default() += 1.0;
+            }
+        }
+        counts
     }
 
     /// A status report for `tiffin status`.
@@ -148,7 +299,8 @@ impl State {
         }
     }
 
-    fn active(&self, matches: impl Fn(&Role) -> bool) -> Vec<Role> {
+    /// Roles of non-retiring slots that `matches` selects.
+    pub fn active(&self, matches: impl Fn(&Role) -> bool) -> Vec<Role> {
         self.slots
             .iter()
             .filter(|(role, slot)| matches(role) && !slot.retiring)
@@ -157,447 +309,62 @@ impl State {
     }
 }
 
-/// The supervisor's handles besides the state.
-struct Supervisor<'a> {
-    shared: Shared,
-    events: mpsc::UnboundedSender<Event>,
-    spec: SpawnSpec<'a>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiffin_metrics::Registry;
 
-impl Supervisor<'_> {
-    fn start(&self, role: &Role) {
-        let mut st = lock(&self.shared);
-        st.next_generation += 1;
-        let generation = st.next_generation;
-        let (pid, child) = match spawn(&self.spec, role) {
-            Ok(child) => (child.id(), Some(child)),
-            Err(e) => {
-                tracing::error!(worker = %role, error = %e, "cannot start worker");
-                (None, None)
-            }
+    fn counted(n: f64) -> Snapshot {
+        let reg = Registry::new();
+        let c = reg.counter("calls", "calls", &[]).unwrap();
+        c.labels(&[]).inc_by(n);
+        reg.snapshot()
+    }
+
+    fn total(state: &State) -> f64 {
+        let (retired, live) = state.snapshots();
+        let merged = tiffin_metrics::merge(retired, &live);
+        tiffin_metrics::render_text(&merged)
+            .lines()
+            .find_map(|l| l.strip_prefix("calls_total "))
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn an_exited_process_is_counted_once_and_a_late_snapshot_of_it_is_ignored() {
+        let mut st = State::new("s".into(), vec!["r".into()], "x".into(), Duration::ZERO);
+        let role = Role::Runner {
+            name: "r".into(),
+            index: 1,
         };
-        let slot = st.slots.entry(role.clone()).or_insert_with(|| Slot {
-            generation,
-            pid: None,
-            state: WorkerState::Starting,
-            started: Instant::now(),
-            restarts: 0,
-            requests: 0,
-            conn: None,
-            endpoint: None,
-            last: None,
-            backoff: BACKOFF_START,
-            pending_snapshots: Vec::new(),
-            retiring: false,
-        });
-        slot.generation = generation;
-        slot.pid = pid;
-        slot.state = WorkerState::Starting;
-        slot.started = Instant::now();
-        slot.conn = None;
-        slot.endpoint = None;
-        slot.last = None;
-        drop(st);
-        tracing::info!(worker = %role, pid = pid.unwrap_or(0), generation, "worker started");
-        let events = self.events.clone();
-        let role = role.clone();
-        match child {
-            Some(mut child) => {
-                tokio::spawn(async move {
-                    let status = match child.wait().await {
-                        Ok(s) => describe(s),
-                        Err(e) => format!("wait failed: {e}"),
-                    };
-                    let _ = events.send(Event::Exited {
-                        role,
-                        generation,
-                        status,
-                    });
-                });
-            }
-            None => {
-                let _ = events.send(Event::Exited {
-                    role,
-                    generation,
-                    status: "failed to start".into(),
-                });
-            }
-        }
+        let first = st.process_started(&role, Some(10), Duration::ZERO);
+        st.record_snapshot(&role, first, counted(3.0), 3);
+        assert_eq!(total(&st), 3.0);
+        assert!(st.process_exited(&role, first).is_some());
+        assert_eq!(total(&st), 3.0, "the dead process still counts, once");
+        // A snapshot of the dead generation that arrives late changes nothing.
+        st.record_snapshot(&role, first, counted(100.0), 100);
+        let second = st.process_started(&role, Some(11), Duration::ZERO);
+        st.record_snapshot(&role, first, counted(100.0), 100);
+        st.record_snapshot(&role, second, counted(2.0), 2);
+        assert_eq!(total(&st), 5.0);
+        // The exit of an old generation is not the current process's exit.
+        assert!(st.process_exited(&role, first).is_none());
+        assert_eq!(total(&st), 5.0);
     }
 
-    fn on_exit(&self, role: Role, generation: u64, status: String) {
-        let mut st = lock(&self.shared);
-        let shutting_down = st.shutting_down;
-        let Some(slot) = st.slots.get_mut(&role) else {
-            return;
-        };
-        if slot.generation != generation {
-            return;
+    #[test]
+    fn a_retiring_slot_is_removed_when_its_process_exits() {
+        let mut st = State::new("s".into(), vec![], "x".into(), Duration::ZERO);
+        let role = Role::ApiServer { index: 0 };
+        let g = st.process_started(&role, Some(10), Duration::ZERO);
+        st.record_final_snapshot(&role, g, counted(1.0));
+        if let Some(slot) = st.slots.get_mut(&role) {
+            slot.retiring = true;
         }
-        let last = slot.last.take();
-        let pending = std::mem::take(&mut slot.pending_snapshots);
-        slot.conn = None;
-        slot.endpoint = None;
-        slot.pid = None;
-        let retiring = slot.retiring || shutting_down;
-        let uptime = slot.started.elapsed();
-        let delay = if retiring {
-            None
-        } else {
-            if uptime >= BACKOFF_RESET_AFTER {
-                slot.backoff = BACKOFF_START;
-            }
-            let delay = slot.backoff;
-            slot.backoff = (slot.backoff * 2).min(BACKOFF_MAX);
-            slot.restarts += 1;
-            slot.state = WorkerState::Backoff;
-            Some(delay)
-        };
-        if let Some(last) = &last {
-            tiffin_shared::metrics::retire(&mut st.retired, last);
-        }
-        // A scrape waiting on the dead process stops waiting now.
-        for id in pending {
-            st.snapshot_waiters.remove(&id);
-        }
-        if retiring {
-            st.slots.remove(&role);
-            tracing::info!(worker = %role, %status, "worker exited");
-        } else {
-            tracing::warn!(worker = %role, %status, uptime_ms = uptime.as_millis() as u64, "worker exited unexpectedly; restarting");
-            st.metrics.restarted(&role);
-        }
-        if let Role::Runner { name, .. } = &role {
-            st.broadcast_workers(name);
-        }
-        drop(st);
-        if let Some(delay) = delay {
-            let events = self.events.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = events.send(Event::Restart { role, generation });
-            });
-        }
-    }
-
-    fn on_restart(&self, role: Role, generation: u64) {
-        let st = lock(&self.shared);
-        let due = !st.shutting_down
-            && st
-                .slots
-                .get(&role)
-                .is_some_and(|s| s.generation == generation && !s.retiring);
-        drop(st);
-        if due {
-            self.start(&role);
-        }
-    }
-
-    fn scale(&self, target: &str, workers: usize) -> Result<String, String> {
-        let st = lock(&self.shared);
-        if st.shutting_down {
-            return Err("the supervisor is shutting down".into());
-        }
-        let (current, make): (Vec<Role>, Box<dyn Fn(usize) -> Role>) = if target == "api-server"
-            || target == "api_server"
-        {
-            if workers == 0 {
-                return Err("api-server needs at least 1 worker".into());
-            }
-            (
-                st.active(|r| matches!(r, Role::ApiServer { .. })),
-                Box::new(|i| Role::ApiServer { index: i - 1 }),
-            )
-        } else if st.runners.iter().any(|r| r == target) {
-            if workers == 0 {
-                return Err(format!("runner '{target}' needs at least 1 worker"));
-            }
-            let name = target.to_string();
-            let matches = name.clone();
-            (
-                st.active(move |r| matches!(r, Role::Runner { name: n, .. } if *n == matches)),
-                Box::new(move |i| Role::Runner {
-                    name: name.clone(),
-                    index: i,
-                }),
-            )
-        } else {
-            return Err(format!(
-                "unknown scale target '{target}'; expected 'api-server' or one of the runners: {}",
-                st.runners.join(", ")
-            ));
-        };
-        let have = current.len();
-        drop(st);
-        if workers > have {
-            let mut started = 0;
-            let mut i = 1;
-            while started < workers - have {
-                let role = make(i);
-                if !lock(&self.shared).slots.contains_key(&role) {
-                    self.start(&role);
-                    started += 1;
-                }
-                i += 1;
-            }
-        } else {
-            // Retire slots that are not serving (restarting, starting) first, then
-            // the highest indices: scaling down must never keep a dead slot over a
-            // ready one.
-            let mut doomed = current;
-            let st = lock(&self.shared);
-            let serving = |r: &Role| {
-                st.slots
-                    .get(r)
-                    .is_some_and(|s| s.state == WorkerState::Ready && s.pid.is_some())
-            };
-            doomed.sort_by_key(|r| (serving(r), std::cmp::Reverse(role_index(r))));
-            drop(st);
-            for role in doomed.into_iter().take(have - workers) {
-                self.retire(&role);
-            }
-        }
-        Ok(format!("{target}: {have} -> {workers} workers"))
-    }
-
-    /// Drains one worker: stop routing to it, let it finish, then it exits.
-    fn retire(&self, role: &Role) {
-        let mut st = lock(&self.shared);
-        let Some(slot) = st.slots.get_mut(role) else {
-            return;
-        };
-        slot.retiring = true;
-        let pid = slot.pid;
-        match (&slot.conn, pid) {
-            (Some(conn), _) => {
-                let _ = conn.send(FromSupervisor::Drain);
-            }
-            (None, Some(pid)) => kill(pid, nix::sys::signal::Signal::SIGTERM),
-            (None, None) => {
-                st.slots.remove(role);
-            }
-        }
-        if let Role::Runner { name, .. } = role {
-            st.broadcast_workers(name);
-        }
-        let timeout = st.graceful_timeout;
-        drop(st);
-        tracing::info!(worker = %role, "draining worker");
-        if let Some(pid) = pid {
-            // A worker that does not finish draining in time is killed.
-            let shared = self.shared.clone();
-            let role = role.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(timeout).await;
-                if lock(&shared)
-                    .slots
-                    .get(&role)
-                    .is_some_and(|s| s.pid == Some(pid))
-                {
-                    tracing::warn!(worker = %role, pid, "drain timed out; killing");
-                    kill(pid, nix::sys::signal::Signal::SIGKILL);
-                }
-            });
-        }
-    }
-}
-
-fn role_index(role: &Role) -> usize {
-    match role {
-        Role::ApiServer { index } | Role::Runner { index, .. } => *index,
-        Role::Cli => 0,
-    }
-}
-
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => match nix::sys::signal::Signal::try_from(sig) {
-            Ok(s) => format!("killed by {s}"),
-            Err(_) => format!("killed by signal {sig}"),
-        },
-        _ => "unknown status".into(),
-    }
-}
-
-/// Signals a worker and everything it spawned: each worker leads its own
-/// process group (see `spawn`), so the group id is its pid.
-pub(crate) fn kill(pid: u32, sig: nix::sys::signal::Signal) {
-    if let Ok(raw) = i32::try_from(pid) {
-        let pid = nix::unistd::Pid::from_raw(raw);
-        if nix::sys::signal::killpg(pid, sig).is_err() {
-            let _ = nix::sys::signal::kill(pid, sig);
-        }
-    }
-}
-
-/// Runs the supervisor until SIGINT/SIGTERM, then drains and exits.
-pub fn run(args: SuperviseArgs) -> Result<(), SupervisorError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(SupervisorError::io("cannot start the runtime"))?;
-    rt.block_on(supervise(args))
-}
-
-async fn supervise(args: SuperviseArgs) -> Result<(), SupervisorError> {
-    let addr = format!("{}:{}", args.host, args.port);
-    let listener = std::net::TcpListener::bind(&addr).map_err(SupervisorError::bind(
-        &addr,
-        " (the port is already in use; pick another with --port)",
-    ))?;
-    let local = listener
-        .local_addr()
-        .map_err(SupervisorError::io("cannot read the bound address"))?;
-    let pid = std::process::id();
-    let dir =
-        rundir::create(pid).map_err(SupervisorError::io("cannot create the runtime directory"))?;
-    let result = supervise_in(args, listener, local, &dir).await;
-    rundir::remove(&dir);
-    result
-}
-
-async fn supervise_in(
-    args: SuperviseArgs,
-    listener: std::net::TcpListener,
-    local: std::net::SocketAddr,
-    dir: &std::path::Path,
-) -> Result<(), SupervisorError> {
-    let control_path = dir.join(rundir::CONTROL_SOCKET);
-    let control = UnixListener::bind(&control_path)
-        .map_err(SupervisorError::io("cannot bind the control socket"))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&control_path, std::fs::Permissions::from_mode(0o600))
-            .map_err(SupervisorError::io("cannot set control socket mode"))?;
-    }
-    let runners: Vec<String> = args
-        .service
-        .runners()
-        .iter()
-        .map(|r| r.name().to_string())
-        .collect();
-    let shared: Shared = Arc::new(Mutex::new(State {
-        service: args.service.name.clone(),
-        runners: runners.clone(),
-        slots: BTreeMap::new(),
-        retired: Snapshot::default(),
-        shutting_down: false,
-        next_generation: 0,
-        next_id: 1,
-        snapshot_waiters: HashMap::new(),
-        listen: local.to_string(),
-        started: Instant::now(),
-        metrics: SupervisorMetrics::new()?,
-        graceful_timeout: Duration::from_secs_f64(args.config.api_server.graceful_timeout.max(0.0)),
-    }));
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    crate::control::serve(control, shared.clone(), events_tx.clone());
-    crate::scrape::refresh_periodically(shared.clone(), Duration::from_secs(1));
-    if let Some(port) = args.metrics_port {
-        let host = args.metrics_host.as_deref().unwrap_or(&args.host);
-        crate::scrape::serve_metrics_port(host, port, shared.clone()).await?;
-    }
-
-    let sup = Supervisor {
-        shared: shared.clone(),
-        events: events_tx,
-        spec: SpawnSpec {
-            exe: &args.exe,
-            service: &args.service.name,
-            runtime_dir: dir,
-            config_yaml: &args.config_yaml,
-            listener: std::cell::RefCell::new(Some(listener)),
-            protocol: args.protocol,
-        },
-    };
-    tracing::info!(listen = %local, runtime_dir = %dir.display(), service = %args.service.name, "supervisor starting");
-    for runner in &runners {
-        for index in 1..=args.config.runners.workers_for(runner) {
-            sup.start(&Role::Runner {
-                name: runner.clone(),
-                index,
-            });
-        }
-    }
-    for index in 0..args.config.api_server.workers {
-        sup.start(&Role::ApiServer { index });
-    }
-
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(SupervisorError::io("cannot watch SIGINT"))?;
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(SupervisorError::io("cannot watch SIGTERM"))?;
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => { tracing::info!("SIGINT: shutting down gracefully (again to force)"); break; }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); break; }
-            Some(event) = events.recv() => handle(&sup, event),
-        }
-    }
-
-    // Graceful shutdown: API servers first (stop accepting, finish requests), then runners.
-    lock(&shared).shutting_down = true;
-    let deadline = Instant::now() + lock(&shared).graceful_timeout;
-    let phases: [fn(&Role) -> bool; 2] = [
-        |r| matches!(r, Role::ApiServer { .. }),
-        |r| matches!(r, Role::Runner { .. }),
-    ];
-    for in_phase in phases {
-        let roles: Vec<Role> = lock(&shared)
-            .slots
-            .keys()
-            .filter(|r| in_phase(r))
-            .cloned()
-            .collect();
-        for role in &roles {
-            sup.retire(role);
-        }
-        // The supervisor's own copy of the listener would keep the port
-        // accepting into a backlog nobody serves while API servers drain.
-        drop(sup.spec.listener.borrow_mut().take());
-        loop {
-            if !lock(&shared).slots.keys().any(in_phase) {
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            tokio::select! {
-                _ = tokio::time::sleep(left) => break,
-                _ = sigint.recv() => { tracing::warn!("second SIGINT: forcing exit"); kill_all(&shared); return Ok(()); }
-                Some(event) = events.recv() => handle(&sup, event),
-            }
-        }
-    }
-    kill_all(&shared);
-    tracing::info!("supervisor stopped");
-    Ok(())
-}
-
-fn handle(sup: &Supervisor<'_>, event: Event) {
-    match event {
-        Event::Exited {
-            role,
-            generation,
-            status,
-        } => sup.on_exit(role, generation, status),
-        Event::Restart { role, generation } => sup.on_restart(role, generation),
-        Event::Scale {
-            target,
-            workers,
-            reply,
-        } => {
-            let _ = reply.send(sup.scale(&target, workers));
-        }
-    }
-}
-
-fn kill_all(shared: &Shared) {
-    let st = lock(shared);
-    for (role, slot) in &st.slots {
-        if let Some(pid) = slot.pid {
-            tracing::warn!(worker = %role, pid, "killing worker that did not exit in time");
-            kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
+        let exit = st.process_exited(&role, g).unwrap();
+        assert!(exit.removed);
+        assert!(st.slots.is_empty());
+        assert_eq!(total(&st), 1.0);
     }
 }

@@ -1,8 +1,8 @@
 //! BentoML's default metric families, with the exact names, help texts and label sets.
 //!
 //! Dashboards and alerts written for BentoML must work unchanged, so every
-//! name and label here is copied from BentoML 1.x (see
-//! `reference/default-metrics.md`):
+//! name and label here is copied from BentoML 1.x (see the default metrics in
+//! <https://docs.bentoml.com/en/latest/guides/observability/metrics.html>):
 //!
 //! | family | type | labels |
 //! |---|---|---|
@@ -23,15 +23,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::MetricsError;
-use super::registry::{
+use crate::buckets::batch_size_buckets;
+use crate::error::MetricsError;
+use crate::registry::{
     Counter, CounterChild, Gauge, GaugeChild, Histogram, HistogramChild, Registry,
 };
-
-/// Prometheus' default duration buckets, as BentoML uses them (`+Inf` implicit).
-pub const DEFAULT_DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
 
 /// Default namespace of the API server's families.
 pub const API_SERVER_NAMESPACE: &str = "bentoml_api_server";
@@ -44,8 +40,6 @@ pub const ADAPTIVE_BATCH_SIZE: &str = "bentoml_runner_adaptive_batch_size";
 
 /// The `service_version` label value when the service has no version, as BentoML writes it.
 pub const NOT_AVAILABLE: &str = "not available";
-
-pub use tiffin_config::batch_size_buckets;
 
 /// Joins namespace and name with `_`, leaving out an empty namespace.
 fn metric_name(namespace: &str, name: &str) -> String {
@@ -82,16 +76,35 @@ struct Help {
     duration: &'static str,
 }
 
+/// The API server's help texts (HTTP requests).
+const API_SERVER_HELP: Help = Help {
+    in_progress: "Total number of HTTP requests in progress now",
+    total: "Total number of HTTP requests",
+    duration: "API HTTP request duration in seconds",
+};
+
+/// A runner's help texts (runner RPCs).
+const RUNNER_HELP: Help = Help {
+    in_progress: "Total number of runner RPC in progress now",
+    total: "Total number of runner RPC",
+    duration: "runner RPC duration in seconds",
+};
+
 impl RequestFamilies {
+    /// Defines the families of a runner (`runner_name` set) or of the API server.
     fn new(
         reg: &Registry,
         namespace: &str,
         duration_buckets: &[f64],
-        help: Help,
         service_name: &str,
         service_version: &str,
         runner_name: Option<&str>,
     ) -> Result<Self, MetricsError> {
+        let help = if runner_name.is_some() {
+            &RUNNER_HELP
+        } else {
+            &API_SERVER_HELP
+        };
         let mut gauge_labels = vec!["endpoint", "service_name", "service_version"];
         let mut done_labels = vec![
             "endpoint",
@@ -260,16 +273,10 @@ impl ApiServerMetrics {
         service_name: &str,
         service_version: &str,
     ) -> Result<Self, MetricsError> {
-        let help = Help {
-            in_progress: "Total number of HTTP requests in progress now",
-            total: "Total number of HTTP requests",
-            duration: "API HTTP request duration in seconds",
-        };
         let families = RequestFamilies::new(
             reg,
             namespace,
             duration_buckets,
-            help,
             service_name,
             service_version,
             None,
@@ -320,16 +327,10 @@ impl RunnerMetrics {
         runner_name: &str,
         worker_index: usize,
     ) -> Result<Self, MetricsError> {
-        let help = Help {
-            in_progress: "Total number of runner RPC in progress now",
-            total: "Total number of runner RPC",
-            duration: "runner RPC duration in seconds",
-        };
         let families = RequestFamilies::new(
             reg,
             namespace,
             duration_buckets,
-            help,
             service_name,
             service_version,
             Some(runner_name),
@@ -426,8 +427,8 @@ impl std::fmt::Debug for RunnerMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::GaugeMode;
-    use crate::metrics::snapshot::{HistogramValue, Kind, Snapshot, Value};
+    use crate::buckets::DEFAULT_DURATION_BUCKETS;
+    use crate::snapshot::{GaugeMode, HistogramValue, Kind, Snapshot, Value};
 
     fn label_names(snap: &Snapshot, family: &str) -> Vec<String> {
         let f = snap

@@ -2,18 +2,22 @@
 //!
 //! Two kinds of connection exist:
 //! - **data**: an API server calls a runner worker (`DataRequest` /
-//!   `DataResponse`); many calls share one connection, told apart by `id`.
+//!   `DataResponse`); many calls share one connection.
 //! - **control**: every worker process, and the `tiffin status`/`scale` CLI,
 //!   talks to the supervisor (`ToSupervisor` / `FromSupervisor`).
 //!
-//! Each connection starts with a hello carrying [`PROTOCOL_VERSION`]; a peer
-//! speaking another version is refused, so a stale binary can never
-//! misinterpret frames.
+//! Each message travels in an [`Envelope`](crate::connection::Envelope) that
+//! says whether it is a request, the reply to one, or an event; which
+//! variants are which is written beside each one. Each connection starts
+//! with a hello carrying [`PROTOCOL_VERSION`]; a peer speaking another
+//! version is refused, so a stale binary can never misinterpret frames.
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::call::CallError;
-use crate::metrics::Snapshot;
+use tiffin_metrics::{Format, Snapshot};
+pub use tiffin_service::CallError;
+
+pub use crate::role::{API_SERVER_TARGET, API_SERVER_TARGET_ALIASES, Role};
 
 /// The wire protocol API servers speak to clients (`serve-http` or `serve-grpc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -52,36 +56,7 @@ impl std::str::FromStr for Protocol {
 }
 
 /// Version of the wire protocol; bumped on any incompatible message change.
-pub const PROTOCOL_VERSION: u32 = 1;
-
-/// Who a control connection belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Role {
-    /// An API-server process with its 0-based index.
-    ApiServer {
-        /// Index among API servers, 0-based.
-        index: usize,
-    },
-    /// A runner worker process: runner name and 1-based worker index.
-    Runner {
-        /// Name of the runner it serves.
-        name: String,
-        /// Worker index, 1-based like BentoML's `worker_index` label.
-        index: usize,
-    },
-    /// A command-line client (`tiffin status`, `tiffin scale`).
-    Cli,
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Role::ApiServer { index } => write!(f, "api_server:{index}"),
-            Role::Runner { name, index } => write!(f, "runner:{name}:{index}"),
-            Role::Cli => f.write_str("cli"),
-        }
-    }
-}
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// First message on a control connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,45 +139,40 @@ pub struct StatusReport {
 /// Messages a process sends to the supervisor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToSupervisor {
-    /// Opens the connection.
+    /// Request (the first frame): who the process is; answered with
+    /// [`FromSupervisor::Welcome`] or [`FromSupervisor::Refused`].
     Hello(Hello),
-    /// The process is ready to serve; runner workers give their data socket.
+    /// Event: the process is ready to serve; runner workers give their data socket.
     Ready {
         /// Data socket of a runner worker; `None` for API servers.
         socket: Option<String>,
     },
-    /// Answer to [`FromSupervisor::SnapshotRequest`].
+    /// Reply to [`FromSupervisor::SnapshotRequest`].
     Snapshot {
-        /// The request's id.
-        id: u64,
         /// Every metric of this process.
         snapshot: Snapshot,
         /// Requests served so far, for `tiffin status`.
         requests: u64,
     },
-    /// An API server asks for the aggregated exposition (a `/metrics` scrape).
+    /// Request from an API server: the aggregated exposition (a `/metrics`
+    /// scrape); answered with [`FromSupervisor::Scraped`].
     Scrape {
-        /// Correlates the answer.
-        id: u64,
-        /// OpenMetrics instead of Prometheus text 0.0.4.
-        openmetrics: bool,
+        /// The exposition format the scrape asked for.
+        format: Format,
     },
-    /// CLI: describe every worker.
-    Status {
-        /// Correlates the answer.
-        id: u64,
-    },
-    /// CLI: set the number of workers of a runner (or `api-server`).
+    /// Request from the CLI: describe every worker; answered with
+    /// [`FromSupervisor::Status`].
+    Status,
+    /// Request from the CLI: set the number of workers of a runner (or
+    /// `api-server`); answered with [`FromSupervisor::Scaled`].
     Scale {
-        /// Correlates the answer.
-        id: u64,
         /// Runner name, or `api-server`.
         target: String,
         /// Desired number of workers.
         workers: usize,
     },
-    /// A draining process has finished its in-flight work and is exiting;
-    /// the snapshot is its final one.
+    /// Event: a draining process has finished its in-flight work and is
+    /// exiting; the snapshot is its final one.
     Drained {
         /// Final metrics.
         snapshot: Snapshot,
@@ -212,67 +182,55 @@ pub enum ToSupervisor {
 /// Messages the supervisor sends to a process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FromSupervisor {
-    /// Accepts the hello.
+    /// Reply to the hello: accepted.
     Welcome {
         /// The supervisor's protocol version.
         version: u32,
     },
-    /// Refuses the connection (version mismatch, unknown role...).
+    /// Reply to the hello: refused (version mismatch, unknown process...).
     Refused {
         /// Why.
         reason: String,
     },
-    /// Asks for a metrics snapshot.
-    SnapshotRequest {
-        /// Echoed in the answer.
-        id: u64,
-    },
-    /// The current set of ready workers of a runner (sent to API servers).
+    /// Request: a metrics snapshot; answered with [`ToSupervisor::Snapshot`].
+    SnapshotRequest,
+    /// Event: the current set of ready workers of a runner (sent to API servers).
     Workers {
         /// Runner name.
         runner: String,
         /// Every ready worker.
         endpoints: Vec<WorkerEndpoint>,
     },
-    /// Aggregated metrics for a scrape.
+    /// Reply to [`ToSupervisor::Scrape`]: the aggregated metrics.
     Scraped {
-        /// Correlates with the request.
-        id: u64,
-        /// Content type of `body`.
-        content_type: String,
-        /// The rendered exposition.
+        /// The exposition, rendered in the format asked for.
         body: String,
     },
-    /// Answer to a status request.
+    /// Reply to [`ToSupervisor::Status`].
     Status {
-        /// Correlates with the request.
-        id: u64,
         /// The report.
         report: StatusReport,
     },
-    /// Answer to a scale request.
+    /// Reply to [`ToSupervisor::Scale`].
     Scaled {
-        /// Correlates with the request.
-        id: u64,
         /// Ok with a human description, or the error message.
         result: Result<String, String>,
     },
-    /// Stop taking new work, finish in-flight work, report `Drained`, exit.
+    /// Event: stop taking new work, finish in-flight work, report `Drained`, exit.
     Drain,
 }
 
 /// Messages from an API server to a runner worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DataRequest {
-    /// Opens the connection.
+    /// Request (the first frame); answered with [`DataResponse::Hello`].
     Hello {
         /// Must equal [`PROTOCOL_VERSION`].
         version: u32,
     },
-    /// Calls a method with a JSON-encoded input.
+    /// Request: call a method with a JSON-encoded input; answered with
+    /// [`DataResponse::Result`].
     Call {
-        /// Correlates the reply.
-        id: u64,
         /// Method name.
         method: String,
         /// JSON-encoded argument.
@@ -283,18 +241,13 @@ pub enum DataRequest {
 /// Messages from a runner worker to an API server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DataResponse {
-    /// Accepts the hello.
+    /// Reply to the hello.
     Hello {
         /// The worker's protocol version.
         version: u32,
     },
-    /// Result of a call.
-    Reply {
-        /// The call's id.
-        id: u64,
-        /// JSON-encoded result, or the error.
-        result: Result<Vec<u8>, CallError>,
-    },
-    /// The worker is draining: send no new calls on this connection.
+    /// Reply to [`DataRequest::Call`]: the JSON-encoded result, or the error.
+    Result(Result<Vec<u8>, CallError>),
+    /// Event: the worker is draining; send no new calls on this connection.
     Draining,
 }

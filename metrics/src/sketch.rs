@@ -187,10 +187,23 @@ fn collapse_highest_keys(store: &mut BTreeMap<i32, u64>) {
     }
 }
 
+/// Deterministic pseudo-random numbers in [0, 1) (Knuth's MMIX LCG).
+///
+/// Accuracy tests here and in the merge need inputs that are varied yet the
+/// same on every run, so a failure can be reproduced. It lives in this leaf
+/// module (not in `testutil`, which reads snapshots) so that no test import
+/// leads back here.
+#[cfg(test)]
+pub(crate) fn lcg(seed: &mut u64) -> f64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (*seed >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::testutil::lcg;
 
     fn true_quantile(sorted: &[f64], q: f64) -> f64 {
         sorted[(q * (sorted.len() - 1) as f64).floor() as usize]

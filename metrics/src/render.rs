@@ -1,8 +1,10 @@
 //! Exposition: Prometheus text format 0.0.4 and OpenMetrics 1.0.
 //!
 //! The text format copies what BentoML's Python client (`prometheus_client` in
-//! multiprocess mode) writes, so a tiffin scrape diffs cleanly against
-//! `reference/bentoml-1.2-metrics-sample.txt`:
+//! multiprocess mode) writes, so a tiffin scrape diffs cleanly against a
+//! BentoML 1.x scrape of the same service, and dashboards and alerts written
+//! for BentoML keep matching (the families are listed in
+//! <https://docs.bentoml.com/en/latest/guides/observability/metrics.html>):
 //! - numbers use Python's `floatToGoString`: `20.0`, `0.005`, `1e-05`,
 //!   `1.234567e+06`, `+Inf`, `-Inf`, `NaN` (even its `1e+010` quirk for
 //!   values ≥ 10^10, because `le` label values must match byte for byte);
@@ -26,7 +28,9 @@
 
 use std::fmt::Write;
 
-use super::snapshot::{Family, Kind, Snapshot, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::{Family, Kind, Snapshot, Value};
 
 /// `Content-Type` of [`render_text`] output.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -38,10 +42,43 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// Quantiles every summary exposes.
 pub const SUMMARY_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
+/// An exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (what a scrape gets unless it asks otherwise).
+    #[default]
     Text,
+    /// OpenMetrics 1.0 text.
     OpenMetrics,
+}
+
+impl Format {
+    /// Picks the format from a scrape's `Accept` header, as Python's
+    /// `choose_encoder` does: OpenMetrics when any listed media type is
+    /// `application/openmetrics-text`, else text 0.0.4.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        let openmetrics = accept.is_some_and(|accept| {
+            accept.split(',').any(|media| {
+                media.split(';').next().is_some_and(|t| {
+                    t.trim()
+                        .eq_ignore_ascii_case("application/openmetrics-text")
+                })
+            })
+        });
+        if openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    /// The `Content-Type` of an exposition in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => TEXT_CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
 }
 
 /// Renders Prometheus text format 0.0.4, formatted like BentoML's Python client.
@@ -54,24 +91,8 @@ pub fn render_openmetrics(snapshot: &Snapshot) -> String {
     render(snapshot, Format::OpenMetrics)
 }
 
-/// Picks the format from an `Accept` header, as Python's `choose_encoder` does: returns the body and its `Content-Type`.
-pub fn render_for_accept(snapshot: &Snapshot, accept: Option<&str>) -> (String, &'static str) {
-    let openmetrics = accept.is_some_and(|accept| {
-        accept.split(',').any(|media| {
-            media.split(';').next().is_some_and(|t| {
-                t.trim()
-                    .eq_ignore_ascii_case("application/openmetrics-text")
-            })
-        })
-    });
-    if openmetrics {
-        (render_openmetrics(snapshot), OPENMETRICS_CONTENT_TYPE)
-    } else {
-        (render_text(snapshot), TEXT_CONTENT_TYPE)
-    }
-}
-
-fn render(snapshot: &Snapshot, format: Format) -> String {
+/// Renders `snapshot` in `format`.
+pub fn render(snapshot: &Snapshot, format: Format) -> String {
     // Rough size: a typical sample line with a few labels is ~150 bytes.
     let lines: usize = snapshot
         .families
@@ -405,8 +426,9 @@ impl Write for StackStr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::snapshot::{HistogramValue, Series, SummaryValue};
-    use crate::metrics::{GaugeMode, Registry, Sketch};
+    use crate::registry::Registry;
+    use crate::sketch::Sketch;
+    use crate::snapshot::{GaugeMode, HistogramValue, Series, SummaryValue};
 
     fn f(v: f64) -> String {
         let mut s = String::new();
@@ -628,20 +650,23 @@ w{{worker="runner:r:1"}} 0.5
         );
         assert_eq!(render_openmetrics(&snap), expected_om);
 
-        let (body, ct) = render_for_accept(
-            &snap,
-            Some("application/openmetrics-text; version=1.0.0,text/plain;q=0.5"),
-        );
+        let negotiated = |accept: Option<&str>| {
+            let format = Format::from_accept(accept);
+            (render(&snap, format), format.content_type())
+        };
+        let (body, ct) = negotiated(Some(
+            "application/openmetrics-text; version=1.0.0,text/plain;q=0.5",
+        ));
         assert_eq!(
             (body.as_str(), ct),
             (expected_om.as_str(), OPENMETRICS_CONTENT_TYPE)
         );
-        let (body, ct) = render_for_accept(&snap, Some("text/plain"));
+        let (body, ct) = negotiated(Some("text/plain"));
         assert_eq!(
             (body.as_str(), ct),
             (expected_text.as_str(), TEXT_CONTENT_TYPE)
         );
-        assert_eq!(render_for_accept(&snap, None).1, TEXT_CONTENT_TYPE);
+        assert_eq!(negotiated(None).1, TEXT_CONTENT_TYPE);
     }
 
     #[test]
@@ -683,10 +708,10 @@ w{{worker="runner:r:1"}} 0.5
         let live: Vec<_> = snaps
             .iter()
             .enumerate()
-            .map(|(i, s)| (crate::metrics::WorkerId::runner("r", i + 1), s))
+            .map(|(i, s)| (crate::merge::WorkerId::runner("r", i + 1), s))
             .collect();
         let start = std::time::Instant::now();
-        let merged = crate::metrics::merge(&Snapshot::default(), &live);
+        let merged = crate::merge::merge(&Snapshot::default(), &live);
         let text = render_text(&merged);
         let took = start.elapsed();
         assert_eq!(

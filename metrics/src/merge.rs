@@ -1,6 +1,6 @@
 //! The supervisor's aggregation: many process snapshots in, one snapshot out.
 //!
-//! Rules (DESIGN.md, "Aggregation"):
+//! Rules (the design is described in `docs/architecture.md`):
 //! - **Counters, histograms, summaries** are summed over the *retired*
 //!   snapshot (the folded last snapshots of processes that died or were scaled
 //!   away, see [`retire`]) plus every live process. Keeping the dead processes'
@@ -32,8 +32,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::registry::GaugeMode;
-use super::snapshot::{Family, HistogramValue, Kind, Series, Snapshot, Value};
+use crate::snapshot::{Family, GaugeMode, HistogramValue, Kind, Series, Snapshot, Value};
 
 /// Identifies a live process; its `Display` is the `worker` label value of `All` gauges.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -314,9 +313,9 @@ fn count_at(buckets: &[(f64, u64)], bound: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Registry;
-    use crate::metrics::sketch::RELATIVE_ACCURACY;
-    use crate::metrics::testutil::{lcg, value as get};
+    use crate::registry::Registry;
+    use crate::sketch::{RELATIVE_ACCURACY, lcg};
+    use crate::testutil::value as get;
 
     /// One process's registry with the same definitions as the others.
     fn process(i: u64, data: &mut Vec<f64>) -> Snapshot {

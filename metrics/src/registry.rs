@@ -1,8 +1,8 @@
 //! The per-process metric registry and the custom-metrics API (`bentoml.metrics` in Rust).
 //!
 //! ```
-//! use tiffin_shared::metrics::{Counter, Histogram};
-//! # fn main() -> Result<(), tiffin_shared::metrics::MetricsError> {
+//! use tiffin_metrics::{Counter, Histogram};
+//! # fn main() -> Result<(), tiffin_metrics::MetricsError> {
 //! let polarity = Counter::new("polarity_total", "Count analyses by polarity", &["polarity"])?;
 //! polarity.labels(&["True"]).inc();
 //! let took = Histogram::new("inference_duration", "Duration of inference", &["cls"], &[])?;
@@ -29,76 +29,33 @@
 //!   ignored with a warning.
 //! - **Unlabelled metrics exist from the start** (value 0), labelled ones from
 //!   their first `labels()` call, like the Python client in multiprocess mode.
+//! - **Bad names and buckets fail at definition**, never at scrape time, by
+//!   the shared rules of [`names`](crate::names) and [`finite_bounds`] (the
+//!   configuration applies the same ones, so a configured namespace or bucket
+//!   list cannot be refused here later).
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 
-use serde::{Deserialize, Serialize};
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 
-use super::MetricsError;
-use super::defaults::DEFAULT_DURATION_BUCKETS;
-use super::sketch::Sketch;
-use super::snapshot::{Family, HistogramValue, Kind, Series, Snapshot, SummaryValue, Value};
+use crate::buckets::{DEFAULT_DURATION_BUCKETS, finite_bounds};
+use crate::error::MetricsError;
+use crate::names::{NameError, check_label_names, check_metric_name};
+use crate::sketch::Sketch;
+use crate::snapshot::{
+    Family, GaugeMode, HistogramValue, Kind, Series, Snapshot, SummaryValue, Value,
+};
 
 static GLOBAL: LazyLock<Registry> = LazyLock::new(Registry::new);
 
 /// The process-wide registry that `Counter::new` & co. register into and that the control socket snapshots.
 pub fn global() -> &'static Registry {
     &GLOBAL
-}
-
-/// How a gauge is aggregated across processes (BentoML's `multiprocess_mode`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum GaugeMode {
-    /// Sum over live processes (e.g. requests in progress).
-    #[default]
-    LiveSum,
-    /// One series per live process, told apart by a `worker` label.
-    All,
-    /// Maximum over live processes.
-    Max,
-    /// Minimum over live processes.
-    Min,
-}
-
-impl GaugeMode {
-    /// The lowercase name used in configuration (`livesum`, `all`, `max`, `min`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GaugeMode::LiveSum => "livesum",
-            GaugeMode::All => "all",
-            GaugeMode::Max => "max",
-            GaugeMode::Min => "min",
-        }
-    }
-}
-
-impl fmt::Display for GaugeMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for GaugeMode {
-    type Err = String;
-
-    /// Parses `livesum`, `all`, `max`, `min`; Python's `liveall`/`livemax`/`livemin` are aliases since only live processes count here.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "livesum" => Ok(GaugeMode::LiveSum),
-            "all" | "liveall" => Ok(GaugeMode::All),
-            "max" | "livemax" => Ok(GaugeMode::Max),
-            "min" | "livemin" => Ok(GaugeMode::Min),
-            other => Err(format!(
-                "unknown gauge mode `{other}` (expected livesum, all, max or min)"
-            )),
-        }
-    }
 }
 
 /// A set of metric definitions plus their current values.
@@ -166,6 +123,25 @@ impl Meta {
             name: self.name.clone(),
             message: err.to_string(),
         }
+    }
+
+    /// The series of a `prometheus` vector for `values`, after the arity check.
+    fn child<B: MetricVecBuilder>(
+        &self,
+        vec: &MetricVec<B>,
+        values: &[&str],
+    ) -> Result<B::M, MetricsError> {
+        self.check(values.len())?;
+        vec.get_metric_with_label_values(values)
+            .map_err(|e| self.backend(e))
+    }
+
+    /// What `labels()` hands out: the child, or after a warning a detached one that records nothing.
+    fn or_detached<C: Default>(&self, child: Result<C, MetricsError>) -> C {
+        child.unwrap_or_else(|e| {
+            self.warn_once(&e);
+            C::default()
+        })
     }
 }
 
@@ -325,7 +301,7 @@ impl Registry {
         labelnames: &[&str],
         spec: Spec<'_>,
     ) -> Result<(Handle, Arc<Meta>), MetricsError> {
-        check_metric_name(name)?;
+        check_metric_name(name).map_err(|e| invalid_name(name, e))?;
         let (kind, exposed, buckets) = match spec {
             Spec::Counter => {
                 // Python's client strips `_total` and adds it back on exposition.
@@ -333,10 +309,10 @@ impl Registry {
                 (Kind::Counter, format!("{base}_total"), Vec::new())
             }
             Spec::Gauge(mode) => (Kind::Gauge(mode), name.to_owned(), Vec::new()),
-            Spec::Histogram(b) => (Kind::Histogram, name.to_owned(), check_buckets(name, b)?),
+            Spec::Histogram(b) => (Kind::Histogram, name.to_owned(), histogram_bounds(name, b)?),
             Spec::Summary => (Kind::Summary, name.to_owned(), Vec::new()),
         };
-        check_label_names(kind, labelnames)?;
+        check_label_names(kind, labelnames).map_err(|(label, e)| invalid_name(label, e))?;
 
         let mut defs = self.defs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(def) = defs.by_name.get(&exposed) {
@@ -389,16 +365,16 @@ impl Registry {
         let opts = prometheus::Opts::new(name, if help.is_empty() { name } else { help });
         let err = |e| meta.backend(e);
         let handle = match kind {
-            Kind::Counter => {
-                let vec = prometheus::CounterVec::new(opts, labelnames).map_err(err)?;
-                self.prom.register(Box::new(vec.clone())).map_err(err)?;
-                Handle::Counter(vec)
-            }
-            Kind::Gauge(_) => {
-                let vec = prometheus::GaugeVec::new(opts, labelnames).map_err(err)?;
-                self.prom.register(Box::new(vec.clone())).map_err(err)?;
-                Handle::Gauge(vec)
-            }
+            Kind::Counter => Handle::Counter(
+                prometheus::CounterVec::new(opts, labelnames)
+                    .and_then(|vec| self.register(vec))
+                    .map_err(err)?,
+            ),
+            Kind::Gauge(_) => Handle::Gauge(
+                prometheus::GaugeVec::new(opts, labelnames)
+                    .and_then(|vec| self.register(vec))
+                    .map_err(err)?,
+            ),
             Kind::Histogram => {
                 // An empty list would make the crate substitute its own defaults;
                 // `[+Inf]` is how to ask it for "only the +Inf bucket".
@@ -411,9 +387,11 @@ impl Registry {
                     common_opts: opts,
                     buckets: bounds,
                 };
-                let vec = prometheus::HistogramVec::new(opts, labelnames).map_err(err)?;
-                self.prom.register(Box::new(vec.clone())).map_err(err)?;
-                Handle::Histogram(vec)
+                Handle::Histogram(
+                    prometheus::HistogramVec::new(opts, labelnames)
+                        .and_then(|vec| self.register(vec))
+                        .map_err(err)?,
+                )
             }
             Kind::Summary => Handle::Summary(Arc::default()),
         };
@@ -432,6 +410,15 @@ impl Registry {
             .map_err(err)?;
         }
         Ok(handle)
+    }
+
+    /// Registers a `prometheus` vector with the backend and hands it back.
+    fn register<C>(&self, vec: C) -> Result<C, prometheus::Error>
+    where
+        C: Collector + Clone + 'static,
+    {
+        self.prom.register(Box::new(vec.clone()))?;
+        Ok(vec)
     }
 }
 
@@ -509,90 +496,24 @@ fn sample_names(exposed: &str, kind: Kind) -> Vec<String> {
     }
 }
 
-fn invalid_name(name: &str, reason: &str) -> MetricsError {
+fn invalid_name(name: &str, rule: NameError) -> MetricsError {
     MetricsError::InvalidName {
         name: name.to_owned(),
-        reason: reason.to_owned(),
+        reason: rule.to_string(),
     }
 }
 
-/// Metric names follow `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-fn check_metric_name(name: &str) -> Result<(), MetricsError> {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
-    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-        Ok(())
-    } else {
-        Err(invalid_name(
-            name,
-            "metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-        ))
-    }
-}
-
-/// Label names follow `[a-zA-Z_][a-zA-Z0-9_]*`, are unique, and avoid names the exposition adds itself.
-fn check_label_names(kind: Kind, labelnames: &[&str]) -> Result<(), MetricsError> {
-    for (i, &label) in labelnames.iter().enumerate() {
-        let mut chars = label.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(invalid_name(
-                label,
-                "label names must match [a-zA-Z_][a-zA-Z0-9_]*",
-            ));
-        }
-        if label.starts_with("__") {
-            return Err(invalid_name(
-                label,
-                "label names starting with `__` are reserved",
-            ));
-        }
-        if labelnames[..i].contains(&label) {
-            return Err(invalid_name(label, "label name given twice"));
-        }
-        let reserved = match kind {
-            Kind::Histogram => label == "le",
-            Kind::Summary => label == "quantile",
-            // Mode `all` adds a `worker` label when merging processes.
-            Kind::Gauge(GaugeMode::All) => label == "worker",
-            _ => false,
-        };
-        if reserved {
-            return Err(invalid_name(
-                label,
-                &format!("label name is reserved for a {kind}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Drops a trailing `+Inf`, substitutes the defaults for an empty list, and requires finite, strictly increasing bounds.
-fn check_buckets(name: &str, buckets: &[f64]) -> Result<Vec<f64>, MetricsError> {
+/// Substitutes the defaults for an empty list, else the list's [`finite_bounds`].
+fn histogram_bounds(name: &str, buckets: &[f64]) -> Result<Vec<f64>, MetricsError> {
     if buckets.is_empty() {
         return Ok(DEFAULT_DURATION_BUCKETS.to_vec());
     }
-    let bounds = match buckets.split_last() {
-        Some((&last, rest)) if last == f64::INFINITY => rest,
-        _ => buckets,
-    };
-    let invalid = |reason: &str| MetricsError::InvalidBuckets {
-        name: name.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if bounds.iter().any(|b| !b.is_finite()) {
-        return Err(invalid(
-            "bounds must be finite numbers (only a trailing +Inf is allowed)",
-        ));
-    }
-    if bounds.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(invalid("bounds must be strictly increasing"));
-    }
-    Ok(bounds.to_vec())
+    finite_bounds(buckets)
+        .map(<[f64]>::to_vec)
+        .map_err(|e| MetricsError::InvalidBuckets {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// A counter family; `labels()` selects one series.
@@ -614,19 +535,12 @@ impl Counter {
 
     /// Selects the series for these label values (in definition order); a wrong count yields a no-op child and a warning.
     pub fn labels(&self, values: &[&str]) -> CounterChild {
-        self.try_labels(values).unwrap_or_else(|e| {
-            self.meta.warn_once(&e);
-            CounterChild(None)
-        })
+        self.meta.or_detached(self.try_labels(values))
     }
 
     /// Selects the series for these label values, or says why it cannot.
     pub fn try_labels(&self, values: &[&str]) -> Result<CounterChild, MetricsError> {
-        self.meta.check(values.len())?;
-        let child = self
-            .vec
-            .get_metric_with_label_values(values)
-            .map_err(|e| self.meta.backend(e))?;
+        let child = self.meta.child(&self.vec, values)?;
         Ok(CounterChild(Some(child)))
     }
 }
@@ -687,19 +601,12 @@ impl Gauge {
 
     /// Selects the series for these label values; a wrong count yields a no-op child and a warning.
     pub fn labels(&self, values: &[&str]) -> GaugeChild {
-        self.try_labels(values).unwrap_or_else(|e| {
-            self.meta.warn_once(&e);
-            GaugeChild(None)
-        })
+        self.meta.or_detached(self.try_labels(values))
     }
 
     /// Selects the series for these label values, or says why it cannot.
     pub fn try_labels(&self, values: &[&str]) -> Result<GaugeChild, MetricsError> {
-        self.meta.check(values.len())?;
-        let child = self
-            .vec
-            .get_metric_with_label_values(values)
-            .map_err(|e| self.meta.backend(e))?;
+        let child = self.meta.child(&self.vec, values)?;
         Ok(GaugeChild(Some(child)))
     }
 }
@@ -766,19 +673,12 @@ impl Histogram {
 
     /// Selects the series for these label values; a wrong count yields a no-op child and a warning.
     pub fn labels(&self, values: &[&str]) -> HistogramChild {
-        self.try_labels(values).unwrap_or_else(|e| {
-            self.meta.warn_once(&e);
-            HistogramChild(None)
-        })
+        self.meta.or_detached(self.try_labels(values))
     }
 
     /// Selects the series for these label values, or says why it cannot.
     pub fn try_labels(&self, values: &[&str]) -> Result<HistogramChild, MetricsError> {
-        self.meta.check(values.len())?;
-        let child = self
-            .vec
-            .get_metric_with_label_values(values)
-            .map_err(|e| self.meta.backend(e))?;
+        let child = self.meta.child(&self.vec, values)?;
         Ok(HistogramChild(Some(child)))
     }
 }
@@ -878,10 +778,7 @@ impl Summary {
 
     /// Selects the series for these label values; a wrong count yields a no-op child and a warning.
     pub fn labels(&self, values: &[&str]) -> SummaryChild {
-        self.try_labels(values).unwrap_or_else(|e| {
-            self.meta.warn_once(&e);
-            SummaryChild(None)
-        })
+        self.meta.or_detached(self.try_labels(values))
     }
 
     /// Selects the series for these label values, or says why it cannot.
@@ -925,7 +822,7 @@ debug_by_name!(Counter, Gauge, Histogram, Summary);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::testutil::value;
+    use crate::testutil::value;
 
     #[test]
     fn every_kind_lands_in_the_snapshot() {
@@ -1208,16 +1105,45 @@ mod tests {
     }
 
     #[test]
-    fn gauge_mode_parses() {
-        for m in [
+    fn bincode_round_trip_with_every_kind() {
+        let reg = Registry::new();
+        reg.counter("requests", "Requests.", &["code"])
+            .unwrap()
+            .labels(&["200"])
+            .inc_by(3.0);
+        for mode in [
             GaugeMode::LiveSum,
             GaugeMode::All,
             GaugeMode::Max,
             GaugeMode::Min,
         ] {
-            assert_eq!(m.as_str().parse::<GaugeMode>(), Ok(m));
+            let name = format!("g_{mode}");
+            reg.gauge_with_mode(&name, "A gauge.", &[], mode)
+                .unwrap()
+                .labels(&[])
+                .set(-1.5);
         }
-        assert_eq!("livemax".parse::<GaugeMode>(), Ok(GaugeMode::Max));
-        assert!("mostrecent".parse::<GaugeMode>().is_err());
+        reg.histogram("latency", "Latency.", &["ep"], &[0.1, 1.0])
+            .unwrap()
+            .labels(&["/a"])
+            .observe(0.5);
+        let s = reg.summary("size", "Size.", &[]).unwrap();
+        for v in [0.0, -2.0, 3.0, 1e9] {
+            s.labels(&[]).observe(v);
+        }
+        let snap = reg.snapshot();
+        assert_eq!(snap.families.len(), 7);
+
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&snap, config).unwrap();
+        let (back, used): (Snapshot, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(back, snap);
+
+        // JSON too, for debugging endpoints.
+        let json = serde_json::to_string(&snap).unwrap();
+        let back: Snapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snap);
     }
 }

@@ -1,10 +1,10 @@
 //! The serializable picture of one process's metrics at one instant.
 //!
 //! A [`Snapshot`] is what a worker sends to the supervisor over the control
-//! socket (as bincode 2 in serde mode) and what [`merge`](mod@super::merge) and
-//! [`render`](super::render) work on. It is plain data: no handles, no locks.
+//! socket (as bincode 2 in serde mode) and what [`merge`](mod@crate::merge) and
+//! [`render`](mod@crate::render) work on. It is plain data: no handles, no locks.
 //!
-//! Conventions every producer keeps (and [`Registry::snapshot`](super::Registry::snapshot)
+//! Conventions every producer keeps (and [`Registry::snapshot`](crate::Registry::snapshot)
 //! guarantees):
 //! - families are sorted by name, series by labels, labels by name — so two
 //!   snapshots of the same state are equal and scrapes are stable;
@@ -17,11 +17,19 @@
 //! The enums are externally tagged and maps are avoided (labels are a
 //! `Vec<(String, String)>`) so that non-self-describing formats like bincode
 //! round-trip them.
+//!
+//! [`GaugeMode`] lives here, not in the registry, because it is part of the
+//! data: a gauge family carries its mode in every snapshot so that the
+//! supervisor, which never sees the worker's registry, knows how to merge it.
+//! Keeping it beside [`Kind`] also keeps this module a leaf that the registry,
+//! merge and render all build on without importing each other.
+
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::registry::GaugeMode;
-use super::sketch::Sketch;
+use crate::sketch::Sketch;
 
 /// All metric families of one process (or of a merge of many).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,11 +87,60 @@ impl Kind {
     }
 }
 
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Kind::Gauge(mode) => write!(f, "gauge ({mode})"),
             other => f.write_str(other.type_name()),
+        }
+    }
+}
+
+/// How a gauge is aggregated across processes (BentoML's `multiprocess_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GaugeMode {
+    /// Sum over live processes (e.g. requests in progress).
+    #[default]
+    LiveSum,
+    /// One series per live process, told apart by a `worker` label.
+    All,
+    /// Maximum over live processes.
+    Max,
+    /// Minimum over live processes.
+    Min,
+}
+
+impl GaugeMode {
+    /// The lowercase name used in configuration (`livesum`, `all`, `max`, `min`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GaugeMode::LiveSum => "livesum",
+            GaugeMode::All => "all",
+            GaugeMode::Max => "max",
+            GaugeMode::Min => "min",
+        }
+    }
+}
+
+impl fmt::Display for GaugeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GaugeMode {
+    type Err = String;
+
+    /// Parses `livesum`, `all`, `max`, `min`; Python's `liveall`/`livemax`/`livemin` are aliases since only live processes count here.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "livesum" => Ok(GaugeMode::LiveSum),
+            "all" | "liveall" => Ok(GaugeMode::All),
+            "max" | "livemax" => Ok(GaugeMode::Max),
+            "min" | "livemin" => Ok(GaugeMode::Min),
+            other => Err(format!(
+                "unknown gauge mode `{other}` (expected livesum, all, max or min)"
+            )),
         }
     }
 }
@@ -164,49 +221,19 @@ impl Family {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Registry;
 
     #[test]
-    fn bincode_round_trip_with_every_kind() {
-        let reg = Registry::new();
-        reg.counter("requests", "Requests.", &["code"])
-            .unwrap()
-            .labels(&["200"])
-            .inc_by(3.0);
-        for mode in [
+    fn gauge_mode_parses() {
+        for m in [
             GaugeMode::LiveSum,
             GaugeMode::All,
             GaugeMode::Max,
             GaugeMode::Min,
         ] {
-            let name = format!("g_{mode}");
-            reg.gauge_with_mode(&name, "A gauge.", &[], mode)
-                .unwrap()
-                .labels(&[])
-                .set(-1.5);
+            assert_eq!(m.as_str().parse::<GaugeMode>(), Ok(m));
         }
-        reg.histogram("latency", "Latency.", &["ep"], &[0.1, 1.0])
-            .unwrap()
-            .labels(&["/a"])
-            .observe(0.5);
-        let s = reg.summary("size", "Size.", &[]).unwrap();
-        for v in [0.0, -2.0, 3.0, 1e9] {
-            s.labels(&[]).observe(v);
-        }
-        let snap = reg.snapshot();
-        assert_eq!(snap.families.len(), 7);
-
-        let config = bincode::config::standard();
-        let bytes = bincode::serde::encode_to_vec(&snap, config).unwrap();
-        let (back, used): (Snapshot, usize) =
-            bincode::serde::decode_from_slice(&bytes, config).unwrap();
-        assert_eq!(used, bytes.len());
-        assert_eq!(back, snap);
-
-        // JSON too, for debugging endpoints.
-        let json = serde_json::to_string(&snap).unwrap();
-        let back: Snapshot = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, snap);
+        assert_eq!("livemax".parse::<GaugeMode>(), Ok(GaugeMode::Max));
+        assert!("mostrecent".parse::<GaugeMode>().is_err());
     }
 
     #[test]

@@ -1,0 +1,78 @@
+//! A count of calls in flight that a drain can wait on.
+//!
+//! Draining must not end while a call is still running, and must end as soon
+//! as the last one finishes: awaiting [`InFlight::zero`] wakes exactly then,
+//! instead of polling the count on a timer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+/// Calls started and not yet finished.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    /// A call started.
+    pub fn start(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A call finished; the last one wakes whoever waits in [`InFlight::zero`].
+    pub fn end(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Calls currently in flight.
+    pub fn get(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no call is in flight.
+    pub async fn zero(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            // Registered before the check, so an `end` in between is not missed.
+            idle.as_mut().enable();
+            if self.get() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn zero_resolves_when_the_last_call_ends_and_not_before() {
+        let calls = Arc::new(InFlight::default());
+        calls.start();
+        calls.start();
+        let waiter = tokio::spawn({
+            let calls = calls.clone();
+            async move { calls.zero().await }
+        });
+        calls.end();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "one call is still in flight");
+        calls.end();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("zero() must wake when the count reaches zero")
+            .unwrap();
+        // Already idle: resolves at once.
+        calls.zero().await;
+    }
+}

@@ -1,0 +1,33 @@
+//! The service model users write: a [`Service`] names its [`Runner`]s and its
+//! APIs; a [`Runnable`] holds the model and its named methods.
+//!
+//! The same `Service` value is built in every process (the binary re-executes
+//! itself), but each process uses a different part of it: runner workers call
+//! [`Runner::load`] to build the `Runnable`, API servers run the API handlers,
+//! and inside an API handler [`Runner::call`] travels over IPC to a worker.
+//! Inputs and outputs of runner methods are serde values, carried as JSON so
+//! any `Serialize` type (including `serde_json::Value`) works.
+
+//!
+//! Modules: [`error`] (call, runner and API errors), [`runnable`],
+//! [`runner`], [`io`] (body descriptors) and [`service`].
+
+pub mod error;
+pub mod io;
+pub mod runnable;
+pub mod runner;
+pub mod service;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use error::{ApiError, CallError, RunnerError};
+pub use io::{Binary, IoDescriptor, IoKind, Json, Text};
+pub use runnable::{MethodKind, Runnable};
+pub use runner::{Runner, RunnerTransport};
+pub use service::{Api, Service};
+
+/// A boxed, sendable future, as stored in handler tables.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

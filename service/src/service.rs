@@ -1,0 +1,125 @@
+//! A [`Service`]: a name, its runners, and its APIs, each API an erased
+//! handler from request body to response body.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::BoxFuture;
+use crate::error::ApiError;
+use crate::io::{IoDescriptor, IoKind};
+use crate::runner::Runner;
+type HandlerFn = dyn Fn(Bytes) -> BoxFuture<Result<Bytes, ApiError>> + Send + Sync;
+
+/// One API endpoint of a service, served at `/<name>`.
+#[derive(Clone)]
+pub struct Api {
+    /// API name; the route is `/<name>`.
+    pub name: String,
+    /// Input body kind.
+    pub input: IoKind,
+    /// Output body kind.
+    pub output: IoKind,
+    handler: Arc<HandlerFn>,
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api").field("name", &self.name).finish()
+    }
+}
+
+impl Api {
+    /// The route path, `/<name>`.
+    pub fn route(&self) -> String {
+        format!("/{}", self.name)
+    }
+
+    /// Runs the handler on a raw body (already checked for content type and size).
+    pub fn handle(&self, body: Bytes) -> BoxFuture<Result<Bytes, ApiError>> {
+        (self.handler)(body)
+    }
+}
+
+/// A named service: its runners and its APIs.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// `service_name` label value.
+    pub name: String,
+    /// `service_version` label value, if any.
+    pub version: Option<String>,
+    runners: Vec<Runner>,
+    apis: Vec<Api>,
+}
+
+impl Service {
+    /// A service with no runners and no APIs yet.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            version: None,
+            runners: Vec::new(),
+            apis: Vec::new(),
+        }
+    }
+
+    /// Sets the service version (BentoML writes `not available` when unset).
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = Some(version.to_string());
+        self
+    }
+
+    /// Adds a runner.
+    pub fn runner(mut self, runner: &Runner) -> Self {
+        self.runners.push(runner.clone());
+        self
+    }
+
+    /// Adds an API: `input`/`output` describe the bodies, `handler` maps one to the other.
+    pub fn api<I, O, F, Fut>(mut self, name: &str, _input: I, _output: O, handler: F) -> Self
+    where
+        I: IoDescriptor,
+        O: IoDescriptor,
+        F: Fn(I::Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O::Value, ApiError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased = move |body: Bytes| -> BoxFuture<Result<Bytes, ApiError>> {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let value = I::decode(body)?;
+                let out = handler(value).await?;
+                O::encode(out)
+            })
+        };
+        self.apis.push(Api {
+            name: name.to_string(),
+            input: I::KIND,
+            output: O::KIND,
+            handler: Arc::new(erased),
+        });
+        self
+    }
+
+    /// The service's runners.
+    pub fn runners(&self) -> &[Runner] {
+        &self.runners
+    }
+
+    /// Finds a runner by name.
+    pub fn find_runner(&self, name: &str) -> Option<&Runner> {
+        self.runners.iter().find(|r| r.name() == name)
+    }
+
+    /// The service's APIs.
+    pub fn apis(&self) -> &[Api] {
+        &self.apis
+    }
+
+    /// `service_version` label value.
+    pub fn version_label(&self) -> &str {
+        self.version.as_deref().unwrap_or("not available")
+    }
+}

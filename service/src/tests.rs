@@ -1,0 +1,60 @@
+//! Unit tests of the service model.
+
+use bytes::Bytes;
+
+use crate::*;
+
+#[test]
+fn method_round_trips_json_values() {
+    let r = Runnable::new().method("double", |x: i64| Ok::<_, String>(x * 2));
+    let out = r.call("double", b"21").unwrap();
+    assert_eq!(out, b"42");
+    assert!(matches!(
+        r.call("double", b"\"x\""),
+        Err(CallError::BadInput(_))
+    ));
+    assert!(matches!(
+        r.call("nope", b"1"),
+        Err(CallError::UnknownMethod(_))
+    ));
+}
+
+#[test]
+fn batch_method_must_return_one_output_per_input() {
+    let r = Runnable::new().batch_method("bad", |xs: Vec<i64>| {
+        Ok::<_, String>(vec![0i64; xs.len() + 1])
+    });
+    assert!(matches!(r.call("bad", b"1"), Err(CallError::Failed(_))));
+}
+
+#[test]
+fn content_type_rules() {
+    assert!(IoKind::Text.accepts(Some("text/plain; charset=utf-8")));
+    assert!(IoKind::Text.accepts(None));
+    assert!(!IoKind::Text.accepts(Some("application/json")));
+    assert!(IoKind::Json.accepts(Some("application/json")));
+    assert!(!IoKind::Json.accepts(Some("text/plain")));
+}
+
+#[tokio::test]
+async fn api_handler_decodes_and_encodes() {
+    let svc = Service::new("t").api("upper", Text, Text, |s: String| async move {
+        Ok(s.to_uppercase())
+    });
+    let api = &svc.apis()[0];
+    assert_eq!(api.route(), "/upper");
+    let out = api.handle(Bytes::from_static(b"abc")).await.unwrap();
+    assert_eq!(&out[..], b"ABC");
+    let err = api
+        .handle(Bytes::from_static(&[0xff, 0xfe]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, 400);
+}
+
+#[tokio::test]
+async fn calling_an_unconnected_runner_is_an_error_not_a_panic() {
+    let r = Runner::new("r", Runnable::new);
+    let err = r.call::<_, bool>("m", "x").await.unwrap_err();
+    assert_eq!(ApiError::from(err).status, 503);
+}

@@ -1,0 +1,143 @@
+//! The supervisor's entry point: bind the public port and the control
+//! socket, start every worker, then handle events until a signal asks for
+//! shutdown (see `shutdown.rs`).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
+
+use tiffin_ipc::proto::Role;
+use tiffin_ipc::runtime;
+
+use crate::control::Context;
+use crate::lifecycle::Supervisor;
+use crate::own_metrics::SupervisorMetrics;
+use crate::spawn::SpawnSpec;
+use crate::state::{Shared, State};
+use crate::{SuperviseArgs, SupervisorError, rundir};
+
+/// How often snapshots are refreshed between scrapes.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the supervisor until SIGINT/SIGTERM, then drains and exits.
+pub fn run(args: SuperviseArgs) -> Result<(), SupervisorError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SupervisorError::io("cannot start the runtime"))?;
+    rt.block_on(supervise(args))
+}
+
+/// The signals that end serving: the first SIGINT or SIGTERM drains, a
+/// second SIGINT forces exit.
+pub(crate) struct Signals {
+    pub interrupt: Signal,
+    pub terminate: Signal,
+}
+
+async fn supervise(args: SuperviseArgs) -> Result<(), SupervisorError> {
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = std::net::TcpListener::bind(&addr).map_err(SupervisorError::bind(
+        &addr,
+        " (the port is already in use; pick another with --port)",
+    ))?;
+    let local = listener
+        .local_addr()
+        .map_err(SupervisorError::io("cannot read the bound address"))?;
+    let pid = std::process::id();
+    let dir =
+        rundir::create(pid).map_err(SupervisorError::io("cannot create the runtime directory"))?;
+    let result = supervise_in(args, listener, local, &dir).await;
+    rundir::remove(&dir);
+    result
+}
+
+async fn supervise_in(
+    args: SuperviseArgs,
+    listener: std::net::TcpListener,
+    local: std::net::SocketAddr,
+    dir: &std::path::Path,
+) -> Result<(), SupervisorError> {
+    let control_path = runtime::control_socket(dir);
+    let control = UnixListener::bind(&control_path)
+        .map_err(SupervisorError::io("cannot bind the control socket"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&control_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(SupervisorError::io("cannot set control socket mode"))?;
+    }
+    let runners: Vec<String> = args
+        .service
+        .runners()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+    let graceful_timeout =
+        Duration::from_secs_f64(args.config.api_server.graceful_timeout.max(0.0));
+    let shared: Shared = Arc::new(Mutex::new(State::new(
+        args.service.name.clone(),
+        runners.clone(),
+        local.to_string(),
+        graceful_timeout,
+    )));
+    let metrics = Arc::new(SupervisorMetrics::new()?);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    crate::control::serve(
+        control,
+        Context {
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            events: events_tx.clone(),
+        },
+    );
+    crate::scrape::refresh_periodically(shared.clone(), REFRESH_EVERY);
+    if let Some(port) = args.metrics_port {
+        let host = args.metrics_host.as_deref().unwrap_or(&args.host);
+        crate::metrics_port::serve(host, port, shared.clone(), metrics.clone()).await?;
+    }
+
+    let sup = Supervisor {
+        shared,
+        metrics,
+        events: events_tx,
+        spec: SpawnSpec {
+            exe: &args.exe,
+            service: &args.service.name,
+            runtime_dir: dir,
+            config_yaml: &args.config_yaml,
+            listener: std::cell::RefCell::new(Some(listener)),
+            protocol: args.protocol,
+        },
+    };
+    tracing::info!(listen = %local, runtime_dir = %dir.display(), service = %args.service.name, "supervisor starting");
+    for runner in &runners {
+        for index in 1..=args.config.runners.workers_for(runner) {
+            sup.start(&Role::Runner {
+                name: runner.clone(),
+                index,
+            });
+        }
+    }
+    for index in 0..args.config.api_server.workers {
+        sup.start(&Role::ApiServer { index });
+    }
+
+    let mut signals = Signals {
+        interrupt: signal(SignalKind::interrupt())
+            .map_err(SupervisorError::io("cannot watch SIGINT"))?,
+        terminate: signal(SignalKind::terminate())
+            .map_err(SupervisorError::io("cannot watch SIGTERM"))?,
+    };
+    loop {
+        tokio::select! {
+            _ = signals.interrupt.recv() => { tracing::info!("SIGINT: shutting down gracefully (again to force)"); break; }
+            _ = signals.terminate.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); break; }
+            Some(event) = events.recv() => sup.handle(event),
+        }
+    }
+    crate::shutdown::drain_all(&sup, &mut events, &mut signals).await;
+    Ok(())
+}
