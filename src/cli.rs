@@ -322,14 +322,15 @@ fn worker(command: WorkerCommand, services: &[Service]) -> Result<()> {
     crate::logging::init(role.to_string());
     let yaml = std::env::var(EFFECTIVE_CONFIG_ENV).unwrap_or_default();
     let config = Config::from_yaml_str(&yaml)?;
+    let service = find_service(services, Some(&command.common().service))?;
+    let runtime_dir = command.common().runtime_dir.clone();
     match command {
         WorkerCommand::ApiServer {
             index,
             fd,
             protocol,
-            common,
+            ..
         } => {
-            let service = find_service(services, Some(&common.service))?;
             // API servers share the CPUs: more threads than cores only adds switching.
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let threads = (cpus / config.api_server.workers.max(1)).max(1);
@@ -340,18 +341,13 @@ fn worker(command: WorkerCommand, services: &[Service]) -> Result<()> {
             rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {
                 index,
                 listen_fd: fd,
-                runtime_dir: common.runtime_dir,
+                runtime_dir,
                 config,
                 service,
                 protocol,
             }))?;
         }
-        WorkerCommand::Runner {
-            runner,
-            index,
-            common,
-        } => {
-            let service = find_service(services, Some(&common.service))?;
+        WorkerCommand::Runner { runner, index, .. } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -359,7 +355,7 @@ fn worker(command: WorkerCommand, services: &[Service]) -> Result<()> {
                 tiffin_runner_worker::WorkerArgs {
                     runner,
                     index,
-                    runtime_dir: common.runtime_dir,
+                    runtime_dir,
                     config,
                     service,
                 },

@@ -51,8 +51,6 @@
 //! `bentoml_runner_adaptive_batch_size`. Neither list contains `+Inf`: the
 //! metrics layer adds it.
 
-#![warn(missing_docs)]
-
 mod buckets;
 mod load;
 

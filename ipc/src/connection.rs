@@ -491,23 +491,28 @@ mod tests {
 
     type Side = Connection<String, String>;
 
-    /// Two started connections over a socket pair; each answers requests
-    /// with the upper-cased body and forwards events to the returned channel.
-    async fn pair() -> (Side, Side, mpsc::UnboundedReceiver<String>) {
+    /// Both ends of a socket pair, past the hello exchange.
+    async fn opened() -> (Opening<String, String>, Opening<String, String>) {
         let (a, b) = UnixStream::pair().unwrap();
+        let mut opener = Opening::<String, String>::new(a, "acceptor");
+        let mut acceptor = Opening::<String, String>::new(b, "opener");
+        let (hello, ()) = tokio::join!(opener.hello("hi".into()), async {
+            let (id, body) = acceptor.accept().await.unwrap();
+            acceptor.reply(id, format!("welcome {body}")).await.unwrap();
+        });
+        assert_eq!(hello.unwrap(), "welcome hi");
+        (opener, acceptor)
+    }
+
+    /// Two started connections; the acceptor answers requests with the
+    /// upper-cased body and forwards events to the returned channel.
+    async fn pair() -> (Side, Side, mpsc::UnboundedReceiver<String>) {
+        let (opener, acceptor) = opened().await;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let echo = move |msg: Incoming<String>, conn: &Side| match msg {
             Incoming::Request { id, body } => conn.reply(id, body.to_uppercase()).unwrap(),
             Incoming::Event(body) => events_tx.send(body).unwrap(),
         };
-        let mut opener = Opening::<String, String>::new(a, "b");
-        let mut acceptor = Opening::<String, String>::new(b, "a");
-        let (hello, accepted) = tokio::join!(opener.hello("hi".into()), async {
-            let (id, body) = acceptor.accept().await.unwrap();
-            acceptor.reply(id, format!("welcome {body}")).await.unwrap();
-        });
-        assert_eq!(hello.unwrap(), "welcome hi");
-        let () = accepted;
         let b_side = acceptor.start(echo);
         let a_side = opener.start(|_, _| {});
         (a_side, b_side, events_rx)
@@ -540,14 +545,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_waiting_when_the_peer_goes_away_fails_at_once() {
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut opener = Opening::<String, String>::new(a, "silent peer");
-        let mut acceptor = Opening::<String, String>::new(b, "opener");
-        let (hello, _) = tokio::join!(opener.hello("hi".into()), async {
-            let (id, _) = acceptor.accept().await.unwrap();
-            acceptor.reply(id, "ok".into()).await.unwrap();
-        });
-        hello.unwrap();
+        let (opener, acceptor) = opened().await;
         // The peer never answers requests, then hangs up.
         let silent = acceptor.start(|_, _| {});
         let conn = opener.start(|_, _| {});
@@ -601,14 +599,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_abandoned_request_leaves_no_waiter_behind() {
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut opener = Opening::<String, String>::new(a, "slow peer");
-        let mut acceptor = Opening::<String, String>::new(b, "opener");
-        let (hello, _) = tokio::join!(opener.hello("hi".into()), async {
-            let (id, _) = acceptor.accept().await.unwrap();
-            acceptor.reply(id, "ok".into()).await.unwrap();
-        });
-        hello.unwrap();
+        let (opener, acceptor) = opened().await;
         let _silent = acceptor.start(|_, _| {});
         let conn = opener.start(|_, _| {});
         let gave_up =

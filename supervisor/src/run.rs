@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UnixListener;
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use tiffin_ipc::proto::Role;
@@ -15,6 +15,7 @@ use tiffin_ipc::runtime;
 use crate::control::Context;
 use crate::lifecycle::Supervisor;
 use crate::own_metrics::SupervisorMetrics;
+use crate::shutdown::Signals;
 use crate::spawn::SpawnSpec;
 use crate::state::{Shared, State};
 use crate::{SuperviseArgs, SupervisorError, rundir};
@@ -29,13 +30,6 @@ pub fn run(args: SuperviseArgs) -> Result<(), SupervisorError> {
         .build()
         .map_err(SupervisorError::io("cannot start the runtime"))?;
     rt.block_on(supervise(args))
-}
-
-/// The signals that end serving: the first SIGINT or SIGTERM drains, a
-/// second SIGINT forces exit.
-pub(crate) struct Signals {
-    pub interrupt: Signal,
-    pub terminate: Signal,
 }
 
 async fn supervise(args: SuperviseArgs) -> Result<(), SupervisorError> {

@@ -7,13 +7,22 @@
 
 use std::time::Instant;
 
+use tokio::signal::unix::Signal;
 use tokio::sync::mpsc;
 
 use tiffin_ipc::proto::Role;
 
 use crate::lifecycle::{Event, Supervisor};
-use crate::run::Signals;
 use crate::state::lock;
+
+/// The signals that end serving: the first SIGINT or SIGTERM drains, a
+/// second SIGINT forces exit.
+pub(crate) struct Signals {
+    /// SIGINT (Ctrl-C).
+    pub interrupt: Signal,
+    /// SIGTERM.
+    pub terminate: Signal,
+}
 
 /// Drains every worker, phase by phase, within the graceful timeout.
 pub(crate) async fn drain_all(

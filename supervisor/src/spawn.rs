@@ -101,15 +101,24 @@ impl WorkerCommand {
         }
     }
 
+    /// The runtime directory and service, whatever the role.
+    pub fn common(&self) -> &WorkerCommon {
+        match self {
+            WorkerCommand::ApiServer { common, .. } | WorkerCommand::Runner { common, .. } => {
+                common
+            }
+        }
+    }
+
     /// The arguments after `__worker`.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
-        let common = match self {
+        match self {
             WorkerCommand::ApiServer {
                 index,
                 fd,
                 protocol,
-                common,
+                ..
             } => {
                 args.extend(["api-server", "--index"].map(OsString::from));
                 args.push(index.to_string().into());
@@ -117,20 +126,15 @@ impl WorkerCommand {
                 args.push(fd.to_string().into());
                 args.push("--protocol".into());
                 args.push(protocol.as_str().into());
-                common
             }
-            WorkerCommand::Runner {
-                runner,
-                index,
-                common,
-            } => {
+            WorkerCommand::Runner { runner, index, .. } => {
                 args.extend(["runner", "--runner"].map(OsString::from));
                 args.push(runner.into());
                 args.push("--index".into());
                 args.push(index.to_string().into());
-                common
             }
-        };
+        }
+        let common = self.common();
         args.push("--runtime-dir".into());
         args.push(common.runtime_dir.clone().into_os_string());
         args.push("--service".into());
