@@ -66,8 +66,7 @@ fn iris_classifier_is_accurate_over_http_and_rejects_bad_shapes() {
     bad("[[5.1,3.5", &["not valid JSON"]);
 
     let text = server.metrics();
-    let bad_requests = sample_sum(
-        &text,
+    let bad_requests = parse_exposition(&text).sum(
         "bentoml_api_server_request_total",
         &[
             SERVICE,
@@ -119,13 +118,14 @@ fn thirty_two_concurrent_clients_are_batched_and_answered_correctly() {
     let elapsed = started.elapsed();
 
     let text = server.metrics();
+    let expo = parse_exposition(&text);
     let labels = [
         SERVICE,
         ("runner_name", "iris_clf"),
         ("method_name", "predict"),
     ];
-    let sum = sample_sum(&text, "bentoml_runner_adaptive_batch_size_sum", &labels);
-    let count = sample_sum(&text, "bentoml_runner_adaptive_batch_size_count", &labels);
+    let sum = expo.sum("bentoml_runner_adaptive_batch_size_sum", &labels);
+    let count = expo.sum("bentoml_runner_adaptive_batch_size_count", &labels);
     let calls = (CLIENTS * REQUESTS) as f64;
     eprintln!(
         "{calls} calls in {elapsed:?}: {count} batches, mean batch size {:.2}",
@@ -135,8 +135,7 @@ fn thirty_two_concurrent_clients_are_batched_and_answered_correctly() {
     assert_eq!(sum, calls, "{text}");
     assert!(count > 0.0 && count < calls, "{text}");
     assert!(sum / count > 1.5, "mean batch size {} <= 1.5", sum / count);
-    let ok = sample_sum(
-        &text,
+    let ok = expo.sum(
         "bentoml_api_server_request_total",
         &[
             SERVICE,
@@ -214,8 +213,7 @@ fn calls_that_cannot_meet_max_latency_get_a_fast_503() {
     assert!(recovered, "still refusing calls after the load stopped");
 
     let text = server.metrics();
-    let refused = sample_sum(
-        &text,
+    let refused = parse_exposition(&text).sum(
         "bentoml_api_server_request_total",
         &[
             SERVICE,
@@ -255,7 +253,8 @@ fn a_dense_model_is_batched_into_matrix_products_with_every_answer_unchanged() {
         ("runner_name", "embedder"),
         ("method_name", "embed"),
     ];
-    let lone_batches = sample_sum(&before, "bentoml_runner_adaptive_batch_size_count", &labels);
+    let lone_batches =
+        parse_exposition(&before).sum("bentoml_runner_adaptive_batch_size_count", &labels);
     assert_eq!(lone_batches, (CLIENTS * REQUESTS) as f64, "{before}");
 
     concurrent_clients(CLIENTS, REQUESTS, |c, i| {
@@ -271,9 +270,10 @@ fn a_dense_model_is_batched_into_matrix_products_with_every_answer_unchanged() {
     });
 
     let after = server.metrics();
+    let (then, now) = (parse_exposition(&before), parse_exposition(&after));
     let delta = |name: &str, extra: &[(&str, &str)]| {
         let l: Vec<(&str, &str)> = labels.iter().chain(extra).copied().collect();
-        sample_sum(&after, name, &l) - sample_sum(&before, name, &l)
+        now.sum(name, &l) - then.sum(name, &l)
     };
     let sum = delta("bentoml_runner_adaptive_batch_size_sum", &[]);
     let count = delta("bentoml_runner_adaptive_batch_size_count", &[]);
@@ -309,10 +309,10 @@ fn per_runner_batching_settings_override_the_shared_ones() {
         .start();
     classify_concurrently(&server, 16, 20);
     let text = server.metrics();
-    let batches = sample_sum(&text, "bentoml_runner_adaptive_batch_size_count", &labels);
+    let expo = parse_exposition(&text);
+    let batches = expo.sum("bentoml_runner_adaptive_batch_size_count", &labels);
     assert_eq!(batches, 0.0, "{text}");
-    let calls = sample_sum(
-        &text,
+    let calls = expo.sum(
         "bentoml_runner_request_total",
         &[
             SERVICE,
@@ -332,11 +332,12 @@ fn per_runner_batching_settings_override_the_shared_ones() {
         .start();
     classify_concurrently(&server, 16, 20);
     let text = server.metrics();
-    let count = sample_sum(&text, "bentoml_runner_adaptive_batch_size_count", &labels);
-    let sum = sample_sum(&text, "bentoml_runner_adaptive_batch_size_sum", &labels);
+    let expo = parse_exposition(&text);
+    let count = expo.sum("bentoml_runner_adaptive_batch_size_count", &labels);
+    let sum = expo.sum("bentoml_runner_adaptive_batch_size_sum", &labels);
     let le = |bound: &str| {
         let l: Vec<(&str, &str)> = labels.iter().copied().chain([("le", bound)]).collect();
-        sample_sum(&text, "bentoml_runner_adaptive_batch_size_bucket", &l)
+        expo.sum("bentoml_runner_adaptive_batch_size_bucket", &l)
     };
     assert_eq!(sum, 320.0, "{text}");
     assert_eq!(le("2.0"), count, "a batch above 2: {text}");

@@ -199,17 +199,16 @@ fn crashed_runner_is_restarted_and_counted() {
             .filter(|l| l.contains("restarts"))
             .collect::<Vec<_>>()
     );
+    let expo = parse_exposition(&metrics);
     assert_eq!(
-        sample_sum(
-            &metrics,
+        expo.sum(
             "tiffin_supervisor_worker_restarts_total",
             &[("role", "runner"), ("runner_name", "nltk_sentiment")]
         ),
         1.0
     );
     assert_eq!(
-        sample_sum(
-            &metrics,
+        expo.sum(
             "tiffin_supervisor_worker_restarts_total",
             &[("role", "api_server")]
         ),
@@ -330,14 +329,13 @@ fn scale_rejects_bad_requests_and_changes_nothing() {
 }
 
 fn totals(metrics: &str) -> (f64, f64) {
+    let expo = parse_exposition(metrics);
     (
-        sample_sum(
-            metrics,
+        expo.sum(
             "bentoml_api_server_request_total",
             &[("endpoint", "/analysis")],
         ),
-        sample_sum(
-            metrics,
+        expo.sum(
             "bentoml_runner_request_total",
             &[("runner_name", "nltk_sentiment")],
         ),

@@ -403,35 +403,6 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// Value of one sample in a Prometheus text exposition, matched by name and
-/// a subset of labels; sums every matching series.
-pub fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let mut total = 0.0;
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let (series, value) = match line.rsplit_once(' ') {
-            Some(x) => x,
-            None => continue,
-        };
-        let (n, rest) = match series.find('{') {
-            Some(i) => (&series[..i], &series[i..]),
-            None => (series, ""),
-        };
-        if n != name {
-            continue;
-        }
-        if labels
-            .iter()
-            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-        {
-            total += value.parse::<f64>().unwrap_or(0.0);
-        }
-    }
-    total
-}
-
 /// Path helper for asserting file types.
 pub fn is_socket(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
@@ -611,9 +582,12 @@ impl Exposition {
     }
 
     /// Sum of the samples named `name` carrying every label in `labels`
-    /// (exact label matching, unlike [`sample_sum`]).
+    /// (exact names and unescaped values; other labels may be present), so
+    /// several series add up; `0.0` when none matches (a fold from `0.0`:
+    /// `Iterator::sum` of no `f64` is `-0.0`, which prints as `-0`).
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.find(name, labels).map(|s| s.value).sum()
+        self.find(name, labels)
+            .fold(0.0, |total, s| total + s.value)
     }
 
     /// Every sample belonging to `family`.
