@@ -77,17 +77,6 @@ fn iris_classifier_is_accurate_over_http_and_rejects_bad_shapes() {
     assert_eq!(bad_requests, 6.0, "{text}");
 }
 
-/// Runs `clients` threads at once, each calling `request(client, i)` for
-/// `i` in `0..requests`; a panic in any of them fails the caller.
-fn concurrent_clients(clients: usize, requests: usize, request: impl Fn(usize, usize) + Sync) {
-    std::thread::scope(|s| {
-        for c in 0..clients {
-            let request = &request;
-            s.spawn(move || (0..requests).for_each(|i| request(c, i)));
-        }
-    });
-}
-
 /// `clients` threads each send `requests` requests of 1 to 3 rows, different
 /// for every client and request, and check every answer against the model.
 fn classify_concurrently(server: &Server, clients: usize, requests: usize) {
