@@ -1,6 +1,10 @@
 //! Metrics integration tests: start the real `tiffin serve-http`, drive
 //! requests over real sockets, scrape the aggregated exposition and check it
-//! against BentoML's default families (`../shared/reference/default-metrics.md`).
+//! against BentoML's default families: the `bentoml_api_server_*` and
+//! `bentoml_runner_*` names, types and labels of BentoML 1.1's metrics
+//! guide, <https://docs.bentoml.com/en/v1.1.11/guides/metrics.html> (from
+//! 1.2 on, <https://docs.bentoml.com/en/latest/build-with-bentoml/observability/metrics.html>
+//! documents one `bentoml_service_*` set instead).
 
 mod common;
 
@@ -98,7 +102,7 @@ const DEFAULT_FAMILIES: &[(&str, &str, &[&str])] = &[
 ];
 
 /// Present only when a service has a batchable method (the sentiment service
-/// has none, like BentoML's reference scrape); checked when present.
+/// has none); checked when present.
 const ADAPTIVE_BATCH: (&str, &str, &[&str]) = (
     "bentoml_runner_adaptive_batch_size",
     "histogram",
@@ -296,7 +300,7 @@ fn default_families_have_bentoml_names_types_and_labels() {
         "inference_duration uses the default buckets"
     );
 
-    // HELP texts as in BentoML's reference scrape.
+    // HELP texts as BentoML writes them.
     for (family, help) in [
         (
             "bentoml_api_server_request_duration_seconds",
