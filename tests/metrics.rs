@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Exposition, Launch, Server, child_pids, eventually, free_port, http, parse_exposition,
-    post_text_to, require_tool, run_with_timeout, settle, status_json, worker_role,
+    Exposition, Launch, Server, child_pids, concurrent_clients, eventually, free_port, http,
+    parse_exposition, post_text_to, require_tool, run_with_timeout, settle, status_json,
+    worker_role,
 };
 
 const SERVICE: &str = "sentiment_analyzer";
@@ -34,6 +35,26 @@ const NEGATIVE: &[&str] = &[
     "What an awful, horrible experience",
     "This is the worst. Very bad.",
 ];
+
+/// The `n`th text of a run alternating `POSITIVE[k]` and `NEGATIVE[k]`.
+fn alternating(n: usize, k: usize) -> &'static str {
+    if n.is_multiple_of(2) {
+        POSITIVE[k]
+    } else {
+        NEGATIVE[k]
+    }
+}
+
+/// Labels of the `/analysis` calls the API server answered with 200.
+const ANALYSIS_OK: &[(&str, &str)] = &[("endpoint", "/analysis"), ("http_response_code", "200")];
+/// Labels of the calls of the sentiment runner's `is_positive` method.
+const RUNNER_CALLS: &[(&str, &str)] = &[("endpoint", "/is_positive"), ("runner_name", RUNNER)];
+/// Labels of the 404s for `GET /nope`.
+const NOPE_404: &[(&str, &str)] = &[("endpoint", "/nope"), ("http_response_code", "404")];
+/// The supervisor's labels for the sentiment runner's workers.
+const RUNNER_ROLE: &[(&str, &str)] = &[("role", "runner"), ("runner_name", RUNNER)];
+/// The supervisor's labels for the API servers.
+const API_ROLE: &[(&str, &str)] = &[("role", "api_server")];
 
 /// Consecutive `/readyz` 200s that make it very likely every API server has
 /// answered one, i.e. is connected to its runners.
@@ -224,27 +245,19 @@ fn check_histograms(expo: &Exposition) {
             }
             let (last_le, inf) = *buckets.last().expect("at least one bucket");
             assert!(last_le.is_infinite(), "{family}{key:?}: no +Inf bucket");
-            let counts: Vec<f64> = expo
-                .samples
-                .iter()
-                .filter(|s| {
-                    s.name == format!("{family}_count")
-                        && s.labels.len() == key.len()
-                        && s.has(&pairs)
-                })
-                .map(|s| s.value)
-                .collect();
+            // The `_count` or `_sum` samples with exactly this series' labels.
+            let of_series = |suffix: &str| {
+                let name = format!("{family}{suffix}");
+                expo.samples
+                    .iter()
+                    .filter(|s| s.name == name && s.labels.len() == key.len() && s.has(&pairs))
+                    .map(|s| s.value)
+                    .collect::<Vec<f64>>()
+            };
+            let counts = of_series("_count");
             assert_eq!(counts.len(), 1, "{family}{key:?}: one _count sample");
             assert_eq!(inf, counts[0], "{family}{key:?}: +Inf bucket != _count");
-            let sums = expo
-                .samples
-                .iter()
-                .filter(|s| {
-                    s.name == format!("{family}_sum")
-                        && s.labels.len() == key.len()
-                        && s.has(&pairs)
-                })
-                .count();
+            let sums = of_series("_sum").len();
             assert_eq!(sums, 1, "{family}{key:?}: one _sum sample");
             checked += 1;
         }
@@ -259,17 +272,57 @@ fn le_values(expo: &Exposition, bucket_name: &str, labels: &[(&str, &str)]) -> V
         .collect()
 }
 
+/// Rendered `le` values of the request-duration histograms: the API
+/// server's for `/analysis` and the runner's for `/is_positive`.
+fn duration_le_values(expo: &Exposition) -> (Vec<String>, Vec<String>) {
+    (
+        le_values(
+            expo,
+            "bentoml_api_server_request_duration_seconds_bucket",
+            &[("endpoint", "/analysis")],
+        ),
+        le_values(
+            expo,
+            "bentoml_runner_request_duration_seconds_bucket",
+            &[("endpoint", "/is_positive")],
+        ),
+    )
+}
+
+/// Asserts that the API server counted `n` `/analysis` calls answered with
+/// 200, and the service's own `polarity_total` counter `n` analyses.
+fn assert_analyses(expo: &Exposition, n: f64) {
+    assert_eq!(
+        expo.sum("bentoml_api_server_request_total", ANALYSIS_OK),
+        n,
+        "/analysis answered with 200"
+    );
+    assert_eq!(expo.sum("polarity_total", &[]), n, "polarity_total");
+}
+
+/// Checks every family of [`DEFAULT_FAMILIES`] with [`check_family`].
+fn check_default_families(expo: &Exposition) {
+    for (name, kind, labels) in DEFAULT_FAMILIES {
+        check_family(expo, name, kind, labels);
+    }
+}
+
+/// Asserts that `{prefix}_request_total` and
+/// `{prefix}_request_duration_seconds_count` both sum to `n` over the series
+/// carrying `labels`: every request counted was also timed, once.
+fn assert_counted_and_timed(expo: &Exposition, prefix: &str, labels: &[(&str, &str)], n: f64) {
+    for name in ["request_total", "request_duration_seconds_count"] {
+        let name = format!("{prefix}_{name}");
+        assert_eq!(expo.sum(&name, labels), n, "{name} for {labels:?}");
+    }
+}
+
 #[test]
 fn default_families_have_bentoml_names_types_and_labels() {
     let server = start(&[]);
     let mut positives = 0;
     for i in 0..6 {
-        let text = if i % 2 == 0 {
-            POSITIVE[i / 2]
-        } else {
-            NEGATIVE[i / 2]
-        };
-        positives += analyse(&server, text) as usize;
+        positives += analyse(&server, alternating(i, i / 2)) as usize;
     }
     assert_eq!(positives, 3, "the sample texts classify as intended");
     assert_eq!(server.get("/nope").status, 404);
@@ -278,9 +331,7 @@ fn default_families_have_bentoml_names_types_and_labels() {
     let text = server.metrics();
     let expo = parse_exposition(&text);
 
-    for (name, kind, labels) in DEFAULT_FAMILIES {
-        check_family(&expo, name, kind, labels);
-    }
+    check_default_families(&expo);
     if expo.types.contains_key(ADAPTIVE_BATCH.0) {
         check_family(&expo, ADAPTIVE_BATCH.0, ADAPTIVE_BATCH.1, ADAPTIVE_BATCH.2);
     }
@@ -379,11 +430,7 @@ fn default_families_have_bentoml_names_types_and_labels() {
         ("service_name", SERVICE),
         ("service_version", "not available"),
     ];
-    assert_eq!(expo.sum("bentoml_api_server_request_total", &api), 6.0);
-    assert_eq!(
-        expo.sum("bentoml_api_server_request_duration_seconds_count", &api),
-        6.0
-    );
+    assert_counted_and_timed(&expo, "bentoml_api_server", &api, 6.0);
     assert_eq!(
         expo.find(
             "bentoml_api_server_request_in_progress",
@@ -392,13 +439,7 @@ fn default_families_have_bentoml_names_types_and_labels() {
         .count(),
         1
     );
-    assert_eq!(
-        expo.sum(
-            "bentoml_api_server_request_total",
-            &[("endpoint", "/nope"), ("http_response_code", "404")]
-        ),
-        1.0
-    );
+    assert_eq!(expo.sum("bentoml_api_server_request_total", NOPE_404), 1.0);
     // Health probes are counted (the harness polled /readyz until ready).
     assert!(
         expo.sum(
@@ -412,17 +453,10 @@ fn default_families_have_bentoml_names_types_and_labels() {
         ("http_response_code", "200"),
         ("runner_name", RUNNER),
     ];
-    assert_eq!(expo.sum("bentoml_runner_request_total", &runner), 6.0);
+    assert_counted_and_timed(&expo, "bentoml_runner", &runner, 6.0);
     assert_eq!(
-        expo.sum("bentoml_runner_request_duration_seconds_count", &runner),
-        6.0
-    );
-    assert_eq!(
-        expo.find(
-            "bentoml_runner_request_in_progress",
-            &[("endpoint", "/is_positive"), ("runner_name", RUNNER)]
-        )
-        .count(),
+        expo.find("bentoml_runner_request_in_progress", RUNNER_CALLS)
+            .count(),
         1
     );
     for s in expo.family_samples("bentoml_runner_request_total") {
@@ -490,14 +524,7 @@ fn metrics_content_types_text_and_openmetrics() {
             .map(String::as_str),
         Some("counter")
     );
-    assert_eq!(
-        om.sum(
-            "bentoml_api_server_request_total",
-            &[("endpoint", "/analysis"), ("http_response_code", "200")]
-        ),
-        2.0
-    );
-    assert_eq!(om.sum("polarity_total", &[]), 2.0);
+    assert_analyses(&om, 2.0);
     check_histograms(&om);
 }
 
@@ -560,11 +587,8 @@ fn counts_are_exact_under_concurrent_load() {
                     if i >= M {
                         break;
                     }
-                    let text = if i % 2 == 0 {
-                        POSITIVE[i % POSITIVE.len()]
-                    } else {
-                        NEGATIVE[i % NEGATIVE.len()]
-                    };
+                    // POSITIVE and NEGATIVE are of one length.
+                    let text = alternating(i, i % POSITIVE.len());
                     // `http` opens a fresh connection for every request.
                     let r = post_text_to(&addr, "/analysis", text).expect("POST /analysis");
                     assert_eq!(r.status, 200, "request {i}: {}", r.text());
@@ -609,8 +633,7 @@ fn counts_are_exact_under_concurrent_load() {
 
     let m = M as f64;
     let expo = scrape(&server);
-    let api = [("endpoint", "/analysis"), ("http_response_code", "200")];
-    assert_eq!(expo.sum("bentoml_api_server_request_total", &api), m);
+    assert_counted_and_timed(&expo, "bentoml_api_server", ANALYSIS_OK, m);
     assert_eq!(
         expo.sum(
             "bentoml_api_server_request_total",
@@ -618,10 +641,6 @@ fn counts_are_exact_under_concurrent_load() {
         ),
         m,
         "no /analysis request failed"
-    );
-    assert_eq!(
-        expo.sum("bentoml_api_server_request_duration_seconds_count", &api),
-        m
     );
     assert_eq!(
         expo.sum(
@@ -634,8 +653,7 @@ fn counts_are_exact_under_concurrent_load() {
         ),
         m
     );
-    let runner = [("endpoint", "/is_positive"), ("runner_name", RUNNER)];
-    assert_eq!(expo.sum("bentoml_runner_request_total", &runner), m);
+    assert_counted_and_timed(&expo, "bentoml_runner", RUNNER_CALLS, m);
     assert_eq!(
         expo.sum(
             "bentoml_runner_request_total",
@@ -643,44 +661,18 @@ fn counts_are_exact_under_concurrent_load() {
         ),
         m
     );
-    assert_eq!(
-        expo.sum("bentoml_runner_request_duration_seconds_count", &runner),
-        m
-    );
     assert_eq!(expo.sum("inference_duration_count", &[]), m);
     let t = expo.sum("polarity_total", &[("polarity", "True")]);
     let f = expo.sum("polarity_total", &[("polarity", "False")]);
     assert_eq!(t + f, m, "polarity True {t} + False {f}");
     assert_eq!(t, positives, "polarity True == positive answers received");
-    assert_eq!(
-        expo.sum(
-            "bentoml_api_server_request_total",
-            &[("endpoint", "/nope"), ("http_response_code", "404")]
-        ),
-        5.0
-    );
-    assert_eq!(
-        expo.sum(
-            "bentoml_api_server_request_duration_seconds_count",
-            &[("endpoint", "/nope"), ("http_response_code", "404")]
-        ),
-        5.0
-    );
+    assert_counted_and_timed(&expo, "bentoml_api_server", NOPE_404, 5.0);
     // Nothing in flight any more.
     assert_eq!(expo.sum("bentoml_api_server_request_in_progress", &[]), 0.0);
     assert_eq!(expo.sum("bentoml_runner_request_in_progress", &[]), 0.0);
     check_histograms(&expo);
-    assert_eq!(
-        expo.sum(
-            "tiffin_supervisor_workers",
-            &[("role", "runner"), ("runner_name", RUNNER)]
-        ),
-        3.0
-    );
-    assert_eq!(
-        expo.sum("tiffin_supervisor_workers", &[("role", "api_server")]),
-        2.0
-    );
+    assert_eq!(expo.sum("tiffin_supervisor_workers", RUNNER_ROLE), 3.0);
+    assert_eq!(expo.sum("tiffin_supervisor_workers", API_ROLE), 2.0);
 
     // Spread over the runner workers: per-worker request counts in `status`
     // (refreshed by the scrape above) add up to M over more than one worker.
@@ -709,21 +701,14 @@ fn duration_buckets_follow_the_configuration() {
     );
     analyse(&server, POSITIVE[1]);
     let expo = scrape(&server);
+    let (api, runner) = duration_le_values(&expo);
     assert_eq!(
-        le_values(
-            &expo,
-            "bentoml_api_server_request_duration_seconds_bucket",
-            &[("endpoint", "/analysis")]
-        ),
+        api,
         ["0.1", "0.2", "0.4", "0.8", "1.6", "3.2", "5.0", "+Inf"],
         "{{min: 0.1, max: 5.0, factor: 2.0}} on the API server"
     );
     assert_eq!(
-        le_values(
-            &expo,
-            "bentoml_runner_request_duration_seconds_bucket",
-            &[("endpoint", "/is_positive")]
-        ),
+        runner,
         ["0.05", "0.5", "2.5", "+Inf"],
         "explicit runners.metrics.duration.buckets"
     );
@@ -740,22 +725,9 @@ fn default_duration_buckets_match_bentoml() {
     let server = start(&[]);
     analyse(&server, POSITIVE[2]);
     let expo = scrape(&server);
-    assert_eq!(
-        le_values(
-            &expo,
-            "bentoml_api_server_request_duration_seconds_bucket",
-            &[("endpoint", "/analysis")]
-        ),
-        DEFAULT_LE
-    );
-    assert_eq!(
-        le_values(
-            &expo,
-            "bentoml_runner_request_duration_seconds_bucket",
-            &[("endpoint", "/is_positive")]
-        ),
-        DEFAULT_LE
-    );
+    let (api, runner) = duration_le_values(&expo);
+    assert_eq!(api, DEFAULT_LE);
+    assert_eq!(runner, DEFAULT_LE);
 }
 
 #[test]
@@ -920,27 +892,57 @@ fn metrics_port_serves_the_same_families() {
     assert_eq!(r.status, 404);
 }
 
-/// Waits until `status` shows `n` ready runner workers, none with pid `gone`.
-fn wait_runners_ready(server: &Server, n: usize, gone: u32) {
+/// Pid of the `role` worker (`"runner"` or `"api-server"`) that `status`
+/// (refreshed by the last scrape) shows served the most requests; asserts
+/// it served some, so that killing it puts its counts at stake.
+fn busiest_worker(server: &Server, role: &str) -> u32 {
+    let status = status_json(server);
+    let victim = status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter(|w| worker_role(w).0 == role)
+        .max_by_key(|w| w["requests"].as_u64().unwrap_or(0))
+        .unwrap_or_else(|| panic!("no {role} worker in {status}"));
+    assert!(victim["requests"].as_u64().unwrap_or(0) > 0, "{status}");
+    victim["pid"].as_u64().expect("pid") as u32
+}
+
+/// `kill -9` of the worker `pid` (`what` names it), then waits until it is gone.
+fn kill_9(pid: u32, what: &str) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap_or_else(|e| panic!("kill -9 {what}: {e}"));
+    assert!(
+        eventually(Duration::from_secs(10), || !common::alive(pid)),
+        "{what} {pid} died"
+    );
+}
+
+/// Waits until `status` shows `n` ready `role` workers (`"runner"` or
+/// `"api-server"`), none with pid `gone`.
+fn wait_workers_ready(server: &Server, role: &str, n: usize, gone: u32) {
     let ok = eventually(Duration::from_secs(20), || {
         let status = status_json(server);
-        let runners: Vec<_> = status["workers"]
+        let workers: Vec<_> = status["workers"]
             .as_array()
             .map(|a| {
                 a.iter()
-                    .filter(|w| worker_role(w).0 == "runner")
+                    .filter(|w| worker_role(w).0 == role)
                     .cloned()
                     .collect()
             })
             .unwrap_or_default();
-        runners.len() == n
-            && runners.iter().all(|w| {
+        workers.len() == n
+            && workers.iter().all(|w| {
                 w["state"].as_str() == Some("ready") && w["pid"].as_u64() != Some(gone as u64)
             })
     });
     assert!(
         ok,
-        "runner workers not all ready again; status: {}\nlog:\n{}",
+        "{role} workers not all ready again; status: {}\nlog:\n{}",
         status_json(server),
         server.log()
     );
@@ -949,81 +951,38 @@ fn wait_runners_ready(server: &Server, n: usize, gone: u32) {
 #[test]
 fn counters_survive_a_runner_worker_kill() {
     let server = start(&["--runner-workers", "3"]);
-    let clients: Vec<_> = (0..4)
-        .map(|t| {
-            let addr = server.addr.clone();
-            std::thread::spawn(move || {
-                for i in 0..15 {
-                    let text = if (t + i) % 2 == 0 {
-                        POSITIVE[0]
-                    } else {
-                        NEGATIVE[0]
-                    };
-                    let r = post_text_to(&addr, "/analysis", text).expect("POST");
-                    assert_eq!(r.status, 200, "{}", r.text());
-                }
-            })
-        })
-        .collect();
-    for c in clients {
-        c.join().expect("client");
-    }
+    concurrent_clients(4, 15, |t, i| {
+        let r = server.post_text("/analysis", alternating(t + i, 0));
+        assert_eq!(r.status, 200, "{}", r.text());
+    });
     let before = scrape(&server);
-    let runner = [("endpoint", "/is_positive"), ("runner_name", RUNNER)];
-    let runner_before = before.sum("bentoml_runner_request_total", &runner);
+    let runner_before = before.sum("bentoml_runner_request_total", RUNNER_CALLS);
     let inference_before = before.sum("inference_duration_count", &[]);
     assert_eq!(runner_before, 60.0);
 
-    // Kill -9 a runner worker that served requests (per `status`, refreshed
-    // by the scrape above), so its counts are really at stake.
-    let status = status_json(&server);
-    let victim = status["workers"]
-        .as_array()
-        .expect("workers")
-        .iter()
-        .filter(|w| worker_role(w).0 == "runner")
-        .max_by_key(|w| w["requests"].as_u64().unwrap_or(0))
-        .expect("a runner worker");
-    let victim_requests = victim["requests"].as_u64().unwrap_or(0);
-    let pid = victim["pid"].as_u64().expect("pid") as u32;
-    assert!(victim_requests > 0, "{status}");
+    // Kill -9 a runner worker that served requests, so its counts are
+    // really at stake.
+    let pid = busiest_worker(&server, "runner");
     let runner_pids = child_pids(&server, "__worker runner");
     assert_eq!(runner_pids.len(), 3, "{:?}", server.children());
     assert!(runner_pids.contains(&pid), "{pid} in {runner_pids:?}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9 runner worker");
-    assert!(
-        eventually(Duration::from_secs(10), || !common::alive(pid)),
-        "worker {pid} died"
-    );
-    wait_runners_ready(&server, 3, pid);
+    kill_9(pid, "runner worker");
+    wait_workers_ready(&server, "runner", 3, pid);
     let pids_after = child_pids(&server, "__worker runner");
     assert_eq!(pids_after.len(), 3, "{:?}", server.children());
     assert!(!pids_after.contains(&pid));
 
     let after = scrape(&server);
-    let runner_after = after.sum("bentoml_runner_request_total", &runner);
+    let runner_after = after.sum("bentoml_runner_request_total", RUNNER_CALLS);
     assert!(
         runner_after >= runner_before,
         "runner request_total went from {runner_before} to {runner_after} after a worker died"
     );
     assert_eq!(runner_after, runner_before, "no requests in between");
     assert_eq!(after.sum("inference_duration_count", &[]), inference_before);
+    assert_eq!(after.sum("tiffin_supervisor_workers", RUNNER_ROLE), 3.0);
     assert_eq!(
-        after.sum(
-            "tiffin_supervisor_workers",
-            &[("role", "runner"), ("runner_name", RUNNER)]
-        ),
-        3.0
-    );
-    assert_eq!(
-        after.sum(
-            "tiffin_supervisor_worker_restarts_total",
-            &[("role", "runner"), ("runner_name", RUNNER)]
-        ),
+        after.sum("tiffin_supervisor_worker_restarts_total", RUNNER_ROLE),
         1.0
     );
     check_histograms(&after);
@@ -1031,20 +990,16 @@ fn counters_survive_a_runner_worker_kill() {
     // New requests add on top of what the dead worker had counted.
     let started = Instant::now();
     for i in 0..30 {
-        analyse(&server, if i % 2 == 0 { POSITIVE[1] } else { NEGATIVE[1] });
+        analyse(&server, alternating(i, 1));
     }
     assert!(started.elapsed() < Duration::from_secs(30));
     let later = scrape(&server);
-    assert_eq!(later.sum("bentoml_runner_request_total", &runner), 90.0);
-    assert_eq!(later.sum("inference_duration_count", &[]), 90.0);
     assert_eq!(
-        later.sum(
-            "bentoml_api_server_request_total",
-            &[("endpoint", "/analysis"), ("http_response_code", "200")]
-        ),
+        later.sum("bentoml_runner_request_total", RUNNER_CALLS),
         90.0
     );
-    assert_eq!(later.sum("polarity_total", &[]), 90.0);
+    assert_eq!(later.sum("inference_duration_count", &[]), 90.0);
+    assert_analyses(&later, 90.0);
     check_histograms(&later);
 }
 
@@ -1053,71 +1008,28 @@ fn counters_survive_an_api_server_kill() {
     let server = start(&["--api-workers", "2"]);
     settle(&server, SETTLE_STREAK);
     for i in 0..20 {
-        analyse(&server, if i % 2 == 0 { POSITIVE[2] } else { NEGATIVE[2] });
+        analyse(&server, alternating(i, 2));
     }
     let before = scrape(&server);
-    let api = [("endpoint", "/analysis"), ("http_response_code", "200")];
-    assert_eq!(before.sum("bentoml_api_server_request_total", &api), 20.0);
-    assert_eq!(before.sum("polarity_total", &[]), 20.0);
+    assert_analyses(&before, 20.0);
 
-    let status = status_json(&server);
-    let victim = status["workers"]
-        .as_array()
-        .expect("workers")
-        .iter()
-        .filter(|w| worker_role(w).0 == "api-server")
-        .max_by_key(|w| w["requests"].as_u64().unwrap_or(0))
-        .expect("an API server");
-    let pid = victim["pid"].as_u64().expect("pid") as u32;
-    assert!(victim["requests"].as_u64().unwrap_or(0) > 0, "{status}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9 API server");
-    assert!(
-        eventually(Duration::from_secs(10), || !common::alive(pid)),
-        "API server {pid} died"
-    );
-    let ok = eventually(Duration::from_secs(20), || {
-        let s = status_json(&server);
-        let apis: Vec<_> = s["workers"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|w| worker_role(w).0 == "api-server")
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        apis.len() == 2
-            && apis.iter().all(|w| {
-                w["state"].as_str() == Some("ready") && w["pid"].as_u64() != Some(pid as u64)
-            })
-    });
-    assert!(ok, "API server replaced; log:\n{}", server.log());
+    let pid = busiest_worker(&server, "api-server");
+    kill_9(pid, "API server");
+    wait_workers_ready(&server, "api-server", 2, pid);
     settle(&server, SETTLE_STREAK);
 
     let after = scrape(&server);
-    assert_eq!(after.sum("bentoml_api_server_request_total", &api), 20.0);
-    assert_eq!(after.sum("polarity_total", &[]), 20.0);
+    assert_analyses(&after, 20.0);
     assert_eq!(
-        after.sum(
-            "tiffin_supervisor_worker_restarts_total",
-            &[("role", "api_server")]
-        ),
+        after.sum("tiffin_supervisor_worker_restarts_total", API_ROLE),
         1.0
     );
-    assert_eq!(
-        after.sum("tiffin_supervisor_workers", &[("role", "api_server")]),
-        2.0
-    );
+    assert_eq!(after.sum("tiffin_supervisor_workers", API_ROLE), 2.0);
     for i in 0..10 {
-        analyse(&server, if i % 2 == 0 { POSITIVE[0] } else { NEGATIVE[0] });
+        analyse(&server, alternating(i, 0));
     }
     let later = scrape(&server);
-    assert_eq!(later.sum("bentoml_api_server_request_total", &api), 30.0);
-    assert_eq!(later.sum("polarity_total", &[]), 30.0);
+    assert_analyses(&later, 30.0);
 }
 
 /// Once `/readyz` answers 200, every API server behind the shared listener
@@ -1127,28 +1039,12 @@ fn counters_survive_an_api_server_kill() {
 fn every_api_server_serves_once_ready() {
     for round in 0..12 {
         let server = start(&["--api-workers", "4", "--runner-workers", "2"]);
-        let clients: Vec<_> = (0..12)
-            .map(|t| {
-                let addr = server.addr.clone();
-                std::thread::spawn(move || {
-                    (0..4)
-                        .map(|i| {
-                            let text = if (t + i) % 2 == 0 {
-                                POSITIVE[0]
-                            } else {
-                                NEGATIVE[0]
-                            };
-                            let r = post_text_to(&addr, "/analysis", text).expect("POST /analysis");
-                            (r.status, r.text())
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let answers: Vec<(u16, String)> = clients
-            .into_iter()
-            .flat_map(|c| c.join().expect("client"))
-            .collect();
+        let answers = Mutex::new(Vec::<(u16, String)>::new());
+        concurrent_clients(12, 4, |t, i| {
+            let r = server.post_text("/analysis", alternating(t + i, 0));
+            answers.lock().unwrap().push((r.status, r.text()));
+        });
+        let answers = answers.into_inner().unwrap();
         let failed: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).collect();
         assert!(
             failed.is_empty(),
@@ -1201,33 +1097,18 @@ fn adaptive_batch_size_family_for_a_batchable_runner() {
         "runners.batching.max_batch_size=10",
     );
     const N: usize = 24;
-    let clients: Vec<_> = (0..12)
-        .map(|_| {
-            let addr = server.addr.clone();
-            std::thread::spawn(move || {
-                for _ in 0..N / 12 {
-                    let r = http(
-                        &addr,
-                        "POST",
-                        "/classify",
-                        &[("Content-Type", "application/json")],
-                        b"[[5.1,3.5,1.4,0.2],[6.3,3.3,6.0,2.5]]",
-                    )
-                    .expect("POST /classify");
-                    assert_eq!(r.status, 200, "{}", r.text());
-                }
-            })
-        })
-        .collect();
-    for c in clients {
-        c.join().expect("client");
-    }
+    concurrent_clients(12, N / 12, |_, _| {
+        let r = server.post(
+            "/classify",
+            "application/json",
+            b"[[5.1,3.5,1.4,0.2],[6.3,3.3,6.0,2.5]]",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    });
     let expo = scrape(&server);
     let (name, kind, labels) = ADAPTIVE_BATCH;
     check_family(&expo, name, kind, labels);
-    for (family, kind, labels) in DEFAULT_FAMILIES {
-        check_family(&expo, family, kind, labels);
-    }
+    check_default_families(&expo);
     check_histograms(&expo);
     let mut workers = BTreeSet::new();
     for s in expo.family_samples(name) {
