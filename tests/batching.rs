@@ -16,6 +16,25 @@ fn classify(server: &Server, body: &Value) -> Response {
     server.post("/classify", "application/json", body.to_string().as_bytes())
 }
 
+/// `/classify` calls that the API server answered with `code`, per `expo`.
+fn classify_calls(expo: &Exposition, code: &str) -> f64 {
+    expo.sum(
+        "bentoml_api_server_request_total",
+        &[
+            SERVICE,
+            ("endpoint", "/classify"),
+            ("http_response_code", code),
+        ],
+    )
+}
+
+/// The built-in `iris_classifier` with `TIFFIN_CONFIG_OPTIONS=options`.
+fn iris_with(options: &str) -> Server {
+    Launch::http(&["iris_classifier"])
+        .env("TIFFIN_CONFIG_OPTIONS", options)
+        .start()
+}
+
 #[test]
 fn iris_classifier_is_accurate_over_http_and_rejects_bad_shapes() {
     let server = Launch::http(&["iris_classifier"]).start();
@@ -66,14 +85,7 @@ fn iris_classifier_is_accurate_over_http_and_rejects_bad_shapes() {
     bad("[[5.1,3.5", &["not valid JSON"]);
 
     let text = server.metrics();
-    let bad_requests = parse_exposition(&text).sum(
-        "bentoml_api_server_request_total",
-        &[
-            SERVICE,
-            ("endpoint", "/classify"),
-            ("http_response_code", "400"),
-        ],
-    );
+    let bad_requests = classify_calls(&parse_exposition(&text), "400");
     assert_eq!(bad_requests, 6.0, "{text}");
 }
 
@@ -124,14 +136,7 @@ fn thirty_two_concurrent_clients_are_batched_and_answered_correctly() {
     assert_eq!(sum, calls, "{text}");
     assert!(count > 0.0 && count < calls, "{text}");
     assert!(sum / count > 1.5, "mean batch size {} <= 1.5", sum / count);
-    let ok = expo.sum(
-        "bentoml_api_server_request_total",
-        &[
-            SERVICE,
-            ("endpoint", "/classify"),
-            ("http_response_code", "200"),
-        ],
-    );
+    let ok = classify_calls(&expo, "200");
     assert_eq!(ok, calls);
 }
 
@@ -140,11 +145,7 @@ fn calls_that_cannot_meet_max_latency_get_a_fast_503() {
     // A 1 ms budget, and a client sending huge requests (a batch of them takes
     // far longer than 1 ms) while small ones keep coming: the small calls
     // queued behind a huge batch cannot meet the budget and are refused.
-    let server = Arc::new(
-        Launch::http(&["iris_classifier"])
-            .env("TIFFIN_CONFIG_OPTIONS", "runners.batching.max_latency_ms=1")
-            .start(),
-    );
+    let server = Arc::new(iris_with("runners.batching.max_latency_ms=1"));
     let (rows, _) = iris::dataset().unwrap();
     let huge: Vec<iris::Row> = rows.iter().cycle().take(150 * 400).copied().collect();
     let huge = json!(huge).to_string();
@@ -201,15 +202,7 @@ fn calls_that_cannot_meet_max_latency_get_a_fast_503() {
     });
     assert!(recovered, "still refusing calls after the load stopped");
 
-    let text = server.metrics();
-    let refused = parse_exposition(&text).sum(
-        "bentoml_api_server_request_total",
-        &[
-            SERVICE,
-            ("endpoint", "/classify"),
-            ("http_response_code", "503"),
-        ],
-    );
+    let refused = classify_calls(&parse_exposition(&server.metrics()), "503");
     assert!(
         refused >= rejected.len() as f64,
         "{refused} vs {}",
@@ -290,12 +283,8 @@ fn per_runner_batching_settings_override_the_shared_ones() {
         ("method_name", "predict"),
     ];
     // Batching off for iris_clf alone: every call runs on its own, no batch is observed.
-    let server = Launch::http(&["iris_classifier"])
-        .env(
-            "TIFFIN_CONFIG_OPTIONS",
-            "runners.batching.max_batch_size=50 runners.iris_clf.batching.enabled=false",
-        )
-        .start();
+    let server =
+        iris_with("runners.batching.max_batch_size=50 runners.iris_clf.batching.enabled=false");
     classify_concurrently(&server, 16, 20);
     let text = server.metrics();
     let expo = parse_exposition(&text);
@@ -313,12 +302,8 @@ fn per_runner_batching_settings_override_the_shared_ones() {
 
     // A smaller max_batch_size for iris_clf caps every batch, and the
     // histogram's buckets end at that size.
-    let server = Launch::http(&["iris_classifier"])
-        .env(
-            "TIFFIN_CONFIG_OPTIONS",
-            "runners.batching.max_batch_size=50 runners.iris_clf.batching.max_batch_size=2",
-        )
-        .start();
+    let server =
+        iris_with("runners.batching.max_batch_size=50 runners.iris_clf.batching.max_batch_size=2");
     classify_concurrently(&server, 16, 20);
     let text = server.metrics();
     let expo = parse_exposition(&text);

@@ -40,6 +40,22 @@ fn runner_rows(server: &Server) -> Vec<(u64, u64, String, u64, u64)> {
     rows
 }
 
+/// Waits until `status --json` shows `n` runner workers, all ready, and
+/// returns their rows; `what` opens the failure message.
+fn runner_rows_once_ready(
+    server: &Server,
+    n: usize,
+    what: &str,
+) -> Vec<(u64, u64, String, u64, u64)> {
+    let mut rows = Vec::new();
+    let ready = eventually(Duration::from_secs(5), || {
+        rows = runner_rows(server);
+        rows.len() == n && rows.iter().all(|r| r.2 == "ready")
+    });
+    assert!(ready, "{what}: {rows:?}\nlog:\n{}", server.log());
+    rows
+}
+
 /// Sends requests until every one of `n` runner workers has served some
 /// (per `status --json`, refreshed by a scrape): proves each is reachable
 /// from the API server. Returns the last rows seen.
@@ -61,6 +77,17 @@ fn until_every_runner_served(server: &Server, n: usize) -> Vec<(u64, u64, String
     rows
 }
 
+/// Waits up to 5 s for every one of `children` (the supervisor's, listed
+/// before it stopped) to be gone; `what` opens the failure message, which
+/// lists the ones still alive.
+fn assert_all_gone(server: &Server, children: &[(u32, String)], what: &str) {
+    let gone = eventually(Duration::from_secs(5), || {
+        children.iter().all(|(pid, _)| !alive(*pid))
+    });
+    let left: Vec<_> = children.iter().filter(|(p, _)| alive(*p)).collect();
+    assert!(gone, "{what}: {left:#?}\nlog:\n{}", server.log());
+}
+
 fn shuts_down_cleanly(sig: i32, name: &str) {
     let mut server = Launch::http(&["--api-workers", "2", "--runner-workers", "2"]).start();
     analyse_ok(&server, "I love this product!");
@@ -76,14 +103,10 @@ fn shuts_down_cleanly(sig: i32, name: &str) {
         "{name}: supervisor should exit with code 0, got {status:?}\nlog:\n{}",
         server.log()
     );
-    let gone = eventually(Duration::from_secs(5), || {
-        children.iter().all(|(pid, _)| !alive(*pid))
-    });
-    let left: Vec<_> = children.iter().filter(|(p, _)| alive(*p)).collect();
-    assert!(
-        gone,
-        "{name}: children still alive after exit: {left:#?}\nlog:\n{}",
-        server.log()
+    assert_all_gone(
+        &server,
+        &children,
+        &format!("{name}: children still alive after exit"),
     );
     assert!(
         eventually(Duration::from_secs(2), || !dir.exists()),
@@ -110,14 +133,10 @@ fn killed_supervisor_takes_its_children_down() {
     assert_eq!(children.len(), 4, "{children:#?}");
     server.child.kill().expect("kill -9 supervisor");
     server.child.wait().expect("reap supervisor");
-    let gone = eventually(Duration::from_secs(5), || {
-        children.iter().all(|(pid, _)| !alive(*pid))
-    });
-    let left: Vec<_> = children.iter().filter(|(p, _)| alive(*p)).collect();
-    assert!(
-        gone,
-        "orphans after kill -9 of the supervisor: {left:#?}\nlog:\n{}",
-        server.log()
+    assert_all_gone(
+        &server,
+        &children,
+        "orphans after kill -9 of the supervisor",
     );
     // A killed supervisor cannot clean up; don't leave its directory behind.
     let _ = std::fs::remove_dir_all(&server.runtime_dir);
@@ -166,16 +185,7 @@ fn crashed_runner_is_restarted_and_counted() {
         "the API server was replaced"
     );
 
-    let mut rows = Vec::new();
-    let ready = eventually(Duration::from_secs(5), || {
-        rows = runner_rows(&server);
-        rows.len() == 2 && rows.iter().all(|r| r.2 == "ready")
-    });
-    assert!(
-        ready,
-        "runner workers not ready again: {rows:?}\nlog:\n{}",
-        server.log()
-    );
+    let rows = runner_rows_once_ready(&server, 2, "runner workers not ready again");
     let one = rows.iter().find(|r| r.0 == 1).unwrap();
     let two = rows.iter().find(|r| r.0 == 2).unwrap();
     assert_eq!(
@@ -238,16 +248,7 @@ fn scale_runner_up_and_down() {
         "runner processes after scale 3: {:#?}",
         server.children()
     );
-    let mut rows = Vec::new();
-    let ready = eventually(Duration::from_secs(5), || {
-        rows = runner_rows(&server);
-        rows.len() == 3 && rows.iter().all(|r| r.2 == "ready")
-    });
-    assert!(
-        ready,
-        "status after scale 3: {rows:?}\nlog:\n{}",
-        server.log()
-    );
+    let rows = runner_rows_once_ready(&server, 3, "status after scale 3");
     let mut status_pids: Vec<u32> = rows.iter().map(|r| r.1 as u32).collect();
     status_pids.sort_unstable();
     assert_eq!(
@@ -387,19 +388,25 @@ fn counters_survive_a_runner_crash() {
     assert!(api_final >= api + 5.0, "api total: {api} then {api_final}");
 }
 
-#[test]
-fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
-    let mut server = Launch::http(&[]).bin(example_bin("custom_service")).start();
+/// `POST /slow` of examples/custom_service.rs, which sleeps `millis` ms in
+/// the runner, sent on a thread of its own.
+fn slow_call(server: &Server, millis: u64) -> std::thread::JoinHandle<std::io::Result<Response>> {
     let addr = server.addr.clone();
-    let slow = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         http(
             &addr,
             "POST",
             "/slow",
             &[("Content-Type", "application/json")],
-            b"1500",
+            millis.to_string().as_bytes(),
         )
-    });
+    })
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
+    let mut server = Launch::http(&[]).bin(example_bin("custom_service")).start();
+    let slow = slow_call(&server, 1500);
     // Let the slow call reach the runner, then ask for a graceful stop.
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on the supervisor we spawned and have not reaped.
@@ -431,17 +438,8 @@ fn a_second_sigint_forces_exit_without_waiting_for_in_flight_work() {
     let mut server = Launch::http(&["--api-workers", "1"])
         .bin(example_bin("custom_service"))
         .start();
-    let addr = server.addr.clone();
     // A call that would keep a graceful drain busy for 8 s.
-    let _slow = std::thread::spawn(move || {
-        http(
-            &addr,
-            "POST",
-            "/slow",
-            &[("Content-Type", "application/json")],
-            b"8000",
-        )
-    });
+    let _slow = slow_call(&server, 8000);
     std::thread::sleep(Duration::from_millis(300));
     let children: Vec<u32> = server.children().into_iter().map(|(p, _)| p).collect();
     // SAFETY: kill(2) on the supervisor we spawned and have not reaped.
