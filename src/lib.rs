@@ -1,7 +1,7 @@
 //! tiffin: BentoML-style model serving with first-class Prometheus metrics.
 //!
 //! Write a [`Service`] (runners + APIs) and hand it to [`main`]; the binary
-//! then understands `serve-http`, `status` and `scale`, and re-executes itself
+//! then understands `serve-http`, `serve-grpc`, `status`, `scale` and `list`, and re-executes itself
 //! for every worker process. See `examples/` for a complete service.
 
 mod cli;

@@ -29,14 +29,32 @@ struct WorkerConn {
     /// Cleared when the worker says it drains or leaves the supervisor's set.
     routable: Arc<AtomicBool>,
     /// Set when the worker said it drains. A draining worker refuses every
-    /// new call and exits only with no call in flight, so a call lost on its
-    /// connection never ran and may go to another worker.
+    /// new call and exits once no call is in flight, so a call lost on its
+    /// connection did not run and may go to another worker. (A worker killed
+    /// for overrunning the graceful timeout may have been running it; that
+    /// call is re-sent too, as runner methods are treated as idempotent.)
     draining: Arc<AtomicBool>,
 }
 
 impl WorkerConn {
     fn accepts_calls(&self) -> bool {
         self.routable.load(Ordering::SeqCst) && self.conn.is_open()
+    }
+}
+
+/// One call counted in a worker's outstanding calls while it lives.
+struct Outstanding<'a>(&'a AtomicUsize);
+
+impl<'a> Outstanding<'a> {
+    fn count(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -186,13 +204,14 @@ impl RunnerPool {
     }
 
     async fn call_once(&self, worker: &WorkerConn, method: &str, payload: Vec<u8>) -> Attempt {
-        worker.outstanding.fetch_add(1, Ordering::Relaxed);
         let call = DataRequest::Call {
             method: method.to_string(),
             payload,
         };
+        // Counted down on drop too: a caller that gives up (client gone,
+        // deadline) must not leave the worker looking busy forever.
+        let _outstanding = Outstanding::count(&worker.outstanding);
         let answer = worker.conn.request(call).await;
-        worker.outstanding.fetch_sub(1, Ordering::Relaxed);
         match answer {
             Ok(DataResponse::Result(Err(CallError::Draining))) => Attempt::Draining,
             Ok(DataResponse::Result(result)) => Attempt::Answered(result),

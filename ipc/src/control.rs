@@ -2,9 +2,12 @@
 //! API server and runner worker, and by `tiffin status` / `tiffin scale`.
 //!
 //! Snapshot requests are answered right on the connection's reader task,
-//! without involving the process's main loop: scrapes therefore never wait
-//! behind request handling. Everything else the supervisor says (worker
-//! sets, drain) is handed to the process as [`FromSupervisor`] events.
+//! without involving the process's main loop, so a scrape does not queue
+//! behind the process's requests. (A runner worker runs on one thread and a
+//! plain method runs inline there, so a slow method delays the answer; the
+//! supervisor then serves that worker's cached snapshot.) Everything else
+//! the supervisor says (worker sets, drain) is handed to the process as
+//! [`FromSupervisor`] events.
 
 use std::path::Path;
 use std::sync::Arc;

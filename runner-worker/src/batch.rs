@@ -6,9 +6,11 @@
 //! clock; every method takes `now`, so it is tested with a fake clock. The
 //! tokio task started by [`Dispatcher::spawn`] drives it with real time: it
 //! admits calls, asks [`Batcher::decide`] what to do, sleeps, rejects, or runs
-//! the method on a batch (on the blocking pool, so calls keep arriving and are
-//! timed and admitted while a batch runs) and feeds the measured duration
-//! back into the model.
+//! the method on a batch and feeds the measured duration back into the
+//! model. A batch expected to take long runs on the blocking pool, so calls
+//! keep arriving and are timed and admitted meanwhile; one expected to take
+//! under `INLINE_BELOW` runs inline, where the hand-off would cost more than
+//! the batch.
 //!
 //! Rules, with `L = max_latency`, a call's deadline `arrival + L`, and
 //! `est(n) = a + b·n` the learnt time of a batch of `n`:

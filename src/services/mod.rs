@@ -1,5 +1,6 @@
 //! The built-in services, usable with no code: `sentiment_analyzer` (the
-//! default, BentoML's metrics-guide example) and `echo` (for benchmarks).
+//! default, BentoML's metrics-guide example), `echo` (for benchmarks) and
+//! `iris_classifier` (a logistic regression with a batchable method).
 
 pub mod echo;
 pub mod iris;
