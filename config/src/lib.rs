@@ -21,7 +21,8 @@
 //! use tiffin_config::Config;
 //! let err = Config::load(None, Some("api_server.http.prot=3001")).unwrap_err();
 //! assert_eq!(err.to_string(),
-//!     "unknown configuration key 'api_server.http.prot' (expected one of host, port, max_request_size)");
+//!     "unknown configuration key 'api_server.http.prot' (expected one of host, port, max_request_size, \
+//!      header_read_timeout, body_read_timeout, keepalive_timeout, max_connections)");
 //! let config = Config::load(None, Some("api_server.http.port=3001")).unwrap();
 //! assert_eq!(config.api_server.http.port, 3001);
 //! ```
@@ -59,6 +60,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -95,6 +97,8 @@ pub struct ApiServerConfig {
     pub http: HttpConfig,
     /// The gRPC front door (`api_server.grpc.*`).
     pub grpc: GrpcConfig,
+    /// Limits every API request runs within (`api_server.traffic.*`).
+    pub traffic: TrafficConfig,
     /// The API server's default metrics (`api_server.metrics.*`, namespace `bentoml_api_server`).
     pub metrics: MetricsConfig,
 }
@@ -106,9 +110,31 @@ impl Default for ApiServerConfig {
             graceful_timeout: 30.0,
             http: HttpConfig::default(),
             grpc: GrpcConfig::default(),
+            traffic: TrafficConfig::default(),
             metrics: MetricsConfig::with_namespace("bentoml_api_server"),
         }
     }
+}
+
+impl ApiServerConfig {
+    /// [`ApiServerConfig::graceful_timeout`] as a [`Duration`] (see [`seconds`]).
+    pub fn graceful_timeout_duration(&self) -> Duration {
+        seconds(self.graceful_timeout)
+    }
+}
+
+/// A number of seconds from the configuration as a [`Duration`].
+///
+/// Exact for every value [`Config::validate`] accepts; a hand-built value
+/// outside every range saturates instead of panicking as
+/// [`Duration::from_secs_f64`] would: negative or NaN gives zero, too large
+/// (or infinite) gives [`Duration::MAX`].
+pub fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or(if value > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
 }
 
 /// The HTTP listener (`api_server.http.*`).
@@ -121,6 +147,20 @@ pub struct HttpConfig {
     pub port: u16,
     /// Largest accepted request body in bytes (default 20 MiB).
     pub max_request_size: u64,
+    /// Seconds a connection may take to send the headers of a request,
+    /// counted from its first byte (`api_server.http.header_read_timeout`,
+    /// default 10).
+    pub header_read_timeout: f64,
+    /// Seconds the body of a request may take to arrive once its headers
+    /// have (`api_server.http.body_read_timeout`, default 60).
+    pub body_read_timeout: f64,
+    /// Seconds an idle keep-alive connection is kept open waiting for its
+    /// next request (`api_server.http.keepalive_timeout`, default 5, as
+    /// uvicorn's `timeout_keep_alive` that BentoML serves with).
+    pub keepalive_timeout: f64,
+    /// Open connections one API-server process accepts at a time
+    /// (`api_server.http.max_connections`, default 10000).
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -129,7 +169,59 @@ impl Default for HttpConfig {
             host: "0.0.0.0".to_owned(),
             port: 3000,
             max_request_size: 20 * 1024 * 1024,
+            header_read_timeout: 10.0,
+            body_read_timeout: 60.0,
+            keepalive_timeout: 5.0,
+            max_connections: 10_000,
         }
+    }
+}
+
+impl HttpConfig {
+    /// [`HttpConfig::header_read_timeout`] as a [`Duration`] (see [`seconds`]).
+    pub fn header_read_timeout_duration(&self) -> Duration {
+        seconds(self.header_read_timeout)
+    }
+
+    /// [`HttpConfig::body_read_timeout`] as a [`Duration`] (see [`seconds`]).
+    pub fn body_read_timeout_duration(&self) -> Duration {
+        seconds(self.body_read_timeout)
+    }
+
+    /// [`HttpConfig::keepalive_timeout`] as a [`Duration`] (see [`seconds`]).
+    pub fn keepalive_timeout_duration(&self) -> Duration {
+        seconds(self.keepalive_timeout)
+    }
+}
+
+/// Limits every API request runs within (`api_server.traffic.*`), with
+/// BentoML's keys and defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrafficConfig {
+    /// Seconds an API request may take, from its arrival to its answer
+    /// (`api_server.traffic.timeout`, default 60 as in BentoML).
+    pub timeout: f64,
+    /// Requests one API-server process handles at once; beyond it requests
+    /// are refused (`api_server.traffic.max_concurrency`, default none:
+    /// unlimited, as in BentoML). Written out as `null` when unset, so the
+    /// effective configuration shows the key.
+    pub max_concurrency: Option<usize>,
+}
+
+impl Default for TrafficConfig {
+    fn default() -> Self {
+        TrafficConfig {
+            timeout: 60.0,
+            max_concurrency: None,
+        }
+    }
+}
+
+impl TrafficConfig {
+    /// [`TrafficConfig::timeout`] as a [`Duration`] (see [`seconds`]).
+    pub fn timeout_duration(&self) -> Duration {
+        seconds(self.timeout)
     }
 }
 
@@ -518,6 +610,37 @@ impl Config {
             "api_server.http.max_request_size",
             api.http.max_request_size,
         )?;
+        for (key, value) in [
+            (
+                "api_server.http.header_read_timeout",
+                api.http.header_read_timeout,
+            ),
+            (
+                "api_server.http.body_read_timeout",
+                api.http.body_read_timeout,
+            ),
+            (
+                "api_server.http.keepalive_timeout",
+                api.http.keepalive_timeout,
+            ),
+        ] {
+            positive_seconds(key, value, 3600.0)?;
+        }
+        in_range(
+            "api_server.http.max_connections",
+            api.http.max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        positive_seconds("api_server.traffic.timeout", api.traffic.timeout, 86_400.0)?;
+        if let Some(max) = api.traffic.max_concurrency {
+            in_range(
+                "api_server.traffic.max_concurrency",
+                max as u64,
+                1,
+                1_000_000,
+            )?;
+        }
         non_empty("api_server.grpc.host", &api.grpc.host)?;
         non_empty("api_server.grpc.metrics.host", &api.grpc.metrics.host)?;
         validate_metrics("api_server.metrics", &api.metrics)?;
@@ -576,6 +699,33 @@ fn at_least_one(key: &str, value: u64) -> Result<(), ConfigError> {
         Err(ConfigError::invalid(
             key,
             format!("must be at least 1, got {value}"),
+        ))
+    }
+}
+
+fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be at least {min}, got {value}"),
+        ))
+    } else if value > max {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be at most {max}, got {value}"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn positive_seconds(key: &str, value: f64, max: f64) -> Result<(), ConfigError> {
+    if value > 0.0 && value <= max {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be a number of seconds > 0 and <= {max}, got {value}"),
         ))
     }
 }

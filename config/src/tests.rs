@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::*;
 
@@ -174,7 +175,8 @@ fn unknown_keys_name_the_full_dotted_key() {
     );
     assert_eq!(
         err("api_server: { http: { prot: 3001 } }"),
-        "unknown configuration key 'api_server.http.prot' (expected one of host, port, max_request_size)"
+        "unknown configuration key 'api_server.http.prot' (expected one of host, port, max_request_size, \
+         header_read_timeout, body_read_timeout, keepalive_timeout, max_connections)"
     );
     assert!(
         err("api_server: { grpc: { reflection: { enable: true } } }")
@@ -599,4 +601,85 @@ fn batch_buckets() {
     assert_eq!(batch_size_buckets(3), vec![1.0, 2.0, 3.0]);
     let huge = batch_size_buckets(usize::MAX);
     assert_eq!(huge.len(), usize::BITS as usize + 1);
+}
+
+#[test]
+fn http_timeouts_connections_and_traffic_keys() {
+    let c = Config::default();
+    let http = &c.api_server.http;
+    assert_eq!(http.header_read_timeout, 10.0);
+    assert_eq!(http.body_read_timeout, 60.0);
+    assert_eq!(http.keepalive_timeout, 5.0);
+    assert_eq!(http.max_connections, 10_000);
+    assert_eq!(http.header_read_timeout_duration(), Duration::from_secs(10));
+    assert_eq!(http.body_read_timeout_duration(), Duration::from_secs(60));
+    assert_eq!(http.keepalive_timeout_duration(), Duration::from_secs(5));
+    assert_eq!(c.api_server.traffic.timeout, 60.0);
+    assert_eq!(c.api_server.traffic.max_concurrency, None);
+    assert_eq!(
+        c.api_server.traffic.timeout_duration(),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        c.api_server.graceful_timeout_duration(),
+        Duration::from_secs(30)
+    );
+
+    // Every key reaches the children: the effective YAML names each one,
+    // including an unset max_concurrency, and loads back to the same values.
+    let printed = serde_yaml_ng::to_string(&c).unwrap();
+    for key in [
+        "header_read_timeout: 10.0",
+        "body_read_timeout: 60.0",
+        "keepalive_timeout: 5.0",
+        "max_connections: 10000",
+        "traffic:",
+        "timeout: 60.0",
+        "max_concurrency: null",
+    ] {
+        assert!(printed.contains(key), "{key} missing from:\n{printed}");
+    }
+    assert_eq!(Config::from_yaml_str(&printed).unwrap(), c);
+
+    let c = Config::load(
+        None,
+        Some(
+            "api_server.http.header_read_timeout=0.5 api_server.http.body_read_timeout=2 \
+             api_server.http.keepalive_timeout=1.25 api_server.http.max_connections=3 \
+             api_server.traffic.timeout=0.25 api_server.traffic.max_concurrency=7",
+        ),
+    )
+    .unwrap();
+    let http = &c.api_server.http;
+    assert_eq!(
+        http.header_read_timeout_duration(),
+        Duration::from_millis(500)
+    );
+    assert_eq!(http.body_read_timeout_duration(), Duration::from_secs(2));
+    assert_eq!(
+        http.keepalive_timeout_duration(),
+        Duration::from_millis(1250)
+    );
+    assert_eq!(http.max_connections, 3);
+    assert_eq!(
+        c.api_server.traffic.timeout_duration(),
+        Duration::from_millis(250)
+    );
+    assert_eq!(c.api_server.traffic.max_concurrency, Some(7));
+    let printed = serde_yaml_ng::to_string(&c).unwrap();
+    assert!(printed.contains("max_concurrency: 7"), "{printed}");
+    assert_eq!(Config::from_yaml_str(&printed).unwrap(), c);
+    // `null` is how the effective configuration writes "unlimited".
+    let c = Config::load(None, Some("api_server.traffic.max_concurrency=null")).unwrap();
+    assert_eq!(c.api_server.traffic.max_concurrency, None);
+}
+
+#[test]
+fn seconds_saturate_instead_of_panicking() {
+    assert_eq!(seconds(1.5), Duration::from_millis(1500));
+    assert_eq!(seconds(0.0), Duration::ZERO);
+    assert_eq!(seconds(-1.0), Duration::ZERO);
+    assert_eq!(seconds(f64::NAN), Duration::ZERO);
+    assert_eq!(seconds(f64::INFINITY), Duration::MAX);
+    assert_eq!(seconds(1e300), Duration::MAX);
 }
