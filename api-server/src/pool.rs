@@ -269,6 +269,11 @@ async fn connect(endpoint: WorkerEndpoint) -> Result<Arc<WorkerConn>, Connection
     let stream = UnixStream::connect(&endpoint.socket)
         .await
         .map_err(|_| ConnectionError::Closed { peer: peer.clone() })?;
+    // Only a worker of our own user may get our calls (and their inputs).
+    tiffin_ipc::peer::check_peer(&stream).map_err(|e| ConnectionError::Handshake {
+        peer: peer.clone(),
+        what: e.to_string(),
+    })?;
     let mut opening = Opening::new(stream, peer.clone());
     let hello = DataRequest::Hello {
         version: PROTOCOL_VERSION,

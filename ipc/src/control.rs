@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tiffin_metrics::Snapshot;
 
 use crate::connection::{Connection, ConnectionError, Incoming, Opening};
+use crate::peer::{self, PeerError};
 use crate::proto::{FromSupervisor, Hello, PROTOCOL_VERSION, Role, ToSupervisor};
 use crate::runtime;
 
@@ -39,6 +40,10 @@ pub enum ControlError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The runtime directory is not a private directory of ours, or the
+    /// process listening on the socket runs as another user: nothing was sent.
+    #[error(transparent)]
+    Untrusted(#[from] PeerError),
     /// The supervisor refused us.
     #[error("supervisor refused the connection: {0}")]
     Refused(String),
@@ -58,15 +63,19 @@ pub struct ControlClient {
 
 impl ControlClient {
     /// Connects to the supervisor whose runtime directory is `dir`, says
-    /// hello as `role`, and waits for the welcome. With `snapshot`, snapshot
-    /// requests are answered from it in the background. Other supervisor
-    /// messages arrive on the returned receiver, which ends when the
-    /// supervisor goes away.
+    /// hello as `role`, and waits for the welcome. Before anything is sent,
+    /// `dir` must pass [`peer::check_dir`] (a directory of ours, mode 0700,
+    /// not a symlink) and the listening process must run as our uid
+    /// ([`peer::check_peer`]); otherwise [`ControlError::Untrusted`]. With
+    /// `snapshot`, snapshot requests are answered from it in the background.
+    /// Other supervisor messages arrive on the returned receiver, which ends
+    /// when the supervisor goes away.
     pub async fn connect(
         dir: &Path,
         role: Role,
         snapshot: Option<SnapshotFn>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<FromSupervisor>), ControlError> {
+        peer::check_dir(dir)?;
         let path = runtime::control_socket(dir);
         let stream = UnixStream::connect(&path)
             .await
@@ -74,6 +83,7 @@ impl ControlClient {
                 path: path.display().to_string(),
                 source,
             })?;
+        peer::check_peer(&stream)?;
         let mut opening = Opening::new(stream, "supervisor");
         let hello = Hello {
             version: PROTOCOL_VERSION,

@@ -16,6 +16,7 @@
 pub mod connection;
 pub mod control;
 pub mod frame;
+pub mod peer;
 pub mod proto;
 pub mod role;
 pub mod runtime;

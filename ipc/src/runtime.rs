@@ -6,6 +6,9 @@
 //! The supervisor creates the directory (mode 0700) and the control socket;
 //! each runner worker binds its own data socket there; API servers connect
 //! to both. Spelling these once keeps the three sides from drifting apart.
+//! Every side uses the directory only if [`crate::peer::check_dir`] passes
+//! (ours, mode 0700, not a symlink), and a client speaks on a socket only to
+//! a process of its own uid ([`crate::peer::check_peer`]).
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};

@@ -151,6 +151,12 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     });
 
     let socket = runtime::runner_socket(&args.runtime_dir, &args.runner, args.index);
+    // Bind only in a private directory of ours (not a symlink, our uid, mode
+    // 0700): the control connection checks it too, but after the bind.
+    tiffin_ipc::peer::check_dir(&args.runtime_dir).map_err(|e| WorkerError::Bind {
+        path: socket.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, e),
+    })?;
     // A previous worker of this slot may have died and left its socket behind.
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(|source| WorkerError::Bind {
@@ -185,9 +191,12 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(serve_connection(stream, worker.clone()));
-                }
+                Ok((stream, _)) => match tiffin_ipc::peer::check_peer(&stream) {
+                    Ok(()) => {
+                        tokio::spawn(serve_connection(stream, worker.clone()));
+                    }
+                    Err(e) => tracing::error!(error = %e, "data connection refused"),
+                },
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
             event = events.recv() => match event {

@@ -1,9 +1,15 @@
 //! The CLI side of the control socket: `tiffin status` and `tiffin scale`.
+//!
+//! Before connecting, the runtime directory (and, when it is found by pid or
+//! by scanning, its parent) must be a private directory of ours
+//! ([`rundir::check`]); [`ControlClient::connect`] checks it again and
+//! requires the supervisor's process to run as our uid (`SO_PEERCRED`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tiffin_ipc::control::{ControlClient, ControlError};
+use tiffin_ipc::peer::PeerError;
 use tiffin_ipc::proto::{FromSupervisor, Role, StatusReport, ToSupervisor};
 use tiffin_ipc::runtime;
 
@@ -20,6 +26,10 @@ pub enum ClientError {
         "several tiffin supervisors are running (pids {0}); pick one with --pid or --runtime-dir"
     )]
     Ambiguous(String),
+    /// The runtime directory is not private to us (a symlink, another
+    /// owner, group or other bits), or the supervisor runs as another user.
+    #[error(transparent)]
+    Untrusted(#[from] PeerError),
     /// Socket or protocol failure.
     #[error("cannot talk to the supervisor at {path}: {message}")]
     Talk {
@@ -33,27 +43,41 @@ pub enum ClientError {
     Refused(String),
 }
 
-/// Finds the runtime directory to talk to: explicit dir, explicit pid, or the only running one.
+/// Finds the runtime directory to talk to: explicit dir, explicit pid, or
+/// the only running one; the directory found must pass [`rundir::check`].
 pub fn locate(runtime_dir: Option<&Path>, pid: Option<u32>) -> Result<PathBuf, ClientError> {
-    if let Some(dir) = runtime_dir {
-        return Ok(dir.to_path_buf());
-    }
-    if let Some(pid) = pid {
-        return Ok(rundir::for_pid(pid));
-    }
-    let running = rundir::running();
-    match running.as_slice() {
-        [] => Err(ClientError::NoneRunning(
-            rundir::base_dir().display().to_string(),
-        )),
-        [one] => Ok(rundir::for_pid(*one)),
-        many => Err(ClientError::Ambiguous(
-            many.iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        )),
-    }
+    let dir = if let Some(dir) = runtime_dir {
+        dir.to_path_buf()
+    } else if let Some(pid) = pid {
+        let base = rundir::base_dir();
+        match rundir::check(&base) {
+            Err(e) if rundir::missing(&e) => {
+                return Err(ClientError::NoneRunning(base.display().to_string()));
+            }
+            checked => checked?,
+        }
+        rundir::for_pid(pid)
+    } else {
+        let running = rundir::running()?;
+        match running.as_slice() {
+            [] => {
+                return Err(ClientError::NoneRunning(
+                    rundir::base_dir().display().to_string(),
+                ));
+            }
+            [one] => rundir::for_pid(*one),
+            many => {
+                return Err(ClientError::Ambiguous(
+                    many.iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ));
+            }
+        }
+    };
+    rundir::check(&dir)?;
+    Ok(dir)
 }
 
 /// How long a CLI command waits for the supervisor's answer.
@@ -67,6 +91,7 @@ async fn exchange(dir: &Path, request: ToSupervisor) -> Result<FromSupervisor, C
     let (client, _events) = match ControlClient::connect(dir, Role::Cli, None).await {
         Ok(connected) => connected,
         Err(ControlError::Refused(reason)) => return Err(ClientError::Refused(reason)),
+        Err(ControlError::Untrusted(e)) => return Err(ClientError::Untrusted(e)),
         Err(e) => return Err(talk(e.to_string())),
     };
     match tokio::time::timeout(ANSWER_TIMEOUT, client.request(request)).await {
