@@ -3,9 +3,11 @@
 //! control connection, and the drain handshake.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -13,7 +15,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tiffin_ipc::control::{ControlClient, SnapshotFn};
 use tiffin_ipc::proto::{FromSupervisor, Role, ToSupervisor};
 use tiffin_metrics::{self as metrics, ApiServerMetrics};
-use tiffin_service::Api;
+use tiffin_service::{Api, ApiError};
 
 use crate::pool::RunnerPool;
 use crate::{ApiServerArgs, ApiServerError};
@@ -21,7 +23,13 @@ use crate::{ApiServerArgs, ApiServerError};
 /// Distinct unknown endpoints labelled by their own name; beyond this,
 /// scanners and typos share one label so they cannot blow up the series count.
 const MAX_UNKNOWN_ENDPOINTS: usize = 100;
-/// `endpoint` label for unknown endpoints past [`MAX_UNKNOWN_ENDPOINTS`].
+/// Longest unknown path labelled by itself: a longer one (a scanner's, or an
+/// attack on the exposition's size) shares [`OTHER_ENDPOINT`], so unknown
+/// labels cost at most `MAX_UNKNOWN_ENDPOINTS × MAX_UNKNOWN_ENDPOINT_LEN`
+/// bytes per series family whatever clients send.
+const MAX_UNKNOWN_ENDPOINT_LEN: usize = 64;
+/// `endpoint` label for unknown endpoints past [`MAX_UNKNOWN_ENDPOINTS`] or
+/// longer than [`MAX_UNKNOWN_ENDPOINT_LEN`].
 const OTHER_ENDPOINT: &str = "/__unmatched__";
 
 /// What the main loop should do after a supervisor event.
@@ -49,6 +57,25 @@ pub(crate) struct Core {
     pub requests: Arc<AtomicU64>,
     /// Unknown endpoints seen so far, each its own `endpoint` label value up to a cap.
     unknown_endpoints: Mutex<HashSet<String>>,
+    /// `api_server.traffic`: the limits every API request runs within.
+    traffic: Traffic,
+}
+
+/// `api_server.traffic` as applied: a deadline per request, and a cap on
+/// API requests in flight.
+struct Traffic {
+    timeout: Duration,
+    max_concurrency: Option<usize>,
+    active: AtomicUsize,
+}
+
+/// One API request counted in [`Traffic::active`] until dropped.
+struct Active<'a>(&'a AtomicUsize);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Takes ownership of the listening TCP socket the supervisor placed at `fd`.
@@ -120,8 +147,48 @@ impl Core {
             control,
             requests,
             unknown_endpoints: Mutex::default(),
+            traffic: Traffic {
+                timeout: cfg.traffic.timeout_duration(),
+                max_concurrency: cfg.traffic.max_concurrency,
+                active: AtomicUsize::new(0),
+            },
         };
         Ok((core, events))
+    }
+
+    /// Runs one API request within `api_server.traffic`: at most
+    /// `max_concurrency` at once (429 beyond: the client should retry), and
+    /// within `timeout` (504 past it). The deadline goes with every runner
+    /// call the handler makes, so a worker never starts a call whose request
+    /// has already been answered.
+    pub async fn within_traffic_limits<T>(
+        &self,
+        request: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let traffic = &self.traffic;
+        let before = traffic.active.fetch_add(1, Ordering::Relaxed);
+        let _active = Active(&traffic.active);
+        if let Some(max) = traffic.max_concurrency
+            && before >= max
+        {
+            return Err(ApiError::new(
+                429,
+                format!(
+                    "too many requests in flight (api_server.traffic.max_concurrency={max}); retry later"
+                ),
+            ));
+        }
+        let deadline = tokio::time::Instant::now() + traffic.timeout;
+        match tokio::time::timeout_at(deadline, crate::deadline::within(deadline, request)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ApiError::new(
+                504,
+                format!(
+                    "the request did not finish within {:?} (api_server.traffic.timeout)",
+                    traffic.timeout
+                ),
+            )),
+        }
     }
 
     /// Whether every runner has at least one live worker.
@@ -135,6 +202,9 @@ impl Core {
     pub fn endpoint_label<'a>(&self, endpoint: &'a str, known: bool) -> &'a str {
         if known || self.metrics.is_none() {
             return endpoint;
+        }
+        if endpoint.len() > MAX_UNKNOWN_ENDPOINT_LEN {
+            return OTHER_ENDPOINT;
         }
         let mut seen = self
             .unknown_endpoints

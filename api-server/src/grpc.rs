@@ -227,7 +227,11 @@ impl Bento {
             )));
         };
         let body = Self::body_for(api, req.content)?;
-        let out = api.handle(body).await.map_err(status_from_api_error)?;
+        let out = self
+            .core
+            .within_traffic_limits(api.handle(body))
+            .await
+            .map_err(status_from_api_error)?;
         let content = match api.output {
             IoKind::Text => {
                 response::Content::Text(String::from_utf8(out.to_vec()).map_err(|e| {

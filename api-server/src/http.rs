@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 
@@ -18,6 +18,7 @@ use tiffin_ipc::proto::{FromSupervisor, ToSupervisor};
 use tiffin_metrics::Format;
 use tiffin_service::{Api, ApiError};
 
+use crate::connections::{AcceptBackoff, Activity, Connections};
 use crate::core::{Core, Flow, inherit_listener};
 use crate::{ApiServerArgs, ApiServerError};
 
@@ -28,6 +29,14 @@ struct App {
     core: Core,
     max_body: u64,
     docs: Bytes,
+    /// How long a request body may take to arrive (`api_server.http.body_read_timeout`).
+    body_timeout: Duration,
+}
+
+/// Probes and scrapes: answered even past the connection limit, and never
+/// refused for concurrency.
+fn is_infrastructure(path: &str) -> bool {
+    matches!(path, "/livez" | "/healthz" | "/readyz" | "/metrics")
 }
 
 type Body = Full<Bytes>;
@@ -64,7 +73,32 @@ impl App {
         self.core.ready()
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    /// Serves one request of a connection; `over_limit` connections (opened
+    /// past `api_server.http.max_connections`) serve only probes and scrapes,
+    /// and are closed after each answer.
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        activity: Arc<Activity>,
+        over_limit: bool,
+    ) -> Response<Body> {
+        let _in_flight = activity.request();
+        let mut resp = if over_limit && !is_infrastructure(req.uri().path()) {
+            json_error(
+                503,
+                "too many open connections to this API server (api_server.http.max_connections)",
+            )
+        } else {
+            self.serve(req).await
+        };
+        if over_limit {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+
+    async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         if path == "/metrics" {
             return self.scrape(&req).await;
@@ -121,7 +155,11 @@ impl App {
                         .insert("allow", HeaderValue::from_static("POST"));
                     r
                 }
-                Some(api) => match self.call_api(api, req).await {
+                Some(api) => match self
+                    .core
+                    .within_traffic_limits(self.call_api(api, req))
+                    .await
+                {
                     Ok(resp) => resp,
                     Err(e) => json_error(e.status, &e.message),
                 },
@@ -167,13 +205,23 @@ impl App {
             return Err(too_large());
         }
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        let body = match Limited::new(req.into_body(), limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(e) => {
+        let body = Limited::new(req.into_body(), limit).collect();
+        let body = match tokio::time::timeout(self.body_timeout, body).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Ok(Err(e)) => {
                 return Err(ApiError::bad_request(format!(
                     "cannot read request body: {e}"
                 )));
+            }
+            Err(_) => {
+                return Err(ApiError::new(
+                    408,
+                    format!(
+                        "the request body did not arrive within {:?} (api_server.http.body_read_timeout)",
+                        self.body_timeout
+                    ),
+                ));
             }
         };
         let out = api.handle(body).await?;
@@ -205,6 +253,7 @@ impl App {
                 );
                 resp
             }
+            Ok(Ok(FromSupervisor::Failed { reason })) => json_error(500, &reason),
             Ok(Ok(other)) => json_error(500, &format!("unexpected supervisor answer {other:?}")),
             Ok(Err(e)) => json_error(503, &format!("cannot reach the supervisor: {e}")),
             Err(_) => json_error(503, "supervisor did not answer the scrape in time"),
@@ -225,38 +274,60 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
             "input": a.input.mime(), "output": a.output.mime(),
         })).collect::<Vec<_>>(),
     });
+    let http = &args.config.api_server.http;
+    let connections = Connections::new(http.max_connections, http.keepalive_timeout_duration());
+    let mut backoff = AcceptBackoff::new(core.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
     let app = Arc::new(App {
         core,
-        max_body: args.config.api_server.http.max_request_size,
+        max_body: http.max_request_size,
         docs: Bytes::from(docs.to_string()),
+        body_timeout: http.body_read_timeout_duration(),
     });
     app.core.announce_ready()?;
 
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_read_timeout_duration());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
-                    Ok(s) => s,
+                    Ok(s) => {
+                        backoff.succeeded();
+                        s
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tokio::time::sleep(backoff.failed(&e)).await;
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let admitted = connections.admit();
+                let over_limit = admitted.over_limit;
+                let activity = Activity::new();
                 let app = app.clone();
+                let watched = activity.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(req).await) }
+                    let activity = activity.clone();
+                    async move { Ok::<_, Infallible>(app.handle(req, activity, over_limit).await) }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
+                let idle = connections.idle;
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    // The connection ends when it finishes, or when it has had
+                    // no request in flight for the keep-alive timeout.
+                    tokio::select! {
+                        result = conn => if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        },
+                        _ = watched.idle_for(idle) => {}
                     }
+                    drop(admitted);
                 });
             }
             event = events.recv() => match app.core.on_event(event) {

@@ -8,7 +8,9 @@
 //! supervisor for the aggregate of every process; in gRPC mode the
 //! supervisor serves it on its own metrics port.
 
+mod connections;
 mod core;
+mod deadline;
 pub mod grpc;
 mod http;
 pub mod pool;

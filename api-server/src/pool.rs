@@ -204,9 +204,17 @@ impl RunnerPool {
     }
 
     async fn call_once(&self, worker: &WorkerConn, method: &str, payload: Vec<u8>) -> Attempt {
+        let deadline_ns = match crate::deadline::remaining() {
+            Some(left) if left.is_zero() => {
+                return Attempt::Answered(Err(CallError::DeadlineExceeded));
+            }
+            Some(left) => Some(tiffin_ipc::clock::deadline_after(left)),
+            None => None,
+        };
         let call = DataRequest::Call {
             method: method.to_string(),
             payload,
+            deadline_ns,
         };
         // Counted down on drop too: a caller that gives up (client gone,
         // deadline) must not leave the worker looking busy forever.

@@ -9,10 +9,12 @@
 //! - [`runtime`]: socket names in the runtime directory and what a child
 //!   inherits from the supervisor.
 //! - [`control`]: the client side of a control connection.
+//! - [`clock`]: the monotonic clock that request deadlines are written in.
 //!
 //! Nothing here knows about process lifecycles; the supervisor, API server
 //! and runner worker crates build on these pieces.
 
+pub mod clock;
 pub mod connection;
 pub mod control;
 pub mod frame;

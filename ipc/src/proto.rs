@@ -218,6 +218,12 @@ pub enum FromSupervisor {
     },
     /// Event: stop taking new work, finish in-flight work, report `Drained`, exit.
     Drain,
+    /// Reply to any request whose real answer could not be sent (for
+    /// example, larger than the frame limit): the request failed, alone.
+    Failed {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Messages from an API server to a runner worker.
@@ -235,6 +241,10 @@ pub enum DataRequest {
         method: String,
         /// JSON-encoded argument.
         payload: Vec<u8>,
+        /// The request's deadline in [`crate::clock`] nanoseconds (`None`:
+        /// no deadline). The worker does not start the call once it has
+        /// passed, however long the call waited in a queue.
+        deadline_ns: Option<u64>,
     },
 }
 

@@ -431,6 +431,8 @@ impl Drop for Reply {
 struct Item {
     payload: Vec<u8>,
     enqueued: Instant,
+    /// The request's deadline: past it, the call is answered without running.
+    expires: Option<Instant>,
     reply: Reply,
 }
 
@@ -451,11 +453,14 @@ impl Dispatcher {
         Self { tx }
     }
 
-    /// Queues one call; `reply` gets its result (or the reason it was refused).
-    pub fn submit(&self, payload: Vec<u8>, reply: Reply) {
+    /// Queues one call; `reply` gets its result (or the reason it was
+    /// refused). A call still queued when `expires` passes is answered with
+    /// [`CallError::DeadlineExceeded`] and never runs.
+    pub fn submit(&self, payload: Vec<u8>, expires: Option<Instant>, reply: Reply) {
         let item = Item {
             payload,
             enqueued: Instant::now(),
+            expires,
             reply,
         };
         if let Err(e) = self.tx.try_send(item) {
@@ -478,6 +483,7 @@ impl Dispatcher {
         let (tx, rx) = oneshot::channel();
         self.submit(
             payload,
+            None,
             Reply::new(move |result| {
                 let _ = tx.send(result);
             }),
@@ -613,7 +619,18 @@ async fn run_batch(
     n: usize,
     open: &mut bool,
 ) {
-    let items = batcher.take(n);
+    let now = Instant::now();
+    let items: Vec<Item> = batcher
+        .take(n)
+        .into_iter()
+        .filter_map(|item| match item.expires {
+            Some(t) if now >= t => {
+                item.reply.send(Err(CallError::DeadlineExceeded));
+                None
+            }
+            _ => Some(item),
+        })
+        .collect();
     let n = items.len();
     if n == 0 {
         return;

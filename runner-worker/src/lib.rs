@@ -9,6 +9,7 @@
 
 pub mod batch;
 mod in_flight;
+mod liveness;
 mod serve;
 
 use std::path::PathBuf;

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use tokio::net::{UnixListener, UnixStream};
 
 use tiffin_ipc::connection::{Connection, ConnectionError, Incoming, Opening};
-use tiffin_ipc::control::ControlClient;
 use tiffin_ipc::proto::{
     DataRequest, DataResponse, FromSupervisor, PROTOCOL_VERSION, Role, ToSupervisor,
 };
@@ -181,8 +180,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         name: args.runner.clone(),
         index: args.index,
     };
-    let (control, mut events) =
-        ControlClient::connect(&args.runtime_dir, role, Some(snapshot)).await?;
+    let (control, mut events) = crate::liveness::connect(&args.runtime_dir, role, snapshot).await?;
     control.send(ToSupervisor::Ready {
         socket: Some(socket.display().to_string()),
     })?;
@@ -259,8 +257,16 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
     let conn = opening.start(move |msg, conn| match msg {
         Incoming::Request {
             id,
-            body: DataRequest::Call { method, payload },
-        } => call(&handler_worker, conn, id, method, payload),
+            body:
+                DataRequest::Call {
+                    method,
+                    payload,
+                    deadline_ns,
+                },
+        } => {
+            let expires = deadline_ns.map(|ns| Instant::now() + tiffin_ipc::clock::until(ns));
+            call(&handler_worker, conn, id, method, payload, expires)
+        }
         Incoming::Request { id, body } => {
             tracing::warn!(msg = ?body, "unexpected request on a data connection");
             let err = CallError::Failed("unexpected request".into());
@@ -272,10 +278,22 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
 }
 
 /// Runs one call: inline for plain methods, through the dispatcher for
-/// batchable ones; a draining worker refuses without running it.
-fn call(worker: &Arc<Worker>, conn: &DataConn, id: u64, method: String, payload: Vec<u8>) {
+/// batchable ones (which drops it if `expires` passes while it is queued);
+/// a draining worker refuses without running it.
+fn call(
+    worker: &Arc<Worker>,
+    conn: &DataConn,
+    id: u64,
+    method: String,
+    payload: Vec<u8>,
+    expires: Option<Instant>,
+) {
     if worker.draining.load(Ordering::SeqCst) {
         answer(conn, id, Err(CallError::Draining));
+        return;
+    }
+    if expires.is_some_and(|t| Instant::now() >= t) {
+        answer(conn, id, Err(CallError::DeadlineExceeded));
         return;
     }
     worker.in_flight.start();
@@ -287,6 +305,7 @@ fn call(worker: &Arc<Worker>, conn: &DataConn, id: u64, method: String, payload:
         let conn = conn.clone();
         dispatcher.submit(
             payload,
+            expires,
             Reply::new(move |result| {
                 finish(&worker, &method, started, &result);
                 drop(guard);

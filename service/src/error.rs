@@ -30,17 +30,23 @@ pub enum CallError {
     /// the caller may always send it to another worker.
     #[error("runner worker is draining")]
     Draining,
+    /// The request's deadline (`api_server.traffic.timeout`) passed before
+    /// the call could run; it was not run.
+    #[error("the request's deadline passed before the runner call ran")]
+    DeadlineExceeded,
 }
 
 impl CallError {
     /// The HTTP status this error stands for: 400 for bad input, 503 when the
     /// runner cannot take the call now (overloaded, unavailable, draining),
+    /// 504 when the request's deadline passed first,
     /// and 500 when the method failed or does not exist (an unknown runner
     /// method is a bug in the service, not in the client's request).
     pub fn http_status(&self) -> u16 {
         match self {
             CallError::BadInput(_) => 400,
             CallError::Overloaded(_) | CallError::Unavailable(_) | CallError::Draining => 503,
+            CallError::DeadlineExceeded => 504,
             CallError::Failed(_) | CallError::UnknownMethod(_) => 500,
         }
     }

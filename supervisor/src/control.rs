@@ -204,10 +204,18 @@ fn answer_scrape(ctx: &Context, id: u64, format: tiffin_metrics::Format, conn: &
     });
 }
 
-/// Sends an answer; one that cannot be framed is logged, and the asker's
-/// own timeout ends its wait.
+/// Sends an answer. One that cannot be framed becomes a [`FromSupervisor::Failed`]
+/// answer to that one request, so the asker never waits for nothing.
 fn reply(conn: &WorkerConn, id: u64, msg: FromSupervisor) {
-    if let Err(e) = conn.reply(id, msg) {
-        tracing::error!(peer = conn.peer(), error = %e, "cannot answer a control request");
+    match conn.reply(id, msg) {
+        Ok(()) => {}
+        Err(ConnectionError::Frame(e)) => {
+            tracing::error!(peer = conn.peer(), error = %e, "cannot send the answer to a control request; answering with an error");
+            let reason = format!("the answer could not be sent: {e}");
+            let _ = conn.reply(id, FromSupervisor::Failed { reason });
+        }
+        Err(e) => {
+            tracing::debug!(peer = conn.peer(), error = %e, "cannot answer a control request")
+        }
     }
 }
