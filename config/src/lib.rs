@@ -14,8 +14,12 @@
 //!
 //! Overrides are applied to the YAML tree *before* it is turned into typed
 //! structs, so a value set by a flag goes through exactly the same checks as one
-//! written in the file. Every error ([`ConfigError`]) names the dotted key at
-//! fault and the value it found:
+//! written in the file. A value that a later layer overrides is checked too
+//! ([`ConfigError::Overridden`] names where it was set), so a bad value in the
+//! file does not lie hidden behind a flag. Every numeric key has a range
+//! (in its doc comment; the bounds are constants such as [`MAX_WORKERS`]),
+//! checked by [`Config::validate`]. Every error ([`ConfigError`]) names the
+//! dotted key at fault and the value it found:
 //!
 //! ```
 //! use tiffin_config::Config;
@@ -54,6 +58,7 @@
 
 mod buckets;
 mod load;
+mod validate;
 
 #[cfg(test)]
 mod tests;
@@ -64,10 +69,14 @@ use std::time::Duration;
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use tiffin_metrics::names::{METRIC_NAME_PATTERN, is_metric_name};
 
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
 pub use load::{CLI_ORIGIN, CONFIG_ENV, OPTIONS_ENV, parse_options};
+pub use validate::{
+    DEFAULT_API_MAX_FAILED_STARTS, MAX_BATCH_SIZE, MAX_CONCURRENCY, MAX_CONNECTIONS,
+    MAX_FAILED_STARTS, MAX_GRACEFUL_TIMEOUT, MAX_HTTP_TIMEOUT, MAX_LATENCY_MS, MAX_REQUEST_SIZE,
+    MAX_TRAFFIC_TIMEOUT, MAX_WORKERS,
+};
 
 /// The whole tiffin configuration: API-server and runner settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -89,10 +98,18 @@ pub fn default_api_workers() -> usize {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiServerConfig {
     /// Number of API-server processes (`api_server.workers`; default: the
-    /// number of CPUs, as in BentoML).
+    /// number of CPUs, as in BentoML; 1 to [`MAX_WORKERS`]).
     pub workers: usize,
-    /// Seconds given to in-flight requests on shutdown (`api_server.graceful_timeout`, default 30).
+    /// Seconds given to in-flight requests on shutdown
+    /// (`api_server.graceful_timeout`, default 30; 0 to
+    /// [`MAX_GRACEFUL_TIMEOUT`], finite).
     pub graceful_timeout: f64,
+    /// Exits in a row of an API-server slot's process before it ever became
+    /// ready after which the supervisor stops restarting it and shuts the
+    /// service down with an error (`api_server.max_failed_starts`, default
+    /// [`DEFAULT_API_MAX_FAILED_STARTS`]; 0 to [`MAX_FAILED_STARTS`], 0 =
+    /// never give up).
+    pub max_failed_starts: u32,
     /// The HTTP front door (`api_server.http.*`).
     pub http: HttpConfig,
     /// The gRPC front door (`api_server.grpc.*`).
@@ -108,6 +125,7 @@ impl Default for ApiServerConfig {
         ApiServerConfig {
             workers: default_api_workers(),
             graceful_timeout: 30.0,
+            max_failed_starts: DEFAULT_API_MAX_FAILED_STARTS,
             http: HttpConfig::default(),
             grpc: GrpcConfig::default(),
             traffic: TrafficConfig::default(),
@@ -143,23 +161,27 @@ pub fn seconds(value: f64) -> Duration {
 pub struct HttpConfig {
     /// Address to bind (default `0.0.0.0`).
     pub host: String,
-    /// TCP port to bind; 0 picks a free port (default 3000).
+    /// TCP port to bind, 0 to 65535; 0 picks a free port (default 3000).
     pub port: u16,
-    /// Largest accepted request body in bytes (default 20 MiB).
+    /// Largest accepted request body in bytes (default 20 MiB; 1 to
+    /// [`MAX_REQUEST_SIZE`], 64 MiB).
     pub max_request_size: u64,
     /// Seconds a connection may take to send the headers of a request,
     /// counted from its first byte (`api_server.http.header_read_timeout`,
-    /// default 10).
+    /// default 10; more than 0, at most [`MAX_HTTP_TIMEOUT`]).
     pub header_read_timeout: f64,
     /// Seconds the body of a request may take to arrive once its headers
-    /// have (`api_server.http.body_read_timeout`, default 60).
+    /// have (`api_server.http.body_read_timeout`, default 60; more than 0,
+    /// at most [`MAX_HTTP_TIMEOUT`]).
     pub body_read_timeout: f64,
     /// Seconds an idle keep-alive connection is kept open waiting for its
     /// next request (`api_server.http.keepalive_timeout`, default 5, as
-    /// uvicorn's `timeout_keep_alive` that BentoML serves with).
+    /// uvicorn's `timeout_keep_alive` that BentoML serves with; more than 0,
+    /// at most [`MAX_HTTP_TIMEOUT`]).
     pub keepalive_timeout: f64,
     /// Open connections one API-server process accepts at a time
-    /// (`api_server.http.max_connections`, default 10000).
+    /// (`api_server.http.max_connections`, default 10000; 1 to
+    /// [`MAX_CONNECTIONS`]).
     pub max_connections: usize,
 }
 
@@ -200,12 +222,13 @@ impl HttpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TrafficConfig {
     /// Seconds an API request may take, from its arrival to its answer
-    /// (`api_server.traffic.timeout`, default 60 as in BentoML).
+    /// (`api_server.traffic.timeout`, default 60 as in BentoML; more than 0,
+    /// at most [`MAX_TRAFFIC_TIMEOUT`]).
     pub timeout: f64,
     /// Requests one API-server process handles at once; beyond it requests
     /// are refused (`api_server.traffic.max_concurrency`, default none:
-    /// unlimited, as in BentoML). Written out as `null` when unset, so the
-    /// effective configuration shows the key.
+    /// unlimited, as in BentoML; when set 1 to [`MAX_CONCURRENCY`]). Written
+    /// out as `null` when unset, so the effective configuration shows the key.
     pub max_concurrency: Option<usize>,
 }
 
@@ -231,7 +254,7 @@ impl TrafficConfig {
 pub struct GrpcConfig {
     /// Address to bind (default `0.0.0.0`).
     pub host: String,
-    /// TCP port to bind; 0 picks a free port (default 3000).
+    /// TCP port to bind, 0 to 65535; 0 picks a free port (default 3000).
     pub port: u16,
     /// gRPC server reflection (`api_server.grpc.reflection.*`).
     pub reflection: ReflectionConfig,
@@ -264,7 +287,7 @@ pub struct ReflectionConfig {
 pub struct GrpcMetricsConfig {
     /// Address to bind (default `0.0.0.0`).
     pub host: String,
-    /// TCP port to bind; 0 picks a free port (default 3001).
+    /// TCP port to bind, 0 to 65535; 0 picks a free port (default 3001).
     pub port: u16,
 }
 
@@ -324,16 +347,19 @@ impl MetricsConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DurationConfig {
-    /// Smallest generated bucket, in seconds (> 0).
+    /// Smallest generated bucket, in seconds (finite, > 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
-    /// Largest bucket below `+Inf`, in seconds (> min).
+    /// Largest bucket below `+Inf`, in seconds (finite, > min).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
-    /// Ratio between consecutive generated buckets (> 1).
+    /// Ratio between consecutive generated buckets (finite, > 1, and
+    /// generating at most [`MAX_GENERATED_BUCKETS`] buckets from min to max).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub factor: Option<f64>,
-    /// Explicit, strictly increasing bucket bounds (instead of min/max/factor).
+    /// Explicit, strictly increasing bucket bounds (instead of
+    /// min/max/factor): 1 to [`MAX_GENERATED_BUCKETS`] finite bounds, a
+    /// trailing `+Inf` allowed and dropped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buckets: Option<Vec<f64>>,
 }
@@ -344,9 +370,11 @@ pub struct DurationConfig {
 pub struct BatchingConfig {
     /// Whether batchable methods are batched (default true).
     pub enabled: bool,
-    /// Largest batch handed to a batchable method (default 100).
+    /// Largest batch handed to a batchable method (default 100; 1 to
+    /// [`MAX_BATCH_SIZE`]).
     pub max_batch_size: usize,
-    /// Latency budget of a request in milliseconds; beyond it requests are rejected (default 10000).
+    /// Latency budget of a request in milliseconds; beyond it requests are
+    /// rejected (default 10000; 1 to [`MAX_LATENCY_MS`], an hour).
     pub max_latency_ms: u64,
 }
 
@@ -367,10 +395,10 @@ pub struct PartialBatching {
     /// Overrides `runners.batching.enabled`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Overrides `runners.batching.max_batch_size`.
+    /// Overrides `runners.batching.max_batch_size` (same range).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_batch_size: Option<usize>,
-    /// Overrides `runners.batching.max_latency_ms`.
+    /// Overrides `runners.batching.max_latency_ms` (same range).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_latency_ms: Option<u64>,
 }
@@ -379,9 +407,12 @@ pub struct PartialBatching {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunnerConfig {
-    /// Overrides `runners.workers` for this runner.
+    /// Overrides `runners.workers` for this runner (same range).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
+    /// Overrides `runners.max_failed_starts` for this runner (same range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_failed_starts: Option<u32>,
     /// Overrides fields of `runners.batching` for this runner.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batching: Option<PartialBatching>,
@@ -390,11 +421,20 @@ pub struct RunnerConfig {
 /// Runner settings (`runners.*`): shared ones, plus one [`RunnerConfig`] per named runner.
 ///
 /// In YAML the named runners sit next to the shared keys, as in BentoML, so a
-/// runner cannot be called `workers`, `batching` or `metrics`.
+/// runner cannot be called `workers`, `max_failed_starts`, `batching` or
+/// `metrics`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunnersConfig {
-    /// Worker processes per runner unless the runner says otherwise (default 1).
+    /// Worker processes per runner unless the runner says otherwise
+    /// (default 1; 1 to [`MAX_WORKERS`]).
     pub workers: usize,
+    /// Exits in a row of a runner worker slot's process before it ever
+    /// became ready after which the supervisor stops restarting it and shuts
+    /// the service down with an error, unless the runner says otherwise
+    /// (`runners.max_failed_starts`; 0 to [`MAX_FAILED_STARTS`]). The default,
+    /// 0, never gives up: a runner whose model cannot load is retried with
+    /// backoff while the service's other APIs keep serving (503 for its own).
+    pub max_failed_starts: u32,
     /// Batching of every runner unless the runner says otherwise.
     pub batching: BatchingConfig,
     /// The runners' default metrics (namespace `bentoml_runner`).
@@ -408,6 +448,7 @@ impl Default for RunnersConfig {
     fn default() -> Self {
         RunnersConfig {
             workers: 1,
+            max_failed_starts: 0,
             batching: BatchingConfig::default(),
             metrics: MetricsConfig::with_namespace("bentoml_runner"),
             per_runner: BTreeMap::new(),
@@ -417,7 +458,8 @@ impl Default for RunnersConfig {
 
 impl RunnersConfig {
     /// The keys directly under `runners:` that are settings, not runner names.
-    pub const SHARED_KEYS: [&'static str; 3] = ["workers", "batching", "metrics"];
+    pub const SHARED_KEYS: [&'static str; 4] =
+        ["workers", "max_failed_starts", "batching", "metrics"];
 
     /// Number of worker processes to start for `runner`.
     pub fn workers_for(&self, runner: &str) -> usize {
@@ -425,6 +467,14 @@ impl RunnersConfig {
             .get(runner)
             .and_then(|r| r.workers)
             .unwrap_or(self.workers)
+    }
+
+    /// Failed starts in a row after which `runner`'s slots give up (0: never).
+    pub fn max_failed_starts_for(&self, runner: &str) -> u32 {
+        self.per_runner
+            .get(runner)
+            .and_then(|r| r.max_failed_starts)
+            .unwrap_or(self.max_failed_starts)
     }
 
     /// Batching settings of `runner`: its own fields over the shared `runners.batching`.
@@ -482,6 +532,7 @@ impl<'de> Deserialize<'de> for RunnersConfig {
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "workers" => runners.workers = map.next_value()?,
+                        "max_failed_starts" => runners.max_failed_starts = map.next_value()?,
                         "batching" => runners.batching = map.next_value()?,
                         "metrics" => {
                             let fields: Option<MetricsFields> = map.next_value()?;
@@ -560,6 +611,18 @@ pub enum ConfigError {
         /// What was expected and what was found.
         reason: String,
     },
+    /// A value that a later source overrides is itself invalid: every source
+    /// is checked, not only the one that wins.
+    #[error("{error} (in {origin}, overridden by {overridden_by})")]
+    Overridden {
+        /// Where the bad value was set: the configuration file, or an
+        /// override (its origin and `key=value`).
+        origin: String,
+        /// The override that replaces it (origin and `key=value`).
+        overridden_by: String,
+        /// What is wrong with the value, naming its key.
+        error: Box<ConfigError>,
+    },
     /// A `runners.<name>` section for a runner that the service does not have.
     #[error(
         "unknown configuration key 'runners.{name}': '{name}' is not a runner of this service ({})",
@@ -589,169 +652,4 @@ impl ConfigError {
             reason: reason.into(),
         }
     }
-}
-
-impl Config {
-    /// Checks every rule that types alone do not: counts >= 1, names, bucket settings.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let api = &self.api_server;
-        at_least_one("api_server.workers", api.workers as u64)?;
-        if !(api.graceful_timeout.is_finite() && api.graceful_timeout >= 0.0) {
-            return Err(ConfigError::invalid(
-                "api_server.graceful_timeout",
-                format!(
-                    "must be a number of seconds >= 0, got {}",
-                    api.graceful_timeout
-                ),
-            ));
-        }
-        non_empty("api_server.http.host", &api.http.host)?;
-        at_least_one(
-            "api_server.http.max_request_size",
-            api.http.max_request_size,
-        )?;
-        for (key, value) in [
-            (
-                "api_server.http.header_read_timeout",
-                api.http.header_read_timeout,
-            ),
-            (
-                "api_server.http.body_read_timeout",
-                api.http.body_read_timeout,
-            ),
-            (
-                "api_server.http.keepalive_timeout",
-                api.http.keepalive_timeout,
-            ),
-        ] {
-            positive_seconds(key, value, 3600.0)?;
-        }
-        in_range(
-            "api_server.http.max_connections",
-            api.http.max_connections as u64,
-            1,
-            1_000_000,
-        )?;
-        positive_seconds("api_server.traffic.timeout", api.traffic.timeout, 86_400.0)?;
-        if let Some(max) = api.traffic.max_concurrency {
-            in_range(
-                "api_server.traffic.max_concurrency",
-                max as u64,
-                1,
-                1_000_000,
-            )?;
-        }
-        non_empty("api_server.grpc.host", &api.grpc.host)?;
-        non_empty("api_server.grpc.metrics.host", &api.grpc.metrics.host)?;
-        validate_metrics("api_server.metrics", &api.metrics)?;
-
-        let runners = &self.runners;
-        at_least_one("runners.workers", runners.workers as u64)?;
-        at_least_one(
-            "runners.batching.max_batch_size",
-            runners.batching.max_batch_size as u64,
-        )?;
-        at_least_one(
-            "runners.batching.max_latency_ms",
-            runners.batching.max_latency_ms,
-        )?;
-        validate_metrics("runners.metrics", &runners.metrics)?;
-        for (name, runner) in &runners.per_runner {
-            if let Some(workers) = runner.workers {
-                at_least_one(&format!("runners.{name}.workers"), workers as u64)?;
-            }
-            if let Some(batching) = &runner.batching {
-                if let Some(size) = batching.max_batch_size {
-                    at_least_one(
-                        &format!("runners.{name}.batching.max_batch_size"),
-                        size as u64,
-                    )?;
-                }
-                if let Some(ms) = batching.max_latency_ms {
-                    at_least_one(&format!("runners.{name}.batching.max_latency_ms"), ms)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Fails on a `runners.<name>` section whose name is not one of the service's runners.
-    pub fn check_runners(&self, known: &[&str]) -> Result<(), ConfigError> {
-        match self
-            .runners
-            .per_runner
-            .keys()
-            .find(|name| !known.contains(&name.as_str()))
-        {
-            Some(name) => Err(ConfigError::UnknownRunner {
-                name: name.clone(),
-                known: known.iter().map(|k| (*k).to_owned()).collect(),
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
-fn at_least_one(key: &str, value: u64) -> Result<(), ConfigError> {
-    if value >= 1 {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            key,
-            format!("must be at least 1, got {value}"),
-        ))
-    }
-}
-
-fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
-    if value < min {
-        Err(ConfigError::invalid(
-            key,
-            format!("must be at least {min}, got {value}"),
-        ))
-    } else if value > max {
-        Err(ConfigError::invalid(
-            key,
-            format!("must be at most {max}, got {value}"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-fn positive_seconds(key: &str, value: f64, max: f64) -> Result<(), ConfigError> {
-    if value > 0.0 && value <= max {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            key,
-            format!("must be a number of seconds > 0 and <= {max}, got {value}"),
-        ))
-    }
-}
-
-fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        Err(ConfigError::invalid(
-            key,
-            format!("must not be empty, got {value:?}"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// The namespace starts every default metric's name, so it must itself be a
-/// valid metric name (the metrics crate's rule); the duration buckets must build.
-fn validate_metrics(prefix: &str, metrics: &MetricsConfig) -> Result<(), ConfigError> {
-    let ns = &metrics.namespace;
-    if !is_metric_name(ns) {
-        return Err(ConfigError::invalid(
-            format!("{prefix}.namespace"),
-            format!(
-                "must be a Prometheus metric name prefix matching {METRIC_NAME_PATTERN}, got {ns:?}"
-            ),
-        ));
-    }
-    metrics.duration.buckets(prefix).map(drop)
 }

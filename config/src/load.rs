@@ -3,6 +3,12 @@
 //! Everything is merged as a `serde_yaml_ng::Value` tree first; the tree is then
 //! deserialized once through `serde_path_to_error`, so a wrong key or value is
 //! reported with its full dotted path whichever layer it came from.
+//!
+//! A value that a later layer replaces is checked too: the merged tree with
+//! the replaced value put back must pass, or the error names the key, the
+//! source that set the bad value and the one that overrides it. Otherwise a
+//! typo in the file would lie in wait, silently, until the day the flag that
+//! hides it is dropped.
 
 use std::path::Path;
 
@@ -32,19 +38,39 @@ impl Config {
         options: Option<&str>,
         cli_overrides: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let mut tree = match file {
-            Some(path) => read_file(path)?,
-            None => Value::Mapping(Mapping::new()),
+        let (mut tree, file_origin) = match file {
+            Some(path) => (read_file(path)?, file_origin(path)),
+            None => (Value::Mapping(Mapping::new()), String::new()),
         };
+        let mut overrides: Vec<Override> = Vec::new();
         if let Some(options) = options {
             for (key, value) in parse_options(options)? {
-                set_in_tree(&mut tree, &key, &value, OPTIONS_ENV)?;
+                overrides.push(Override {
+                    origin: OPTIONS_ENV,
+                    key,
+                    value,
+                });
             }
         }
         for (key, value) in cli_overrides {
-            set_in_tree(&mut tree, key, value, CLI_ORIGIN)?;
+            overrides.push(Override {
+                origin: CLI_ORIGIN,
+                key: key.clone(),
+                value: value.clone(),
+            });
         }
-        from_tree(&tree)
+        let mut replaced = Vec::new();
+        for (by, o) in overrides.iter().enumerate() {
+            if let Some((path, value)) = replaced_by(&tree, &o.key) {
+                replaced.push(Replaced { path, value, by });
+            }
+            set_in_tree(&mut tree, &o.key, &o.value, o.origin)?;
+        }
+        let config = from_tree(&tree)?;
+        for r in replaced {
+            check_replaced(&tree, &r, &overrides, &file_origin)?;
+        }
+        Ok(config)
     }
 
     /// Parses configuration from YAML text (empty text gives the defaults).
@@ -121,6 +147,122 @@ pub fn parse_options(options: &str) -> Result<Vec<(String, String)>, ConfigError
             _ => Err(invalid(&w, "expected key=value")),
         })
         .collect()
+}
+
+/// One `key=value` of [`OPTIONS_ENV`] or of the command line, in the order applied.
+struct Override {
+    /// [`OPTIONS_ENV`] or [`CLI_ORIGIN`].
+    origin: &'static str,
+    /// Dotted key as written.
+    key: String,
+    /// YAML value as written.
+    value: String,
+}
+
+impl Override {
+    fn describe(&self) -> String {
+        format!("{} '{}={}'", self.origin, self.key, self.value)
+    }
+}
+
+/// A value in the tree that override number `by` replaced.
+struct Replaced {
+    /// Dotted path of the replaced node: the key itself, or a section on its
+    /// way that was not a mapping.
+    path: Vec<String>,
+    /// The node as it was.
+    value: Value,
+    /// Index of the override that replaced it.
+    by: usize,
+}
+
+/// How errors name the configuration file.
+fn file_origin(path: &Path) -> String {
+    format!("configuration file '{}'", path.display())
+}
+
+/// What setting dotted `key` would replace in `tree`: the value at the key,
+/// or the first section on its way that is neither a mapping nor empty
+/// (`set_in_tree` turns it into a mapping). An empty (`null`) section is
+/// "all defaults" and replaces nothing.
+fn replaced_by(tree: &Value, key: &str) -> Option<(Vec<String>, Value)> {
+    let segments: Vec<&str> = key.split('.').collect();
+    let mut node = tree;
+    for (i, segment) in segments.iter().enumerate() {
+        let child = node.as_mapping()?.get(*segment)?;
+        let path = || segments[..=i].iter().map(|s| (*s).to_owned()).collect();
+        if i + 1 == segments.len() {
+            return Some((path(), child.clone()));
+        }
+        match child {
+            Value::Null => return None,
+            Value::Mapping(_) => node = child,
+            other => return Some((path(), other.clone())),
+        }
+    }
+    None
+}
+
+/// Puts a replaced value back into the merged tree and checks the result;
+/// an error at (or under) the replaced key is that value's fault and is
+/// reported with the source that set it. Errors elsewhere (a cross-field
+/// rule such as `max > min` now failing against the overriding values) are
+/// not: the replaced value alone is not to blame.
+fn check_replaced(
+    merged: &Value,
+    replaced: &Replaced,
+    overrides: &[Override],
+    file_origin: &str,
+) -> Result<(), ConfigError> {
+    let mut probe = merged.clone();
+    let mut node = &mut probe;
+    for segment in &replaced.path {
+        let Some(child) = node
+            .as_mapping_mut()
+            .and_then(|m| m.get_mut(segment.as_str()))
+        else {
+            // The override put a mapping on this path; nothing else can remove it.
+            return Ok(());
+        };
+        node = child;
+    }
+    *node = replaced.value.clone();
+    let Err(error) = from_tree(&probe) else {
+        return Ok(());
+    };
+    let Some(key) = error_key(&error) else {
+        return Ok(());
+    };
+    let path = replaced.path.join(".");
+    if !is_within(key, &path) {
+        return Ok(());
+    }
+    // The last earlier override that wrote this key (or a section holding
+    // it) set the bad value; if none did, it came from the file.
+    let origin = overrides[..replaced.by]
+        .iter()
+        .rev()
+        .find(|o| is_within(key, &o.key))
+        .map_or_else(|| file_origin.to_owned(), Override::describe);
+    Err(ConfigError::Overridden {
+        origin,
+        overridden_by: overrides[replaced.by].describe(),
+        error: Box::new(error),
+    })
+}
+
+/// The dotted key an error of [`from_tree`] names.
+fn error_key(error: &ConfigError) -> Option<&str> {
+    match error {
+        ConfigError::InvalidValue { key, .. } | ConfigError::UnknownKey { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+/// Whether dotted `key` is `path` or lies under it (`path.x`, `path[0]`).
+fn is_within(key: &str, path: &str) -> bool {
+    key.strip_prefix(path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
 }
 
 fn read_file(path: &Path) -> Result<Value, ConfigError> {

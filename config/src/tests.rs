@@ -683,3 +683,295 @@ fn seconds_saturate_instead_of_panicking() {
     assert_eq!(seconds(f64::INFINITY), Duration::MAX);
     assert_eq!(seconds(1e300), Duration::MAX);
 }
+
+/// Sets dotted `key` to `value` (YAML) on top of the defaults.
+fn with(key: &str, value: &str) -> Result<Config, String> {
+    Config::load(None, Some(&format!("{key}={value}"))).map_err(|e| e.to_string())
+}
+
+#[test]
+fn every_numeric_key_is_checked_against_its_range() {
+    // (key, lowest accepted, highest accepted, below the range, above it)
+    let counts: [(&str, &str, &str, &str, &str); 13] = [
+        ("api_server.workers", "1", "256", "0", "257"),
+        ("api_server.max_failed_starts", "0", "1000", "", "1001"),
+        (
+            "api_server.http.max_request_size",
+            "1",
+            "67108864",
+            "0",
+            "67108865",
+        ),
+        (
+            "api_server.http.max_connections",
+            "1",
+            "1000000",
+            "0",
+            "1000001",
+        ),
+        (
+            "api_server.traffic.max_concurrency",
+            "1",
+            "1000000",
+            "0",
+            "1000001",
+        ),
+        ("runners.workers", "1", "256", "0", "100000"),
+        ("runners.max_failed_starts", "0", "1000", "", "1001"),
+        ("runners.r.workers", "1", "256", "0", "257"),
+        ("runners.r.max_failed_starts", "0", "1000", "", "4294967295"),
+        (
+            "runners.batching.max_batch_size",
+            "1",
+            "100000",
+            "0",
+            "18446744073709551615",
+        ),
+        (
+            "runners.r.batching.max_batch_size",
+            "1",
+            "100000",
+            "0",
+            "100001",
+        ),
+        (
+            "runners.batching.max_latency_ms",
+            "1",
+            "3600000",
+            "0",
+            "3600001",
+        ),
+        (
+            "runners.r.batching.max_latency_ms",
+            "1",
+            "3600000",
+            "0",
+            "3600001",
+        ),
+    ];
+    for (key, lowest, highest, below, above) in counts {
+        with(key, lowest).unwrap_or_else(|e| panic!("{key}={lowest}: {e}"));
+        with(key, highest).unwrap_or_else(|e| panic!("{key}={highest}: {e}"));
+        if !below.is_empty() {
+            assert_eq!(
+                with(key, below).unwrap_err(),
+                format!("invalid value for '{key}': must be at least {lowest}, got {below}")
+            );
+        }
+        let e = with(key, above).unwrap_err();
+        let expected = format!("invalid value for '{key}': must be at most {highest}");
+        assert!(
+            e.starts_with(&expected) && e.ends_with(&format!("got {above}")),
+            "{key}={above}: {e}"
+        );
+    }
+    // The request-size bound says where it comes from.
+    assert_eq!(
+        with("api_server.http.max_request_size", "67108865").unwrap_err(),
+        "invalid value for 'api_server.http.max_request_size': must be at most 67108864 \
+         (64 MiB, the largest frame a worker socket carries), got 67108865"
+    );
+
+    // Seconds: (key, lower bound as shown, highest accepted); the lowest
+    // accepted value is 0 for ">= 0" and anything above it for "> 0".
+    let seconds: [(&str, &str, &str); 5] = [
+        ("api_server.graceful_timeout", ">= 0", "86400"),
+        ("api_server.http.header_read_timeout", "> 0", "3600"),
+        ("api_server.http.body_read_timeout", "> 0", "3600"),
+        ("api_server.http.keepalive_timeout", "> 0", "3600"),
+        ("api_server.traffic.timeout", "> 0", "86400"),
+    ];
+    for (key, lower, highest) in seconds {
+        with(key, highest).unwrap_or_else(|e| panic!("{key}={highest}: {e}"));
+        with(key, "0.001").unwrap_or_else(|e| panic!("{key}=0.001: {e}"));
+        assert_eq!(with(key, "0").is_ok(), lower == ">= 0", "{key}=0");
+        let above = format!("{highest}.5");
+        for bad in ["-1", above.as_str(), ".inf", ".nan"] {
+            let e = with(key, bad).unwrap_err();
+            let expected = format!(
+                "invalid value for '{key}': must be a number of seconds {lower} and <= {highest}, got "
+            );
+            assert!(e.starts_with(&expected), "{key}={bad}: {e}");
+        }
+    }
+    assert_eq!(
+        with("api_server.http.keepalive_timeout", "0").unwrap_err(),
+        "invalid value for 'api_server.http.keepalive_timeout': must be a number of seconds > 0 \
+         and <= 3600, got 0"
+    );
+
+    // Ports are bounded by their type; 0 picks a free port.
+    for key in [
+        "api_server.http.port",
+        "api_server.grpc.port",
+        "api_server.grpc.metrics.port",
+    ] {
+        with(key, "0").unwrap();
+        with(key, "65535").unwrap();
+        assert_eq!(
+            with(key, "65536").unwrap_err(),
+            format!("invalid value for '{key}': expected an integer 0-65535, got 65536")
+        );
+    }
+    // A count beyond u64 cannot even be read as YAML; the error still names
+    // the key and the value, from either kind of source.
+    let e = with("runners.workers", "18446744073709551616").unwrap_err();
+    assert!(
+        e.starts_with(
+            "invalid override 'runners.workers=18446744073709551616' in TIFFIN_CONFIG_OPTIONS"
+        ),
+        "{e}"
+    );
+    let e = err("runners: { workers: 18446744073709551616 }");
+    assert!(
+        e.contains("runners.workers") && e.contains("18446744073709551616"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bucket_lists_are_bounded_too() {
+    let list = |n: usize| {
+        let bounds: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        format!("[{}]", bounds.join(","))
+    };
+    let key = "api_server.metrics.duration.buckets";
+    assert_eq!(
+        with(key, &list(MAX_GENERATED_BUCKETS))
+            .unwrap()
+            .api_server
+            .metrics
+            .duration_buckets()
+            .len(),
+        MAX_GENERATED_BUCKETS
+    );
+    assert_eq!(
+        with(key, &list(MAX_GENERATED_BUCKETS + 1)).unwrap_err(),
+        format!("invalid value for '{key}': must list at most 1000 bounds, got 1001")
+    );
+}
+
+#[test]
+fn workers_and_failed_starts_per_runner() {
+    let c = Config::from_yaml_str(
+        "runners: { max_failed_starts: 3, a: { max_failed_starts: 0 }, b: { workers: 2 } }",
+    )
+    .unwrap();
+    assert_eq!(c.runners.max_failed_starts_for("a"), 0);
+    assert_eq!(c.runners.max_failed_starts_for("b"), 3);
+    assert_eq!(c.runners.max_failed_starts_for("other"), 3);
+    assert_eq!(Config::default().runners.max_failed_starts_for("x"), 0);
+    assert_eq!(Config::default().api_server.max_failed_starts, 5);
+    let printed = serde_yaml_ng::to_string(&c).unwrap();
+    assert_eq!(Config::from_yaml_str(&printed).unwrap(), c);
+}
+
+#[test]
+fn a_bad_value_is_reported_even_when_a_later_source_overrides_it() {
+    let file = TempYaml::new("api_server: { workers: 0, http: { port: 8080 } }\n");
+    let shown = file.0.display().to_string();
+    let cli = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+
+    // File, overridden by a command-line flag.
+    let e = Config::from_sources(Some(&file.0), None, &cli("api_server.workers", "2"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "invalid value for 'api_server.workers': must be at least 1, got 0 \
+             (in configuration file '{shown}', overridden by command-line option 'api_server.workers=2')"
+        )
+    );
+    // File, overridden by TIFFIN_CONFIG_OPTIONS.
+    let e = Config::load(Some(&file.0), Some("api_server.workers=3"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with(&format!(
+            "(in configuration file '{shown}', overridden by TIFFIN_CONFIG_OPTIONS 'api_server.workers=3')"
+        )),
+        "{e}"
+    );
+    // TIFFIN_CONFIG_OPTIONS, overridden by a flag; a type error as well as a range error.
+    let e = Config::from_sources(
+        None,
+        Some("api_server.http.port=abc"),
+        &cli("api_server.http.port", "3001"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "invalid value for 'api_server.http.port': expected an integer 0-65535, got \"abc\" \
+         (in TIFFIN_CONFIG_OPTIONS 'api_server.http.port=abc', overridden by command-line option \
+         'api_server.http.port=3001')"
+    );
+    // Within one source: the later entry wins, the earlier must still be valid.
+    let e = opts_err("runners.workers=100000 runners.workers=2");
+    assert!(
+        e.starts_with("invalid value for 'runners.workers': must be at most 256, got 100000 (in TIFFIN_CONFIG_OPTIONS 'runners.workers=100000'"),
+        "{e}"
+    );
+    // A section that was not a mapping, replaced by a key inside it.
+    let bad_section = TempYaml::new("api_server: { http: 3 }\n");
+    let e = Config::from_sources(
+        Some(&bad_section.0),
+        None,
+        &cli("api_server.http.port", "3001"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with(
+            "invalid value for 'api_server.http': expected a mapping, got 3 (in configuration file"
+        ),
+        "{e}"
+    );
+    // An unknown key inside a section that an override replaces whole.
+    let typo = TempYaml::new("api_server: { http: { prot: 1 } }\n");
+    let e = Config::from_sources(Some(&typo.0), None, &cli("api_server.http", "{port: 3001}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("unknown configuration key 'api_server.http.prot'")
+            && e.contains("(in configuration file"),
+        "{e}"
+    );
+    // A value set by one override and hidden by a later, broader one names the first.
+    let e = Config::from_sources(
+        None,
+        Some("api_server.http.max_connections=0"),
+        &cli("api_server.http", "{max_connections: 5}"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("(in TIFFIN_CONFIG_OPTIONS 'api_server.http.max_connections=0', overridden by command-line option 'api_server.http={max_connections: 5}')"),
+        "{e}"
+    );
+
+    // Valid values that are overridden are fine, and the override wins.
+    let c = Config::from_sources(
+        Some(&TempYaml::new("api_server: { workers: 4, http: { port: 8080 } }\n").0),
+        Some("api_server.workers=3"),
+        &cli("api_server.workers", "2"),
+    )
+    .unwrap();
+    assert_eq!(c.api_server.workers, 2);
+    assert_eq!(c.api_server.http.port, 8080);
+    // An empty section replaces nothing.
+    let empty = TempYaml::new("api_server:\nrunners:\n");
+    Config::from_sources(Some(&empty.0), None, &cli("api_server.http.port", "1")).unwrap();
+    // A cross-field rule is judged on the merged values: a file's `min` that
+    // is fine with the file's `max` but not with the overriding one is not
+    // the file's fault.
+    let d = TempYaml::new("api_server: { metrics: { duration: { min: 2, max: 8, factor: 2 } } }\n");
+    let c = Config::from_sources(
+        Some(&d.0),
+        Some("api_server.metrics.duration.max=1 api_server.metrics.duration.min=0.5"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.api_server.metrics.duration_buckets(), [0.5, 1.0]);
+}
