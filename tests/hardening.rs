@@ -292,3 +292,69 @@ fn requests_past_max_concurrency_get_429_and_probes_do_not_count() {
     assert_eq!(slow.join().unwrap().status, 200);
     assert_eq!(post_json(&server.addr, "/double", "21").status, 200);
 }
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+}
+
+#[test]
+fn a_stopped_worker_is_reported_taken_out_replaced_and_counted() {
+    let server = Launch::http(&["--api-workers", "1"]).start();
+    let stopped = child_pids(&server, RUNNER);
+    assert_eq!(stopped.len(), 1);
+    signal(stopped[0], nix::sys::signal::Signal::SIGSTOP);
+    // While it is the only worker and out of routing, /readyz says so...
+    assert!(
+        eventually(Duration::from_secs(30), || server.get("/readyz").status
+            == 503),
+        "/readyz stayed 200 with the only worker stopped; log:\n{}",
+        server.log()
+    );
+    // ...then a replacement serves, and the hung worker is counted.
+    assert!(
+        eventually(Duration::from_secs(20), || server
+            .post_text("/analysis", "I love this product!")
+            .status
+            == 200),
+        "no replacement served; log:\n{}",
+        server.log()
+    );
+    let now = child_pids(&server, RUNNER);
+    assert!(
+        !now.contains(&stopped[0]),
+        "the stopped worker is still there"
+    );
+    let expo = parse_exposition(&server.metrics());
+    assert_eq!(
+        expo.sum(
+            "tiffin_supervisor_worker_hung_total",
+            &[("role", "runner"), ("runner_name", "nltk_sentiment")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_slow_model_is_not_taken_for_hung() {
+    let server = custom("api_server.traffic.timeout=60");
+    let before = child_pids(&server, "__worker runner --runner calc");
+    // Two 10 s inferences back to back on the one worker: 20 s in the model,
+    // twice the supervisor's patience with a silent process.
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || post_json(&addr, "/slow", "10000"))
+        })
+        .collect();
+    for call in calls {
+        let slow = call.join().unwrap();
+        assert_eq!(slow.status, 200, "{}", slow.text());
+    }
+    assert_eq!(
+        child_pids(&server, "__worker runner --runner calc"),
+        before,
+        "the slow worker was replaced"
+    );
+    let expo = parse_exposition(&server.metrics());
+    assert_eq!(expo.sum("tiffin_supervisor_worker_hung_total", &[]), 0.0);
+}

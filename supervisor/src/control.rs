@@ -49,6 +49,12 @@ pub(crate) fn serve(listener: UnixListener, ctx: Context) {
 }
 
 async fn connection(stream: UnixStream, ctx: Context) {
+    // The directory is private already; a peer of another uid is refused
+    // all the same, before a byte of it is read.
+    if let Err(e) = tiffin_ipc::peer::check_peer(&stream) {
+        tracing::error!(error = %e, "control connection refused");
+        return;
+    }
     let mut opening = Opening::<FromSupervisor, ToSupervisor>::new(stream, "control client");
     let (id, hello) = match opening.accept().await {
         Ok((id, ToSupervisor::Hello(hello))) => (id, hello),

@@ -16,6 +16,7 @@ pub(crate) struct SupervisorMetrics {
     registry: Registry,
     workers: Gauge,
     restarts: Counter,
+    hung: Counter,
     scrape_duration: Histogram,
     stale: Counter,
 }
@@ -34,6 +35,11 @@ impl SupervisorMetrics {
             "Worker processes restarted after an unexpected exit",
             &["role", "runner_name"],
         )?;
+        let hung = registry.counter(
+            "tiffin_supervisor_worker_hung_total",
+            "Worker processes killed because they stopped answering the supervisor",
+            &["role", "runner_name"],
+        )?;
         let scrape_duration = registry.histogram(
             "tiffin_supervisor_scrape_duration_seconds",
             "Time to collect and merge every process's metrics",
@@ -49,6 +55,7 @@ impl SupervisorMetrics {
             registry,
             workers,
             restarts,
+            hung,
             scrape_duration,
             stale,
         })
@@ -57,6 +64,13 @@ impl SupervisorMetrics {
     /// Counts one crash restart of `role`.
     pub fn restarted(&self, role: &Role) {
         self.restarts
+            .labels(&[role.label(), role.runner().unwrap_or("")])
+            .inc();
+    }
+
+    /// Counts one process of `role` found hung.
+    pub fn hung(&self, role: &Role) {
+        self.hung
             .labels(&[role.label(), role.runner().unwrap_or("")])
             .inc();
     }

@@ -12,19 +12,34 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tiffin_ipc::proto::{FromSupervisor, ToSupervisor};
+use tiffin_ipc::proto::{FromSupervisor, Role, ToSupervisor};
 use tiffin_metrics::Format;
 
+use crate::liveness::Liveness;
 use crate::own_metrics::SupervisorMetrics;
 use crate::state::{Shared, lock};
 
 /// How long a scrape waits for processes before using their cached snapshots.
 pub const SCRAPE_DEADLINE: Duration = Duration::from_secs(1);
 
+/// Which processes answered a collection and which missed its deadline.
+#[derive(Default)]
+pub(crate) struct Collected {
+    /// Answered in time (role, generation).
+    pub answered: Vec<(Role, u64)>,
+    /// Missed the deadline (role, generation).
+    pub missed: Vec<(Role, u64)>,
+}
+
 /// Asks every connected process for a fresh snapshot (waiting at most
 /// [`SCRAPE_DEADLINE`]) and stores the answers in their slots; returns how
 /// many processes missed the deadline.
 pub(crate) async fn collect(shared: &Shared) -> u64 {
+    collect_from_all(shared).await.missed.len() as u64
+}
+
+/// [`collect`], telling which processes answered and which did not.
+pub(crate) async fn collect_from_all(shared: &Shared) -> Collected {
     let targets = lock(shared).connections();
     let deadline = tokio::time::Instant::now() + SCRAPE_DEADLINE;
     let answers = futures::future::join_all(targets.into_iter().map(
@@ -38,35 +53,40 @@ pub(crate) async fn collect(shared: &Shared) -> u64 {
     .await;
 
     let mut st = lock(shared);
-    let mut stale = 0u64;
+    let mut collected = Collected::default();
     for (role, generation, answer) in answers {
         match answer {
             Ok(Ok(ToSupervisor::Snapshot { snapshot, requests })) => {
                 st.record_snapshot(&role, generation, snapshot, requests);
+                collected.answered.push((role, generation));
             }
             Ok(Ok(other)) => {
                 tracing::warn!(worker = %role, msg = ?other, "unexpected answer to a snapshot request");
+                collected.answered.push((role, generation));
             }
             // The process went away: its last snapshot is already retired.
             Ok(Err(_)) => {}
-            Err(_) => stale += 1,
+            Err(_) => collected.missed.push((role, generation)),
         }
     }
-    stale
+    collected
 }
 
 /// Refreshes snapshots in the background so that a worker killed between
-/// scrapes loses at most one interval of increments.
-pub(crate) fn refresh_periodically(shared: Shared, every: Duration) {
+/// scrapes loses at most one interval of increments; the same requests tell
+/// which processes still answer (see `liveness.rs`).
+pub(crate) fn refresh_periodically(shared: Shared, own: Arc<SupervisorMetrics>, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut liveness = Liveness::default();
         loop {
             tick.tick().await;
             if lock(&shared).shutting_down {
                 return;
             }
-            collect(&shared).await;
+            let collected = collect_from_all(&shared).await;
+            liveness.refreshed(&shared, &own, &collected.answered, &collected.missed);
         }
     });
 }

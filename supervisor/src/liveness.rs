@@ -1,0 +1,92 @@
+//! Hung-worker detection: a process that stops answering its control
+//! connection is taken out of routing, killed and replaced.
+//!
+//! Every process answers the supervisor's snapshot request, sent once a
+//! second by the background refresh (`scrape.rs`), from a task that does not
+//! wait for the model (runner workers answer from a control thread of their
+//! own, see `runner-worker/src/liveness.rs`), so a slow inference is not
+//! silence. A process that misses [`HUNG_AFTER_MISSES`] refreshes in a row
+//! (stopped with SIGSTOP, or stuck so that no thread runs) is marked not
+//! ready (so it leaves the API servers' pools, and `/readyz` reports it if
+//! it was the only worker of its runner), counted in
+//! `tiffin_supervisor_worker_hung_total`, and killed; its exit then takes the
+//! ordinary crash path: restart with backoff.
+
+use std::collections::HashMap;
+
+use nix::sys::signal::Signal;
+
+use tiffin_ipc::proto::{Role, WorkerState};
+
+use crate::own_metrics::SupervisorMetrics;
+use crate::process::kill;
+use crate::state::{Shared, lock};
+
+/// Consecutive missed refreshes (one a second, each with a 1 s deadline)
+/// after which a process counts as hung: about ten seconds of silence.
+pub(crate) const HUNG_AFTER_MISSES: u32 = 10;
+
+/// Missed refreshes in a row, per process (role and generation).
+#[derive(Default)]
+pub(crate) struct Liveness {
+    misses: HashMap<(Role, u64), u32>,
+}
+
+impl Liveness {
+    /// Records one refresh: `answered` processes reset their count, `missed`
+    /// ones add one; those that reach the limit are taken out and killed.
+    pub fn refreshed(
+        &mut self,
+        shared: &Shared,
+        metrics: &SupervisorMetrics,
+        answered: &[(Role, u64)],
+        missed: &[(Role, u64)],
+    ) {
+        for key in answered {
+            self.misses.remove(key);
+        }
+        let mut hung = Vec::new();
+        for key in missed {
+            let n = self.misses.entry(key.clone()).or_default();
+            *n += 1;
+            if *n == HUNG_AFTER_MISSES {
+                hung.push(key.clone());
+            }
+        }
+        // Processes that are gone (exited, replaced) need no count.
+        let st = lock(shared);
+        self.misses.retain(|(role, generation), _| {
+            st.slots
+                .get(role)
+                .is_some_and(|s| s.generation == *generation)
+        });
+        drop(st);
+        for (role, generation) in hung {
+            self.take_out(shared, metrics, &role, generation);
+        }
+    }
+
+    fn take_out(
+        &mut self,
+        shared: &Shared,
+        metrics: &SupervisorMetrics,
+        role: &Role,
+        generation: u64,
+    ) {
+        let mut st = lock(shared);
+        let Some(slot) = st.current(role, generation) else {
+            return;
+        };
+        let Some(pid) = slot.pid else { return };
+        slot.state = WorkerState::Starting;
+        slot.endpoint = None;
+        if let Some(runner) = role.runner() {
+            st.broadcast_workers(runner);
+        }
+        drop(st);
+        tracing::error!(worker = %role, pid, missed = HUNG_AFTER_MISSES, "worker stopped answering the supervisor; taking it out of routing and killing it");
+        metrics.hung(role);
+        kill(pid, Signal::SIGKILL);
+        self.misses.remove(&(role.clone(), generation));
+    }
+}
