@@ -83,6 +83,23 @@ pub enum SupervisorError {
     /// Metrics setup failed.
     #[error(transparent)]
     Metrics(#[from] tiffin_metrics::MetricsError),
+    /// A worker slot's processes kept exiting before they became ready, as
+    /// many times in a row as its `max_failed_starts` allows; the supervisor
+    /// stopped restarting it and shut the service down.
+    #[error(
+        "worker {worker} exited before becoming ready {count} times in a row (last: {status}); \
+         the service was shut down (the limit is {limit_key}={count}; 0 retries forever)"
+    )]
+    CrashLoop {
+        /// The slot, e.g. `runner:flaky:1`.
+        worker: String,
+        /// How its last process ended, e.g. `exit code 1`.
+        status: String,
+        /// Failed starts in a row.
+        count: u32,
+        /// The configuration key that set the limit.
+        limit_key: String,
+    },
 }
 
 impl SupervisorError {

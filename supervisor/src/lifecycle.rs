@@ -2,18 +2,29 @@
 //! (restart with exponential backoff, unless it was retiring), live scaling,
 //! and retiring a worker by draining it.
 //!
+//! A slot whose processes keep exiting before they ever become ready is in
+//! a crash loop: after `max_failed_starts` of them in a row (per role, from
+//! the configuration; 0 = never) the supervisor stops restarting it and
+//! shuts the service down with [`SupervisorError::CrashLoop`], since the
+//! next start would fail as the last ones did. A process that became ready
+//! resets the count: a worker that served and later crashed is restarted
+//! with backoff however often it happens.
+//!
 //! Every decision runs on the supervisor's main loop, one [`Event`] at a
 //! time, so two decisions never race; the state they change is in
 //! `state.rs`.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
+use tiffin_config::{Config, MAX_WORKERS};
 use tiffin_ipc::proto::{API_SERVER_TARGET_ALIASES, FromSupervisor, Role, WorkerState};
 
+use crate::SupervisorError;
 use crate::own_metrics::SupervisorMetrics;
 use crate::process::{describe, kill};
 use crate::spawn::{SpawnSpec, spawn};
@@ -23,6 +34,11 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A worker that stayed up this long is healthy again: its backoff resets.
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
+/// How long an exited process's control connection may take to deliver
+/// what the process sent before it exited (see [`Supervisor::start`]). The
+/// kernel closes the socket at exit, so this is reached only if something
+/// else (a process it spawned) still holds the socket open.
+const FINAL_WORDS: Duration = Duration::from_secs(1);
 
 /// Things that happen to the supervisor, handled one at a time by its main loop.
 pub(crate) enum Event {
@@ -54,12 +70,17 @@ pub(crate) enum Event {
 }
 
 /// The supervisor's handles: the state, its own metrics, its event queue,
-/// and what it needs to spawn workers.
+/// the configuration, and what it needs to spawn workers.
 pub(crate) struct Supervisor<'a> {
     pub shared: Shared,
     pub metrics: Arc<SupervisorMetrics>,
     pub events: mpsc::UnboundedSender<Event>,
     pub spec: SpawnSpec<'a>,
+    /// The effective configuration (for the failed-start limits).
+    pub config: &'a Config,
+    /// Set when a slot's crash loop reached its limit: the main loop takes
+    /// it, shuts the service down and returns it.
+    pub gave_up: Cell<Option<SupervisorError>>,
 }
 
 impl Supervisor<'_> {
@@ -83,6 +104,13 @@ impl Supervisor<'_> {
     }
 
     /// Starts a process in `role`'s slot and watches for its exit.
+    ///
+    /// The exit is reported only once the process's control connection has
+    /// ended (or [`FINAL_WORDS`] passed): the connection's reader handles
+    /// every frame the process sent before `closed()` resolves, so a
+    /// draining process's final `Drained` snapshot is recorded before the
+    /// exit retires the slot. Reporting at once would race the reader and
+    /// could drop up to a refresh interval of that process's counts.
     pub fn start(&self, role: &Role) {
         let (pid, child) = match spawn(&self.spec, role) {
             Ok(child) => (child.id(), Some(child)),
@@ -97,11 +125,23 @@ impl Supervisor<'_> {
         let role = role.clone();
         match child {
             Some(mut child) => {
+                let shared = self.shared.clone();
                 tokio::spawn(async move {
                     let status = match child.wait().await {
                         Ok(s) => describe(s),
                         Err(e) => format!("wait failed: {e}"),
                     };
+                    // No registered connection: the process never said
+                    // hello, or its connection already ended (and was
+                    // handled in full).
+                    let conn = lock(&shared).connection_of(&role, generation);
+                    if let Some(conn) = conn
+                        && tokio::time::timeout(FINAL_WORDS, conn.closed())
+                            .await
+                            .is_err()
+                    {
+                        tracing::warn!(worker = %role, "control connection still open a second after the process exited");
+                    }
                     let _ = events.send(Event::Exited {
                         role,
                         generation,
@@ -124,8 +164,24 @@ impl Supervisor<'_> {
         let Some(exit) = st.process_exited(&role, generation) else {
             return;
         };
+        let (limit, limit_key) = self.failed_start_limit(&role);
         let delay = if exit.removed {
             tracing::info!(worker = %role, %status, "worker exited");
+            None
+        } else if limit > 0 && exit.failed_starts >= limit {
+            tracing::error!(
+                worker = %role,
+                %status,
+                failed_starts = exit.failed_starts,
+                "worker exited before becoming ready {} times in a row; not restarting it, shutting down ({limit_key}={limit})",
+                exit.failed_starts
+            );
+            self.gave_up.set(Some(SupervisorError::CrashLoop {
+                worker: role.to_string(),
+                status: status.clone(),
+                count: exit.failed_starts,
+                limit_key,
+            }));
             None
         } else if let Some(slot) = st.slots.get_mut(&role) {
             if exit.uptime >= BACKOFF_RESET_AFTER {
@@ -154,6 +210,31 @@ impl Supervisor<'_> {
         }
     }
 
+    /// How many failed starts in a row `role`'s slot may have (0: no limit),
+    /// and the key that sets it, for the error.
+    fn failed_start_limit(&self, role: &Role) -> (u32, String) {
+        match role.runner() {
+            Some(runner) => {
+                let own = self
+                    .config
+                    .runners
+                    .per_runner
+                    .get(runner)
+                    .is_some_and(|r| r.max_failed_starts.is_some());
+                let key = if own {
+                    format!("runners.{runner}.max_failed_starts")
+                } else {
+                    "runners.max_failed_starts".to_owned()
+                };
+                (self.config.runners.max_failed_starts_for(runner), key)
+            }
+            None => (
+                self.config.api_server.max_failed_starts,
+                "api_server.max_failed_starts".to_owned(),
+            ),
+        }
+    }
+
     fn on_restart(&self, role: Role, generation: u64) {
         let st = lock(&self.shared);
         let due = !st.shutting_down
@@ -171,6 +252,13 @@ impl Supervisor<'_> {
         let st = lock(&self.shared);
         if st.shutting_down {
             return Err("the supervisor is shutting down".into());
+        }
+        // The bound of `api_server.workers` and `runners.workers`: a typo here
+        // would fork just as many processes as one in the configuration.
+        if workers > MAX_WORKERS {
+            return Err(format!(
+                "at most {MAX_WORKERS} workers (the range of api_server.workers and runners.workers), got {workers}"
+            ));
         }
         let (current, make): (Vec<Role>, Box<dyn Fn(usize) -> Role>) = if API_SERVER_TARGET_ALIASES
             .contains(&target)

@@ -1,6 +1,8 @@
 //! The supervisor's entry point: bind the public port and the control
 //! socket, start every worker, then handle events until a signal asks for
-//! shutdown (see `shutdown.rs`).
+//! shutdown (see `shutdown.rs`), or a worker's crash loop makes serving
+//! pointless: then the rest is shut down the same way and the crash loop
+//! is the error the supervisor returns.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +25,8 @@ use crate::{SuperviseArgs, SupervisorError, rundir};
 /// How often snapshots are refreshed between scrapes.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs the supervisor until SIGINT/SIGTERM, then drains and exits.
+/// Runs the supervisor until SIGINT/SIGTERM, then drains and exits; a
+/// crash loop drains too, and ends in [`SupervisorError::CrashLoop`].
 pub fn run(args: SuperviseArgs) -> Result<(), SupervisorError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -33,6 +36,17 @@ pub fn run(args: SuperviseArgs) -> Result<(), SupervisorError> {
 }
 
 async fn supervise(args: SuperviseArgs) -> Result<(), SupervisorError> {
+    match crate::process::raise_open_files_limit() {
+        Ok((old, new)) if old != new => {
+            tracing::info!(
+                old,
+                new,
+                "raised the open-files limit (RLIMIT_NOFILE) to its hard limit"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     let addr = format!("{}:{}", args.host, args.port);
     let listener = std::net::TcpListener::bind(&addr).map_err(SupervisorError::bind(
         &addr,
@@ -69,8 +83,7 @@ async fn supervise_in(
         .iter()
         .map(|r| r.name().to_string())
         .collect();
-    let graceful_timeout =
-        Duration::from_secs_f64(args.config.api_server.graceful_timeout.max(0.0));
+    let graceful_timeout = args.config.api_server.graceful_timeout_duration();
     let shared: Shared = Arc::new(Mutex::new(State::new(
         args.service.name.clone(),
         runners.clone(),
@@ -105,6 +118,8 @@ async fn supervise_in(
             listener: std::cell::RefCell::new(Some(listener)),
             protocol: args.protocol,
         },
+        config: &args.config,
+        gave_up: std::cell::Cell::new(None),
     };
     tracing::info!(listen = %local, runtime_dir = %dir.display(), service = %args.service.name, "supervisor starting");
     for runner in &runners {
@@ -125,13 +140,18 @@ async fn supervise_in(
         terminate: signal(SignalKind::terminate())
             .map_err(SupervisorError::io("cannot watch SIGTERM"))?,
     };
-    loop {
+    let outcome = loop {
         tokio::select! {
-            _ = signals.interrupt.recv() => { tracing::info!("SIGINT: shutting down gracefully (again to force)"); break; }
-            _ = signals.terminate.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); break; }
-            Some(event) = events.recv() => sup.handle(event),
+            _ = signals.interrupt.recv() => { tracing::info!("SIGINT: shutting down gracefully (again to force)"); break Ok(()); }
+            _ = signals.terminate.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); break Ok(()); }
+            Some(event) = events.recv() => {
+                sup.handle(event);
+                if let Some(error) = sup.gave_up.take() {
+                    break Err(error);
+                }
+            }
         }
-    }
+    };
     crate::shutdown::drain_all(&sup, &mut events, &mut signals).await;
-    Ok(())
+    outcome
 }

@@ -54,6 +54,11 @@ pub(crate) struct Slot {
     pub backoff: Duration,
     /// Being scaled away or shut down: never restarted.
     pub retiring: bool,
+    /// Processes in a row of this slot that exited (or failed to spawn)
+    /// before they became ready; a process that became ready resets it.
+    pub failed_starts: u32,
+    /// The current process has been seen `Ready` (see [`State::process_exited`]).
+    became_ready: bool,
 }
 
 /// What became of a slot whose process exited.
@@ -62,6 +67,9 @@ pub(crate) struct Exit {
     pub removed: bool,
     /// How long the process ran.
     pub uptime: Duration,
+    /// The slot's [`Slot::failed_starts`] counting this exit: 0 when the
+    /// process had become ready.
+    pub failed_starts: u32,
 }
 
 /// Everything the supervisor knows, behind one lock.
@@ -132,6 +140,8 @@ impl State {
             last: None,
             backoff,
             retiring: false,
+            failed_starts: 0,
+            became_ready: false,
         });
         slot.generation = generation;
         slot.pid = pid;
@@ -140,12 +150,15 @@ impl State {
         slot.conn = None;
         slot.endpoint = None;
         slot.last = None;
+        slot.became_ready = false;
         generation
     }
 
     /// Records the exit of generation `generation` of `role`: its last
-    /// snapshot joins `retired`, and the slot is removed when it was
-    /// retiring. `None` when that process is not the slot's current one.
+    /// snapshot joins `retired`, the slot's run of failed starts grows
+    /// (or resets, if the process had become ready), and the slot is removed
+    /// when it was retiring. `None` when that process is not the slot's
+    /// current one.
     pub fn process_exited(&mut self, role: &Role, generation: u64) -> Option<Exit> {
         let shutting_down = self.shutting_down;
         let slot = self.slots.get_mut(role)?;
@@ -158,13 +171,29 @@ impl State {
         slot.pid = None;
         let removed = slot.retiring || shutting_down;
         let uptime = slot.started.elapsed();
+        // `process_started` sets every new generation `Starting` and its
+        // `Ready` message moves it on, but hung-worker detection sets a
+        // process back to `Starting` before killing it: a ready process is
+        // also recognised by having been seen ready at a snapshot (every one
+        // answers the refresh within a second or two of becoming ready).
+        let became_ready = slot.became_ready || slot.state == WorkerState::Ready;
+        slot.failed_starts = if became_ready {
+            0
+        } else {
+            slot.failed_starts.saturating_add(1)
+        };
+        let failed_starts = slot.failed_starts;
         if let Some(last) = &last {
             tiffin_metrics::retire(&mut self.retired, last);
         }
         if removed {
             self.slots.remove(role);
         }
-        Some(Exit { removed, uptime })
+        Some(Exit {
+            removed,
+            uptime,
+            failed_starts,
+        })
     }
 
     /// The slot of `role` when its current process is `pid`: the check a
@@ -198,7 +227,14 @@ impl State {
         {
             slot.last = Some(snapshot);
             slot.requests = requests;
+            slot.became_ready |= slot.state == WorkerState::Ready;
         }
+    }
+
+    /// The control connection of generation `generation` of `role`, while
+    /// it is open and registered.
+    pub fn connection_of(&mut self, role: &Role, generation: u64) -> Option<WorkerConn> {
+        self.current(role, generation).and_then(|s| s.conn.clone())
     }
 
     /// Stores the final snapshot a draining process sends before it exits.
@@ -351,6 +387,58 @@ mod tests {
         // The exit of an old generation is not the current process's exit.
         assert!(st.process_exited(&role, first).is_none());
         assert_eq!(total(&st), 5.0);
+    }
+
+    #[test]
+    fn exits_before_ready_are_counted_in_a_row_and_reset_by_a_ready_process() {
+        let mut st = State::new("s".into(), vec!["r".into()], "x".into(), Duration::ZERO);
+        let role = Role::Runner {
+            name: "r".into(),
+            index: 1,
+        };
+        let exit = |st: &mut State, ready: bool| {
+            let g = st.process_started(&role, Some(10), Duration::ZERO);
+            if ready && let Some(slot) = st.current(&role, g) {
+                slot.state = WorkerState::Ready;
+            }
+            st.process_exited(&role, g).map(|e| e.failed_starts)
+        };
+        assert_eq!(exit(&mut st, false), Some(1));
+        assert_eq!(exit(&mut st, false), Some(2));
+        // A spawn failure (no pid) is a failed start too.
+        let g = st.process_started(&role, None, Duration::ZERO);
+        assert_eq!(
+            st.process_exited(&role, g).map(|e| e.failed_starts),
+            Some(3)
+        );
+        assert_eq!(
+            exit(&mut st, true),
+            Some(0),
+            "a ready process resets the run"
+        );
+        assert_eq!(exit(&mut st, false), Some(1));
+
+        // A ready process that is taken out of routing before it is killed
+        // (hung-worker detection sets it back to `Starting`) was still ready.
+        let g = st.process_started(&role, Some(11), Duration::ZERO);
+        if let Some(slot) = st.current(&role, g) {
+            slot.state = WorkerState::Ready;
+        }
+        st.record_snapshot(&role, g, counted(1.0), 1);
+        if let Some(slot) = st.current(&role, g) {
+            slot.state = WorkerState::Starting;
+        }
+        assert_eq!(
+            st.process_exited(&role, g).map(|e| e.failed_starts),
+            Some(0)
+        );
+        // A snapshot before the process was ready is no sign of readiness.
+        let g = st.process_started(&role, Some(12), Duration::ZERO);
+        st.record_snapshot(&role, g, counted(1.0), 1);
+        assert_eq!(
+            st.process_exited(&role, g).map(|e| e.failed_starts),
+            Some(1)
+        );
     }
 
     #[test]
