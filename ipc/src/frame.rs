@@ -70,8 +70,16 @@ impl<In, Out> Default for FrameCodec<In, Out> {
     }
 }
 
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// Most bytes that decoding one message may claim. Without a limit bincode
+/// allocates a string or byte vector of whatever length its prefix says before
+/// reading it, so a frame of a few bytes could ask for gigabytes (an abort) or
+/// for more than `isize::MAX` (a panic). Bincode counts each value at its size
+/// in memory (8 bytes for a `u64` sent as 1), hence twice the frame limit: a
+/// message that fits in a frame is not refused.
+const DECODE_LIMIT: usize = 2 * DEFAULT_MAX_FRAME;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
 }
 
 /// Encodes one message the way frames carry it (without the length prefix).
@@ -241,6 +249,20 @@ mod tests {
         buf.extend_from_slice(&5u32.to_be_bytes());
         buf.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff]);
         assert!(matches!(codec.decode(&mut buf), Err(FrameError::Decode(_))));
+    }
+
+    #[test]
+    fn huge_length_prefix_is_a_decode_error() {
+        // Found by fuzz/ (target `frame`): the string length was allocated before being read.
+        for len in [u64::MAX, 1 << 40, 3 * DEFAULT_MAX_FRAME as u64] {
+            let mut payload = vec![0, 7, 0xfd]; // Msg::Call, id 7, a u64 length follows
+            payload.extend_from_slice(&len.to_le_bytes());
+            payload.extend_from_slice(b"is_positive");
+            assert!(matches!(
+                decode_message::<Msg>(&payload),
+                Err(FrameError::Decode(_))
+            ));
+        }
     }
 
     #[test]
