@@ -17,6 +17,7 @@
 pub mod client;
 mod control;
 mod lifecycle;
+mod liveness;
 mod metrics_port;
 mod own_metrics;
 mod process;
