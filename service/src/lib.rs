@@ -24,9 +24,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use error::{ApiError, CallError, RunnerError};
-pub use io::{Binary, IoDescriptor, IoKind, Json, Text};
+pub use io::{Binary, IoDescriptor, IoKind, Json, JsonOf, Text};
 pub use runnable::{MethodKind, Runnable};
 pub use runner::{Runner, RunnerTransport};
+/// The serde this crate's traits come from (for [`JsonOf`] types and runner payloads).
+pub use serde;
 pub use service::{Api, Service};
 
 /// A boxed, sendable future, as stored in handler tables.

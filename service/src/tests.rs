@@ -58,3 +58,62 @@ async fn calling_an_unconnected_runner_is_an_error_not_a_panic() {
     let err = r.call::<_, bool>("m", "x").await.unwrap_err();
     assert_eq!(ApiError::from(err).status, 503);
 }
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Point {
+    x: f64,
+    y: f64,
+}
+
+#[tokio::test]
+async fn typed_json_decodes_straight_into_the_type_and_encodes_back() {
+    let svc = Service::new("t").api(
+        "flip",
+        JsonOf::<Vec<Point>>::new(),
+        JsonOf::<Vec<Point>>::new(),
+        |points: Vec<Point>| async move {
+            Ok(points
+                .into_iter()
+                .map(|p| Point { x: p.y, y: p.x })
+                .collect())
+        },
+    );
+    let api = &svc.apis()[0];
+    assert_eq!(api.input, IoKind::Json);
+    assert_eq!(api.output, IoKind::Json);
+    let out = api
+        .handle(Bytes::from_static(br#"[{"x": 1, "y": 2.5}]"#))
+        .await
+        .unwrap();
+    assert_eq!(&out[..], br#"[{"x":2.5,"y":1.0}]"#);
+}
+
+#[test]
+fn typed_json_tells_bad_json_from_the_wrong_shape() {
+    type Points = JsonOf<Vec<Point>>;
+    let err = Points::decode(Bytes::from_static(b"[{\"x\": 1,")).unwrap_err();
+    assert_eq!(err.status, 400);
+    assert!(
+        err.message.starts_with("body is not valid JSON: "),
+        "{}",
+        err.message
+    );
+    let err = Points::decode(Bytes::from_static(br#"[{"x": 1, "y": 2}] x"#)).unwrap_err();
+    assert!(err.message.contains("not valid JSON"), "{}", err.message);
+
+    let err = Points::decode(Bytes::from_static(br#"[{"x": 1, "y": "2"}]"#)).unwrap_err();
+    assert_eq!(err.status, 400);
+    assert!(
+        err.message
+            .starts_with("body does not match the expected input: invalid type: string \"2\"")
+            && err.message.contains("line 1 column"),
+        "{}",
+        err.message
+    );
+    let err = Points::decode(Bytes::from_static(br#"[{"x": 1}]"#)).unwrap_err();
+    assert!(err.message.contains("missing field `y`"), "{}", err.message);
+    assert_eq!(
+        format!("{:?}", Points::new()),
+        format!("JsonOf<{}>", std::any::type_name::<Vec<Point>>())
+    );
+}

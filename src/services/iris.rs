@@ -18,8 +18,12 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-use tiffin_service::{ApiError, Json, Runnable, Runner, Service};
+use std::fmt;
+
+use tiffin_service::serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use tiffin_service::serde::ser::{self, Serializer};
+use tiffin_service::serde::{Deserialize, Deserializer, Serialize};
+use tiffin_service::{ApiError, JsonOf, Runnable, Runner, Service};
 
 /// The shipped data set: header, then `sepal_length,sepal_width,petal_length,petal_width,species`.
 ///
@@ -170,69 +174,296 @@ impl IrisModel {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// Kinds of JSON values, as error messages name them.
+const NULL: &str = "null";
+const BOOLEAN: &str = "a boolean";
+const NUMBER: &str = "a number";
+const STRING: &str = "a string";
+const ARRAY: &str = "an array";
+const OBJECT: &str = "an object";
+
+/// A `/classify` body, read straight from the JSON text into rows (no
+/// `serde_json::Value` tree): the rows, or the message naming the first row
+/// and feature that does not fit.
+///
+/// A shape problem does not stop the read: the rest of the body is still
+/// parsed (and skipped, nothing kept) so that invalid JSON anywhere answers
+/// "body is not valid JSON", and the messages are exactly those of a check
+/// on the parsed body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifyInput(Result<Vec<Row>, String>);
+
+impl ClassifyInput {
+    /// The rows, or a 400 naming the row index and the problem.
+    pub fn into_rows(self) -> Result<Vec<Row>, ApiError> {
+        self.0.map_err(ApiError::bad_request)
     }
 }
 
-fn parse_row(v: &Value, index: Option<usize>) -> Result<Row, ApiError> {
-    let at = match index {
-        Some(i) => format!("row {i}"),
-        None => "row".to_string(),
-    };
-    let Value::Array(items) = v else {
-        return Err(ApiError::bad_request(format!(
-            "{at}: expected an array of 4 numbers ({}), got {}",
-            FEATURES.join(", "),
-            kind(v)
-        )));
-    };
-    if items.len() != 4 {
-        return Err(ApiError::bad_request(format!(
-            "{at}: expected 4 features ({}), got {}",
-            FEATURES.join(", "),
-            items.len()
-        )));
+/// Encodes the rows as a list of rows; an input whose check failed cannot
+/// be encoded.
+impl Serialize for ClassifyInput {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Ok(rows) => rows.serialize(s),
+            Err(message) => Err(ser::Error::custom(message)),
+        }
     }
-    let mut row = [0.0; 4];
-    for (j, item) in items.iter().enumerate() {
-        row[j] = item.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{at}, feature {j} ({}): expected a number, got {}",
-                FEATURES[j],
-                kind(item)
-            ))
-        })?;
-    }
-    Ok(row)
 }
 
 /// Checks the shape of a `/classify` body: one row of 4 numbers, or a
-/// non-empty list of such rows. Errors name the row index and the problem.
-pub fn parse_rows(body: &Value) -> Result<Vec<Row>, ApiError> {
-    let Value::Array(items) = body else {
-        return Err(ApiError::bad_request(format!(
-            "expected a row of 4 numbers or a list of rows, got {}",
-            kind(body)
-        )));
-    };
-    match items.first() {
-        None => Err(ApiError::bad_request(
-            "expected at least one row of 4 numbers, got an empty list",
-        )),
-        Some(Value::Array(_)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, r)| parse_row(r, Some(i)))
-            .collect(),
-        Some(_) => Ok(vec![parse_row(body, None)?]),
+/// non-empty list of such rows. Errors name the row index and the problem
+/// (or say the body is not JSON).
+pub fn parse_rows(body: &[u8]) -> Result<Vec<Row>, ApiError> {
+    serde_json::from_slice::<ClassifyInput>(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?
+        .into_rows()
+}
+
+/// One JSON value as far as the shape check needs it.
+enum Item {
+    Number(f64),
+    /// Any other kind, arrays included when they are not read as rows.
+    Other(&'static str),
+    Row(RowShape),
+}
+
+/// What one array of features turned out to be.
+enum RowShape {
+    Row(Row),
+    /// Not 4 items: how many.
+    Count(usize),
+    /// 4 items, but feature `j` is not a finite number: its kind.
+    Feature(usize, &'static str),
+}
+
+impl RowShape {
+    /// The row, or the message naming row `index` (`None`: the body is one row).
+    fn into_row(self, index: Option<usize>) -> Result<Row, String> {
+        let at = || match index {
+            Some(i) => format!("row {i}"),
+            None => "row".to_string(),
+        };
+        match self {
+            RowShape::Row(row) => Ok(row),
+            RowShape::Count(n) => Err(format!(
+                "{}: expected 4 features ({}), got {n}",
+                at(),
+                FEATURES.join(", ")
+            )),
+            RowShape::Feature(j, kind) => Err(format!(
+                "{}, feature {j} ({}): expected a number, got {kind}",
+                at(),
+                FEATURES[j]
+            )),
+        }
     }
+}
+
+/// Builds a [`RowShape`] one item at a time. The count is judged before the
+/// items (a row of 3 says "got 3" whatever its items are), then the first
+/// item that is not a number.
+struct RowBuilder {
+    row: Row,
+    count: usize,
+    bad: Option<(usize, &'static str)>,
+}
+
+impl RowBuilder {
+    fn new() -> Self {
+        Self {
+            row: [0.0; 4],
+            count: 0,
+            bad: None,
+        }
+    }
+
+    fn push(&mut self, item: Item) {
+        let kind = match item {
+            Item::Number(x) if x.is_finite() => {
+                if let Some(slot) = self.row.get_mut(self.count) {
+                    *slot = x;
+                }
+                None
+            }
+            Item::Number(_) => Some(NUMBER),
+            Item::Other(kind) => Some(kind),
+            Item::Row(_) => Some(ARRAY),
+        };
+        if let Some(kind) = kind {
+            self.bad.get_or_insert((self.count, kind));
+        }
+        self.count += 1;
+    }
+
+    fn finish(self) -> RowShape {
+        match (self.count, self.bad) {
+            (4, None) => RowShape::Row(self.row),
+            (4, Some((j, kind))) => RowShape::Feature(j, kind),
+            (n, _) => RowShape::Count(n),
+        }
+    }
+}
+
+/// Reads one [`Item`]; `rows`: whether an array is read as a row of
+/// features (else it is skipped and named).
+#[derive(Clone, Copy)]
+struct ReadItem {
+    rows: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ReadItem {
+    type Value = Item;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Item, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReadItem {
+    type Value = Item;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item, E> {
+        Ok(Item::Other(BOOLEAN))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Item, E> {
+        Ok(Item::Number(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Item, E> {
+        Ok(Item::Number(v as f64))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Item, E> {
+        Ok(Item::Number(v))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item, E> {
+        Ok(Item::Other(STRING))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
+        Ok(Item::Other(NULL))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Item::Other(OBJECT))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
+        if !self.rows {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Item::Other(ARRAY));
+        }
+        let mut row = RowBuilder::new();
+        while let Some(item) = seq.next_element_seed(ReadItem { rows: false })? {
+            row.push(item);
+        }
+        Ok(Item::Row(row.finish()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ClassifyInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Body;
+        impl<'de> Visitor<'de> for Body {
+            type Value = ClassifyInput;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a row of 4 numbers or a list of rows")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ClassifyInput, A::Error> {
+                read_body(seq).map(ClassifyInput)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ClassifyInput, A::Error> {
+                not_a_list(ReadItem { rows: false }.visit_map(map)?)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ClassifyInput, E> {
+                not_a_list(ReadItem { rows: false }.visit_bool(v)?)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ClassifyInput, E> {
+                not_a_list(ReadItem { rows: false }.visit_i64(v)?)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ClassifyInput, E> {
+                not_a_list(ReadItem { rows: false }.visit_u64(v)?)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ClassifyInput, E> {
+                not_a_list(ReadItem { rows: false }.visit_f64(v)?)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ClassifyInput, E> {
+                not_a_list(ReadItem { rows: false }.visit_str(v)?)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<ClassifyInput, E> {
+                not_a_list(ReadItem { rows: false }.visit_unit()?)
+            }
+        }
+        d.deserialize_any(Body)
+    }
+}
+
+/// The input for a body that is not an array.
+fn not_a_list<E>(item: Item) -> Result<ClassifyInput, E> {
+    let kind = match item {
+        Item::Number(_) => NUMBER,
+        Item::Other(kind) => kind,
+        Item::Row(_) => ARRAY,
+    };
+    Ok(ClassifyInput(Err(format!(
+        "expected a row of 4 numbers or a list of rows, got {kind}"
+    ))))
+}
+
+/// Reads the body's top-level array: its first item says whether it is a
+/// list of rows (an array) or one row. After the first problem the rest is
+/// skipped; the outer `Err` is a JSON error, the inner one a shape problem.
+fn read_body<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Result<Vec<Row>, String>, A::Error> {
+    let outcome = match seq.next_element_seed(ReadItem { rows: true })? {
+        None => Err("expected at least one row of 4 numbers, got an empty list".to_string()),
+        Some(Item::Row(first)) => {
+            let mut rows = Vec::new();
+            let mut next = Some(Item::Row(first));
+            let mut index = 0;
+            loop {
+                let Some(item) = next else { break Ok(rows) };
+                let row = match item {
+                    Item::Row(shape) => shape.into_row(Some(index)),
+                    Item::Number(_) => Err(not_a_row(index, NUMBER)),
+                    Item::Other(kind) => Err(not_a_row(index, kind)),
+                };
+                match row {
+                    Ok(row) => rows.push(row),
+                    Err(message) => break Err(message),
+                }
+                index += 1;
+                next = seq.next_element_seed(ReadItem { rows: true })?;
+            }
+        }
+        Some(first) => {
+            let mut row = RowBuilder::new();
+            row.push(first);
+            while let Some(item) = seq.next_element_seed(ReadItem { rows: false })? {
+                row.push(item);
+            }
+            row.finish().into_row(None).map(|row| vec![row])
+        }
+    };
+    // Whatever is left after a problem is still read, to find bad JSON.
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(outcome)
+}
+
+fn not_a_row(index: usize, kind: &str) -> String {
+    format!(
+        "row {index}: expected an array of 4 numbers ({}), got {kind}",
+        FEATURES.join(", ")
+    )
+}
+
+/// A class name, one byte in memory; encoded as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "tiffin_service::serde", rename_all = "lowercase")]
+pub enum Class {
+    /// `setosa`
+    Setosa,
+    /// `versicolor`
+    Versicolor,
+    /// `virginica`
+    Virginica,
 }
 
 fn load() -> Result<Runnable, String> {
@@ -248,16 +479,19 @@ fn load() -> Result<Runnable, String> {
 pub fn service() -> Service {
     let iris = Runner::try_new("iris_clf", load);
     let runner = iris.clone();
-    Service::new("iris_classifier")
-        .runner(&iris)
-        .api("classify", Json, Json, move |body: Value| {
+    Service::new("iris_classifier").runner(&iris).api(
+        "classify",
+        JsonOf::<ClassifyInput>::new(),
+        JsonOf::<Vec<Class>>::new(),
+        move |input: ClassifyInput| {
             let runner = runner.clone();
             async move {
-                let rows = parse_rows(&body)?;
-                let classes: Vec<String> = runner.call("predict", rows).await?;
-                Ok(Value::from(classes))
+                let rows = input.into_rows()?;
+                let classes: Vec<Class> = runner.call("predict", rows).await?;
+                Ok(classes)
             }
-        })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -325,9 +559,10 @@ mod tests {
 
     #[test]
     fn shapes_are_checked_with_row_and_feature_named() {
-        let ok = |v: Value| parse_rows(&v).unwrap();
+        use serde_json::Value;
+        let ok = |v: Value| parse_rows(v.to_string().as_bytes()).unwrap();
         let bad = |v: Value| {
-            let e = parse_rows(&v).unwrap_err();
+            let e = parse_rows(v.to_string().as_bytes()).unwrap_err();
             assert_eq!(e.status, 400);
             e.message
         };
@@ -357,5 +592,79 @@ mod tests {
         assert!(m.contains("expected 4 features"), "{m}");
         assert!(bad(serde_json::json!([])).contains("empty"));
         assert!(bad(serde_json::json!({"rows": []})).contains("an object"));
+    }
+
+    /// The messages of the check on a parsed `serde_json::Value` tree that
+    /// the typed read replaced, word for word.
+    #[test]
+    fn the_typed_read_gives_the_messages_of_the_tree_check() {
+        let msg = |body: &str| parse_rows(body.as_bytes()).unwrap_err().message;
+        let f = FEATURES.join(", ");
+        assert_eq!(
+            msg(r#"{"rows": 1}"#),
+            "expected a row of 4 numbers or a list of rows, got an object"
+        );
+        for (body, kind) in [
+            ("7", "a number"),
+            ("\"x\"", "a string"),
+            ("null", "null"),
+            ("true", "a boolean"),
+        ] {
+            assert_eq!(
+                msg(body),
+                format!("expected a row of 4 numbers or a list of rows, got {kind}")
+            );
+        }
+        assert_eq!(
+            msg("[]"),
+            "expected at least one row of 4 numbers, got an empty list"
+        );
+        assert_eq!(
+            msg("[[1,2,3,4],[1,2,3]]"),
+            format!("row 1: expected 4 features ({f}), got 3")
+        );
+        assert_eq!(
+            msg("[[1,2,3,4],{}]"),
+            format!("row 1: expected an array of 4 numbers ({f}), got an object")
+        );
+        assert_eq!(
+            msg("[[1,2,[3],4]]"),
+            "row 0, feature 2 (petal_length): expected a number, got an array"
+        );
+        // One row: the count is judged before the items.
+        assert_eq!(
+            msg(r#"[1,"x"]"#),
+            format!("row: expected 4 features ({f}), got 2")
+        );
+        assert_eq!(
+            msg(r#"[1,2,{"a":[1]},true]"#),
+            "row, feature 2 (petal_length): expected a number, got an object"
+        );
+        // The first bad row is named, and the rows after it still must be JSON.
+        assert_eq!(
+            msg("[[1,2,3,4],[1],[1,2,3]]"),
+            format!("row 1: expected 4 features ({f}), got 1")
+        );
+        assert!(msg("[[1,2,3],[1,2").starts_with("body is not valid JSON"));
+        assert!(msg("[[1,2,3,4]] x").starts_with("body is not valid JSON"));
+        assert!(msg("[[1e999,2,3,4]]").starts_with("body is not valid JSON"));
+        // Integers, negative numbers and exponents are numbers.
+        assert_eq!(
+            parse_rows(b"[[1, -2, 3e0, 18446744073709551615]]").unwrap(),
+            vec![[1.0, -2.0, 3.0, 18446744073709551615.0]]
+        );
+        assert_eq!(
+            parse_rows(b" [5.1, 3.5, 1.4, 0.2] ").unwrap(),
+            vec![[5.1, 3.5, 1.4, 0.2]]
+        );
+    }
+
+    #[test]
+    fn classes_encode_as_their_names() {
+        let all = [Class::Setosa, Class::Versicolor, Class::Virginica];
+        let text = serde_json::to_string(&all).unwrap();
+        assert_eq!(text, serde_json::to_string(&CLASSES).unwrap());
+        let back: Vec<Class> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, all);
     }
 }
