@@ -10,7 +10,11 @@ pub mod services;
 
 /// Custom metrics (`tiffin::metrics::Counter::new(..)`, like `bentoml.metrics`).
 pub use tiffin_metrics as metrics;
-pub use tiffin_service::{ApiError, Binary, Json, Runnable, Runner, RunnerError, Service, Text};
+/// serde, for the types a service decodes with [`JsonOf`] (no dependency of its own needed).
+pub use tiffin_service::serde;
+pub use tiffin_service::{
+    ApiError, Binary, Json, JsonOf, Runnable, Runner, RunnerError, Service, Text,
+};
 
 use std::process::ExitCode;
 
