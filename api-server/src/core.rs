@@ -17,6 +17,7 @@ use tiffin_ipc::proto::{FromSupervisor, Role, ToSupervisor};
 use tiffin_metrics::{self as metrics, ApiServerMetrics};
 use tiffin_service::{Api, ApiError};
 
+use crate::count::Counted;
 use crate::pool::RunnerPool;
 use crate::{ApiServerArgs, ApiServerError};
 
@@ -67,15 +68,6 @@ struct Traffic {
     timeout: Duration,
     max_concurrency: Option<usize>,
     active: AtomicUsize,
-}
-
-/// One API request counted in [`Traffic::active`] until dropped.
-struct Active<'a>(&'a AtomicUsize);
-
-impl Drop for Active<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Takes ownership of the listening TCP socket the supervisor placed at `fd`.
@@ -166,8 +158,7 @@ impl Core {
         request: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
         let traffic = &self.traffic;
-        let before = traffic.active.fetch_add(1, Ordering::Relaxed);
-        let _active = Active(&traffic.active);
+        let (_active, before) = Counted::enter(&traffic.active);
         if let Some(max) = traffic.max_concurrency
             && before >= max
         {

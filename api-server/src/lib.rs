@@ -10,6 +10,7 @@
 
 mod connections;
 mod core;
+mod count;
 mod deadline;
 pub mod grpc;
 mod http;

@@ -18,6 +18,8 @@ use tiffin_ipc::connection::{Connection, ConnectionError, Incoming, Opening};
 use tiffin_ipc::proto::{DataRequest, DataResponse, PROTOCOL_VERSION, WorkerEndpoint};
 use tiffin_service::{BoxFuture, CallError, RunnerTransport};
 
+use crate::count::Counted;
+
 type Reply = Result<Vec<u8>, CallError>;
 
 /// One multiplexed connection to a runner worker.
@@ -39,22 +41,6 @@ struct WorkerConn {
 impl WorkerConn {
     fn accepts_calls(&self) -> bool {
         self.routable.load(Ordering::SeqCst) && self.conn.is_open()
-    }
-}
-
-/// One call counted in a worker's outstanding calls while it lives.
-struct Outstanding<'a>(&'a AtomicUsize);
-
-impl<'a> Outstanding<'a> {
-    fn count(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
-    }
-}
-
-impl Drop for Outstanding<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -218,7 +204,7 @@ impl RunnerPool {
         };
         // Counted down on drop too: a caller that gives up (client gone,
         // deadline) must not leave the worker looking busy forever.
-        let _outstanding = Outstanding::count(&worker.outstanding);
+        let (_outstanding, _) = Counted::enter(&worker.outstanding);
         let answer = worker.conn.request(call).await;
         match answer {
             Ok(DataResponse::Result(Err(CallError::Draining))) => Attempt::Draining,

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use nix::sys::signal::Signal;
 
-use tiffin_ipc::proto::{Role, WorkerState};
+use tiffin_ipc::proto::Role;
 
 use crate::own_metrics::SupervisorMetrics;
 use crate::process::kill;
@@ -73,17 +73,9 @@ impl Liveness {
         role: &Role,
         generation: u64,
     ) {
-        let mut st = lock(shared);
-        let Some(slot) = st.current(role, generation) else {
+        let Some(pid) = lock(shared).take_out_of_routing(role, generation) else {
             return;
         };
-        let Some(pid) = slot.pid else { return };
-        slot.state = WorkerState::Starting;
-        slot.endpoint = None;
-        if let Some(runner) = role.runner() {
-            st.broadcast_workers(runner);
-        }
-        drop(st);
         tracing::error!(worker = %role, pid, missed = HUNG_AFTER_MISSES, "worker stopped answering the supervisor; taking it out of routing and killing it");
         metrics.hung(role);
         kill(pid, Signal::SIGKILL);

@@ -205,6 +205,20 @@ impl State {
             .map(|s| s.generation)
     }
 
+    /// Takes generation `generation` of `role` out of routing (not ready, no
+    /// endpoint) and tells the API servers; returns its pid to be killed, or
+    /// `None` when that process is no longer the slot's.
+    pub fn take_out_of_routing(&mut self, role: &Role, generation: u64) -> Option<u32> {
+        let slot = self.current(role, generation)?;
+        let pid = slot.pid?;
+        slot.state = WorkerState::Starting;
+        slot.endpoint = None;
+        if let Some(runner) = role.runner() {
+            self.broadcast_workers(runner);
+        }
+        Some(pid)
+    }
+
     /// The slot of `role` if its current process is generation `generation`.
     pub fn current(&mut self, role: &Role, generation: u64) -> Option<&mut Slot> {
         self.slots
