@@ -202,6 +202,8 @@ fn custom_service_bad_json_and_model_error() {
 fn broken_runner_gives_503_not_a_crash() {
     let server = custom(&["--api-workers", "1"])
         .env("CUSTOM_BROKEN_RUNNER", "1")
+        // The flaky runner never loads: keep retrying it (the default gives up after 5).
+        .env("TIFFIN_CONFIG_OPTIONS", "runners.flaky.max_failed_starts=0")
         .no_wait()
         .start();
     let ok = eventually(Duration::from_secs(15), || {

@@ -282,6 +282,8 @@ fn health_reports_not_serving_until_runners_are_ready() {
     let server = launch_grpc(&[])
         .bin(example_bin("custom_service"))
         .env("CUSTOM_BROKEN_RUNNER", "1")
+        // The flaky runner never loads: keep retrying it (the default gives up after 5).
+        .env("TIFFIN_CONFIG_OPTIONS", "runners.flaky.max_failed_starts=0")
         .start();
     let rt = runtime();
     rt.block_on(async {
@@ -381,6 +383,8 @@ fn python_grpcio_client_through_reflection() {
     let custom = launch_grpc(&["--enable-reflection"])
         .bin(example_bin("custom_service"))
         .env("CUSTOM_BROKEN_RUNNER", "1")
+        // The flaky runner never loads: keep retrying it (the default gives up after 5).
+        .env("TIFFIN_CONFIG_OPTIONS", "runners.flaky.max_failed_starts=0")
         .start();
     let rt = runtime();
     rt.block_on(async {

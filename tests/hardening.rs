@@ -358,3 +358,34 @@ fn a_slow_model_is_not_taken_for_hung() {
     let expo = parse_exposition(&server.metrics());
     assert_eq!(expo.sum("tiffin_supervisor_worker_hung_total", &[]), 0.0);
 }
+
+#[test]
+fn the_hung_worker_timeout_is_taken_from_the_config() {
+    // Three seconds of silence instead of the default ten.
+    let server = Launch::http(&["--api-workers", "1"])
+        .env("TIFFIN_CONFIG_OPTIONS", "supervisor.hung_worker_timeout=3")
+        .start();
+    let stopped = child_pids(&server, RUNNER);
+    assert_eq!(stopped.len(), 1);
+    signal(stopped[0], nix::sys::signal::Signal::SIGSTOP);
+    let line = "worker stopped answering the supervisor";
+    assert!(
+        eventually(Duration::from_secs(30), || server.log().contains(line)),
+        "the stopped worker was never taken out; log:\n{}",
+        server.log()
+    );
+    let log = server.log();
+    let taken_out = log.lines().find(|l| l.contains(line)).unwrap_or_default();
+    assert!(
+        taken_out.contains("missed=3"),
+        "taken out after another number of missed refreshes: {taken_out}"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || server
+            .post_text("/analysis", "I love this product!")
+            .status
+            == 200),
+        "no replacement served; log:\n{}",
+        server.log()
+    );
+}

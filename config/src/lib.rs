@@ -73,9 +73,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
 pub use load::{CLI_ORIGIN, CONFIG_ENV, OPTIONS_ENV, parse_options};
 pub use validate::{
-    DEFAULT_API_MAX_FAILED_STARTS, MAX_BATCH_SIZE, MAX_CONCURRENCY, MAX_CONNECTIONS,
-    MAX_FAILED_STARTS, MAX_GRACEFUL_TIMEOUT, MAX_HTTP_TIMEOUT, MAX_LATENCY_MS, MAX_REQUEST_SIZE,
-    MAX_TRAFFIC_TIMEOUT, MAX_WORKERS,
+    DEFAULT_API_MAX_FAILED_STARTS, DEFAULT_RUNNER_MAX_FAILED_STARTS, MAX_BATCH_SIZE,
+    MAX_CONCURRENCY, MAX_CONNECTIONS, MAX_FAILED_STARTS, MAX_GRACEFUL_TIMEOUT, MAX_HTTP_TIMEOUT,
+    MAX_HUNG_WORKER_TIMEOUT, MAX_LATENCY_MS, MAX_REQUEST_SIZE, MAX_TRAFFIC_TIMEOUT, MAX_WORKERS,
+    MIN_HUNG_WORKER_TIMEOUT,
 };
 
 /// The whole tiffin configuration: API-server and runner settings.
@@ -86,6 +87,37 @@ pub struct Config {
     pub api_server: ApiServerConfig,
     /// Settings shared by all runners, and per runner (`runners.*`).
     pub runners: RunnersConfig,
+    /// What the supervisor itself watches (`supervisor.*`; tiffin's own keys,
+    /// BentoML has none for this).
+    pub supervisor: SupervisorConfig,
+}
+
+/// The supervisor's own settings (`supervisor.*`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisorConfig {
+    /// Seconds a process may leave the supervisor's once-a-second liveness
+    /// request unanswered before it counts as hung: it is taken out of
+    /// routing, killed and replaced (`supervisor.hung_worker_timeout`,
+    /// default 10; [`MIN_HUNG_WORKER_TIMEOUT`] to [`MAX_HUNG_WORKER_TIMEOUT`]).
+    /// The answer never waits for the model, so a slow inference is not
+    /// silence; a larger value only delays the recovery of a stopped process.
+    pub hung_worker_timeout: f64,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            hung_worker_timeout: 10.0,
+        }
+    }
+}
+
+impl SupervisorConfig {
+    /// [`SupervisorConfig::hung_worker_timeout`] as a [`Duration`] (see [`seconds`]).
+    pub fn hung_worker_timeout_duration(&self) -> Duration {
+        seconds(self.hung_worker_timeout)
+    }
 }
 
 /// BentoML's default API-server count: one per CPU.
@@ -431,9 +463,10 @@ pub struct RunnersConfig {
     /// Exits in a row of a runner worker slot's process before it ever
     /// became ready after which the supervisor stops restarting it and shuts
     /// the service down with an error, unless the runner says otherwise
-    /// (`runners.max_failed_starts`; 0 to [`MAX_FAILED_STARTS`]). The default,
-    /// 0, never gives up: a runner whose model cannot load is retried with
-    /// backoff while the service's other APIs keep serving (503 for its own).
+    /// (`runners.max_failed_starts`; 0 to [`MAX_FAILED_STARTS`], default
+    /// [`DEFAULT_RUNNER_MAX_FAILED_STARTS`]). 0 never gives up: a runner whose
+    /// model cannot load is retried with backoff while the service's other
+    /// APIs keep serving (503 for its own).
     pub max_failed_starts: u32,
     /// Batching of every runner unless the runner says otherwise.
     pub batching: BatchingConfig,
@@ -448,7 +481,7 @@ impl Default for RunnersConfig {
     fn default() -> Self {
         RunnersConfig {
             workers: 1,
-            max_failed_starts: 0,
+            max_failed_starts: DEFAULT_RUNNER_MAX_FAILED_STARTS,
             batching: BatchingConfig::default(),
             metrics: MetricsConfig::with_namespace("bentoml_runner"),
             per_runner: BTreeMap::new(),

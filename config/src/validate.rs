@@ -59,6 +59,20 @@ pub const MAX_FAILED_STARTS: u32 = 1_000;
 /// service serves nothing.
 pub const DEFAULT_API_MAX_FAILED_STARTS: u32 = 5;
 
+/// Default `runners.max_failed_starts`: as for API servers, five failed
+/// starts in a row end the service with the worker's error, as BentoML's
+/// `serve` fails when a runner cannot load. A runner whose model may come
+/// up later can say 0 (never give up) and keep the other APIs serving.
+pub const DEFAULT_RUNNER_MAX_FAILED_STARTS: u32 = 5;
+
+/// Smallest `supervisor.hung_worker_timeout`, in seconds: two liveness
+/// requests (one a second, each with a 1 s deadline), so one request lost
+/// to a busy moment never kills a process.
+pub const MIN_HUNG_WORKER_TIMEOUT: f64 = 2.0;
+
+/// Largest `supervisor.hung_worker_timeout`, in seconds: one hour.
+pub const MAX_HUNG_WORKER_TIMEOUT: f64 = 3_600.0;
+
 impl Config {
     /// Checks every rule that types alone do not: each numeric key within
     /// its range (the constants of this crate), names, bucket settings.
@@ -166,6 +180,16 @@ impl Config {
                     latency(&format!("runners.{name}.batching.max_latency_ms"), ms)?;
                 }
             }
+        }
+        let hung = self.supervisor.hung_worker_timeout;
+        if !(MIN_HUNG_WORKER_TIMEOUT..=MAX_HUNG_WORKER_TIMEOUT).contains(&hung) {
+            return Err(ConfigError::invalid(
+                "supervisor.hung_worker_timeout",
+                format!(
+                    "must be a number of seconds >= {MIN_HUNG_WORKER_TIMEOUT} and <= \
+                     {MAX_HUNG_WORKER_TIMEOUT}, got {hung}"
+                ),
+            ));
         }
         Ok(())
     }

@@ -100,7 +100,12 @@ async fn supervise_in(
             events: events_tx.clone(),
         },
     );
-    crate::scrape::refresh_periodically(shared.clone(), metrics.clone(), REFRESH_EVERY);
+    crate::scrape::refresh_periodically(
+        shared.clone(),
+        metrics.clone(),
+        REFRESH_EVERY,
+        args.config.supervisor.hung_worker_timeout_duration(),
+    );
     if let Some(port) = args.metrics_port {
         let host = args.metrics_host.as_deref().unwrap_or(&args.host);
         crate::metrics_port::serve(host, port, shared.clone(), metrics.clone()).await?;

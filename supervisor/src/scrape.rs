@@ -74,12 +74,18 @@ pub(crate) async fn collect_from_all(shared: &Shared) -> Collected {
 
 /// Refreshes snapshots in the background so that a worker killed between
 /// scrapes loses at most one interval of increments; the same requests tell
-/// which processes still answer (see `liveness.rs`).
-pub(crate) fn refresh_periodically(shared: Shared, own: Arc<SupervisorMetrics>, every: Duration) {
+/// which processes still answer (see `liveness.rs`): one silent for
+/// `hung_after` is taken for hung.
+pub(crate) fn refresh_periodically(
+    shared: Shared,
+    own: Arc<SupervisorMetrics>,
+    every: Duration,
+    hung_after: Duration,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut liveness = Liveness::default();
+        let mut liveness = Liveness::new(every, hung_after);
         loop {
             tick.tick().await;
             if lock(&shared).shutting_down {
