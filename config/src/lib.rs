@@ -56,6 +56,7 @@
 //! `bentoml_runner_adaptive_batch_size`. Neither list contains `+Inf`: the
 //! metrics layer adds it.
 
+mod autoscaling;
 mod buckets;
 mod load;
 mod validate;
@@ -70,6 +71,10 @@ use std::time::Duration;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use autoscaling::{
+    Autoscaling, AutoscalingConfig, MAX_AUTOSCALING_SECONDS, MAX_TARGET_IN_FLIGHT,
+    PartialAutoscaling, cpu_count,
+};
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
 pub use load::{CLI_ORIGIN, CONFIG_ENV, OPTIONS_ENV, parse_options};
 pub use validate::{
@@ -448,13 +453,16 @@ pub struct RunnerConfig {
     /// Overrides fields of `runners.batching` for this runner.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batching: Option<PartialBatching>,
+    /// Overrides fields of `runners.autoscaling` for this runner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<PartialAutoscaling>,
 }
 
 /// Runner settings (`runners.*`): shared ones, plus one [`RunnerConfig`] per named runner.
 ///
 /// In YAML the named runners sit next to the shared keys, as in BentoML, so a
-/// runner cannot be called `workers`, `max_failed_starts`, `batching` or
-/// `metrics`.
+/// runner cannot be called `workers`, `max_failed_starts`, `batching`,
+/// `metrics` or `autoscaling`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunnersConfig {
     /// Worker processes per runner unless the runner says otherwise
@@ -472,6 +480,8 @@ pub struct RunnersConfig {
     pub batching: BatchingConfig,
     /// The runners' default metrics (namespace `bentoml_runner`).
     pub metrics: MetricsConfig,
+    /// Autoscaling of every runner unless the runner says otherwise (off by default).
+    pub autoscaling: AutoscalingConfig,
     /// Settings of individual runners, by runner name (`runners.<name>`).
     #[serde(flatten)]
     pub per_runner: BTreeMap<String, RunnerConfig>,
@@ -484,6 +494,7 @@ impl Default for RunnersConfig {
             max_failed_starts: DEFAULT_RUNNER_MAX_FAILED_STARTS,
             batching: BatchingConfig::default(),
             metrics: MetricsConfig::with_namespace("bentoml_runner"),
+            autoscaling: AutoscalingConfig::default(),
             per_runner: BTreeMap::new(),
         }
     }
@@ -491,8 +502,13 @@ impl Default for RunnersConfig {
 
 impl RunnersConfig {
     /// The keys directly under `runners:` that are settings, not runner names.
-    pub const SHARED_KEYS: [&'static str; 4] =
-        ["workers", "max_failed_starts", "batching", "metrics"];
+    pub const SHARED_KEYS: [&'static str; 5] = [
+        "workers",
+        "max_failed_starts",
+        "batching",
+        "metrics",
+        "autoscaling",
+    ];
 
     /// Number of worker processes to start for `runner`.
     pub fn workers_for(&self, runner: &str) -> usize {
@@ -567,6 +583,7 @@ impl<'de> Deserialize<'de> for RunnersConfig {
                         "workers" => runners.workers = map.next_value()?,
                         "max_failed_starts" => runners.max_failed_starts = map.next_value()?,
                         "batching" => runners.batching = map.next_value()?,
+                        "autoscaling" => runners.autoscaling = map.next_value()?,
                         "metrics" => {
                             let fields: Option<MetricsFields> = map.next_value()?;
                             if let Some(fields) = fields {

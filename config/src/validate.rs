@@ -181,6 +181,7 @@ impl Config {
                 }
             }
         }
+        runners.validate_autoscaling()?;
         let hung = self.supervisor.hung_worker_timeout;
         if !(MIN_HUNG_WORKER_TIMEOUT..=MAX_HUNG_WORKER_TIMEOUT).contains(&hung) {
             return Err(ConfigError::invalid(
@@ -229,7 +230,7 @@ fn latency(key: &str, ms: u64) -> Result<(), ConfigError> {
 
 /// `min <= value <= max`. Every count is at most `u64` wide (`usize` is 64
 /// bits on every target tiffin builds for), so the caller's cast is exact.
-fn int_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+pub(crate) fn int_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min {
         Err(ConfigError::invalid(
             key,
@@ -247,7 +248,7 @@ fn int_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigErro
 
 /// Where a range of seconds starts.
 #[derive(Clone, Copy)]
-enum Lower {
+pub(crate) enum Lower {
     /// 0 is allowed (e.g. no grace at all on shutdown).
     Zero,
     /// Must be more than 0 (a zero timeout would fail everything at once).
@@ -256,7 +257,12 @@ enum Lower {
 
 /// A finite number of seconds within `lower` and `max`; NaN and infinities
 /// fail every comparison below, so they are reported too.
-fn seconds_range(key: &str, value: f64, lower: Lower, max: f64) -> Result<(), ConfigError> {
+pub(crate) fn seconds_range(
+    key: &str,
+    value: f64,
+    lower: Lower,
+    max: f64,
+) -> Result<(), ConfigError> {
     let (fits_lower, shown) = match lower {
         Lower::Zero => (value >= 0.0, ">= 0"),
         Lower::AboveZero => (value > 0.0, "> 0"),

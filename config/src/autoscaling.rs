@@ -1,0 +1,290 @@
+//! Autoscaling of runner workers (`runners.autoscaling.*` and
+//! `runners.<name>.autoscaling.*`).
+//!
+//! The supervisor can size each runner by itself from the calls it sees
+//! running or queued (see `supervisor/src/autoscale.rs` for the decision).
+//! The names and meanings follow Ray Serve's autoscaling config
+//! (<https://docs.ray.io/en/latest/serve/autoscaling-guide.html>):
+//! `target_in_flight` is its `target_ongoing_requests` (calls running or
+//! queued per worker), `look_back_s` its `look_back_period_s`, and
+//! `upscale_delay_s` / `downscale_delay_s` keep theirs; `min_workers` /
+//! `max_workers` are its `min_replicas` / `max_replicas`.
+//!
+//! The defaults differ from Ray's where tiffin differs: a worker is a
+//! process that starts in milliseconds, not a Python replica that takes
+//! seconds, so waiting 30 s before adding one (Ray's `upscale_delay_s`)
+//! would only lose time; the delays are shorter. Autoscaling is off unless
+//! `enabled` is set, and `max_workers` defaults to the machine's CPU count
+//! (more workers than cores only adds contention for a CPU-bound model).
+//!
+//! A runner's own section overrides the shared one key by key, as
+//! `batching` does:
+//!
+//! ```
+//! use tiffin_config::Config;
+//! let config = Config::from_yaml_str(
+//!     "runners: { autoscaling: { enabled: true, max_workers: 4 }, \
+//!      embed: { autoscaling: { min_workers: 0 } } }",
+//! ).unwrap();
+//! let embed = config.runners.autoscaling_for("embed").unwrap();
+//! assert_eq!((embed.min_workers, embed.max_workers), (0, 4));
+//! assert_eq!(config.runners.autoscaling_for("other").unwrap().min_workers, 1);
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{Lower, int_range, seconds_range};
+use crate::{ConfigError, MAX_WORKERS, RunnersConfig, seconds};
+
+/// Largest `target_in_flight`: far past any worker's useful queue.
+pub const MAX_TARGET_IN_FLIGHT: f64 = 1_000_000.0;
+
+/// Largest `look_back_s` and `upscale_delay_s` / `downscale_delay_s`, in
+/// seconds: one day.
+pub const MAX_AUTOSCALING_SECONDS: f64 = 86_400.0;
+
+/// Autoscaling settings shared by every runner (`runners.autoscaling.*`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoscalingConfig {
+    /// Whether the supervisor sizes the runner by itself (default false).
+    pub enabled: bool,
+    /// Fewest workers (default 1; 0 to [`MAX_WORKERS`]). 0 lets an idle
+    /// runner stop every worker; the next call waits while one starts.
+    pub min_workers: usize,
+    /// Most workers (1 to [`MAX_WORKERS`]; default: the CPU count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_workers: Option<usize>,
+    /// Calls running or queued per worker that the autoscaler aims for
+    /// (Ray Serve's `target_ongoing_requests`; default 2; > 0 and at most
+    /// [`MAX_TARGET_IN_FLIGHT`]).
+    pub target_in_flight: f64,
+    /// Seconds of samples averaged into one decision (Ray Serve's
+    /// `look_back_period_s`; default 10; > 0).
+    pub look_back_s: f64,
+    /// Seconds a desire for more workers must hold before workers are added
+    /// (default 3; >= 0).
+    pub upscale_delay_s: f64,
+    /// Seconds a desire for fewer workers must hold before workers are
+    /// drained (default 60; >= 0).
+    pub downscale_delay_s: f64,
+}
+
+impl Default for AutoscalingConfig {
+    fn default() -> Self {
+        AutoscalingConfig {
+            enabled: false,
+            min_workers: 1,
+            max_workers: None,
+            target_in_flight: 2.0,
+            look_back_s: 10.0,
+            upscale_delay_s: 3.0,
+            downscale_delay_s: 60.0,
+        }
+    }
+}
+
+/// Autoscaling fields set for one runner (`runners.<name>.autoscaling.*`);
+/// unset fields come from `runners.autoscaling`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartialAutoscaling {
+    /// Overrides `runners.autoscaling.enabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Overrides `runners.autoscaling.min_workers` (same range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_workers: Option<usize>,
+    /// Overrides `runners.autoscaling.max_workers` (same range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_workers: Option<usize>,
+    /// Overrides `runners.autoscaling.target_in_flight` (same range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_in_flight: Option<f64>,
+    /// Overrides `runners.autoscaling.look_back_s` (same range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub look_back_s: Option<f64>,
+    /// Overrides `runners.autoscaling.upscale_delay_s` (same range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upscale_delay_s: Option<f64>,
+    /// Overrides `runners.autoscaling.downscale_delay_s` (same range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downscale_delay_s: Option<f64>,
+}
+
+/// The autoscaling of one runner as it applies: shared and own keys
+/// merged, `max_workers` resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Autoscaling {
+    /// Fewest workers.
+    pub min_workers: usize,
+    /// Most workers.
+    pub max_workers: usize,
+    /// Calls running or queued per worker aimed for.
+    pub target_in_flight: f64,
+    /// Window of samples averaged into a decision.
+    pub look_back: Duration,
+    /// How long a desire for more workers must hold.
+    pub upscale_delay: Duration,
+    /// How long a desire for fewer workers must hold.
+    pub downscale_delay: Duration,
+}
+
+/// The CPU count, `max_workers`' default (1 when it cannot be read).
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// One merged key: its value and the dotted key that set it (the runner's
+/// own, or the shared one), for errors.
+struct Keyed<T> {
+    value: T,
+    key: String,
+}
+
+impl RunnersConfig {
+    /// The autoscaling of `runner` when it is enabled (its own keys over
+    /// `runners.autoscaling`); `None` when the runner has a fixed worker count.
+    pub fn autoscaling_for(&self, runner: &str) -> Option<Autoscaling> {
+        let merged = Merged::of(self, runner);
+        merged.enabled.value.then(|| Autoscaling {
+            min_workers: merged.min_workers.value,
+            max_workers: merged.max_workers.value,
+            target_in_flight: merged.target_in_flight.value,
+            look_back: seconds(merged.look_back_s.value),
+            upscale_delay: seconds(merged.upscale_delay_s.value),
+            downscale_delay: seconds(merged.downscale_delay_s.value),
+        })
+    }
+
+    /// Checks the ranges of `runners.autoscaling` and of every
+    /// `runners.<name>.autoscaling`, and that `min_workers <= max_workers`
+    /// once merged, naming the key that set the value at fault.
+    pub(crate) fn validate_autoscaling(&self) -> Result<(), ConfigError> {
+        Merged::of(self, "").check()?;
+        for name in self.per_runner.keys() {
+            Merged::of(self, name).check()?;
+        }
+        Ok(())
+    }
+}
+
+/// Every autoscaling key of one runner, merged, with where it was set.
+struct Merged {
+    enabled: Keyed<bool>,
+    min_workers: Keyed<usize>,
+    max_workers: Keyed<usize>,
+    target_in_flight: Keyed<f64>,
+    look_back_s: Keyed<f64>,
+    upscale_delay_s: Keyed<f64>,
+    downscale_delay_s: Keyed<f64>,
+}
+
+impl Merged {
+    /// `runner`'s keys over the shared ones (`runner` empty or unknown: the
+    /// shared ones alone).
+    fn of(runners: &RunnersConfig, runner: &str) -> Self {
+        let shared = &runners.autoscaling;
+        let own = runners
+            .per_runner
+            .get(runner)
+            .and_then(|r| r.autoscaling.as_ref());
+        fn pick<T: Copy>(own: Option<T>, runner: &str, shared: T, field: &str) -> Keyed<T> {
+            match own {
+                Some(value) => Keyed {
+                    value,
+                    key: format!("runners.{runner}.autoscaling.{field}"),
+                },
+                None => Keyed {
+                    value: shared,
+                    key: format!("runners.autoscaling.{field}"),
+                },
+            }
+        }
+        let own_max = own.and_then(|o| o.max_workers);
+        let max_workers = match (own_max, shared.max_workers) {
+            (Some(value), _) => Keyed {
+                value,
+                key: format!("runners.{runner}.autoscaling.max_workers"),
+            },
+            (None, Some(value)) => Keyed {
+                value,
+                key: "runners.autoscaling.max_workers".into(),
+            },
+            (None, None) => Keyed {
+                value: cpu_count(),
+                key: "runners.autoscaling.max_workers (default: the CPU count)".into(),
+            },
+        };
+        Merged {
+            enabled: pick(
+                own.and_then(|o| o.enabled),
+                runner,
+                shared.enabled,
+                "enabled",
+            ),
+            min_workers: pick(
+                own.and_then(|o| o.min_workers),
+                runner,
+                shared.min_workers,
+                "min_workers",
+            ),
+            max_workers,
+            target_in_flight: pick(
+                own.and_then(|o| o.target_in_flight),
+                runner,
+                shared.target_in_flight,
+                "target_in_flight",
+            ),
+            look_back_s: pick(
+                own.and_then(|o| o.look_back_s),
+                runner,
+                shared.look_back_s,
+                "look_back_s",
+            ),
+            upscale_delay_s: pick(
+                own.and_then(|o| o.upscale_delay_s),
+                runner,
+                shared.upscale_delay_s,
+                "upscale_delay_s",
+            ),
+            downscale_delay_s: pick(
+                own.and_then(|o| o.downscale_delay_s),
+                runner,
+                shared.downscale_delay_s,
+                "downscale_delay_s",
+            ),
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let m = &self.min_workers;
+        int_range(&m.key, m.value as u64, 0, MAX_WORKERS as u64)?;
+        let x = &self.max_workers;
+        int_range(&x.key, x.value as u64, 1, MAX_WORKERS as u64)?;
+        if m.value > x.value {
+            return Err(ConfigError::invalid(
+                &m.key,
+                format!("must be at most {} ({}), got {}", x.key, x.value, m.value),
+            ));
+        }
+        let t = &self.target_in_flight;
+        if !(t.value > 0.0 && t.value <= MAX_TARGET_IN_FLIGHT) {
+            return Err(ConfigError::invalid(
+                &t.key,
+                format!(
+                    "must be a number of calls > 0 and <= {MAX_TARGET_IN_FLIGHT}, got {}",
+                    t.value
+                ),
+            ));
+        }
+        let l = &self.look_back_s;
+        seconds_range(&l.key, l.value, Lower::AboveZero, MAX_AUTOSCALING_SECONDS)?;
+        for d in [&self.upscale_delay_s, &self.downscale_delay_s] {
+            seconds_range(&d.key, d.value, Lower::Zero, MAX_AUTOSCALING_SECONDS)?;
+        }
+        Ok(())
+    }
+}
