@@ -103,7 +103,8 @@ struct StatusArgs {
 struct ScaleArgs {
     /// Runner name, or `api-server`.
     runner: String,
-    /// Desired number of workers.
+    /// Desired number of workers; on an autoscaled runner this pins the
+    /// count until `auto` hands it back to the autoscaler.
     workers: String,
     #[command(flatten)]
     target: TargetArgs,
@@ -241,9 +242,9 @@ fn serve(
 }
 
 fn parse_workers(value: &str) -> Result<usize> {
-    value
-        .parse::<usize>()
-        .map_err(|_| anyhow!("invalid worker count '{value}': expected a whole number such as 2"))
+    value.parse::<usize>().map_err(|_| {
+        anyhow!("invalid worker count '{value}': expected a whole number such as 2, or 'auto'")
+    })
 }
 
 fn client_runtime() -> Result<tokio::runtime::Runtime> {
@@ -266,9 +267,24 @@ fn status_json(report: &StatusReport) -> serde_json::Value {
             })
         })
         .collect();
+    let autoscaling: Vec<serde_json::Value> = report
+        .autoscaling
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "runner": a.runner, "current": a.current, "desired": a.desired,
+                "min": a.min, "max": a.max, "pinned": a.pinned,
+                "last": a.last.as_ref().map(|d| serde_json::json!({
+                    "direction": d.direction, "from": d.from, "to": d.to,
+                    "average_in_flight": d.average_in_flight, "reason": d.reason,
+                    "ago_secs": d.ago_secs,
+                })),
+            })
+        })
+        .collect();
     serde_json::json!({
         "service": report.service, "pid": report.pid, "listen": report.listen,
-        "uptime_secs": report.uptime_secs, "workers": workers,
+        "uptime_secs": report.uptime_secs, "workers": workers, "autoscaling": autoscaling,
     })
 }
 
@@ -301,18 +317,38 @@ fn status(args: StatusArgs) -> Result<()> {
             w.requests
         );
     }
+    for a in &report.autoscaling {
+        let pinned = a.pinned.map_or(String::new(), |n| {
+            format!("  pinned at {n} (tiffin scale {} auto)", a.runner)
+        });
+        println!(
+            "autoscaling {}: current {} desired {} min {} max {}{pinned}",
+            a.runner, a.current, a.desired, a.min, a.max
+        );
+        match &a.last {
+            Some(d) => println!(
+                "  last decision {:.0}s ago: {} {} -> {} ({})",
+                d.ago_secs, d.direction, d.from, d.to, d.reason
+            ),
+            None => println!("  no decision yet"),
+        }
+    }
     Ok(())
 }
 
 fn scale(args: ScaleArgs) -> Result<()> {
-    let workers = parse_workers(&args.workers)?;
+    let workers = match args.workers.as_str() {
+        "auto" => None,
+        n => Some(parse_workers(n)?),
+    };
     let dir =
         tiffin_supervisor::client::locate(args.target.runtime_dir.as_deref(), args.target.pid)?;
-    let message = client_runtime()?.block_on(tiffin_supervisor::client::scale(
-        &dir,
-        &args.runner,
-        workers,
-    ))?;
+    let message = client_runtime()?.block_on(async {
+        match workers {
+            Some(n) => tiffin_supervisor::client::scale(&dir, &args.runner, n).await,
+            None => tiffin_supervisor::client::autoscale(&dir, &args.runner).await,
+        }
+    })?;
     println!("{message}");
     Ok(())
 }

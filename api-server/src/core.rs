@@ -126,6 +126,11 @@ impl Core {
         let role = Role::ApiServer { index: args.index };
         let (control, events) =
             ControlClient::connect(&args.runtime_dir, role, Some(snapshot)).await?;
+        for (name, pool) in &by_name {
+            let autoscaling = args.config.runners.autoscaling_for(name);
+            let scales_to_zero = autoscaling.is_some_and(|a| a.min_workers == 0);
+            pool.connect_supervisor(control.clone(), scales_to_zero);
+        }
         let core = Core {
             apis: args
                 .service
@@ -184,7 +189,7 @@ impl Core {
 
     /// Whether every runner has at least one live worker.
     pub fn ready(&self) -> bool {
-        self.pools.iter().all(|p| p.live() > 0)
+        self.pools.iter().all(|p| p.ready())
     }
 
     /// The `endpoint` label for `endpoint`: itself when `known` (or metrics

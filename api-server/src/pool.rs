@@ -7,15 +7,29 @@
 //! on it fails at once (never hangs) and the worker leaves the pool; a call
 //! whose worker died before answering is retried once on another live worker
 //! (runner methods are treated as idempotent, as in BentoML).
+//!
+//! The pool also feeds the supervisor's autoscaler
+//! (`supervisor/src/autoscale_loop.rs`): it counts the calls in flight to
+//! its runner, waiting for a worker included, in the gauge
+//! [`RUNNER_CALLS_IN_FLIGHT`], and a call that finds no worker tells the
+//! supervisor at once ([`ToSupervisor::CallWaiting`]). For a runner that may
+//! be autoscaled to zero such a call waits for a worker for as long as its
+//! request may still run, instead of [`WORKER_WAIT`].
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use tokio::net::UnixStream;
 
 use tiffin_ipc::connection::{Connection, ConnectionError, Incoming, Opening};
-use tiffin_ipc::proto::{DataRequest, DataResponse, PROTOCOL_VERSION, WorkerEndpoint};
+use tiffin_ipc::control::ControlClient;
+use tiffin_ipc::proto::{
+    DataRequest, DataResponse, PROTOCOL_VERSION, RUNNER_CALLS_IN_FLIGHT, ToSupervisor,
+    WorkerEndpoint,
+};
+use tiffin_metrics::GaugeChild;
 use tiffin_service::{BoxFuture, CallError, RunnerTransport};
 
 use crate::count::Counted;
@@ -67,15 +81,55 @@ pub struct RunnerPool {
     wanted: Mutex<Vec<WorkerEndpoint>>,
     /// Endpoints with a handshake under way.
     connecting: Mutex<HashSet<WorkerEndpoint>>,
+    /// Calls in flight to this runner, waiting for a worker included.
+    in_flight: GaugeChild,
+    /// The supervisor, told when a call finds no worker; set once connected.
+    supervisor: OnceLock<ControlClient>,
+    /// The runner may be autoscaled to zero workers on purpose.
+    scales_to_zero: AtomicBool,
 }
 
 /// How long a call waits for a live worker before answering "unavailable".
-const WORKER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const WORKER_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a call to a runner that scales to zero waits for a worker when
+/// it runs outside any request deadline (inside one, the deadline bounds it).
+const COLD_START_WAIT: Duration = Duration::from_secs(30);
+
+/// Counts a call in flight on the pool's gauge until dropped.
+struct InFlight<'a>(&'a GaugeChild);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a GaugeChild) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 impl RunnerPool {
     /// An empty pool for `runner`; workers arrive through [`RunnerPool::update`].
     pub fn new(runner: &str) -> Arc<Self> {
+        let in_flight = match tiffin_metrics::global().gauge(
+            RUNNER_CALLS_IN_FLIGHT,
+            "Runner calls this API server has sent and not had answered, or that wait for a worker",
+            &["runner_name"],
+        ) {
+            Ok(gauge) => gauge.labels(&[runner]),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot define the runner calls gauge; the autoscaler will not see this API server's load");
+                GaugeChild::default()
+            }
+        };
         Arc::new(Self {
+            in_flight,
+            supervisor: OnceLock::new(),
+            scales_to_zero: AtomicBool::new(false),
             runner: runner.to_string(),
             workers: RwLock::default(),
             rotate: AtomicUsize::new(0),
@@ -83,6 +137,20 @@ impl RunnerPool {
             wanted: Mutex::default(),
             connecting: Mutex::default(),
         })
+    }
+
+    /// Tells this pool how to reach the supervisor, and whether its runner
+    /// may be autoscaled to zero (then a call waits for a worker up to its
+    /// deadline, and no worker is no reason to be unready).
+    pub fn connect_supervisor(&self, control: ControlClient, scales_to_zero: bool) {
+        let _ = self.supervisor.set(control);
+        self.scales_to_zero.store(scales_to_zero, Ordering::Relaxed);
+    }
+
+    /// Whether this runner can serve: a live worker, or a runner that may
+    /// be at zero on purpose (its next call starts one).
+    pub fn ready(&self) -> bool {
+        self.scales_to_zero.load(Ordering::Relaxed) || self.live() > 0
     }
 
     /// Number of workers currently accepting calls.
@@ -174,7 +242,13 @@ impl RunnerPool {
     /// or the pool filling right after this API server started, should delay
     /// a request, not fail it.
     async fn pick_or_wait(&self, avoid: &[Arc<WorkerConn>]) -> Option<Arc<WorkerConn>> {
-        let deadline = tokio::time::Instant::now() + WORKER_WAIT;
+        let wait = if self.scales_to_zero.load(Ordering::Relaxed) {
+            crate::deadline::remaining().unwrap_or(COLD_START_WAIT)
+        } else {
+            WORKER_WAIT
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut told = false;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -182,6 +256,11 @@ impl RunnerPool {
             changed.as_mut().enable();
             if let Some(w) = self.pick(avoid) {
                 return Some(w);
+            }
+            if !told && let Some(supervisor) = self.supervisor.get() {
+                told = true;
+                let runner = self.runner.clone();
+                let _ = supervisor.send(ToSupervisor::CallWaiting { runner });
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return self.pick(avoid);
@@ -220,6 +299,7 @@ impl RunnerPool {
     }
 
     async fn route(self: Arc<Self>, method: String, payload: Vec<u8>) -> Reply {
+        let _in_flight = InFlight::enter(&self.in_flight);
         let unavailable =
             || CallError::Unavailable(format!("no live worker of runner '{}'", self.runner));
         // Workers already tried for this call. A draining worker refuses

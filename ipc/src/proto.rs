@@ -56,7 +56,13 @@ impl std::str::FromStr for Protocol {
 }
 
 /// Version of the wire protocol; bumped on any incompatible message change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The gauge family in which every API server counts its runner calls in
+/// flight (sent and not answered, or waiting for a worker), labelled
+/// `runner_name`: the supervisor's autoscaler reads it from the API servers'
+/// snapshots, so it is part of the contract between the processes.
+pub const RUNNER_CALLS_IN_FLIGHT: &str = "tiffin_api_server_runner_calls_in_flight";
 
 /// First message on a control connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +140,45 @@ pub struct StatusReport {
     pub uptime_secs: f64,
     /// Every worker slot.
     pub workers: Vec<WorkerStatus>,
+    /// Every autoscaled runner (empty when none is).
+    pub autoscaling: Vec<AutoscaleStatus>,
+}
+
+/// One autoscaled runner in `tiffin status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AutoscaleStatus {
+    /// Runner name.
+    pub runner: String,
+    /// Workers now (not counting those draining away).
+    pub current: usize,
+    /// The count the autoscaler's latest sample asks for.
+    pub desired: usize,
+    /// `min_workers`.
+    pub min: usize,
+    /// `max_workers`.
+    pub max: usize,
+    /// Set by `tiffin scale RUNNER N`: the count is held at N, and the
+    /// autoscaler does not act until `tiffin scale RUNNER auto`.
+    pub pinned: Option<usize>,
+    /// The latest decision the autoscaler carried out.
+    pub last: Option<AutoscaleDecision>,
+}
+
+/// One autoscaling decision, with the figures it was taken on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AutoscaleDecision {
+    /// `up` or `down`.
+    pub direction: String,
+    /// Workers before.
+    pub from: usize,
+    /// Workers after.
+    pub to: usize,
+    /// Average calls in flight over the look-back window.
+    pub average_in_flight: f64,
+    /// Why, in words, with the figures.
+    pub reason: String,
+    /// Seconds since the decision.
+    pub ago_secs: f64,
 }
 
 /// Messages a process sends to the supervisor.
@@ -170,6 +215,19 @@ pub enum ToSupervisor {
         target: String,
         /// Desired number of workers.
         workers: usize,
+    },
+    /// Request from the CLI: hand a runner pinned by `Scale` back to its
+    /// autoscaler (`tiffin scale RUNNER auto`); answered with
+    /// [`FromSupervisor::Scaled`].
+    Autoscale {
+        /// Runner name.
+        target: String,
+    },
+    /// Event from an API server: a call to this runner found no worker and
+    /// is waiting for one (a runner autoscaled to zero starts one at once).
+    CallWaiting {
+        /// Runner name.
+        runner: String,
     },
     /// Event: a draining process has finished its in-flight work and is
     /// exiting; the snapshot is its final one.

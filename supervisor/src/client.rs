@@ -109,6 +109,18 @@ pub async fn status(dir: &Path) -> Result<StatusReport, ClientError> {
     }
 }
 
+/// Asks to hand autoscaled runner `target` back to its autoscaler after a
+/// [`scale`] pinned it.
+pub async fn autoscale(dir: &Path, target: &str) -> Result<String, ClientError> {
+    let req = ToSupervisor::Autoscale {
+        target: target.to_string(),
+    };
+    match exchange(dir, req).await? {
+        FromSupervisor::Scaled { result } => result.map_err(ClientError::Refused),
+        other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),
+    }
+}
+
 /// Asks to scale `target` to `workers`.
 pub async fn scale(dir: &Path, target: &str, workers: usize) -> Result<String, ClientError> {
     let req = ToSupervisor::Scale {

@@ -157,6 +157,9 @@ fn worker_message(
         Incoming::Event(ToSupervisor::Drained { snapshot }) => {
             lock(&ctx.shared).record_final_snapshot(role, generation, snapshot);
         }
+        Incoming::Event(ToSupervisor::CallWaiting { runner }) => {
+            let _ = ctx.events.send(Event::CallWaiting { runner });
+        }
         Incoming::Request {
             id,
             body: ToSupervisor::Scrape { format },
@@ -191,6 +194,17 @@ fn cli_message(ctx: &Context, msg: Incoming<ToSupervisor>, conn: &WorkerConn) {
                 };
                 let stopping = || Err("supervisor is stopping".to_string());
                 let result = match ctx.events.send(asked) {
+                    Ok(()) => rx.await.unwrap_or_else(|_| stopping()),
+                    Err(_) => stopping(),
+                };
+                reply(&conn, id, FromSupervisor::Scaled { result });
+            });
+        }
+        ToSupervisor::Autoscale { target } => {
+            tokio::spawn(async move {
+                let (tx, rx) = oneshot::channel();
+                let stopping = || Err("supervisor is stopping".to_string());
+                let result = match ctx.events.send(Event::Autoscale { target, reply: tx }) {
                     Ok(()) => rx.await.unwrap_or_else(|_| stopping()),
                     Err(_) => stopping(),
                 };

@@ -9,11 +9,15 @@
 //! Files, from the entry point down: `run.rs` (start, main loop) and
 //! `shutdown.rs` (drain phases); `control.rs` (the control socket);
 //! `lifecycle.rs` (start / exit / restart / scale / retire policy);
+//! `autoscale.rs` (the autoscaling decision, pure) and `autoscale_loop.rs`
+//! (sampling and carrying decisions out);
 //! `scrape.rs` (collect and merge), `metrics_port.rs`, `own_metrics.rs`;
 //! `spawn.rs` (the worker command line and process guarantees),
 //! `process.rs` (signals); `state.rs` (the state, a leaf); `rundir.rs` and
 //! `client.rs` (finding and talking to a running supervisor from the CLI).
 
+mod autoscale;
+mod autoscale_loop;
 pub mod client;
 mod control;
 mod lifecycle;

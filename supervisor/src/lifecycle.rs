@@ -25,6 +25,7 @@ use tiffin_config::{Config, MAX_WORKERS};
 use tiffin_ipc::proto::{API_SERVER_TARGET_ALIASES, FromSupervisor, Role, WorkerState};
 
 use crate::SupervisorError;
+use crate::autoscale_loop::Autoscalers;
 use crate::own_metrics::SupervisorMetrics;
 use crate::process::{describe, kill};
 use crate::spawn::{SpawnSpec, spawn};
@@ -67,6 +68,20 @@ pub(crate) enum Event {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// `tiffin scale RUNNER auto`: hand a pinned runner back to its autoscaler.
+    Autoscale {
+        /// Runner name.
+        target: String,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Time to sample the autoscaled runners (`autoscale_loop.rs`).
+    AutoscaleTick,
+    /// An API server has a call to `runner` waiting for a worker.
+    CallWaiting {
+        /// Runner name.
+        runner: String,
+    },
 }
 
 /// The supervisor's handles: the state, its own metrics, its event queue,
@@ -81,6 +96,8 @@ pub(crate) struct Supervisor<'a> {
     /// Set when a slot's crash loop reached its limit: the main loop takes
     /// it, shuts the service down and returns it.
     pub gave_up: Cell<Option<SupervisorError>>,
+    /// The autoscaled runners' decision state (`autoscale_loop.rs`).
+    pub autoscalers: Autoscalers,
 }
 
 impl Supervisor<'_> {
@@ -98,8 +115,23 @@ impl Supervisor<'_> {
                 workers,
                 reply,
             } => {
-                let _ = reply.send(self.scale(&target, workers));
+                let result = self.scale(&target, workers);
+                let result = match result {
+                    Ok(message) if self.is_autoscaled(&target) => {
+                        self.pin(&target, workers);
+                        Ok(format!(
+                            "{message} (pinned: autoscaling resumes with `tiffin scale {target} auto`)"
+                        ))
+                    }
+                    other => other,
+                };
+                let _ = reply.send(result);
             }
+            Event::Autoscale { target, reply } => {
+                let _ = reply.send(self.unpin(&target));
+            }
+            Event::AutoscaleTick => self.autoscale_tick(),
+            Event::CallWaiting { runner } => self.call_waiting(&runner),
         }
     }
 
@@ -290,6 +322,25 @@ impl Supervisor<'_> {
         };
         let have = current.len();
         drop(st);
+        self.resize(current, workers, &*make);
+        Ok(format!("{target}: {have} -> {workers} workers"))
+    }
+
+    /// Sets `runner`'s worker count to `workers` (0 included: the
+    /// autoscaler's scale to zero), draining any that go.
+    pub fn resize_runner(&self, runner: &str, workers: usize) {
+        let current = lock(&self.shared).active(|r| r.runner() == Some(runner));
+        let name = runner.to_string();
+        self.resize(current, workers, &move |i| Role::Runner {
+            name: name.clone(),
+            index: i,
+        });
+    }
+
+    /// Starts or retires slots so that `current` becomes `workers` slots;
+    /// `make` names the slot at a 1-based position.
+    fn resize(&self, current: Vec<Role>, workers: usize, make: &dyn Fn(usize) -> Role) {
+        let have = current.len();
         if workers > have {
             let mut started = 0;
             let mut i = 1;
@@ -318,7 +369,6 @@ impl Supervisor<'_> {
                 self.retire(&role);
             }
         }
-        Ok(format!("{target}: {have} -> {workers} workers"))
     }
 
     /// Drains one worker: stop routing to it, let it finish, then it exits;

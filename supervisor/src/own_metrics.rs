@@ -1,5 +1,6 @@
 //! The supervisor's own metric families (`tiffin_supervisor_*`): worker
-//! counts, crash restarts, and how scrapes went. They are merged into the
+//! counts, crash restarts, how scrapes went, and what the autoscaler
+//! wants and did (`autoscale_loop.rs`). They are merged into the
 //! aggregated exposition like any process's metrics, under role `supervisor`.
 
 use tiffin_ipc::proto::Role;
@@ -19,6 +20,8 @@ pub(crate) struct SupervisorMetrics {
     hung: Counter,
     scrape_duration: Histogram,
     stale: Counter,
+    autoscale_desired: Gauge,
+    autoscale_decisions: Counter,
 }
 
 impl SupervisorMetrics {
@@ -51,8 +54,20 @@ impl SupervisorMetrics {
             "Process snapshots that missed the scrape deadline and were served from cache",
             &[],
         )?;
+        let autoscale_desired = registry.gauge(
+            "tiffin_supervisor_autoscale_desired_workers",
+            "Workers the autoscaler wants for an autoscaled runner, from its latest sample",
+            &["runner_name"],
+        )?;
+        let autoscale_decisions = registry.counter(
+            "tiffin_supervisor_autoscale_decisions_total",
+            "Autoscaling decisions carried out, by runner and direction (up or down)",
+            &["runner_name", "direction"],
+        )?;
         Ok(Self {
             registry,
+            autoscale_desired,
+            autoscale_decisions,
             workers,
             restarts,
             hung,
@@ -78,6 +93,16 @@ impl SupervisorMetrics {
     /// Sets the running-worker gauge of one `(role label, runner name)`.
     pub fn set_running(&self, role: &str, runner: &str, n: f64) {
         self.workers.labels(&[role, runner]).set(n);
+    }
+
+    /// Sets the autoscaler's desired worker count of `runner`.
+    pub fn set_desired(&self, runner: &str, n: usize) {
+        self.autoscale_desired.labels(&[runner]).set(n as f64);
+    }
+
+    /// Counts one autoscaling decision of `runner` carried out, `up` or `down`.
+    pub fn decided(&self, runner: &str, direction: &str) {
+        self.autoscale_decisions.labels(&[runner, direction]).inc();
     }
 
     /// Records one scrape: its duration and how many processes missed it.

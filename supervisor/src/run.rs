@@ -125,10 +125,18 @@ async fn supervise_in(
         },
         config: &args.config,
         gave_up: std::cell::Cell::new(None),
+        autoscalers: crate::autoscale_loop::Autoscalers::new(&args.config, &runners),
     };
+    sup.autoscale_init();
+    if !sup.autoscalers.is_empty() {
+        crate::autoscale_loop::tick_periodically(
+            sup.events.clone(),
+            crate::autoscale_loop::SAMPLE_EVERY,
+        );
+    }
     tracing::info!(listen = %local, runtime_dir = %dir.display(), service = %args.service.name, "supervisor starting");
     for runner in &runners {
-        for index in 1..=args.config.runners.workers_for(runner) {
+        for index in 1..=crate::autoscale_loop::initial_workers(&args.config, runner) {
             sup.start(&Role::Runner {
                 name: runner.clone(),
                 index,

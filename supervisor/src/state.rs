@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use tiffin_ipc::Connection;
 use tiffin_ipc::proto::{
-    FromSupervisor, Role, StatusReport, ToSupervisor, WorkerEndpoint, WorkerState, WorkerStatus,
+    AutoscaleStatus, FromSupervisor, RUNNER_CALLS_IN_FLIGHT, Role, StatusReport, ToSupervisor,
+    WorkerEndpoint, WorkerState, WorkerStatus,
 };
-use tiffin_metrics::{Snapshot, WorkerId};
+use tiffin_metrics::{Snapshot, Value, WorkerId};
 
 /// The supervisor's end of a worker's control connection.
 pub(crate) type WorkerConn = Connection<FromSupervisor, ToSupervisor>;
@@ -91,6 +92,19 @@ pub(crate) struct State {
     pub started: Instant,
     /// How long draining may take.
     pub graceful_timeout: Duration,
+    /// What the autoscaler of each autoscaled runner wants, did last, and
+    /// whether `tiffin scale` pinned it.
+    pub autoscale: BTreeMap<String, AutoscaleView>,
+}
+
+/// One autoscaled runner as `tiffin status` shows it; `current` and the last
+/// decision's age are filled in by [`State::report`].
+#[derive(Clone)]
+pub(crate) struct AutoscaleView {
+    /// The status row.
+    pub status: AutoscaleStatus,
+    /// When the last decision was carried out.
+    pub decided_at: Option<Instant>,
 }
 
 /// The state shared by the supervisor's tasks.
@@ -119,6 +133,7 @@ impl State {
             listen,
             started: Instant::now(),
             graceful_timeout,
+            autoscale: BTreeMap::new(),
         }
     }
 
@@ -302,6 +317,29 @@ impl State {
             .collect()
     }
 
+    /// Calls in flight to `runner` (running in a worker, queued for one, or
+    /// waiting for one), summed over the API servers' latest snapshots.
+    pub fn runner_calls_in_flight(&self, runner: &str) -> f64 {
+        self.slots
+            .iter()
+            .filter(|(role, slot)| matches!(role, Role::ApiServer { .. }) && slot.pid.is_some())
+            .filter_map(|(_, slot)| slot.last.as_ref()?.family(RUNNER_CALLS_IN_FLIGHT))
+            .filter_map(|family| family.series_with(&[("runner_name", runner)]))
+            .map(|series| match series.value {
+                Value::Gauge(v) if v.is_finite() && v > 0.0 => v,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// Workers of `runner` that are not draining away.
+    pub fn active_workers(&self, runner: &str) -> usize {
+        self.slots
+            .iter()
+            .filter(|(role, slot)| role.runner() == Some(runner) && !slot.retiring)
+            .count()
+    }
+
     /// Running processes per `(role label, runner name)`, every runner and
     /// the API servers listed even at zero.
     pub fn running_counts(&self) -> BTreeMap<(&'static str, String), f64> {
@@ -344,6 +382,18 @@ impl State {
                     },
                     restarts: s.restarts,
                     requests: s.requests,
+                })
+                .collect(),
+            autoscaling: self
+                .autoscale
+                .values()
+                .map(|view| {
+                    let mut status = view.status.clone();
+                    status.current = self.active_workers(&status.runner);
+                    if let (Some(last), Some(at)) = (&mut status.last, view.decided_at) {
+                        last.ago_secs = at.elapsed().as_secs_f64();
+                    }
+                    status
                 })
                 .collect(),
         }

@@ -284,6 +284,7 @@ fn frames(dir: &Path) {
                             restarts: 0,
                             requests: 42,
                         }],
+                        autoscaling: Vec::new(),
                     },
                 },
             },
