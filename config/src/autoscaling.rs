@@ -288,3 +288,78 @@ impl Merged {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn load(yaml: &str) -> Result<Config, String> {
+        Config::from_yaml_str(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn off_by_default_and_a_runner_inherits_the_shared_keys_it_does_not_set() {
+        let config = load("runners: { r: { workers: 2 } }").unwrap();
+        assert!(config.runners.autoscaling_for("r").is_none());
+        let config = load(
+            "runners: { autoscaling: { enabled: true, target_in_flight: 4, look_back_s: 2.5 }, \
+             r: { autoscaling: { max_workers: 3, downscale_delay_s: 0 } }, \
+             off: { autoscaling: { enabled: false } } }",
+        )
+        .unwrap();
+        let r = config.runners.autoscaling_for("r").unwrap();
+        assert_eq!((r.min_workers, r.max_workers), (1, 3));
+        assert_eq!(r.target_in_flight, 4.0);
+        assert_eq!(r.look_back, std::time::Duration::from_millis(2500));
+        assert_eq!(r.downscale_delay, std::time::Duration::ZERO);
+        assert_eq!(r.upscale_delay, std::time::Duration::from_secs(3));
+        let other = config.runners.autoscaling_for("other").unwrap();
+        assert_eq!(
+            other.max_workers,
+            super::cpu_count(),
+            "max defaults to the CPUs"
+        );
+        assert!(config.runners.autoscaling_for("off").is_none());
+        // The effective configuration handed to children round-trips.
+        let yaml = serde_yaml_ng::to_string(&config).unwrap();
+        assert_eq!(load(&yaml).unwrap(), config);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_that_set_them() {
+        let cases = [
+            (
+                "runners: { autoscaling: { min_workers: 3, max_workers: 2 } }",
+                "runners.autoscaling.min_workers",
+            ),
+            (
+                "runners: { autoscaling: { max_workers: 2 }, r: { autoscaling: { min_workers: 5 } } }",
+                "runners.r.autoscaling.min_workers",
+            ),
+            (
+                "runners: { r: { autoscaling: { max_workers: 0 } } }",
+                "runners.r.autoscaling.max_workers",
+            ),
+            (
+                "runners: { autoscaling: { target_in_flight: 0 } }",
+                "runners.autoscaling.target_in_flight",
+            ),
+            (
+                "runners: { autoscaling: { target_in_flight: .nan } }",
+                "runners.autoscaling.target_in_flight",
+            ),
+            (
+                "runners: { r: { autoscaling: { upscale_delay_s: -1 } } }",
+                "runners.r.autoscaling.upscale_delay_s",
+            ),
+            (
+                "runners: { autoscaling: { look_back_s: 0 } }",
+                "runners.autoscaling.look_back_s",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let err = load(yaml).expect_err(yaml);
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+    }
+}
