@@ -11,6 +11,7 @@ mod host;
 mod http;
 mod load;
 mod process;
+pub mod prometheus;
 mod server;
 mod wait;
 
