@@ -5,9 +5,14 @@
 //! entrypoint, ports, runtime volume, size), and the binary inside runs
 //! from the image's own filesystem (`chroot` into `podman image mount`),
 //! which only a self-contained binary can: a dynamic one finds no loader.
-//! Containers cannot be started on the development machine, so this is as
-//! close to running the image as it gets; tests/kubernetes.rs runs the
-//! manifests' configuration with the same binary.
+//! Containers cannot be started on the development machine, so the image is
+//! run the way a container runtime would run it, minus the isolation: a copy
+//! of its filesystem as the root (`chroot`), the `/proc` and `/dev` every
+//! runtime provides bind-mounted in a private mount namespace (`unshare`, so
+//! the mounts go away with the process), only the image's environment, its
+//! user, its entrypoint and command. The supervisor there re-executes itself
+//! for its workers, keeps its sockets under `/run/tiffin`, serves, and drains
+//! on SIGTERM. tests/kubernetes.rs runs the manifests' configuration.
 
 mod common;
 
@@ -15,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Finished, require_tool, run_with_timeout};
+use common::{Finished, Launch, free_port, http, require_tool, run_with_timeout};
 
 /// The image's user: numeric (scratch has no /etc/passwd), not root.
 const USER: &str = "65532:65532";
@@ -264,4 +269,124 @@ fn the_scratch_image_builds_runs_as_non_root_and_its_binary_runs_from_the_image(
         Duration::from_secs(60),
     );
     assert!(ok(&f) && f.stdout.contains("sentiment_analyzer"), "{f:?}");
+
+    // Serve from a copy of the image's root (the mount is the image store's).
+    let copy = std::env::temp_dir().join(format!("tiffin-image-root-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&copy);
+    let f = run(
+        Command::new("cp").arg("-a").arg(&root).arg(&copy),
+        Duration::from_secs(60),
+    );
+    assert!(ok(&f), "copy the image root: {}", f.stderr);
+    let served = serve_from(&copy, config, &env);
+    let _ = std::fs::remove_dir_all(&copy);
+    served.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Runs the image's entrypoint and command in `root` as a container runtime
+/// would (see the module doc), on free ports; checks that it serves as the
+/// image's user with its runtime directory under `/run/tiffin`, and drains.
+fn serve_from(root: &Path, config: &serde_json::Value, env: &[&str]) -> Result<(), String> {
+    for dir in ["proc", "dev"] {
+        std::fs::create_dir_all(root.join(dir)).map_err(|e| format!("mkdir {dir}: {e}"))?;
+    }
+    let words = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let metrics_port = free_port();
+    let mut command = words(&config["Entrypoint"]);
+    let cmd = words(&config["Cmd"]);
+    let mut i = 0;
+    while i < cmd.len() {
+        command.push(cmd[i].clone());
+        if cmd[i] == "--metrics-port" {
+            command.push(metrics_port.to_string());
+            i += 1;
+        }
+        i += 1;
+    }
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let r = quote(&root.display().to_string());
+    let script = format!(
+        "mount --bind /proc {r}/proc && mount --bind /dev {r}/dev && \
+         exec env -i {env} {chroot} --userspec={USER} {r} {command} \"$@\"",
+        env = env.iter().map(|e| quote(e)).collect::<Vec<_>>().join(" "),
+        chroot = quote(&require_tool("chroot").display().to_string()),
+        command = command
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    // `Launch` appends --host 127.0.0.1 --port 0 (into "$@") and waits for /readyz.
+    let unshare = require_tool("unshare");
+    let mut server = Launch::subcommand(
+        "--mount",
+        &["--propagation", "private", "sh", "-c", &script, "sh"],
+    )
+    .bin(unshare)
+    .start();
+    let log = server.log();
+    let answer = server.analyse("I love this product!");
+    if answer["is_positive"] != true {
+        return Err(format!("analysis: {answer}\n{log}"));
+    }
+    let scrape = http(
+        &format!("127.0.0.1:{metrics_port}"),
+        "GET",
+        "/metrics",
+        &[],
+        b"",
+    )
+    .map_err(|e| format!("metrics port: {e}"))?;
+    if scrape.status != 200 || !scrape.text().contains("bentoml_api_server_request_total") {
+        return Err(format!("metrics port: {}", scrape.text()));
+    }
+    // The runtime directory is where the image says, made by the image's user.
+    let inside = server.runtime_dir.clone();
+    if !inside.starts_with("/run/tiffin") {
+        return Err(format!("runtime dir {}", inside.display()));
+    }
+    let outside = root.join(inside.strip_prefix("/").unwrap_or(&inside));
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&outside)
+        .map(|m| m.uid())
+        .map_err(|e| format!("{}: {e}", outside.display()))?;
+    let uid: u32 = USER
+        .split(':')
+        .next()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0);
+    if owner != uid {
+        return Err(format!("{} owned by {owner}, not {uid}", outside.display()));
+    }
+    let children = server.children();
+    if children.len() < 2 {
+        return Err(format!("workers: {children:?}\n{}", server.log()));
+    }
+    for (pid, cmd) in &children {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let real_uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse::<u32>().ok());
+        if real_uid != Some(uid) {
+            return Err(format!("worker {pid} ({cmd}) runs as {real_uid:?}"));
+        }
+    }
+    let exit = server.signal_and_wait(libc::SIGTERM);
+    if !exit.success() {
+        return Err(format!("SIGTERM: {exit:?}\n{}", server.log()));
+    }
+    if outside.exists() {
+        return Err(format!("{} left behind", outside.display()));
+    }
+    Ok(())
 }
