@@ -83,6 +83,16 @@ fn slow(server: &Server, ms: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Sets a flag when dropped: a test that fails inside `thread::scope`
+/// still stops the threads the scope waits for, so it fails instead of hanging.
+struct SetOnDrop<'a>(&'a AtomicBool, bool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(self.1, Ordering::SeqCst);
+    }
+}
+
 /// Watches `calc` while a test runs: every few hundred milliseconds, the
 /// autoscaler's desired count and the workers not draining must lie within
 /// `[min, max]`; returns the largest worker count seen.
@@ -141,6 +151,8 @@ fn a_step_of_load_grows_the_runner_to_its_target_and_idling_brings_it_back_to_mi
     let started = Instant::now();
     let (mut grown_after, mut shrunk_after) = (None, None);
     std::thread::scope(|s| {
+        let _stop_watch = SetOnDrop(&watch.stop, true);
+        let _stop_load = SetOnDrop(&loading, false);
         s.spawn(|| watch.run(&server, 1, 3));
         // Six callers keep six 150 ms calls in flight: with a target of one
         // call per worker the runner wants six workers, clamped to three.
@@ -259,6 +271,7 @@ fn a_runner_at_zero_stays_ready_and_answers_its_next_call() {
     );
     let watch = Watch::new();
     std::thread::scope(|s| {
+        let _stop_watch = SetOnDrop(&watch.stop, true);
         s.spawn(|| watch.run(&server, 0, 2));
         // Idle: down to zero workers.
         let at_zero = eventually(Duration::from_secs(30), || {
