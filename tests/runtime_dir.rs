@@ -479,3 +479,74 @@ fn a_private_runtime_dir_under_tmpdir_still_works() {
     }
     server.analyse("I love it");
 }
+
+#[test]
+fn a_runner_refuses_a_data_connection_from_another_user() {
+    // The directories keep other users out; if their modes are loosened
+    // while serving (an operator's chmod, a backup tool), the runner's own
+    // check of the peer's uid (`SO_PEERCRED`) still refuses a process of
+    // another user on its data socket, before reading a byte from it.
+    let scratch = Scratch::new("data-peer");
+    let (uid, gid) = intruder();
+    let server = scratch.launch(&[]);
+    let sock = server.runtime_dir.join("runner-nltk_sentiment-1.sock");
+    assert!(
+        eventually(Duration::from_secs(10), || is_socket(&sock)),
+        "{}",
+        server.log()
+    );
+    let loosen = |mode: u32| {
+        for dir in [&scratch.base(), &server.runtime_dir] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    loosen(0o711);
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // As the intruder: connect, send a hello-sized frame, print what comes back.
+    let client = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+try:
+    s.sendall(bytes([0, 0, 0, 6, 0, 0, 0, 2, 0, 1]))
+except OSError:
+    pass
+got = b""
+try:
+    while True:
+        b = s.recv(256)
+        if not b:
+            break
+        got += b
+except OSError as e:
+    print("error", e)
+print("got", got.hex())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", client, sock.to_str().unwrap()])
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .expect("run python3 as the intruder");
+    loosen(0o700);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the intruder could not connect: {out:?}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "got "),
+        "the runner answered another user's process: {stdout}"
+    );
+    let refusal = format!("runs as uid {uid}");
+    assert!(
+        eventually(Duration::from_secs(5), || server
+            .log()
+            .lines()
+            .any(|l| l.contains("data connection refused") && l.contains(&refusal))),
+        "no refusal naming uid {uid} in the log:\n{}",
+        server.log()
+    );
+    server.analyse("I love it");
+}
