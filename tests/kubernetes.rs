@@ -206,7 +206,7 @@ fn every_manifest_passes_kubernetes_validate_strict() {
             "{kind} validated:\n{out}"
         );
     }
-    // Only the CRD object is left to tests/kubernetes.rs's monitor check.
+    // Only the CRD object has no built-in schema: the next test checks it.
     let skipped = out.lines().filter(|l| l.starts_with("WARN")).count();
     assert_eq!(
         skipped, 1,
