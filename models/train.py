@@ -25,6 +25,8 @@ Outputs, under ``models/digits/``:
   stratified), as 8x8 8-bit grayscale PNGs, never seen in training.
 * ``samples/digit-K.png``: one held-out image per digit, scaled up to 64x64
   (nearest neighbour) so a person can see it, for the README's curl line.
+* ``../testdata/unsupported-op.onnx``: a well-formed ONNX file whose only
+  operator exists nowhere (``tiffin.test.TiffinNoSuchOperator``).
 * ``metrics.json``: held-out accuracy of scikit-learn's own predictions and of
   the ONNX graph evaluated by onnx's reference evaluator (they must agree).
 """
@@ -103,6 +105,27 @@ def build_graph(clf):
     return model
 
 
+def write_unsupported(path):
+    """A valid ONNX file whose one node is an operator no engine has, for
+    the test that a worker refuses it by name (``tests/onnx.rs``)."""
+    node = helper.make_node("TiffinNoSuchOperator", ["x"], ["y"], domain="tiffin.test")
+    graph = helper.make_graph(
+        [node],
+        "unsupported",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("tiffin.test", 1)],
+        producer_name="tiffin models/train.py",
+        producer_version="1",
+    )
+    model.ir_version = 8
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+
+
 def main():
     digits = load_digits()
     x = pixels(digits.images.reshape(len(digits.images), 64))
@@ -150,6 +173,9 @@ def main():
             (64, 64), Image.NEAREST
         )
         big.save(os.path.join(OUT, "samples", f"digit-{k}.png"), optimize=True)
+
+    os.makedirs(os.path.join(HERE, "testdata"), exist_ok=True)
+    write_unsupported(os.path.join(HERE, "testdata", "unsupported-op.onnx"))
 
     metrics = {
         "data": "sklearn.datasets.load_digits",

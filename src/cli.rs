@@ -36,6 +36,9 @@ enum Command {
     Scale(ScaleArgs),
     /// List the services this binary can serve.
     List,
+    /// The model store: import, list, get, delete and export model files.
+    #[command(subcommand)]
+    Models(crate::models::ModelsCommand),
     /// How the supervisor starts its children (see `tiffin_supervisor::spawn`).
     #[command(name = tiffin_supervisor::spawn::WORKER_SUBCOMMAND, hide = true, subcommand)]
     Worker(WorkerCommand),
@@ -47,6 +50,10 @@ enum Command {
 struct ServeArgs {
     /// Service to serve (default: the first one this binary offers).
     service: Option<String>,
+    /// Serve a model with no code instead: a store tag NAME[:VERSION] or a
+    /// path to an .onnx file (one runner named after it, POST /predict).
+    #[arg(long, conflicts_with = "service")]
+    model: Option<String>,
     /// Host to bind (api_server.http.host or api_server.grpc.host; default 0.0.0.0).
     #[arg(long)]
     host: Option<String>,
@@ -130,6 +137,7 @@ pub fn main(services: Vec<Service>) -> ExitCode {
             }
             Ok(())
         }
+        Command::Models(command) => crate::models::run(command),
         Command::Worker(args) => worker(args, &services),
     };
     match result {
@@ -209,6 +217,16 @@ fn serve(
     cli: Vec<(String, String)>,
     services: &[Service],
 ) -> Result<()> {
+    let mut args = args;
+    let model_service;
+    let services = match args.model.as_deref() {
+        Some(spec) => {
+            model_service = [crate::models::service_for(spec)?];
+            args.service = Some(model_service[0].name.clone());
+            &model_service[..]
+        }
+        None => services,
+    };
     let (service, config, yaml) = effective_config(&args, protocol, services, cli)?;
     crate::logging::init("supervisor".into());
     let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
@@ -358,7 +376,8 @@ fn worker(command: WorkerCommand, services: &[Service]) -> Result<()> {
     crate::logging::init(role.to_string());
     let yaml = std::env::var(EFFECTIVE_CONFIG_ENV).unwrap_or_default();
     let config = Config::from_yaml_str(&yaml)?;
-    let service = find_service(services, Some(&command.common().service))?;
+    let services = crate::models::worker_services(services)?;
+    let service = find_service(&services, Some(&command.common().service))?;
     let runtime_dir = command.common().runtime_dir.clone();
     match command {
         WorkerCommand::ApiServer {

@@ -6,6 +6,7 @@
 
 mod cli;
 mod logging;
+mod models;
 pub mod services;
 
 /// Custom metrics (`tiffin::metrics::Counter::new(..)`, like `bentoml.metrics`).

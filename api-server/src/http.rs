@@ -205,6 +205,8 @@ impl App {
             return Err(too_large());
         }
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+        // Multipart and image inputs need the content type after the body is read.
+        let content_type = content_type.map(str::to_string);
         let body = Limited::new(req.into_body(), limit).collect();
         let body = match tokio::time::timeout(self.body_timeout, body).await {
             Ok(Ok(collected)) => collected.to_bytes(),
@@ -224,7 +226,7 @@ impl App {
                 ));
             }
         };
-        let out = api.handle(body).await?;
+        let out = api.handle_typed(body, content_type.as_deref()).await?;
         let mut resp = Response::new(Full::new(out));
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(api.output.mime()));

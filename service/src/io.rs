@@ -61,6 +61,13 @@ pub trait IoDescriptor: Send + Sync + 'static {
     fn decode(body: Bytes) -> Result<Self::Value, ApiError>;
     /// Value → body.
     fn encode(value: Self::Value) -> Result<Bytes, ApiError>;
+    /// Body → value when the request's `Content-Type` matters (a
+    /// `multipart/form-data` body needs its boundary); by default the
+    /// content type is ignored and [`Self::decode`] runs.
+    fn decode_request(body: Bytes, content_type: Option<&str>) -> Result<Self::Value, ApiError> {
+        let _ = content_type;
+        Self::decode(body)
+    }
 }
 
 /// `text/plain` body as a `String` (BentoML's `bentoml.io.Text`).

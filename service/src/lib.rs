@@ -10,10 +10,16 @@
 
 //!
 //! Modules: [`error`] (call, runner and API errors), [`runnable`],
-//! [`runner`], [`io`] (body descriptors) and [`service`].
+//! [`runner`], [`io`] (body descriptors: text, JSON, bytes), [`ndarray`]
+//! (BentoML's `NumpyNdarray`), [`image`] (PNG/JPEG uploads), [`file`]
+//! (uploads with their names), [`multipart`] (form bodies) and [`service`].
 
 pub mod error;
+pub mod file;
+pub mod image;
 pub mod io;
+pub mod multipart;
+pub mod ndarray;
 pub mod runnable;
 pub mod runner;
 pub mod service;
@@ -24,7 +30,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use error::{ApiError, CallError, RunnerError};
+pub use file::{File, FileInput};
+pub use image::Image;
 pub use io::{Binary, IoDescriptor, IoKind, Json, JsonOf, Text};
+pub use ndarray::{DType, NdArray, NdData, NdSpec, NumpyNdarray};
 pub use runnable::{MethodKind, Runnable};
 pub use runner::{Runner, RunnerTransport};
 /// The serde this crate's traits come from (for [`JsonOf`] types and runner payloads).

@@ -11,7 +11,7 @@ use crate::BoxFuture;
 use crate::error::ApiError;
 use crate::io::{IoDescriptor, IoKind};
 use crate::runner::Runner;
-type HandlerFn = dyn Fn(Bytes) -> BoxFuture<Result<Bytes, ApiError>> + Send + Sync;
+type HandlerFn = dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<Bytes, ApiError>> + Send + Sync;
 
 /// One API endpoint of a service, served at `/<name>`.
 #[derive(Clone)]
@@ -39,7 +39,17 @@ impl Api {
 
     /// Runs the handler on a raw body (already checked for content type and size).
     pub fn handle(&self, body: Bytes) -> BoxFuture<Result<Bytes, ApiError>> {
-        (self.handler)(body)
+        (self.handler)(body, None)
+    }
+
+    /// Like [`Api::handle`], with the request's `Content-Type` for inputs
+    /// that need it (multipart bodies, images).
+    pub fn handle_typed(
+        &self,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> BoxFuture<Result<Bytes, ApiError>> {
+        (self.handler)(body, content_type.map(str::to_string))
     }
 }
 
@@ -86,10 +96,12 @@ impl Service {
         Fut: Future<Output = Result<O::Value, ApiError>> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let erased = move |body: Bytes| -> BoxFuture<Result<Bytes, ApiError>> {
+        let erased = move |body: Bytes,
+                           content_type: Option<String>|
+              -> BoxFuture<Result<Bytes, ApiError>> {
             let handler = handler.clone();
             Box::pin(async move {
-                let value = I::decode(body)?;
+                let value = I::decode_request(body, content_type.as_deref())?;
                 let out = handler(value).await?;
                 O::encode(out)
             })

@@ -1,0 +1,123 @@
+//! The zero-code service of `tiffin serve-http --model PATH` (and
+//! `serve-grpc`): one runner named after the model, whose workers each load
+//! the file, and one API, `POST /predict`, taking BentoML's `NumpyNdarray`
+//! JSON (nested lists).
+//!
+//! The API server checks every request against the input the model declares
+//! (dtype and shape, any size where the model has a symbol such as `N`)
+//! before anything reaches a worker, so a wrong shape is a 400 naming both
+//! shapes and never costs a runner call. The answer is the model's output
+//! as nested lists when it has one output, else a JSON object with one
+//! nested list per output name, in the model's order. Batching needs
+//! nothing: the runner's method is batchable, and `runners.batching` (on by
+//! default) applies.
+//!
+//! The model is read in every process that builds the service: the
+//! supervisor and API servers only [`inspect`] it (its declared input and
+//! outputs), and each runner worker [`OnnxModel::load`]s it.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tiffin_service::{ApiError, IoDescriptor, IoKind, NdArray, NumpyNdarray, Runner, Service};
+
+use crate::{ModelInfo, OnnxError, OnnxModel, Outputs, RUN_METHOD, inspect, runnable};
+
+/// The API every model service has.
+pub const PREDICT_API: &str = "predict";
+
+/// A model's outputs as JSON: nested lists for a single output, else an
+/// object of them by output name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutputsJson;
+
+impl IoDescriptor for OutputsJson {
+    type Value = Outputs;
+    const KIND: IoKind = IoKind::Json;
+
+    fn decode(body: Bytes) -> Result<Outputs, ApiError> {
+        let _ = body;
+        Err(ApiError::internal(
+            "model outputs are an answer, not a request body",
+        ))
+    }
+
+    fn encode(value: Outputs) -> Result<Bytes, ApiError> {
+        if let [(_, only)] = value.as_slice() {
+            return NumpyNdarray::render(only).map(Bytes::from);
+        }
+        let mut out = b"{".to_vec();
+        for (i, (name, array)) in value.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let key = serde_json::to_vec(name)
+                .map_err(|e| ApiError::internal(format!("cannot encode output name: {e}")))?;
+            out.extend_from_slice(&key);
+            out.push(b':');
+            out.extend_from_slice(&NumpyNdarray::render(array)?);
+        }
+        out.push(b'}');
+        Ok(Bytes::from(out))
+    }
+}
+
+/// The runner and service name for a model file: its file stem, with every
+/// character other than ASCII letters, digits and `_` made `_`.
+pub fn name_for(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "model".into()
+    } else {
+        name
+    }
+}
+
+/// The runner `name` whose workers load the model at `path`.
+pub fn runner(name: &str, path: &Path) -> Runner {
+    let path: PathBuf = path.to_path_buf();
+    Runner::try_new(name, move || {
+        OnnxModel::load(&path)
+            .map(runnable)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// The service serving the model at `path` as `name` (see the module docs),
+/// and what the model declares.
+pub fn service(name: &str, path: &Path) -> Result<(Service, ModelInfo), OnnxError> {
+    let info = inspect(path)?;
+    let spec = info.input_spec().ok_or_else(|| OnnxError::Unsupported {
+        path: path.to_path_buf(),
+        reason: "its input's element type is not carried".into(),
+    })?;
+    let runner = runner(name, path);
+    let caller = runner.clone();
+    let service = Service::new(name).runner(&runner).api(
+        PREDICT_API,
+        NumpyNdarray,
+        OutputsJson,
+        move |array: NdArray| {
+            let checked = spec.check(array);
+            let runner = caller.clone();
+            async move {
+                let input = checked?;
+                Ok(runner.call::<_, Outputs>(RUN_METHOD, input).await?)
+            }
+        },
+    );
+    Ok((service, info))
+}

@@ -1,0 +1,166 @@
+//! `tiffin models ...` (the model store, `tiffin_models`) and the zero-code
+//! `serve-http --model NAME[:VERSION]|PATH.onnx` (`tiffin_onnx::serve`).
+//!
+//! How a worker learns which model it serves: the supervisor resolves the
+//! `--model` argument once (a store tag is looked up and its file's sha256
+//! checked; a path is read), builds the service from it, and puts the
+//! resolved file and the service name in its own environment
+//! ([`MODEL_PATH_ENV`], [`MODEL_NAME_ENV`]) before it starts any thread or
+//! child. Every worker inherits them and rebuilds the same service from the
+//! same file ([`worker_services`]), just as a built-in service is rebuilt
+//! from its name.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use clap::Subcommand;
+use tiffin_models::{Store, Tag, parse_labels};
+use tiffin_service::Service;
+
+/// The model file a `--model` service's workers load.
+pub const MODEL_PATH_ENV: &str = "TIFFIN_MODEL_PATH";
+
+/// The service (and runner) name of a `--model` service.
+pub const MODEL_NAME_ENV: &str = "TIFFIN_MODEL_NAME";
+
+/// `tiffin models ...`: the model store under `$TIFFIN_HOME/models`.
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Copy an ONNX file into the store as a new version of NAME.
+    Import {
+        /// The model file.
+        file: PathBuf,
+        /// The model's name (A-Z a-z 0-9 _ . -, at most 63).
+        #[arg(long)]
+        name: String,
+        /// A label to record, key=value (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// List every model and version.
+    List {
+        /// Print JSON (one object per entry) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one entry's metadata (NAME means NAME:latest).
+    Get {
+        /// NAME or NAME:VERSION.
+        tag: String,
+    },
+    /// Remove one version (NAME:VERSION).
+    Delete {
+        /// NAME:VERSION.
+        tag: String,
+    },
+    /// Copy one entry's model file out of the store.
+    Export {
+        /// NAME or NAME:VERSION.
+        tag: String,
+        /// Where to write it.
+        file: PathBuf,
+    },
+}
+
+/// Runs a `tiffin models` command.
+pub fn run(command: ModelsCommand) -> Result<()> {
+    let store = Store::open_default()?;
+    match command {
+        ModelsCommand::Import { file, name, labels } => {
+            let labels = parse_labels(&labels)?;
+            let entry = store.import(&file, &name, labels)?;
+            println!("{}", entry.metadata.tag());
+        }
+        ModelsCommand::List { json } => {
+            let entries = store.list()?;
+            if json {
+                let rows: Vec<serde_json::Value> = entries
+                    .iter()
+                    .map(|e| match e {
+                        Ok(e) => serde_json::to_value(&e.metadata).unwrap_or_default(),
+                        Err(err) => serde_json::json!({ "error": err.to_string() }),
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<24} {:<26} {:>10} {:<20} SHA256",
+                    "NAME", "VERSION", "SIZE", "CREATED"
+                );
+                for e in &entries {
+                    match e {
+                        Ok(e) => {
+                            let m = &e.metadata;
+                            println!(
+                                "{:<24} {:<26} {:>10} {:<20} {}",
+                                m.name,
+                                m.version,
+                                m.size,
+                                m.created,
+                                &m.sha256[..12.min(m.sha256.len())]
+                            );
+                        }
+                        Err(err) => eprintln!("tiffin: warning: {err}"),
+                    }
+                }
+            }
+        }
+        ModelsCommand::Get { tag } => {
+            let entry = store.get(&Tag::parse(&tag)?)?;
+            println!("{}", serde_json::to_string_pretty(&entry.metadata)?);
+        }
+        ModelsCommand::Delete { tag } => {
+            let deleted = store.delete(&Tag::parse(&tag)?)?;
+            println!("deleted {deleted}");
+        }
+        ModelsCommand::Export { tag, file } => {
+            let entry = store.export(&Tag::parse(&tag)?, &file)?;
+            println!("{} -> {}", entry.metadata.tag(), file.display());
+        }
+    }
+    Ok(())
+}
+
+/// `--model` names a file when it has a `/`, ends in `.onnx` or exists;
+/// otherwise it is a store tag. Returns (service name, model file).
+fn resolve(spec: &str) -> Result<(String, PathBuf)> {
+    let path = Path::new(spec);
+    if spec.contains('/') || spec.ends_with(".onnx") || path.is_file() {
+        return Ok((tiffin_onnx::serve::name_for(path), path.to_path_buf()));
+    }
+    let tag = Tag::parse(spec)?;
+    let entry = Store::open_default()?.get(&tag)?;
+    Ok((entry.metadata.name, entry.model_path))
+}
+
+/// The service of `serve-http --model SPEC`, after exporting what the
+/// workers need (see the module docs). Called before any thread starts.
+pub fn service_for(spec: &str) -> Result<Service> {
+    let (name, path) = resolve(spec)?;
+    let path = std::path::absolute(&path)
+        .with_context(|| format!("cannot resolve the model path {}", path.display()))?;
+    let (service, _) = tiffin_onnx::serve::service(&name, &path)?;
+    // SAFETY: this runs on the main thread while parsing the command line,
+    // before the supervisor's runtime, the logger or any other thread
+    // exists, so nothing can read the environment concurrently.
+    unsafe {
+        std::env::set_var(MODEL_PATH_ENV, &path);
+        std::env::set_var(MODEL_NAME_ENV, &name);
+    }
+    Ok(service)
+}
+
+/// The services a worker may be asked for: the binary's own, plus the
+/// `--model` service its supervisor exported, if any.
+pub fn worker_services(services: &[Service]) -> Result<Vec<Service>> {
+    let mut all = services.to_vec();
+    if let Some(path) = std::env::var_os(MODEL_PATH_ENV) {
+        let path = PathBuf::from(path);
+        let name =
+            std::env::var(MODEL_NAME_ENV).unwrap_or_else(|_| tiffin_onnx::serve::name_for(&path));
+        let (service, _) = tiffin_onnx::serve::service(&name, &path)
+            .map_err(|e| anyhow!("the model this worker serves: {e}"))?;
+        all.insert(0, service);
+    }
+    Ok(all)
+}
