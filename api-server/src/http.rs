@@ -20,6 +20,8 @@ use tiffin_service::{Api, ApiError};
 
 use crate::connections::{AcceptBackoff, Activity, Connections};
 use crate::core::{Core, Flow, inherit_listener};
+use crate::cors::{Cors, CorsRequest};
+use crate::swagger;
 use crate::{ApiServerArgs, ApiServerError};
 
 /// How long a `/metrics` request waits for the supervisor's aggregate.
@@ -31,6 +33,8 @@ struct App {
     docs: Bytes,
     /// How long a request body may take to arrive (`api_server.http.body_read_timeout`).
     body_timeout: Duration,
+    /// `api_server.http.cors`, when enabled.
+    cors: Option<Cors>,
 }
 
 /// Probes and scrapes: answered even past the connection limit, and never
@@ -58,14 +62,23 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
     resp
 }
 
+/// A compiled-in file (the Swagger UI page and its assets).
+fn static_bytes(content_type: &'static str, bytes: &'static [u8]) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(bytes)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
 impl App {
     /// The `endpoint` label for a request path: the path itself, except that
     /// unknown paths are capped (see [`Core::endpoint_label`]).
     fn endpoint_label<'a>(&self, path: &'a str) -> &'a str {
         let known = matches!(
             path,
-            "/livez" | "/healthz" | "/readyz" | "/docs.json" | "/schema"
-        ) || self.core.apis.contains_key(path.trim_start_matches('/'));
+            "/livez" | "/healthz" | "/readyz" | "/docs.json" | "/schema.json" | "/schema"
+        ) || swagger::serves(path)
+            || self.core.apis.contains_key(path.trim_start_matches('/'));
         self.core.endpoint_label(path, known)
     }
 
@@ -83,6 +96,18 @@ impl App {
         over_limit: bool,
     ) -> Response<Body> {
         let _in_flight = activity.request();
+        // CORS (api_server.http.cors): a preflight is answered here, before routing.
+        let cross_origin = match self
+            .cors
+            .as_ref()
+            .map(|c| c.request(req.method(), req.headers()))
+        {
+            Some(CorsRequest::Preflight(resp)) => return resp,
+            Some(CorsRequest::CrossOrigin { origin, has_cookie }) => {
+                Some((origin, has_cookie, self.clone()))
+            }
+            Some(CorsRequest::SameOrigin) | None => None,
+        };
         let mut resp = if over_limit && !is_infrastructure(req.uri().path()) {
             json_error(
                 503,
@@ -94,6 +119,11 @@ impl App {
         if over_limit {
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some((origin, has_cookie, app)) = cross_origin
+            && let Some(cors) = &app.cors
+        {
+            cors.decorate(&origin, has_cookie, resp.headers_mut());
         }
         resp
     }
@@ -138,11 +168,16 @@ impl App {
             } else {
                 json_error(503, "runners are not ready")
             }),
-            "/docs.json" | "/schema" => get_only({
+            "/docs.json" | "/schema.json" | "/schema" => get_only({
                 let mut r = Response::new(Full::new(self.docs.clone()));
                 r.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 r
+            }),
+            "/" => get_only(static_bytes("text/html; charset=utf-8", swagger::INDEX)),
+            p if p.starts_with(swagger::PREFIX) => get_only(match swagger::asset(p) {
+                Some((content_type, bytes)) => static_bytes(content_type, bytes),
+                None => json_error(404, &format!("no route for {path}")),
             }),
             _ => match self.core.apis.get(path.trim_start_matches('/')) {
                 None => json_error(404, &format!("no route for {path}")),
@@ -268,14 +303,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let listener = inherit_listener(args.listen_fd)?;
     let (core, mut events) = Core::start(&args).await?;
 
-    let docs = serde_json::json!({
-        "service": args.service.name,
-        "version": args.service.version_label(),
-        "apis": args.service.apis().iter().map(|a| serde_json::json!({
-            "name": a.name, "route": a.route(), "method": "POST",
-            "input": a.input.mime(), "output": a.output.mime(),
-        })).collect::<Vec<_>>(),
-    });
+    let docs = crate::openapi::document(&args.service);
     let http = &args.config.api_server.http;
     let connections = Connections::new(http.max_connections, http.keepalive_timeout_duration());
     let mut backoff = AcceptBackoff::new(core.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
@@ -284,6 +312,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         max_body: http.max_request_size,
         docs: Bytes::from(docs.to_string()),
         body_timeout: http.body_read_timeout_duration(),
+        cors: Cors::from_config(&http.cors).map_err(|e| ApiServerError::Config(e.to_string()))?,
     });
     app.core.announce_ready()?;
 

@@ -10,11 +10,14 @@
 
 mod connections;
 mod core;
+mod cors;
 mod count;
 mod deadline;
 pub mod grpc;
 mod http;
+mod openapi;
 pub mod pool;
+mod swagger;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;

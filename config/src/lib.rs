@@ -58,6 +58,7 @@
 
 mod autoscaling;
 mod buckets;
+mod cors;
 mod load;
 mod validate;
 
@@ -76,6 +77,7 @@ pub use autoscaling::{
     PartialAutoscaling, cpu_count,
 };
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
+pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE, MAX_CORS_MAX_AGE, OneOrMany};
 pub use load::{CLI_ORIGIN, CONFIG_ENV, OPTIONS_ENV, parse_options};
 pub use validate::{
     DEFAULT_API_MAX_FAILED_STARTS, DEFAULT_RUNNER_MAX_FAILED_STARTS, MAX_BATCH_SIZE,
@@ -220,6 +222,8 @@ pub struct HttpConfig {
     /// (`api_server.http.max_connections`, default 10000; 1 to
     /// [`MAX_CONNECTIONS`]).
     pub max_connections: usize,
+    /// Cross-origin resource sharing (`api_server.http.cors.*`, off by default).
+    pub cors: CorsConfig,
 }
 
 impl Default for HttpConfig {
@@ -232,6 +236,7 @@ impl Default for HttpConfig {
             body_read_timeout: 60.0,
             keepalive_timeout: 5.0,
             max_connections: 10_000,
+            cors: CorsConfig::default(),
         }
     }
 }

@@ -135,6 +135,7 @@ impl Config {
             1,
             MAX_CONNECTIONS as u64,
         )?;
+        api.http.cors.validate("api_server.http.cors")?;
         seconds_range(
             "api_server.traffic.timeout",
             api.traffic.timeout,

@@ -51,6 +51,64 @@ impl IoKind {
     }
 }
 
+/// What a front door publishes about one side of an API: the OpenAPI
+/// document (`/docs.json`) and BentoML's clients read it, nothing decodes
+/// with it.
+///
+/// BentoML's Python client rebuilds each API from `bentoml` (its
+/// `io.from_spec` looks the descriptor up by `id` and passes `args` to it),
+/// so `bentoml` must name a descriptor BentoML has, with the arguments its
+/// `to_spec` writes (`bentoml/_internal/io_descriptors/*.py` in BentoML 1.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IoSpec {
+    /// The media type of the body, the key under OpenAPI's `content`
+    /// (`*/*` for any).
+    pub media_type: String,
+    /// An OpenAPI 3.0 schema object for the body.
+    pub schema: serde_json::Value,
+    /// BentoML's descriptor spec, as its `to_spec()` writes it
+    /// (`{"id": "bentoml.io.Text"}`), published as `x-bentoml-io-descriptor`.
+    pub bentoml: serde_json::Value,
+    /// An example body for documentation and Swagger UI's "Try it out".
+    pub example: Option<serde_json::Value>,
+}
+
+impl IoSpec {
+    /// What the built-in descriptors of `kind` publish: the schemas and
+    /// descriptor specs of BentoML's `Text`, `JSON` (no pydantic model) and
+    /// `File` (any media type).
+    pub fn of_kind(kind: IoKind) -> IoSpec {
+        match kind {
+            IoKind::Text => IoSpec {
+                media_type: kind.mime().to_string(),
+                schema: serde_json::json!({ "type": "string" }),
+                bentoml: serde_json::json!({ "id": "bentoml.io.Text" }),
+                example: None,
+            },
+            // Any JSON value: the descriptor does not know the shape (BentoML
+            // writes `type: object` here; an empty schema is what `Json` takes).
+            IoKind::Json => IoSpec {
+                media_type: kind.mime().to_string(),
+                schema: serde_json::json!({ "description": "any JSON value" }),
+                bentoml: serde_json::json!({
+                    "id": "bentoml.io.JSON",
+                    "args": { "has_pydantic_model": false, "has_json_encoder": false },
+                }),
+                example: None,
+            },
+            IoKind::Bytes => IoSpec {
+                media_type: "*/*".to_string(),
+                schema: serde_json::json!({ "type": "string", "format": "binary" }),
+                bentoml: serde_json::json!({
+                    "id": "bentoml.io.File",
+                    "args": { "kind": "binaryio", "mime_type": null },
+                }),
+                example: None,
+            },
+        }
+    }
+}
+
 /// Describes an API input or output type: how a body becomes a value and back.
 pub trait IoDescriptor: Send + Sync + 'static {
     /// The Rust value handlers see.
@@ -61,6 +119,12 @@ pub trait IoDescriptor: Send + Sync + 'static {
     fn decode(body: Bytes) -> Result<Self::Value, ApiError>;
     /// Value → body.
     fn encode(value: Self::Value) -> Result<Bytes, ApiError>;
+    /// What the API's documentation says about this body (media type,
+    /// schema, BentoML descriptor spec); by default that of [`Self::KIND`].
+    /// A descriptor with its own schema or BentoML id overrides it.
+    fn spec() -> IoSpec {
+        IoSpec::of_kind(Self::KIND)
+    }
     /// Body → value when the request's `Content-Type` matters (a
     /// `multipart/form-data` body needs its boundary); by default the
     /// content type is ignored and [`Self::decode`] runs.

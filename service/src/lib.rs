@@ -32,7 +32,7 @@ use std::pin::Pin;
 pub use error::{ApiError, CallError, RunnerError};
 pub use file::{File, FileInput};
 pub use image::Image;
-pub use io::{Binary, IoDescriptor, IoKind, Json, JsonOf, Text};
+pub use io::{Binary, IoDescriptor, IoKind, IoSpec, Json, JsonOf, Text};
 pub use ndarray::{DType, NdArray, NdData, NdSpec, NumpyNdarray};
 pub use runnable::{MethodKind, Runnable};
 pub use runner::{Runner, RunnerTransport};

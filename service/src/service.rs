@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::BoxFuture;
 use crate::error::ApiError;
-use crate::io::{IoDescriptor, IoKind};
+use crate::io::{IoDescriptor, IoKind, IoSpec};
 use crate::runner::Runner;
 type HandlerFn = dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<Bytes, ApiError>> + Send + Sync;
 
@@ -22,6 +22,10 @@ pub struct Api {
     pub input: IoKind,
     /// Output body kind.
     pub output: IoKind,
+    /// What the documentation publishes about the request body.
+    pub input_spec: IoSpec,
+    /// What the documentation publishes about a successful response body.
+    pub output_spec: IoSpec,
     handler: Arc<HandlerFn>,
 }
 
@@ -110,6 +114,8 @@ impl Service {
             name: name.to_string(),
             input: I::KIND,
             output: O::KIND,
+            input_spec: I::spec(),
+            output_spec: O::spec(),
             handler: Arc::new(erased),
         });
         self
