@@ -76,6 +76,9 @@ struct ServeArgs {
     /// Seconds to let in-flight requests finish on shutdown (api_server.graceful_timeout).
     #[arg(long)]
     graceful_timeout: Option<f64>,
+    /// Line format of every process's log, access log included: text or json (logging.format).
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 #[derive(Args)]
@@ -204,6 +207,9 @@ fn effective_config(
     if let Some(t) = args.graceful_timeout {
         set("api_server.graceful_timeout", t.to_string());
     }
+    if let Some(f) = &args.log_format {
+        set("logging.format", f.clone());
+    }
     let config = Config::from_sources(file.as_deref(), options.as_deref(), &cli)?;
     let runner_names: Vec<&str> = service.runners().iter().map(|r| r.name()).collect();
     config.check_runners(&runner_names)?;
@@ -228,7 +234,7 @@ fn serve(
         None => services,
     };
     let (service, config, yaml) = effective_config(&args, protocol, services, cli)?;
-    crate::logging::init("supervisor".into());
+    let _log = crate::logging::init("supervisor".into(), config.logging.format);
     let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
     let (host, port, metrics_port, metrics_host) = match protocol {
         Protocol::Http => {
@@ -373,9 +379,9 @@ fn scale(args: ScaleArgs) -> Result<()> {
 
 fn worker(command: WorkerCommand, services: &[Service]) -> Result<()> {
     let role = command.role();
-    crate::logging::init(role.to_string());
     let yaml = std::env::var(EFFECTIVE_CONFIG_ENV).unwrap_or_default();
     let config = Config::from_yaml_str(&yaml)?;
+    let _log = crate::logging::init(role.to_string(), config.logging.format);
     let services = crate::models::worker_services(services)?;
     let service = find_service(&services, Some(&command.common().service))?;
     let runtime_dir = command.common().runtime_dir.clone();

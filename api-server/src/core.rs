@@ -16,7 +16,9 @@ use tiffin_ipc::control::{ControlClient, SnapshotFn};
 use tiffin_ipc::proto::{FromSupervisor, Role, ToSupervisor};
 use tiffin_metrics::{self as metrics, ApiServerMetrics};
 use tiffin_service::{Api, ApiError};
+use tiffin_telemetry::Tracer;
 
+use crate::access_log::AccessLog;
 use crate::count::Counted;
 use crate::pool::RunnerPool;
 use crate::{ApiServerArgs, ApiServerError};
@@ -32,6 +34,9 @@ const MAX_UNKNOWN_ENDPOINT_LEN: usize = 64;
 /// `endpoint` label for unknown endpoints past [`MAX_UNKNOWN_ENDPOINTS`] or
 /// longer than [`MAX_UNKNOWN_ENDPOINT_LEN`].
 const OTHER_ENDPOINT: &str = "/__unmatched__";
+
+/// How long an exiting API server waits for its last spans to be exported.
+const TRACE_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// What the main loop should do after a supervisor event.
 pub(crate) enum Flow {
@@ -60,6 +65,10 @@ pub(crate) struct Core {
     unknown_endpoints: Mutex<HashSet<String>>,
     /// `api_server.traffic`: the limits every API request runs within.
     traffic: Traffic,
+    /// The access log, unless `api_server.logging.access.enabled=false`.
+    pub access_log: Option<AccessLog>,
+    /// The tracer, when `tracing.exporter_type` is set.
+    pub tracer: Option<Tracer>,
 }
 
 /// `api_server.traffic` as applied: a deadline per request, and a cap on
@@ -124,6 +133,9 @@ impl Core {
             )
         });
         let role = Role::ApiServer { index: args.index };
+        let tracer =
+            Tracer::from_config(&args.config.tracing, &args.service.name, &role.to_string())
+                .map_err(|e| ApiServerError::Config(e.to_string()))?;
         let (control, events) =
             ControlClient::connect(&args.runtime_dir, role, Some(snapshot)).await?;
         for (name, pool) in &by_name {
@@ -149,6 +161,8 @@ impl Core {
                 max_concurrency: cfg.traffic.max_concurrency,
                 active: AtomicUsize::new(0),
             },
+            access_log: AccessLog::new(&cfg.logging.access, args.config.logging.format),
+            tracer,
         };
         Ok((core, events))
     }
@@ -241,12 +255,21 @@ impl Core {
         Ok(())
     }
 
+    /// Exports the spans still queued, within [`TRACE_FLUSH_LIMIT`].
+    pub async fn flush_traces(&self) {
+        if let Some(tracer) = self.tracer.clone() {
+            let flushed = tokio::task::spawn_blocking(move || tracer.shutdown(TRACE_FLUSH_LIMIT));
+            let _ = tokio::time::timeout(TRACE_FLUSH_LIMIT * 2, flushed).await;
+        }
+    }
+
     /// Reports the end of a drain, with the final metrics, to the supervisor.
     pub async fn drained(&self) -> Result<(), ApiServerError> {
         self.control.send(ToSupervisor::Drained {
             snapshot: metrics::global().snapshot(),
         })?;
         self.control.finish().await;
+        self.flush_traces().await;
         tracing::info!("drained; exiting");
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! HTTP routing, body limits, error bodies and per-request metrics.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use tiffin_service::{Api, ApiError};
 use crate::connections::{AcceptBackoff, Activity, Connections};
 use crate::core::{Core, Flow, inherit_listener};
 use crate::cors::{Cors, CorsRequest};
+use crate::request_id::Observed;
 use crate::swagger;
 use crate::{ApiServerArgs, ApiServerError};
 
@@ -125,6 +127,28 @@ impl App {
         {
             cors.decorate(&origin, has_cookie, resp.headers_mut());
         }
+        resp
+    }
+
+    /// Serves one request with its request id, span and access-log line
+    /// (`request_id.rs`, `trace.rs`, `access_log.rs`) around everything else.
+    async fn observe(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        activity: Arc<Activity>,
+        over_limit: bool,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        // Cloning the URI shares its bytes; the path outlives the request.
+        let uri = req.uri().clone();
+        let path = uri.path();
+        let route = (is_infrastructure(path)
+            || self.core.apis.contains_key(path.trim_start_matches('/')))
+        .then_some(path);
+        let observed = Observed::begin(&self.core, req.method(), req.headers(), path, route);
+        let handled = self.clone().handle(req, activity, over_limit);
+        let mut resp = observed.scope(&self.core, handled).await;
+        observed.finish(&self.core, Some(client), path, &mut resp);
         resp
     }
 
@@ -325,7 +349,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, client) = match accepted {
                     Ok(s) => {
                         backoff.succeeded();
                         s
@@ -344,7 +368,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
                 let service = hyper::service::service_fn(move |req| {
                     let app = app.clone();
                     let activity = activity.clone();
-                    async move { Ok::<_, Infallible>(app.handle(req, activity, over_limit).await) }
+                    async move { Ok::<_, Infallible>(app.observe(req, activity, over_limit, client).await) }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());

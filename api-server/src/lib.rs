@@ -8,6 +8,7 @@
 //! supervisor for the aggregate of every process; in gRPC mode the
 //! supervisor serves it on its own metrics port.
 
+mod access_log;
 mod connections;
 mod core;
 mod cors;
@@ -17,7 +18,9 @@ pub mod grpc;
 mod http;
 mod openapi;
 pub mod pool;
+mod request_id;
 mod swagger;
+mod trace;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;

@@ -276,15 +276,24 @@ impl RunnerPool {
             Some(left) => Some(tiffin_ipc::clock::deadline_after(left)),
             None => None,
         };
+        // The request's id and, when traced, this call's span go with it.
+        let request_id = crate::request_id::current(|r| r.id.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let mut span = crate::trace::start_runner_call(&self.runner, method);
         let call = DataRequest::Call {
             method: method.to_string(),
             payload,
             deadline_ns,
+            request_id,
+            trace: span.as_ref().map(tiffin_telemetry::Span::context),
         };
         // Counted down on drop too: a caller that gives up (client gone,
         // deadline) must not leave the worker looking busy forever.
         let (_outstanding, _) = Counted::enter(&worker.outstanding);
         let answer = worker.conn.request(call).await;
+        if let (Some(span), Ok(DataResponse::Result(Err(e)))) = (&mut span, &answer) {
+            span.set_error(e.to_string());
+        }
         match answer {
             Ok(DataResponse::Result(Err(CallError::Draining))) => Attempt::Draining,
             Ok(DataResponse::Result(result)) => Attempt::Answered(result),

@@ -60,6 +60,8 @@ mod autoscaling;
 mod buckets;
 mod cors;
 mod load;
+mod logging;
+mod tracing;
 mod validate;
 
 #[cfg(test)]
@@ -79,6 +81,13 @@ pub use autoscaling::{
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
 pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE, MAX_CORS_MAX_AGE, OneOrMany};
 pub use load::{CLI_ORIGIN, CONFIG_ENV, OPTIONS_ENV, parse_options};
+pub use logging::{
+    AccessLogConfig, AccessLogIdFormat, ApiServerLogging, IdFormat, IdRadix, LogFormat,
+    LoggingConfig, MAX_ID_WIDTH,
+};
+pub use tracing::{
+    DEFAULT_TRACING_TIMEOUT, MAX_TRACING_TIMEOUT, OtlpConfig, OtlpProtocol, TracingConfig,
+};
 pub use validate::{
     DEFAULT_API_MAX_FAILED_STARTS, DEFAULT_RUNNER_MAX_FAILED_STARTS, MAX_BATCH_SIZE,
     MAX_CONCURRENCY, MAX_CONNECTIONS, MAX_FAILED_STARTS, MAX_GRACEFUL_TIMEOUT, MAX_HTTP_TIMEOUT,
@@ -97,6 +106,10 @@ pub struct Config {
     /// What the supervisor itself watches (`supervisor.*`; tiffin's own keys,
     /// BentoML has none for this).
     pub supervisor: SupervisorConfig,
+    /// Line format of every process's log (`logging.*`; tiffin's own key).
+    pub logging: LoggingConfig,
+    /// OpenTelemetry tracing (`tracing.*`, BentoML's keys).
+    pub tracing: TracingConfig,
 }
 
 /// The supervisor's own settings (`supervisor.*`).
@@ -157,6 +170,8 @@ pub struct ApiServerConfig {
     pub traffic: TrafficConfig,
     /// The API server's default metrics (`api_server.metrics.*`, namespace `bentoml_api_server`).
     pub metrics: MetricsConfig,
+    /// The access log (`api_server.logging.*`).
+    pub logging: ApiServerLogging,
 }
 
 impl Default for ApiServerConfig {
@@ -169,6 +184,7 @@ impl Default for ApiServerConfig {
             grpc: GrpcConfig::default(),
             traffic: TrafficConfig::default(),
             metrics: MetricsConfig::with_namespace("bentoml_api_server"),
+            logging: ApiServerLogging::default(),
         }
     }
 }

@@ -153,6 +153,8 @@ impl Config {
         non_empty("api_server.grpc.host", &api.grpc.host)?;
         non_empty("api_server.grpc.metrics.host", &api.grpc.metrics.host)?;
         validate_metrics("api_server.metrics", &api.metrics)?;
+        api.logging.validate()?;
+        self.tracing.validate()?;
 
         let runners = &self.runners;
         workers("runners.workers", runners.workers)?;

@@ -56,7 +56,7 @@ impl std::str::FromStr for Protocol {
 }
 
 /// Version of the wire protocol; bumped on any incompatible message change.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The gauge family in which every API server counts its runner calls in
 /// flight (sent and not answered, or waiting for a worker), labelled
@@ -303,7 +303,33 @@ pub enum DataRequest {
         /// no deadline). The worker does not start the call once it has
         /// passed, however long the call waited in a queue.
         deadline_ns: Option<u64>,
+        /// The id of the client request this call serves (`X-Request-ID`),
+        /// at most [`MAX_REQUEST_ID_LEN`] bytes: the worker's log lines and
+        /// errors for this call carry it. Empty when the caller had none.
+        #[serde(default)]
+        request_id: String,
+        /// The W3C trace context of the API server's span for this call
+        /// (`None`: tracing is off or the call is not traced); the worker's
+        /// spans are its children.
+        #[serde(default)]
+        trace: Option<TraceContext>,
     },
+}
+
+/// Longest request id carried in a [`DataRequest::Call`] (the API server
+/// replaces longer ones before they get here).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A span's identity as W3C `traceparent` carries it: the trace, the span
+/// (the parent of whatever the receiver starts) and whether it is sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    /// 128-bit trace id (never 0 when valid).
+    pub trace_id: u128,
+    /// 64-bit span id of the parent span (never 0 when valid).
+    pub span_id: u64,
+    /// The `sampled` flag.
+    pub sampled: bool,
 }
 
 /// Messages from a runner worker to an API server.

@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use tiffin_service::CallError;
+use tiffin_telemetry::{Kind, Span, TraceContext, Tracer};
 
 /// A batch implementation: many JSON inputs in, as many outputs out.
 pub type BatchFn = Arc<dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>, CallError> + Send + Sync>;
@@ -433,6 +434,8 @@ struct Item {
     enqueued: Instant,
     /// The request's deadline: past it, the call is answered without running.
     expires: Option<Instant>,
+    /// The call's span, when traced: the batch it runs in is linked to it.
+    trace: Option<TraceContext>,
     reply: Reply,
 }
 
@@ -442,14 +445,34 @@ pub struct Dispatcher {
     tx: mpsc::Sender<Item>,
 }
 
+/// What a batch's span needs: the tracer, and the method's name.
+#[derive(Clone)]
+struct BatchTracing {
+    tracer: Tracer,
+    name: String,
+}
+
 impl Dispatcher {
     /// Starts the dispatcher task for one method (inside a tokio runtime).
     pub fn spawn(method: BatchFn, limits: BatchLimits, observe: BatchObserver) -> Self {
+        Self::spawn_traced(method, limits, observe, None)
+    }
+
+    /// As [`Dispatcher::spawn`], with a span per batch when `tracer` is
+    /// given: named `batch <name>`, with the attribute `batch.size`, child of
+    /// the first traced call in it and linked to every traced call.
+    pub fn spawn_traced(
+        method: BatchFn,
+        limits: BatchLimits,
+        observe: BatchObserver,
+        tracer: Option<(Tracer, String)>,
+    ) -> Self {
         // The channel only hands calls over to the task; the queue bound is
         // enforced by the batcher. The channel's own bound covers calls that
         // arrive while the task is busy replying.
         let (tx, rx) = mpsc::channel(limits.queue_capacity.max(1).saturating_mul(2));
-        tokio::spawn(drive(rx, method, Batcher::new(limits), observe));
+        let tracing = tracer.map(|(tracer, name)| BatchTracing { tracer, name });
+        tokio::spawn(drive(rx, method, Batcher::new(limits), observe, tracing));
         Self { tx }
     }
 
@@ -457,10 +480,22 @@ impl Dispatcher {
     /// refused). A call still queued when `expires` passes is answered with
     /// [`CallError::DeadlineExceeded`] and never runs.
     pub fn submit(&self, payload: Vec<u8>, expires: Option<Instant>, reply: Reply) {
+        self.submit_traced(payload, expires, None, reply);
+    }
+
+    /// As [`Dispatcher::submit`], for a call whose span is `trace`.
+    pub fn submit_traced(
+        &self,
+        payload: Vec<u8>,
+        expires: Option<Instant>,
+        trace: Option<TraceContext>,
+        reply: Reply,
+    ) {
         let item = Item {
             payload,
             enqueued: Instant::now(),
             expires,
+            trace,
             reply,
         };
         if let Err(e) = self.tx.try_send(item) {
@@ -552,7 +587,9 @@ async fn drive(
     method: BatchFn,
     mut batcher: Batcher<Item>,
     observe: BatchObserver,
+    tracing: Option<BatchTracing>,
 ) {
+    let tracing = tracing.as_ref();
     let mut open = true;
     loop {
         while let Ok(item) = rx.try_recv() {
@@ -578,7 +615,16 @@ async fn drive(
                 if !open {
                     // No more calls can come: waiting cannot grow the batch.
                     let n = batcher.len();
-                    run_batch(&mut rx, &method, &mut batcher, &observe, n, &mut open).await;
+                    run_batch(
+                        &mut rx,
+                        &method,
+                        &mut batcher,
+                        &observe,
+                        tracing,
+                        n,
+                        &mut open,
+                    )
+                    .await;
                     continue;
                 }
                 if t.saturating_duration_since(Instant::now()) < TIMER_GRAIN {
@@ -591,8 +637,16 @@ async fn drive(
                         admit(&mut batcher, item);
                     }
                     if batcher.len() == queued {
-                        run_batch(&mut rx, &method, &mut batcher, &observe, queued, &mut open)
-                            .await;
+                        run_batch(
+                            &mut rx,
+                            &method,
+                            &mut batcher,
+                            &observe,
+                            tracing,
+                            queued,
+                            &mut open,
+                        )
+                        .await;
                     }
                     continue;
                 }
@@ -605,10 +659,33 @@ async fn drive(
                 }
             }
             Decision::Dispatch(n) => {
-                run_batch(&mut rx, &method, &mut batcher, &observe, n, &mut open).await;
+                run_batch(
+                    &mut rx,
+                    &method,
+                    &mut batcher,
+                    &observe,
+                    tracing,
+                    n,
+                    &mut open,
+                )
+                .await;
             }
         }
     }
+}
+
+/// The span of one batch, when any of its calls is traced.
+fn batch_span(tracing: &BatchTracing, items: &[Item]) -> Option<Span> {
+    let traced: Vec<TraceContext> = items.iter().filter_map(|i| i.trace).collect();
+    let parent = traced.first()?;
+    let mut span = tracing.tracer.start_linked(
+        format!("batch {}", tracing.name),
+        Kind::Internal,
+        Some(parent),
+        &traced,
+    );
+    span.set_i64("batch.size", items.len() as i64);
+    Some(span)
 }
 
 async fn run_batch(
@@ -616,6 +693,7 @@ async fn run_batch(
     method: &BatchFn,
     batcher: &mut Batcher<Item>,
     observe: &BatchObserver,
+    tracing: Option<&BatchTracing>,
     n: usize,
     open: &mut bool,
 ) {
@@ -636,6 +714,8 @@ async fn run_batch(
         return;
     }
     observe(n);
+    // Ends when this function returns, after every reply is sent.
+    let _span = tracing.and_then(|t| batch_span(t, &items));
     let (payloads, replies): (Vec<Vec<u8>>, Vec<_>) =
         items.into_iter().map(|i| (i.payload, i.reply)).unzip();
     let started = Instant::now();

@@ -16,6 +16,7 @@ use tiffin_ipc::proto::{
 use tiffin_ipc::runtime;
 use tiffin_metrics::{self as metrics, RunnerMetrics};
 use tiffin_service::{CallError, MethodKind, Runnable};
+use tiffin_telemetry::{Kind, Span, TraceContext, Tracer};
 
 use crate::batch::{BatchLimits, Dispatcher, Reply};
 use crate::in_flight::InFlight;
@@ -34,6 +35,10 @@ struct Worker {
     draining: AtomicBool,
     /// Open data connections, so a drain can tell every API server at once.
     connections: Mutex<Vec<DataConn>>,
+    /// The tracer, when `tracing.exporter_type` is set, and the runner's name
+    /// for span names.
+    tracer: Option<Tracer>,
+    runner: String,
 }
 
 /// How long a drained worker waits for its last replies to leave a connection.
@@ -117,6 +122,16 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         None
     };
 
+    let role = Role::Runner {
+        name: args.runner.clone(),
+        index: args.index,
+    };
+    let tracer = Tracer::from_config(&args.config.tracing, &args.service.name, &role.to_string())
+        .map_err(|e| WorkerError::Load {
+        runner: args.runner.clone(),
+        message: e.to_string(),
+    })?;
+
     let mut dispatchers = HashMap::new();
     for (name, method) in runnable.methods() {
         if let (MethodKind::Batch(f), true) = (method, batching.enabled) {
@@ -134,7 +149,14 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
             });
             dispatchers.insert(
                 name.to_string(),
-                Dispatcher::spawn(f.clone(), limits, observe),
+                Dispatcher::spawn_traced(
+                    f.clone(),
+                    limits,
+                    observe,
+                    tracer
+                        .clone()
+                        .map(|t| (t, format!("{}.{name}", args.runner))),
+                ),
             );
         }
     }
@@ -147,6 +169,8 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         in_flight: InFlight::default(),
         draining: AtomicBool::new(false),
         connections: Mutex::default(),
+        tracer,
+        runner: args.runner.clone(),
     });
 
     let socket = runtime::runner_socket(&args.runtime_dir, &args.runner, args.index);
@@ -176,10 +200,6 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
             snap_worker.requests.load(Ordering::Relaxed),
         )
     });
-    let role = Role::Runner {
-        name: args.runner.clone(),
-        index: args.index,
-    };
     let (control, mut events) = crate::liveness::connect(&args.runtime_dir, role, snapshot).await?;
     control.send(ToSupervisor::Ready {
         socket: Some(socket.display().to_string()),
@@ -203,6 +223,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
                 None => {
                     tracing::info!("supervisor went away; exiting");
                     let _ = std::fs::remove_file(&socket);
+                    flush_traces(&worker).await;
                     return Ok(());
                 }
             },
@@ -221,6 +242,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         snapshot: metrics::global().snapshot(),
     })?;
     control.finish().await;
+    flush_traces(&worker).await;
     tracing::info!("drained; exiting");
     Ok(())
 }
@@ -262,10 +284,18 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
                     method,
                     payload,
                     deadline_ns,
+                    request_id,
+                    trace,
                 },
         } => {
             let expires = deadline_ns.map(|ns| Instant::now() + tiffin_ipc::clock::until(ns));
-            call(&handler_worker, conn, id, method, payload, expires)
+            let context = CallContext {
+                id,
+                expires,
+                request_id,
+                trace,
+            };
+            call(&handler_worker, conn, method, payload, context)
         }
         Incoming::Request { id, body } => {
             tracing::warn!(msg = ?body, "unexpected request on a data connection");
@@ -277,17 +307,28 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
     worker.register(&conn);
 }
 
+/// Everything about one call besides its method and input.
+struct CallContext {
+    /// The envelope's request id (for the reply).
+    id: u64,
+    /// The request's deadline.
+    expires: Option<Instant>,
+    /// The client request's id (`X-Request-ID`), for log lines and errors.
+    request_id: String,
+    /// The API server's span for this call, when traced.
+    trace: Option<TraceContext>,
+}
+
 /// Runs one call: inline for plain methods, through the dispatcher for
 /// batchable ones (which drops it if `expires` passes while it is queued);
 /// a draining worker refuses without running it.
-fn call(
-    worker: &Arc<Worker>,
-    conn: &DataConn,
-    id: u64,
-    method: String,
-    payload: Vec<u8>,
-    expires: Option<Instant>,
-) {
+fn call(worker: &Arc<Worker>, conn: &DataConn, method: String, payload: Vec<u8>, cx: CallContext) {
+    let CallContext {
+        id,
+        expires,
+        request_id,
+        trace,
+    } = cx;
     if worker.draining.load(Ordering::SeqCst) {
         answer(conn, id, Err(CallError::Draining));
         return;
@@ -297,24 +338,35 @@ fn call(
         return;
     }
     worker.in_flight.start();
+    // The worker's span: a child of the API server's, in this process.
+    let span = match (&worker.tracer, &trace) {
+        (Some(tracer), Some(parent)) => Some(tracer.start(
+            format!("{}.{method}", worker.runner),
+            Kind::Server,
+            Some(parent),
+        )),
+        _ => None,
+    };
     // RunnerMetrics labels `method` as the endpoint `/<method>` itself.
     let started = Instant::now();
     let guard = worker.metrics.as_ref().map(|m| m.start(&method));
     if let Some(dispatcher) = worker.dispatchers.get(&method) {
         let worker = worker.clone();
         let conn = conn.clone();
-        dispatcher.submit(
+        let trace = span.as_ref().map(Span::context);
+        dispatcher.submit_traced(
             payload,
             expires,
+            trace,
             Reply::new(move |result| {
-                finish(&worker, &method, started, &result);
+                let result = finish(&worker, &method, started, result, &request_id, span);
                 drop(guard);
                 answer(&conn, id, result);
             }),
         );
     } else {
         let result = worker.runnable.call(&method, &payload);
-        finish(worker, &method, started, &result);
+        let result = finish(worker, &method, started, result, &request_id, span);
         drop(guard);
         answer(conn, id, result);
     }
@@ -334,14 +386,56 @@ fn answer(conn: &DataConn, id: u64, result: Result<Vec<u8>, CallError>) {
     }
 }
 
-fn finish(worker: &Worker, endpoint: &str, started: Instant, result: &Result<Vec<u8>, CallError>) {
-    let status = match result {
+/// Records a finished call (metrics, span, a log line naming the request
+/// if it failed) and returns its result, a model error tagged with the
+/// request id so the client's error body names it too.
+fn finish(
+    worker: &Worker,
+    endpoint: &str,
+    started: Instant,
+    result: Result<Vec<u8>, CallError>,
+    request_id: &str,
+    span: Option<Span>,
+) -> Result<Vec<u8>, CallError> {
+    let status = match &result {
         Ok(_) => 200,
         Err(e) => e.http_status(),
     };
+    let result = result.map_err(|e| {
+        tracing::warn!(request_id = %request_id, method = endpoint, error = %e, "call failed");
+        tag_with_request(e, request_id)
+    });
+    if let (Some(mut span), Err(e)) = (span, &result) {
+        span.set_error(e.to_string());
+    }
     if let Some(m) = &worker.metrics {
         m.finish(endpoint, status, started.elapsed().as_secs_f64());
     }
     worker.requests.fetch_add(1, Ordering::Relaxed);
     worker.in_flight.end();
+    result
 }
+
+/// A model's error (failed or bad input) with ` (request id: …)` appended;
+/// others are the worker's own and pass unchanged.
+fn tag_with_request(e: CallError, request_id: &str) -> CallError {
+    if request_id.is_empty() {
+        return e;
+    }
+    match e {
+        CallError::Failed(m) => CallError::Failed(format!("{m} (request id: {request_id})")),
+        CallError::BadInput(m) => CallError::BadInput(format!("{m} (request id: {request_id})")),
+        other => other,
+    }
+}
+
+/// Exports the worker's queued spans before it exits (bounded).
+async fn flush_traces(worker: &Worker) {
+    if let Some(tracer) = worker.tracer.clone() {
+        let flushed = tokio::task::spawn_blocking(move || tracer.shutdown(TRACE_FLUSH_LIMIT));
+        let _ = tokio::time::timeout(TRACE_FLUSH_LIMIT * 2, flushed).await;
+    }
+}
+
+/// How long an exiting worker waits for its last spans to be exported.
+const TRACE_FLUSH_LIMIT: Duration = Duration::from_secs(2);

@@ -1,0 +1,68 @@
+//! The API server's spans: one per request (kind server, child of the
+//! client's `traceparent`), and one per runner call it makes (kind client,
+//! whose context travels in `DataRequest::Call` to become the parent of the
+//! runner worker's span). The exporter and sampler are in `tiffin-telemetry`.
+//!
+//! Span names follow OpenTelemetry's HTTP conventions: `{method} {route}`
+//! for a known route, `{method}` alone otherwise (a scanner's paths must not
+//! become span names); `url.path` is an attribute, cut to
+//! [`MAX_PATH_ATTRIBUTE`] bytes.
+
+use hyper::Method;
+use tiffin_telemetry::{Kind, Span, TraceContext, Tracer};
+
+/// Longest `url.path` attribute recorded.
+const MAX_PATH_ATTRIBUTE: usize = 256;
+
+/// Starts the span of one request. `route` is the path when it names a
+/// route of this server.
+pub(crate) fn start_request(
+    tracer: &Tracer,
+    method: &Method,
+    route: Option<&str>,
+    path: &str,
+    parent: Option<&TraceContext>,
+) -> Span {
+    let name = match route {
+        Some(r) => format!("{method} {r}"),
+        None => method.as_str().to_owned(),
+    };
+    let mut span = tracer.start(name, Kind::Server, parent);
+    if span.is_recording() {
+        span.set_str("http.request.method", method.as_str().to_owned());
+        let mut end = path.len().min(MAX_PATH_ATTRIBUTE);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        span.set_str("url.path", path[..end].to_owned());
+    }
+    span
+}
+
+/// Records the outcome of a request on its span.
+pub(crate) fn finish_request(span: &mut Span, status: u16, request_id: &str) {
+    if !span.is_recording() {
+        return;
+    }
+    span.set_i64("http.response.status_code", i64::from(status));
+    span.set_str("tiffin.request_id", request_id.to_owned());
+    if status >= 500 {
+        span.set_error(format!("HTTP {status}"));
+    }
+}
+
+/// Starts the client span of a runner call inside the current request
+/// (`None`: tracing off, or not inside a request).
+pub(crate) fn start_runner_call(runner: &str, method: &str) -> Option<Span> {
+    let (tracer, parent) = crate::request_id::current(|s| s.trace.clone()).flatten()?;
+    let mut span = tracer.start(
+        format!("runner {runner}.{method}"),
+        Kind::Client,
+        Some(&parent),
+    );
+    if span.is_recording() {
+        span.set_str("tiffin.runner", runner.to_owned());
+        span.set_str("tiffin.runner.method", method.to_owned());
+    }
+    Some(span)
+}
