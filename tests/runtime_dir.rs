@@ -541,10 +541,9 @@ print("got", got.hex())
     );
     let refusal = format!("runs as uid {uid}");
     assert!(
-        eventually(Duration::from_secs(5), || server
-            .log()
-            .lines()
-            .any(|l| l.contains("data connection refused") && l.contains(&refusal))),
+        eventually(Duration::from_secs(5), || server.log().lines().any(|l| l
+            .contains("data connection refused")
+            && l.contains(&refusal))),
         "no refusal naming uid {uid} in the log:\n{}",
         server.log()
     );

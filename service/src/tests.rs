@@ -137,6 +137,10 @@ fn json_floats_parse_to_the_nearest_double_as_python_does() {
         // And back: printing and parsing again gives the same double.
         let again = Json::decode(Json::encode(value).unwrap()).unwrap();
         let again = again.as_f64().or_else(|| again[0].as_f64()).unwrap();
-        assert_eq!(again.to_bits(), expected.to_bits(), "{text} after a round trip");
+        assert_eq!(
+            again.to_bits(),
+            expected.to_bits(),
+            "{text} after a round trip"
+        );
     }
 }
