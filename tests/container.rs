@@ -9,10 +9,12 @@
 //! run the way a container runtime would run it, minus the isolation: a copy
 //! of its filesystem as the root (`chroot`), the `/proc` and `/dev` every
 //! runtime provides bind-mounted in a private mount namespace (`unshare`, so
-//! the mounts go away with the process), only the image's environment, its
-//! user, its entrypoint and command. The supervisor there re-executes itself
-//! for its workers, keeps its sockets under `/run/tiffin`, serves, and drains
-//! on SIGTERM. tests/kubernetes.rs runs the manifests' configuration.
+//! the mounts go away with the process), the root read-only and the image's
+//! volumes as tmpfs (as `deployment.yaml` mounts them: `readOnlyRootFilesystem`
+//! and emptyDir in memory), only the image's environment, its user, its
+//! entrypoint and command. The supervisor there re-executes itself for its
+//! workers, keeps its sockets under `/run/tiffin`, serves, and drains on
+//! SIGTERM. tests/kubernetes.rs runs the manifests' configuration.
 
 mod common;
 
@@ -314,7 +316,10 @@ fn serve_from(root: &Path, config: &serde_json::Value, env: &[&str]) -> Result<(
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let r = quote(&root.display().to_string());
     let script = format!(
-        "mount --bind /proc {r}/proc && mount --bind /dev {r}/dev && \
+        "mount --bind {r} {r} && mount -o remount,bind,ro {r} && \
+         mount --bind /proc {r}/proc && mount --bind /dev {r}/dev && \
+         mount -t tmpfs -o mode=1777 tmpfs {r}/run/tiffin && \
+         mount -t tmpfs -o mode=1777 tmpfs {r}/tmp && \
          exec env -i {env} {chroot} --userspec={USER} {r} {command} \"$@\"",
         env = env.iter().map(|e| quote(e)).collect::<Vec<_>>().join(" "),
         chroot = quote(&require_tool("chroot").display().to_string()),
@@ -353,7 +358,9 @@ fn serve_from(root: &Path, config: &serde_json::Value, env: &[&str]) -> Result<(
     if !inside.starts_with("/run/tiffin") {
         return Err(format!("runtime dir {}", inside.display()));
     }
-    let outside = root.join(inside.strip_prefix("/").unwrap_or(&inside));
+    // Seen through the supervisor's own root (its mount namespace's tmpfs).
+    let outside = PathBuf::from(format!("/proc/{}/root", server.pid()))
+        .join(inside.strip_prefix("/").unwrap_or(&inside));
     use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata(&outside)
         .map(|m| m.uid())
@@ -385,8 +392,17 @@ fn serve_from(root: &Path, config: &serde_json::Value, env: &[&str]) -> Result<(
     if !exit.success() {
         return Err(format!("SIGTERM: {exit:?}\n{}", server.log()));
     }
-    if outside.exists() {
-        return Err(format!("{} left behind", outside.display()));
+    // Nothing was written outside the volumes (the root is read-only, so a
+    // write there would have failed the start or a request).
+    let written: Vec<_> = ["run/tiffin", "tmp"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(root.join(d)).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .collect();
+    if !written.is_empty() {
+        return Err(format!(
+            "written to the image's own directories: {written:?}"
+        ));
     }
     Ok(())
 }

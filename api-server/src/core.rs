@@ -201,7 +201,8 @@ impl Core {
         }
     }
 
-    /// Whether every runner has at least one live worker.
+    /// Whether every runner has at least one live worker (or may be
+    /// autoscaled to zero on purpose: its next call starts one).
     pub fn ready(&self) -> bool {
         self.pools.iter().all(|p| p.ready())
     }

@@ -19,7 +19,9 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use tiffin_service::{ApiError, IoDescriptor, IoKind, NdArray, NumpyNdarray, Runner, Service};
+use tiffin_service::{
+    ApiError, IoDescriptor, IoKind, IoSpec, NdArray, NumpyNdarray, Runner, Service,
+};
 
 use crate::{ModelInfo, OnnxError, OnnxModel, Outputs, RUN_METHOD, inspect, runnable};
 
@@ -59,6 +61,20 @@ impl IoDescriptor for OutputsJson {
         }
         out.push(b'}');
         Ok(Bytes::from(out))
+    }
+
+    fn spec() -> IoSpec {
+        IoSpec {
+            media_type: IoKind::Json.mime().to_string(),
+            schema: serde_json::json!({
+                "description": "the output as nested lists, or an object of outputs by name",
+            }),
+            bentoml: serde_json::json!({
+                "id": "bentoml.io.JSON",
+                "args": { "has_pydantic_model": false, "has_json_encoder": false },
+            }),
+            example: None,
+        }
     }
 }
 

@@ -19,7 +19,7 @@ pub use image::DynamicImage;
 use image::{ImageFormat, ImageReader, Limits};
 
 use crate::error::ApiError;
-use crate::io::{IoDescriptor, IoKind};
+use crate::io::{IoDescriptor, IoKind, IoSpec};
 use crate::multipart;
 
 /// The longest side, in pixels, of an image an API accepts.
@@ -103,6 +103,19 @@ impl IoDescriptor for Image {
             .write_to(&mut out, ImageFormat::Png)
             .map_err(|e| ApiError::internal(format!("cannot encode the output image: {e}")))?;
         Ok(Bytes::from(out.into_inner()))
+    }
+
+    fn spec() -> IoSpec {
+        IoSpec {
+            media_type: "image/*".to_string(),
+            schema: serde_json::json!({ "type": "string", "format": "binary" }),
+            bentoml: serde_json::json!({
+                "id": "bentoml.io.Image",
+                "args": { "pilmode": null, "mime_type": "image/png",
+                          "allowed_mime_types": ["image/png", "image/jpeg"] },
+            }),
+            example: None,
+        }
     }
 }
 

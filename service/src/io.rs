@@ -119,18 +119,18 @@ pub trait IoDescriptor: Send + Sync + 'static {
     fn decode(body: Bytes) -> Result<Self::Value, ApiError>;
     /// Value → body.
     fn encode(value: Self::Value) -> Result<Bytes, ApiError>;
-    /// What the API's documentation says about this body (media type,
-    /// schema, BentoML descriptor spec); by default that of [`Self::KIND`].
-    /// A descriptor with its own schema or BentoML id overrides it.
-    fn spec() -> IoSpec {
-        IoSpec::of_kind(Self::KIND)
-    }
     /// Body → value when the request's `Content-Type` matters (a
     /// `multipart/form-data` body needs its boundary); by default the
     /// content type is ignored and [`Self::decode`] runs.
     fn decode_request(body: Bytes, content_type: Option<&str>) -> Result<Self::Value, ApiError> {
         let _ = content_type;
         Self::decode(body)
+    }
+    /// What the API's documentation says about this body (media type,
+    /// schema, BentoML descriptor spec); by default that of [`Self::KIND`].
+    /// A descriptor with its own schema or BentoML id overrides it.
+    fn spec() -> IoSpec {
+        IoSpec::of_kind(Self::KIND)
     }
 }
 

@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use bytes::Bytes;
 
 use crate::error::ApiError;
-use crate::io::{IoDescriptor, IoKind};
+use crate::io::{IoDescriptor, IoKind, IoSpec};
 
 /// The element type of an array (the numpy names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,6 +454,23 @@ impl IoDescriptor for NumpyNdarray {
 
     fn encode(value: NdArray) -> Result<Bytes, ApiError> {
         Self::render(&value).map(Bytes::from)
+    }
+
+    fn spec() -> IoSpec {
+        IoSpec {
+            media_type: IoKind::Json.mime().to_string(),
+            schema: serde_json::json!({
+                "type": "array",
+                "items": {},
+                "description": "an n-dimensional array as nested lists",
+            }),
+            bentoml: serde_json::json!({
+                "id": "bentoml.io.NumpyNdarray",
+                "args": { "dtype": null, "shape": null,
+                          "enforce_dtype": false, "enforce_shape": false },
+            }),
+            example: None,
+        }
     }
 }
 
