@@ -19,6 +19,7 @@ mod http;
 mod openapi;
 pub mod pool;
 mod request_id;
+mod request_scope;
 mod swagger;
 mod trace;
 

@@ -277,7 +277,7 @@ impl RunnerPool {
             None => None,
         };
         // The request's id and, when traced, this call's span go with it.
-        let request_id = crate::request_id::current(|r| r.id.to_str().unwrap_or("").to_owned())
+        let request_id = crate::request_scope::current(|r| r.id.to_str().unwrap_or("").to_owned())
             .unwrap_or_default();
         let mut span = crate::trace::start_runner_call(&self.runner, method);
         let call = DataRequest::Call {

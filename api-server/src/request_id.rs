@@ -15,7 +15,7 @@
 //!
 //! The response carries it as `X-Request-ID` and as BentoML's
 //! `X-BentoML-Request-ID`. Runner calls take it from a task-local set
-//! around the request's handler ([`within`], as `deadline.rs` does for the
+//! around the request's handler (`request_scope.rs`, as `deadline.rs` does for the
 //! deadline), so `Runner::call`, which knows nothing of requests, still sends
 //! it in `DataRequest::Call`, and the runner worker's log lines and errors
 //! for that call carry it.
@@ -36,10 +36,11 @@ use std::time::Instant;
 use hyper::body::Body;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method, Response};
-use tiffin_telemetry::{Span, TraceContext, Tracer};
+use tiffin_telemetry::{Span, TraceContext};
 
 use crate::access_log::{AccessLog, Entry};
 use crate::core::Core;
+use crate::request_scope::{RequestScope, within};
 
 pub use tiffin_ipc::proto::MAX_REQUEST_ID_LEN;
 
@@ -49,29 +50,6 @@ pub(crate) const X_REQUEST_ID: &str = "x-request-id";
 pub(crate) const X_BENTOML_REQUEST_ID: &str = "x-bentoml-request-id";
 /// W3C trace context.
 pub(crate) const TRACEPARENT: &str = "traceparent";
-
-/// What a request carries to its runner calls.
-#[derive(Clone)]
-pub(crate) struct RequestScope {
-    /// The request id (visible ASCII, at most [`MAX_REQUEST_ID_LEN`] bytes).
-    pub id: HeaderValue,
-    /// The tracer and the span runner calls are children of (tracing on only).
-    pub trace: Option<(Tracer, TraceContext)>,
-}
-
-tokio::task_local! {
-    static SCOPE: RequestScope;
-}
-
-/// Runs `fut` (a request's handler) with `scope` as the current request.
-pub(crate) async fn within<F: Future>(scope: RequestScope, fut: F) -> F::Output {
-    SCOPE.scope(scope, fut).await
-}
-
-/// Reads the current request's scope (`None` outside a request).
-pub(crate) fn current<R>(f: impl FnOnce(&RequestScope) -> R) -> Option<R> {
-    SCOPE.try_with(f).ok()
-}
 
 /// Whether a client's id may be kept (rule 1).
 pub(crate) fn is_sane(value: &[u8]) -> bool {

@@ -54,7 +54,7 @@ pub(crate) fn finish_request(span: &mut Span, status: u16, request_id: &str) {
 /// Starts the client span of a runner call inside the current request
 /// (`None`: tracing off, or not inside a request).
 pub(crate) fn start_runner_call(runner: &str, method: &str) -> Option<Span> {
-    let (tracer, parent) = crate::request_id::current(|s| s.trace.clone()).flatten()?;
+    let (tracer, parent) = crate::request_scope::current(|s| s.trace.clone()).flatten()?;
     let mut span = tracer.start(
         format!("runner {runner}.{method}"),
         Kind::Client,

@@ -30,10 +30,11 @@
 //! call in flight (or a call that the API server reports as waiting) starts
 //! one at once, since every such call is waiting for it.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use tiffin_config::Autoscaling;
+use tiffin_config::{Autoscaling, Config};
 
 /// Share of the target a load must fall below before fewer workers are
 /// wanted (see the module docs).
@@ -247,6 +248,45 @@ impl Autoscaler {
             held,
             reason,
         }
+    }
+}
+
+/// The autoscaler of every autoscaled runner, owned by the main loop.
+pub(crate) struct Autoscalers(pub(crate) RefCell<BTreeMap<String, Autoscaler>>);
+
+impl Autoscalers {
+    /// One autoscaler per runner whose autoscaling is enabled, starting
+    /// from its initial worker count.
+    pub fn new(config: &Config, runners: &[String]) -> Self {
+        let map = runners
+            .iter()
+            .filter_map(|runner| {
+                let policy = config.runners.autoscaling_for(runner)?;
+                let start = initial_workers(config, runner);
+                Some((runner.clone(), Autoscaler::new(policy, start)))
+            })
+            .collect();
+        Self(RefCell::new(map))
+    }
+
+    /// Whether no runner is autoscaled.
+    pub fn is_empty(&self) -> bool {
+        self.0.borrow().is_empty()
+    }
+
+    /// The policy of `runner`, when it is autoscaled.
+    pub fn policy(&self, runner: &str) -> Option<Autoscaling> {
+        self.0.borrow().get(runner).map(|a| a.policy().clone())
+    }
+}
+
+/// Workers a runner starts with: `runners[.<name>].workers`, clamped to its
+/// autoscaling range when it has one.
+pub(crate) fn initial_workers(config: &Config, runner: &str) -> usize {
+    let workers = config.runners.workers_for(runner);
+    match config.runners.autoscaling_for(runner) {
+        Some(a) => workers.clamp(a.min_workers, a.max_workers),
+        None => workers,
     }
 }
 

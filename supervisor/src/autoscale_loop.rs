@@ -29,13 +29,10 @@
 //! current) but takes no decision until `tiffin scale RUNNER auto`, which
 //! starts its autoscaler afresh from the count at that moment.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use tiffin_config::{Autoscaling, Config};
 use tiffin_ipc::proto::{AutoscaleDecision, AutoscaleStatus};
 
 use crate::autoscale::{Autoscaler, Decision};
@@ -46,44 +43,6 @@ use crate::state::{AutoscaleView, lock};
 /// which the API servers' snapshots are refreshed (`run.rs`), as sampling
 /// faster would read the same values again.
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-
-/// The autoscaler of every autoscaled runner, owned by the main loop.
-pub(crate) struct Autoscalers(RefCell<BTreeMap<String, Autoscaler>>);
-
-impl Autoscalers {
-    /// One autoscaler per runner whose autoscaling is enabled, starting
-    /// from its initial worker count.
-    pub fn new(config: &Config, runners: &[String]) -> Self {
-        let map = runners
-            .iter()
-            .filter_map(|runner| {
-                let policy = config.runners.autoscaling_for(runner)?;
-                let start = initial_workers(config, runner);
-                Some((runner.clone(), Autoscaler::new(policy, start)))
-            })
-            .collect();
-        Self(RefCell::new(map))
-    }
-
-    /// Whether no runner is autoscaled.
-    pub fn is_empty(&self) -> bool {
-        self.0.borrow().is_empty()
-    }
-
-    fn policy(&self, runner: &str) -> Option<Autoscaling> {
-        self.0.borrow().get(runner).map(|a| a.policy().clone())
-    }
-}
-
-/// Workers a runner starts with: `runners[.<name>].workers`, clamped to its
-/// autoscaling range when it has one.
-pub(crate) fn initial_workers(config: &Config, runner: &str) -> usize {
-    let workers = config.runners.workers_for(runner);
-    match config.runners.autoscaling_for(runner) {
-        Some(a) => workers.clamp(a.min_workers, a.max_workers),
-        None => workers,
-    }
-}
 
 /// Queues [`Event::AutoscaleTick`] every `every` until the main loop is gone.
 pub(crate) fn tick_periodically(events: mpsc::UnboundedSender<Event>, every: Duration) {

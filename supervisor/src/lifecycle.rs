@@ -25,7 +25,7 @@ use tiffin_config::{Config, MAX_WORKERS};
 use tiffin_ipc::proto::{API_SERVER_TARGET_ALIASES, FromSupervisor, Role, WorkerState};
 
 use crate::SupervisorError;
-use crate::autoscale_loop::Autoscalers;
+use crate::autoscale::Autoscalers;
 use crate::own_metrics::SupervisorMetrics;
 use crate::process::{describe, kill};
 use crate::spawn::{SpawnSpec, spawn};

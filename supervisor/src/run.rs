@@ -125,7 +125,7 @@ async fn supervise_in(
         },
         config: &args.config,
         gave_up: std::cell::Cell::new(None),
-        autoscalers: crate::autoscale_loop::Autoscalers::new(&args.config, &runners),
+        autoscalers: crate::autoscale::Autoscalers::new(&args.config, &runners),
     };
     sup.autoscale_init();
     if !sup.autoscalers.is_empty() {
@@ -136,7 +136,7 @@ async fn supervise_in(
     }
     tracing::info!(listen = %local, runtime_dir = %dir.display(), service = %args.service.name, "supervisor starting");
     for runner in &runners {
-        for index in 1..=crate::autoscale_loop::initial_workers(&args.config, runner) {
+        for index in 1..=crate::autoscale::initial_workers(&args.config, runner) {
             sup.start(&Role::Runner {
                 name: runner.clone(),
                 index,
