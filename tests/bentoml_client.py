@@ -1,4 +1,4 @@
-"""BentoML 1.2's own Python client against a tiffin server (tests/bentoml_client.rs).
+"""BentoML 1.2's own Python client against a tiffin server (tests/it/bentoml_client.rs).
 
 The client discovers the server from /docs.json alone (info.title, the
 operations tagged "Service APIs", x-bentoml-name, x-bentoml-io-descriptor);

@@ -1,4 +1,4 @@
-"""A small OTLP/HTTP trace receiver for tests/tracing.rs.
+"""A small OTLP/HTTP trace receiver for tests/it/tracing.rs.
 
 It decodes what tiffin exports with the official `opentelemetry-proto`
 bindings (installed by scripts/setup/21-otel), so the test checks tiffin

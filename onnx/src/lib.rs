@@ -21,7 +21,7 @@
 //! dimension counts rows, a batch of calls is concatenated along that
 //! dimension into one tensor, run once, and every output is split back by
 //! row counts, so a call gets the same answer batched as alone (the model is
-//! row-wise; `tests/onnx.rs` checks it). [`serve`] builds the zero-code
+//! row-wise; `tests/it/onnx.rs` checks it). [`serve`] builds the zero-code
 //! service of `tiffin serve-http --model`.
 
 pub mod serve;

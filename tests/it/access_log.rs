@@ -6,7 +6,7 @@
 //! `X-Request-ID` / `X-BentoML-Request-ID`, and carried to the runner
 //! worker, whose log line and error for a failing call name it.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

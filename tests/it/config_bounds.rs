@@ -8,7 +8,7 @@
 //! one clear error, after `max_failed_starts` of them; one that became ready
 //! is restarted however often it crashes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,7 +7,7 @@
 //! substituted as Grafana would, must return a non-empty result through
 //! Prometheus' HTTP API; so must the `$service` variable's own query.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

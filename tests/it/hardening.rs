@@ -3,7 +3,7 @@
 //! requests past their deadline, and too many requests at once. Each must
 //! leave serving, metrics and recovery intact.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

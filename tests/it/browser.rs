@@ -4,7 +4,7 @@
 //! (`api_server.http.cors.*`) answered with the headers a browser sends,
 //! preflights included, without reaching the runner.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -10,7 +10,7 @@
 //! (`SO_PEERCRED`). `TMPDIR` points at a scratch directory of each test
 //! (`std::env::temp_dir` honours it), so nothing touches the real `/tmp`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, lchown, symlink};
@@ -33,7 +33,7 @@ const INTRUDER: &str = "tiffin-test-intruder";
 fn intruder() -> (u32, u32) {
     assert!(
         geteuid().is_root(),
-        "tests/runtime_dir.rs must run as root (uid {} here): it creates the unprivileged \
+        "tests/it/runtime_dir.rs must run as root (uid {} here): it creates the unprivileged \
          user {INTRUDER} and plants files owned by it; run the suite as root, as CI does",
         geteuid()
     );

@@ -9,7 +9,7 @@
 //! as alone, bad arrays refused with the shapes named, and a bad model file
 //! refused at start with one message.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! look as designed, bad input gets clear JSON errors without crashing
 //! anything, and the CLI fails fast and clearly on bad configuration.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -256,7 +256,7 @@ fn health_endpoints_and_docs() {
     let r = server.get("/docs.json");
     assert_eq!(r.status, 200, "{}", r.text());
     let docs = r.json();
-    // An OpenAPI 3 document (tests/openapi.rs validates it in full).
+    // An OpenAPI 3 document (tests/it/openapi.rs validates it in full).
     let analysis = &docs["paths"]["/analysis"]["post"];
     assert!(
         analysis.is_object(),

@@ -14,7 +14,7 @@
 //! Delays are short (seconds) through the configuration; every wait is
 //! bounded.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Mutex;

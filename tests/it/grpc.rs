@@ -2,7 +2,7 @@
 //! metrics, checked with a tonic client and with a client that is not ours
 //! (Python grpcio, types discovered through reflection; see tests/grpc_client.py).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! while clients drive steady load, then the PromQL from BentoML's metrics
 //! guide must return sane values.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 //! raw PNG bodies work too; and every kind of bad upload gets its status
 //! and a reason while the server keeps serving.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! 1.2 on, <https://docs.bentoml.com/en/latest/build-with-bentoml/observability/metrics.html>
 //! documents one `bentoml_service_*` set instead).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! Launching `tiffin serve-grpc` (used by tests/grpc.rs and
+//! Launching `tiffin serve-grpc` (used by tests/it/grpc.rs and
 //! tests/prometheus_e2e.rs): a gRPC server has no `/readyz`, and its metrics
 //! are served on a port of their own, which must not clash between tests
 //! running in parallel.

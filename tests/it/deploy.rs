@@ -2,7 +2,7 @@
 //! Prometheus config passes `promtool check config`, and every PromQL query of
 //! the Grafana dashboard parses (`promtool check rules` on them as recording rules).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -291,7 +291,7 @@ pub fn worker_role(worker: &serde_json::Value) -> (String, Option<String>, u64) 
 /// so the kernel spreads them over every API server sharing the listener)
 /// answer 200. The harness's `wait_ready` returns on the first 200, which
 /// with several API servers only proves one of them is connected to its
-/// runners (see `every_api_server_serves_once_ready` in tests/metrics.rs).
+/// runners (see `every_api_server_serves_once_ready` in tests/it/metrics.rs).
 pub fn settle(server: &Server, streak: usize) {
     let mut run = 0;
     let ok = eventually(Duration::from_secs(20), || {

@@ -1,7 +1,7 @@
 //! Hostile bytes on tiffin's Unix sockets: malformed or oversized frames and
 //! wrong protocol versions close that one connection and crash nothing.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -5,7 +5,7 @@
 //! (hash mismatch) detected, and `serve-http --model NAME` serving a stored
 //! model.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

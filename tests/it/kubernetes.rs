@@ -20,7 +20,7 @@
 //!   `/metrics`, and the HPA's formula on those figures asks for the number
 //!   of pods the load implies.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! (`openapi-spec-validator`, Python, in target/pyvenv-frontdoor, installed
 //! by scripts/setup/20-frontdoor), and carrying BentoML's extensions.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! supervisor is killed, crash restarts, live scaling, and counters that
 //! never go backwards across a crash.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! have them yet: a lost final snapshot shows as a total below the number
 //! of answered calls.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! couple of MiB gets exactly the answers its rows get in small requests.
 //! Memory figures are measured by `SECTIONS=memory scripts/bench`, not here.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! discovers tiffin from `/docs.json` and calls every API of the built-in
 //! services, getting the model's answers (tests/bentoml_client.py).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -7,7 +7,7 @@
 //! are parents of the runner worker's (call, batch with `batch.size`), two
 //! processes apart.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

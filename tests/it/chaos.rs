@@ -15,7 +15,7 @@
 //! fixed with `TIFFIN_CHAOS_SEED=<n>` to replay a run's choices (timing still
 //! varies). `TIFFIN_TEST_ECHO=1` echoes the server's log as it runs.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;

@@ -1,7 +1,7 @@
 //! Adaptive batching end to end, with the built-in `iris_classifier`: the
 //! real binary, real HTTP clients, the aggregated `/metrics`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Instant;
