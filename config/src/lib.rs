@@ -24,9 +24,9 @@
 //! ```
 //! use tiffin_config::Config;
 //! let err = Config::load(None, Some("api_server.http.prot=3001")).unwrap_err();
-//! assert_eq!(err.to_string(),
-//!     "unknown configuration key 'api_server.http.prot' (expected one of host, port, max_request_size, \
-//!      header_read_timeout, body_read_timeout, keepalive_timeout, max_connections)");
+//! // ... and the keys that would have been valid there.
+//! assert!(err.to_string().starts_with(
+//!     "unknown configuration key 'api_server.http.prot' (expected one of host, port, "));
 //! let config = Config::load(None, Some("api_server.http.port=3001")).unwrap();
 //! assert_eq!(config.api_server.http.port, 3001);
 //! ```
