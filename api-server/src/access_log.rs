@@ -6,6 +6,14 @@
 //! 127.0.0.1:53102 (scheme=http,method=POST,path=/classify,type=application/json,length=20) (status=200,type=application/json,length=3) 0.512ms (trace=…,span=…,sampled=0,request_id=…)
 //! ```
 //!
+//! A gRPC call has the same line with `scheme=grpc`, the path
+//! `/{service}/{method}`, and `status=` (its code as BentoML's metrics map
+//! it to HTTP) followed by `grpc_status=`. It is written when the response's
+//! headers are ready, which for a unary call is its end: tonic answers an
+//! error with headers only (`grpc-status` among them), and a success's `0`
+//! in the trailers (`grpc.rs`, `Observe`). For a streaming call (health
+//! `Watch`, reflection) the line marks the stream's start.
+//!
 //! The request's and response's `type`/`length` appear as
 //! `api_server.logging.access.request_content_*` / `response_content_*`
 //! say; ids are written with `format.trace_id` / `format.span_id`. With
@@ -17,7 +25,7 @@
 //! # Skipped paths
 //!
 //! Probes and scrapes ([`SKIP_PATHS`]: `/livez`, `/healthz`, `/readyz`,
-//! `/metrics`) are not logged: an orchestrator polls them every few seconds
+//! `/metrics`, and gRPC's health `Check` and `Watch`) are not logged: an orchestrator polls them every few seconds
 //! and they would drown the requests. BentoML's middleware takes
 //! `skip_paths` but its configuration has no key for it, so neither does
 //! tiffin: the list is fixed.
@@ -41,7 +49,14 @@ use hyper::header::HeaderValue;
 use tiffin_config::{AccessLogConfig, IdFormat, LogFormat};
 
 /// Paths never logged (probes and scrapes).
-pub const SKIP_PATHS: [&str; 4] = ["/livez", "/healthz", "/readyz", "/metrics"];
+pub const SKIP_PATHS: [&str; 6] = [
+    "/livez",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+];
 
 /// Longest path written (a request line can be far longer; the rest is cut).
 const MAX_LOGGED_PATH: usize = 1024;
@@ -71,8 +86,10 @@ pub(crate) struct Entry<'a> {
     pub request_type: Option<&'a HeaderValue>,
     /// Request `Content-Length`.
     pub request_length: Option<&'a HeaderValue>,
-    /// Response status.
+    /// Response status (for gRPC, its code as BentoML maps it to HTTP).
     pub status: u16,
+    /// The gRPC status code (gRPC calls only).
+    pub grpc_status: Option<i32>,
     /// Response `Content-Type`.
     pub response_type: Option<&'a HeaderValue>,
     /// Response body length, when known.
@@ -133,6 +150,7 @@ impl AccessLog {
                 request_type = shown(e.request_type, self.request_type),
                 request_length = shown(e.request_length, self.request_length),
                 status = e.status,
+                grpc_status = e.grpc_status,
                 response_type = shown(e.response_type, self.response_type),
                 response_length = e.response_length.filter(|_| self.response_length),
                 latency_ms = e.latency.as_secs_f64() * 1000.0,
@@ -228,6 +246,9 @@ impl fmt::Display for ResponsePart<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (log, e) = (self.0, self.1);
         write!(f, "status={}", e.status)?;
+        if let Some(code) = e.grpc_status {
+            write!(f, ",grpc_status={code}")?;
+        }
         if log.response_type {
             write!(f, ",type={}", Header(e.response_type))?;
         }

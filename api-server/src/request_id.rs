@@ -127,8 +127,8 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
-    /// Reads the id and trace context of a request and starts its span.
-    /// `route` is the path when it names a route of this server.
+    /// Reads the id and trace context of an HTTP request and starts its
+    /// span. `route` is the path when it names a route of this server.
     pub(crate) fn begin(
         core: &Core,
         method: &Method,
@@ -142,6 +142,43 @@ impl Observed {
             .tracer
             .as_ref()
             .map(|t| crate::trace::start_request(t, method, route, path, parent.as_ref()));
+        Self::with(
+            core, started, method, headers, path, client_id, parent, span,
+        )
+    }
+
+    /// The same for a gRPC call (an HTTP/2 `POST` to `/{service}/{method}`,
+    /// its metadata the request's headers); `known` when this server has the
+    /// method.
+    pub(crate) fn begin_grpc(
+        core: &Core,
+        method: &Method,
+        headers: &HeaderMap,
+        path: &str,
+        known: bool,
+    ) -> Observed {
+        let started = Instant::now();
+        let (client_id, parent) = from_headers(headers);
+        let span = core
+            .tracer
+            .as_ref()
+            .map(|t| crate::trace::start_rpc(t, path, known, parent.as_ref()));
+        Self::with(
+            core, started, method, headers, path, client_id, parent, span,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with(
+        core: &Core,
+        started: Instant,
+        method: &Method,
+        headers: &HeaderMap,
+        path: &str,
+        client_id: Option<HeaderValue>,
+        parent: Option<TraceContext>,
+        span: Option<Span>,
+    ) -> Observed {
         let ctx = span.as_ref().map(Span::context).or(parent);
         let ids = ctx.map_or((0, 0, false), |c| (c.trace_id, c.span_id, c.sampled));
         let id = client_id.unwrap_or_else(|| make(ctx.map(|c| c.trace_id)));
@@ -178,8 +215,8 @@ impl Observed {
         within(scope, fut).await
     }
 
-    /// Adds the id headers to the response, ends the span and writes the
-    /// access-log line.
+    /// Adds the id headers to an HTTP response, ends the span and writes
+    /// the access-log line.
     pub(crate) fn finish<B: Body>(
         self,
         core: &Core,
@@ -187,23 +224,57 @@ impl Observed {
         path: &str,
         resp: &mut Response<B>,
     ) {
-        set_response_headers(resp.headers_mut(), &self.id);
         let status = resp.status().as_u16();
+        self.end(core, client, path, resp, status, None);
+    }
+
+    /// The same for a gRPC call that ended with `code`, which BentoML's
+    /// metrics and this log show as the HTTP `status`.
+    pub(crate) fn finish_grpc<B: Body>(
+        self,
+        core: &Core,
+        client: Option<SocketAddr>,
+        path: &str,
+        resp: &mut Response<B>,
+        code: i32,
+        status: u16,
+    ) {
+        self.end(core, client, path, resp, status, Some(code));
+    }
+
+    fn end<B: Body>(
+        self,
+        core: &Core,
+        client: Option<SocketAddr>,
+        path: &str,
+        resp: &mut Response<B>,
+        status: u16,
+        grpc_status: Option<i32>,
+    ) {
+        set_response_headers(resp.headers_mut(), &self.id);
         let id = self.id.to_str().unwrap_or("");
         if let Some(mut span) = self.span {
-            crate::trace::finish_request(&mut span, status, id);
+            match grpc_status {
+                Some(code) => crate::trace::finish_rpc(&mut span, code, id),
+                None => crate::trace::finish_request(&mut span, status, id),
+            }
         }
         if let (Some(log), Some((method, request_type, request_length))) =
             (&core.access_log, &self.logged)
         {
             log.write(&Entry {
                 client,
-                scheme: "http",
+                scheme: if grpc_status.is_some() {
+                    "grpc"
+                } else {
+                    "http"
+                },
                 method,
                 path,
                 request_type: request_type.as_ref(),
                 request_length: request_length.as_ref(),
                 status,
+                grpc_status,
                 response_type: resp.headers().get(CONTENT_TYPE),
                 response_length: resp.body().size_hint().exact(),
                 latency: self.started.elapsed(),

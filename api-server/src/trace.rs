@@ -1,5 +1,5 @@
-//! The API server's spans: one per request (kind server, child of the
-//! client's `traceparent`), and one per runner call it makes (kind client,
+//! The API server's spans: one per request or gRPC call (kind server, child
+//! of the client's `traceparent`), and one per runner call it makes (kind client,
 //! whose context travels in `DataRequest::Call` to become the parent of the
 //! runner worker's span). The exporter and sampler are in `tiffin-telemetry`.
 //!
@@ -48,6 +48,47 @@ pub(crate) fn finish_request(span: &mut Span, status: u16, request_id: &str) {
     span.set_str("tiffin.request_id", request_id.to_owned());
     if status >= 500 {
         span.set_error(format!("HTTP {status}"));
+    }
+}
+
+/// Starts the span of one gRPC call, named as OpenTelemetry's RPC
+/// conventions name it (`{service}/{method}`, the path without its `/`)
+/// when `known` (a method this server has), plain `grpc` otherwise.
+pub(crate) fn start_rpc(
+    tracer: &Tracer,
+    path: &str,
+    known: bool,
+    parent: Option<&TraceContext>,
+) -> Span {
+    let full = path.trim_start_matches('/');
+    let name = if known {
+        full.to_owned()
+    } else {
+        "grpc".to_owned()
+    };
+    let mut span = tracer.start(name, Kind::Server, parent);
+    if span.is_recording() {
+        span.set_str("rpc.system", "grpc");
+        if known && let Some((service, method)) = full.split_once('/') {
+            span.set_str("rpc.service", service.to_owned());
+            span.set_str("rpc.method", method.to_owned());
+        }
+    }
+    span
+}
+
+/// Records the outcome of a gRPC call on its span: the status code, and an
+/// error for the codes OpenTelemetry counts as server errors (`UNKNOWN`,
+/// `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`,
+/// `DATA_LOSS`); a client's bad argument is not the server's error.
+pub(crate) fn finish_rpc(span: &mut Span, code: i32, request_id: &str) {
+    if !span.is_recording() {
+        return;
+    }
+    span.set_i64("rpc.grpc.status_code", i64::from(code));
+    span.set_str("tiffin.request_id", request_id.to_owned());
+    if matches!(code, 2 | 4 | 12 | 13 | 14 | 15) {
+        span.set_error(format!("gRPC status {code}"));
     }
 }
 

@@ -12,6 +12,12 @@
 //! nothing: the runner's method is batchable, and `runners.batching` (on by
 //! default) applies.
 //!
+//! What the documentation publishes (OpenAPI, gRPC `ServiceMetadata`,
+//! BentoML's clients) is the model's own: the input as a `NumpyNdarray` of
+//! its dtype and shape, enforced, and a single output likewise
+//! ([`NdSpec::io_spec`], `Service::describe_api`), so over gRPC a
+//! one-output model answers an `ndarray` in its dtype.
+//!
 //! The model is read in every process that builds the service: the
 //! supervisor and API servers only [`inspect`] it (its declared input and
 //! outputs), and each runner worker [`OnnxModel::load`]s it.
@@ -20,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use tiffin_service::{
-    ApiError, IoDescriptor, IoKind, IoSpec, NdArray, NumpyNdarray, Runner, Service,
+    ApiError, IoDescriptor, IoKind, IoSpec, NdArray, NdSpec, NumpyNdarray, Runner, Service,
 };
 
 use crate::{ModelInfo, OnnxError, OnnxModel, Outputs, RUN_METHOD, inspect, runnable};
@@ -122,18 +128,34 @@ pub fn service(name: &str, path: &Path) -> Result<(Service, ModelInfo), OnnxErro
     })?;
     let runner = runner(name, path);
     let caller = runner.clone();
-    let service = Service::new(name).runner(&runner).api(
-        PREDICT_API,
-        NumpyNdarray,
-        OutputsJson,
-        move |array: NdArray| {
-            let checked = spec.check(array);
-            let runner = caller.clone();
-            async move {
-                let input = checked?;
-                Ok(runner.call::<_, Outputs>(RUN_METHOD, input).await?)
+    let input_doc = spec.io_spec();
+    // One output: the answer is that array, a NumpyNdarray of its own (over
+    // gRPC an `ndarray` in the model's dtype); several: a JSON object.
+    let output_doc = match info.outputs.as_slice() {
+        [only] => only.dtype().map(|dtype| {
+            NdSpec {
+                dtype,
+                shape: only.shape.clone(),
             }
-        },
-    );
+            .io_spec()
+        }),
+        _ => None,
+    };
+    let service = Service::new(name)
+        .runner(&runner)
+        .api(
+            PREDICT_API,
+            NumpyNdarray,
+            OutputsJson,
+            move |array: NdArray| {
+                let checked = spec.check(array);
+                let runner = caller.clone();
+                async move {
+                    let input = checked?;
+                    Ok(runner.call::<_, Outputs>(RUN_METHOD, input).await?)
+                }
+            },
+        )
+        .describe_api(PREDICT_API, Some(input_doc), output_doc);
     Ok((service, info))
 }

@@ -250,6 +250,31 @@ pub struct NdSpec {
 }
 
 impl NdSpec {
+    /// What the documentation says of a `NumpyNdarray` body held to this
+    /// spec: BentoML's descriptor with `dtype`, `shape` (`-1` for any size)
+    /// and both enforced, as `NumpyNdarray(dtype=..., shape=...,
+    /// enforce_dtype=True, enforce_shape=True).to_spec()` writes it.
+    pub fn io_spec(&self) -> IoSpec {
+        let shape: Vec<i64> = self
+            .shape
+            .iter()
+            .map(|d| d.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)))
+            .collect();
+        let mut spec = NumpyNdarray::spec();
+        spec.schema["description"] = serde_json::json!(format!(
+            "an array of {} of shape {} as nested lists",
+            self.dtype,
+            shape_string(&self.shape)
+        ));
+        spec.bentoml["args"] = serde_json::json!({
+            "dtype": self.dtype.as_str(),
+            "shape": shape,
+            "enforce_dtype": true,
+            "enforce_shape": true,
+        });
+        spec
+    }
+
     /// Checks `array` against the spec and converts it to the spec's dtype;
     /// 400 naming what was expected and what was received otherwise.
     pub fn check(&self, array: NdArray) -> Result<NdArray, ApiError> {

@@ -131,6 +131,28 @@ impl Service {
         self.runners.iter().find(|r| r.name() == name)
     }
 
+    /// Replaces what the documentation (OpenAPI, gRPC `ServiceMetadata`,
+    /// BentoML's clients) says about the request and answer bodies of the
+    /// API `name`, for a descriptor whose details are known only at run
+    /// time (a model's dtype and shape). Decoding is unchanged. An unknown
+    /// `name` changes nothing.
+    pub fn describe_api(
+        mut self,
+        name: &str,
+        input: Option<IoSpec>,
+        output: Option<IoSpec>,
+    ) -> Self {
+        if let Some(api) = self.apis.iter_mut().find(|a| a.name == name) {
+            if let Some(spec) = input {
+                api.input_spec = spec;
+            }
+            if let Some(spec) = output {
+                api.output_spec = spec;
+            }
+        }
+        self
+    }
+
     /// The service's APIs.
     pub fn apis(&self) -> &[Api] {
         &self.apis

@@ -194,3 +194,115 @@ fn bad_uploads_get_their_status_and_reason_and_the_server_keeps_serving() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(server.get("/readyz").status, 200);
 }
+
+#[test]
+fn held_out_pngs_sent_over_grpc_as_file_and_multipart_contents_are_classified() {
+    use std::collections::HashMap;
+    use tiffin_api_server::grpc::proto::bento_service_client::BentoServiceClient;
+    use tiffin_api_server::grpc::proto::{File, Multipart, Part, Request, part, request};
+    use tiffin_api_server::tonic::Code;
+
+    let server = launch_grpc(&["digits_classifier"]).start();
+    let data = held_out();
+    let rt = runtime();
+    rt.block_on(async {
+        let ch = channel(&server.addr).await;
+        wait_serving(&server, &ch).await;
+        let mut client = BentoServiceClient::new(ch);
+        let digit = |resp: tiffin_api_server::grpc::proto::Response| match resp.content {
+            Some(tiffin_api_server::grpc::proto::response::Content::Json(v)) => {
+                tiffin_api_server::grpc::value_to_json(v).expect("json")["digit"].as_i64()
+            }
+            other => panic!("expected json content, got {other:?}"),
+        };
+        let file = |png: &[u8]| File {
+            kind: Some("image/png".into()),
+            content: png.to_vec(),
+        };
+        let mut correct = 0;
+        let sample: Vec<&(Vec<u8>, i64)> = data.iter().step_by(3).collect();
+        for (i, (png, label)) in sample.iter().enumerate() {
+            // Every other one as a form, as `curl -F image=@...` over HTTP.
+            let content = if i % 2 == 0 {
+                request::Content::File(file(png))
+            } else {
+                let mut fields = HashMap::new();
+                fields.insert(
+                    "image".to_string(),
+                    Part {
+                        representation: Some(part::Representation::File(file(png))),
+                    },
+                );
+                request::Content::Multipart(Multipart { fields })
+            };
+            let resp = client
+                .call(Request {
+                    api_name: "predict".into(),
+                    content: Some(content),
+                })
+                .await
+                .unwrap_or_else(|s| panic!("predict: {s:?}\nlog:\n{}", server.log()))
+                .into_inner();
+            if digit(resp) == Some(*label) {
+                correct += 1;
+            }
+        }
+        let accuracy = f64::from(correct) / sample.len() as f64;
+        eprintln!(
+            "gRPC accuracy on {} held-out images: {accuracy:.3}",
+            sample.len()
+        );
+        assert!(accuracy >= 0.95, "accuracy {accuracy}");
+
+        // An undecodable file, and a form without the image: INVALID_ARGUMENT, and why.
+        let err = client
+            .call(Request {
+                api_name: "predict".into(),
+                content: Some(request::Content::File(file(b"not a png"))),
+            })
+            .await
+            .expect_err("garbage image");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("not a PNG or JPEG image"),
+            "{}",
+            err.message()
+        );
+        let mut fields = HashMap::new();
+        fields.insert(
+            "caption".to_string(),
+            Part {
+                representation: Some(part::Representation::Text("a seven".into())),
+            },
+        );
+        fields.insert(
+            "note".to_string(),
+            Part {
+                representation: Some(part::Representation::Text("x".into())),
+            },
+        );
+        let err = client
+            .call(Request {
+                api_name: "predict".into(),
+                content: Some(request::Content::Multipart(Multipart { fields })),
+            })
+            .await
+            .expect_err("form without image");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("no field 'image'"),
+            "{}",
+            err.message()
+        );
+        // And it keeps serving.
+        let resp = client
+            .call(Request {
+                api_name: "predict".into(),
+                content: Some(request::Content::File(file(&data[0].0))),
+            })
+            .await
+            .expect("still serving")
+            .into_inner();
+        assert_eq!(digit(resp), Some(data[0].1));
+    });
+}

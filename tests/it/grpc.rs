@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use tiffin_api_server::grpc::proto::bento_service_client::BentoServiceClient;
 use tiffin_api_server::grpc::proto::{Request, ServiceMetadataRequest, request, response};
-use tiffin_api_server::prost_types::{self, value::Kind};
+use tiffin_api_server::prost_types::value::Kind;
 use tiffin_api_server::tonic::{self, Code, transport::Channel};
 use tiffin_api_server::tonic_health::pb::health_check_response::ServingStatus;
-use tiffin_api_server::tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// Python packages the grpcio client needs; keep in step with scripts/test.
 const PY_PACKAGES: &[&str] = &[
@@ -23,61 +22,6 @@ const PY_PACKAGES: &[&str] = &[
     "grpcio-health-checking==1.71.0",
     "protobuf==5.29.3",
 ];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-async fn channel(addr: &str) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"))
-}
-
-async fn health(ch: &Channel, service: &str) -> Result<i32, tonic::Status> {
-    HealthClient::new(ch.clone())
-        .check(HealthCheckRequest {
-            service: service.to_string(),
-        })
-        .await
-        .map(|r| r.into_inner().status)
-}
-
-/// Waits until the health service reports SERVING for the whole server.
-async fn wait_serving(server: &Server, ch: &Channel) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if health(ch, "").await.ok() == Some(ServingStatus::Serving as i32) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never SERVING; log:\n{}", server.log());
-}
-
-fn text_request(api: &str, text: &str) -> Request {
-    Request {
-        api_name: api.to_string(),
-        content: Some(request::Content::Text(text.to_string())),
-    }
-}
-
-fn json_request(api: &str, kind: Kind) -> Request {
-    Request {
-        api_name: api.to_string(),
-        content: Some(request::Content::Json(prost_types::Value {
-            kind: Some(kind),
-        })),
-    }
-}
 
 /// The JSON content of a response as serde JSON.
 fn json_of(resp: tiffin_api_server::grpc::proto::Response) -> serde_json::Value {
@@ -419,5 +363,119 @@ fn python_grpcio_client_through_reflection() {
         out.stderr,
         sentiment.log(),
         custom.log()
+    );
+}
+
+/// A `Call` with `x-request-id` metadata.
+fn with_id(req: Request, id: &str) -> tonic::Request<Request> {
+    let mut req = tonic::Request::new(req);
+    req.metadata_mut()
+        .insert("x-request-id", id.parse().expect("ascii metadata"));
+    req
+}
+
+/// Waits for the access-log line that names `request_id`.
+fn access_line(server: &Server, request_id: &str) -> String {
+    let needle = format!("request_id={request_id})");
+    let mut found = None;
+    let ok = eventually(Duration::from_secs(20), || {
+        found = server
+            .log()
+            .lines()
+            .find(|l| l.starts_with("[api_server:") && l.contains(&needle))
+            .map(str::to_string);
+        found.is_some()
+    });
+    assert!(
+        ok,
+        "no access line for {request_id}; log:\n{}",
+        server.log()
+    );
+    found.unwrap_or_default()
+}
+
+#[test]
+fn every_grpc_call_gets_a_request_id_and_an_access_line_and_its_runner_call_carries_the_id() {
+    let server = launch_grpc(&[]).bin(example_bin("custom_service")).start();
+    let rt = runtime();
+    rt.block_on(async {
+        let ch = channel(&server.addr).await;
+        wait_serving(&server, &ch).await;
+        let mut client = BentoServiceClient::new(ch.clone());
+
+        // The client's id comes back in both headers and names the line.
+        let resp = client
+            .call(with_id(json_request("double", Kind::NumberValue(21.0)), "grpc-ok-1"))
+            .await
+            .unwrap_or_else(|s| panic!("double: {s:?}\nlog:\n{}", server.log()));
+        for header in ["x-request-id", "x-bentoml-request-id"] {
+            assert_eq!(
+                resp.metadata().get(header).and_then(|v| v.to_str().ok()),
+                Some("grpc-ok-1"),
+                "{header}: {:?}",
+                resp.metadata()
+            );
+        }
+        let line = access_line(&server, "grpc-ok-1");
+        assert!(
+            line.contains(
+                "(scheme=grpc,method=POST,path=/bentoml.grpc.v1.BentoService/Call,type=application/grpc"
+            ) && line.contains("(status=200,grpc_status=0,"),
+            "{line}"
+        );
+
+        // A failing call: its status carries the id, the line its code, and
+        // the runner worker's own line names the request.
+        let err = client
+            .call(with_id(text_request("fail", "x"), "grpc-doomed-7"))
+            .await
+            .expect_err("fail must fail");
+        assert_eq!(err.code(), Code::Internal, "{err:?}");
+        assert!(
+            err.message().contains("request id: grpc-doomed-7"),
+            "{}",
+            err.message()
+        );
+        assert_eq!(
+            err.metadata().get("x-request-id").and_then(|v| v.to_str().ok()),
+            Some("grpc-doomed-7"),
+            "{:?}",
+            err.metadata()
+        );
+        let line = access_line(&server, "grpc-doomed-7");
+        assert!(line.contains("(status=500,grpc_status=13,"), "{line}");
+        let ok = eventually(Duration::from_secs(20), || {
+            server.log().lines().any(|l| {
+                l.starts_with("[runner:")
+                    && l.contains("call failed")
+                    && l.contains("request_id=grpc-doomed-7")
+            })
+        });
+        assert!(ok, "no runner line naming the request; log:\n{}", server.log());
+
+        // Unknown API: NOT_FOUND, shown as 404. Without an id one is made up.
+        let err = client
+            .call(text_request("no_such_api", "x"))
+            .await
+            .expect_err("unknown API");
+        assert_eq!(err.code(), Code::NotFound);
+        let id = err
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "made-up id {id:?}"
+        );
+        let line = access_line(&server, &id);
+        assert!(line.contains("(status=404,grpc_status=5,"), "{line}");
+    });
+    // Health checks are probes: polled, never logged.
+    assert!(
+        !server.log().contains("path=/grpc.health.v1.Health/Check"),
+        "{}",
+        server.log()
     );
 }

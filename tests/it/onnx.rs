@@ -407,3 +407,118 @@ fn a_model_file_broken_after_start_stops_the_workers_restarts_once_reported() {
     assert!(log.contains("digits.onnx is not an ONNX model"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn serve_grpc_model_takes_bentomls_ndarray_message_and_names_bad_shapes() {
+    use tiffin_api_server::grpc::proto::bento_service_client::BentoServiceClient;
+    use tiffin_api_server::grpc::proto::nd_array::DType as PbDType;
+    use tiffin_api_server::grpc::proto::{
+        NdArray as PbNdArray, Request, ServiceMetadataRequest, request, response,
+    };
+    use tiffin_api_server::tonic::Code;
+
+    let model = repo("models/digits/digits.onnx");
+    let server = launch_grpc(&["--model", model.to_str().unwrap()]).start();
+    let data = held_out();
+    let rows: Vec<NdArray> = data.iter().take(4).map(|(x, _)| x.clone()).collect();
+    let alone = digits();
+    let expected: Vec<i64> = rows
+        .iter()
+        .map(
+            |x| match output(&alone.run(x.clone()).unwrap(), "label").data() {
+                NdData::Int64(v) => v[0],
+                _ => unreachable!(),
+            },
+        )
+        .collect();
+    let values: Vec<f32> = rows
+        .iter()
+        .flat_map(|a| match a.data() {
+            NdData::Float32(v) => v.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    let ndarray = |shape: Vec<i32>, float_values: Vec<f32>| Request {
+        api_name: "predict".into(),
+        content: Some(request::Content::Ndarray(PbNdArray {
+            dtype: PbDType::DtypeFloat as i32,
+            shape,
+            float_values,
+            ..Default::default()
+        })),
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let ch = channel(&server.addr).await;
+        wait_serving(&server, &ch).await;
+        let mut client = BentoServiceClient::new(ch);
+
+        // ServiceMetadata says what the model takes.
+        let meta = client
+            .service_metadata(ServiceMetadataRequest {})
+            .await
+            .expect("metadata")
+            .into_inner();
+        let api = meta
+            .apis
+            .iter()
+            .find(|a| a.name == "predict")
+            .expect("predict");
+        let input = api.input.as_ref().expect("input");
+        assert_eq!(
+            input.descriptor_id.as_deref(),
+            Some("bentoml.io.NumpyNdarray")
+        );
+        let attributes = format!("{:?}", input.attributes);
+        assert!(attributes.contains("ndarray"), "{attributes}");
+
+        let resp = client
+            .call(ndarray(vec![4, 64], values.clone()))
+            .await
+            .unwrap_or_else(|s| panic!("predict: {s:?}\nlog:\n{}", server.log()))
+            .into_inner();
+        // Two outputs: a JSON object of them, as over HTTP.
+        let answer = match resp.content {
+            Some(response::Content::Json(v)) => {
+                tiffin_api_server::grpc::value_to_json(v).expect("json")
+            }
+            other => panic!("expected json, got {other:?}"),
+        };
+        let labels: Vec<i64> = answer["label"]
+            .as_array()
+            .expect("label")
+            .iter()
+            .filter_map(|v| v.as_i64())
+            .collect();
+        assert_eq!(labels, expected, "{answer}");
+
+        // Wrong shape: INVALID_ARGUMENT naming both; values that do not fill
+        // the shape: why; and the server keeps serving.
+        let err = client
+            .call(ndarray(vec![4, 16], values.clone()[..64].to_vec()))
+            .await
+            .expect_err("wrong shape");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message()
+                .contains("expected an array of shape (-1, 64), received shape (4, 16)"),
+            "{}",
+            err.message()
+        );
+        let err = client
+            .call(ndarray(vec![4, 64], values[..10].to_vec()))
+            .await
+            .expect_err("short values");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("not a valid array"),
+            "{}",
+            err.message()
+        );
+        let resp = client
+            .call(ndarray(vec![1, 64], values[..64].to_vec()))
+            .await
+            .expect("still serving");
+        assert!(resp.into_inner().content.is_some());
+    });
+}

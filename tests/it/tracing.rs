@@ -218,6 +218,96 @@ fn one_request_is_one_trace_across_the_api_server_and_the_runner_worker() {
 }
 
 #[test]
+fn one_grpc_call_is_one_trace_across_the_api_server_and_the_runner_worker() {
+    use tiffin_api_server::grpc::proto::bento_service_client::BentoServiceClient;
+    use tiffin_api_server::prost_types::{ListValue, Value as PbValue, value::Kind};
+
+    let receiver = Receiver::start();
+    let server = launch_grpc(&["iris_classifier"])
+        .env(
+            "TIFFIN_CONFIG_OPTIONS",
+            &format!(
+                "tracing.exporter_type=otlp tracing.sample_rate=1.0 tracing.otlp.protocol=http \
+                 tracing.otlp.endpoint=http://127.0.0.1:{}/v1/traces tracing.timeout=5",
+                receiver.port
+            ),
+        )
+        .start();
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let client_span = "10f067aa0ba902b8";
+    let number = |x: f64| PbValue {
+        kind: Some(Kind::NumberValue(x)),
+    };
+    let row = PbValue {
+        kind: Some(Kind::ListValue(ListValue {
+            values: [5.1, 3.5, 1.4, 0.2].map(number).to_vec(),
+        })),
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let ch = channel(&server.addr).await;
+        wait_serving(&server, &ch).await;
+        let mut req = tonic_request(json_request(
+            "classify",
+            Kind::ListValue(ListValue { values: vec![row] }),
+        ));
+        req.metadata_mut().insert(
+            "traceparent",
+            format!("00-{trace}-{client_span}-01")
+                .parse()
+                .expect("ascii"),
+        );
+        let resp = BentoServiceClient::new(ch)
+            .call(req)
+            .await
+            .unwrap_or_else(|s| panic!("classify: {s:?}\nlog:\n{}", server.log()));
+        assert_eq!(
+            resp.metadata()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            Some(trace)
+        );
+    });
+
+    let mut spans = Vec::new();
+    let ok = eventually(WAIT, || {
+        spans = receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s["trace_id"] == trace)
+            .collect();
+        spans.len() >= 4
+    });
+    assert!(ok, "spans of {trace}: {spans:#?}\nlog:\n{}", server.log());
+    let find = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no span {name:?} in {spans:#?}"))
+            .clone()
+    };
+    let rpc = find("bentoml.grpc.v1.BentoService/Call");
+    let call = find("runner iris_clf.predict");
+    let worker = find("iris_clf.predict");
+    assert_eq!(rpc["parent_span_id"], client_span, "{rpc:#}");
+    assert_eq!(call["parent_span_id"], rpc["span_id"], "{call:#}");
+    assert_eq!(worker["parent_span_id"], call["span_id"], "{worker:#}");
+    assert_eq!(rpc["kind"], 2);
+    assert_eq!(rpc["attributes"]["rpc.system"], "grpc", "{rpc:#}");
+    assert_eq!(
+        rpc["attributes"]["rpc.service"], "bentoml.grpc.v1.BentoService",
+        "{rpc:#}"
+    );
+    assert_eq!(rpc["attributes"]["rpc.method"], "Call", "{rpc:#}");
+    assert_eq!(rpc["attributes"]["rpc.grpc.status_code"], 0, "{rpc:#}");
+    assert!(process(&rpc).starts_with("api_server:"), "{rpc:#}");
+    assert!(
+        process(&worker).starts_with("runner:iris_clf:"),
+        "{worker:#}"
+    );
+}
+
+#[test]
 fn an_unsampled_request_exports_nothing_and_keeps_the_clients_ids() {
     let receiver = Receiver::start();
     // Rate 0: only sampled parents are followed.

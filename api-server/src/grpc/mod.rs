@@ -3,173 +3,45 @@
 //! server reflection when `api_server.grpc.reflection.enabled`.
 //!
 //! `Call` maps the request's content onto the API's body exactly as the HTTP
-//! front door would receive it (`text` → UTF-8 text, `json` → JSON text,
-//! `serialized_bytes` → the raw body), runs the same handler, and maps the
-//! result back to the API's output kind. Errors become gRPC status codes
-//! (see [`code_for_http_status`]); each call is recorded in the API-server
-//! metric families with `endpoint="/<api_name>"` and the status mapped back
-//! to HTTP the way BentoML's gRPC interceptor does (see [`http_status_for_code`]).
+//! front door would receive it (`content.rs`: text, JSON, arrays, files and
+//! forms), runs the same handler, and maps the result back to the field of
+//! the API's output descriptor. Errors become gRPC status codes
+//! (`status.rs`, [`code_for_http_status`]); each call is recorded in the
+//! API-server metric families with `endpoint="/<api_name>"` and the status
+//! mapped back to HTTP the way BentoML's gRPC interceptor does
+//! ([`http_status_for_code`]). Every call, to any of the services, gets a
+//! request id, a span and an access-log line as an HTTP request does
+//! (`observe.rs`).
+
+mod content;
+mod observe;
+pub mod proto;
+mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use prost_types::value::Kind;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 use tonic_health::ServingStatus;
 
-use tiffin_service::{Api, ApiError, IoKind};
-
 use crate::core::{Core, Flow, inherit_listener};
 use crate::{ApiServerArgs, ApiServerError};
 
-/// Code generated from `proto/bentoml/grpc/v1/service.proto`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod proto {
-    tonic::include_proto!("bentoml.grpc.v1");
-
-    /// The encoded `FileDescriptorSet` of the proto and its imports, served by reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/bentoml_v1_descriptor.bin"));
-}
+pub use content::{json_to_value, value_to_json};
+pub use status::{code_for_http_status, http_status_for_code};
 
 use proto::bento_service_server::{BentoService, BentoServiceServer};
-use proto::service_metadata_response::{DescriptorMetadata, InferenceApi};
-use proto::{ServiceMetadataRequest, ServiceMetadataResponse, request, response};
+use proto::service_metadata_response::InferenceApi;
+use proto::{ServiceMetadataRequest, ServiceMetadataResponse};
 
 /// Fully qualified name of the BentoML service, as health checks name it.
 pub const SERVICE_NAME: &str = "bentoml.grpc.v1.BentoService";
 
 /// How often readiness (every runner has a live worker) is re-checked for health.
 const HEALTH_POLL: Duration = Duration::from_millis(50);
-
-/// The gRPC status for an HTTP-style status from a handler, following
-/// BentoML's `http_status_to_grpc_status_map` (plus 404 → `NOT_FOUND` and
-/// other 4xx → `INVALID_ARGUMENT`); anything else is `UNKNOWN`, as in BentoML.
-pub fn code_for_http_status(status: u16) -> Code {
-    match status {
-        200 => Code::Ok,
-        400 | 413 | 415 => Code::InvalidArgument,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::NotFound,
-        422 => Code::FailedPrecondition,
-        429 | 502 | 503 => Code::Unavailable,
-        504 => Code::DeadlineExceeded,
-        500 => Code::Internal,
-        405..=499 => Code::InvalidArgument,
-        _ => Code::Unknown,
-    }
-}
-
-/// The `http_response_code` label value for a gRPC status code: BentoML's
-/// `to_http_status` (the inverse of its HTTP → gRPC map, 500 for codes not
-/// in it), extended with `NOT_FOUND` → 404, which BentoML never emits.
-pub fn http_status_for_code(code: Code) -> u16 {
-    match code {
-        Code::Ok => 200,
-        Code::InvalidArgument => 400,
-        Code::Unauthenticated => 401,
-        Code::PermissionDenied => 403,
-        Code::NotFound | Code::Unimplemented => 404,
-        Code::FailedPrecondition => 422,
-        Code::Unavailable => 503,
-        Code::DeadlineExceeded => 504,
-        _ => 500,
-    }
-}
-
-/// The `oneof content` field name of a request content.
-fn request_field(content: &request::Content) -> &'static str {
-    match content {
-        request::Content::Ndarray(_) => "ndarray",
-        request::Content::Dataframe(_) => "dataframe",
-        request::Content::Series(_) => "series",
-        request::Content::File(_) => "file",
-        request::Content::Text(_) => "text",
-        request::Content::Json(_) => "json",
-        request::Content::Multipart(_) => "multipart",
-        request::Content::SerializedBytes(_) => "serialized_bytes",
-    }
-}
-
-/// The content field that carries an API input or output of `kind`.
-fn field_for(kind: IoKind) -> &'static str {
-    match kind {
-        IoKind::Text => "text",
-        IoKind::Json => "json",
-        IoKind::Bytes => "serialized_bytes",
-    }
-}
-
-/// BentoML's descriptor id for an IO kind.
-fn descriptor_id(kind: IoKind) -> &'static str {
-    match kind {
-        IoKind::Text => "bentoml.io.Text",
-        IoKind::Json => "bentoml.io.JSON",
-        IoKind::Bytes => "bentoml.io.File",
-    }
-}
-
-/// Converts a `google.protobuf.Value` to JSON. Integral numbers within
-/// ±2^53 become JSON integers, so handlers expecting integers get them.
-pub fn value_to_json(value: prost_types::Value) -> Result<serde_json::Value, String> {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-    Ok(match value.kind {
-        None => return Err("a google.protobuf.Value has no kind set".into()),
-        Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(b),
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s),
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() <= EXACT {
-                serde_json::Value::from(n as i64)
-            } else {
-                serde_json::Number::from_f64(n)
-                    .map(serde_json::Value::Number)
-                    .ok_or_else(|| format!("number {n} cannot be represented in JSON"))?
-            }
-        }
-        Some(Kind::ListValue(list)) => serde_json::Value::Array(
-            list.values
-                .into_iter()
-                .map(value_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Some(Kind::StructValue(s)) => serde_json::Value::Object(
-            s.fields
-                .into_iter()
-                .map(|(k, v)| value_to_json(v).map(|v| (k, v)))
-                .collect::<Result<_, _>>()?,
-        ),
-    })
-}
-
-/// Converts JSON to a `google.protobuf.Value` (numbers become doubles).
-pub fn json_to_value(json: serde_json::Value) -> prost_types::Value {
-    let kind = match json {
-        serde_json::Value::Null => Kind::NullValue(prost_types::NullValue::NullValue as i32),
-        serde_json::Value::Bool(b) => Kind::BoolValue(b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        serde_json::Value::String(s) => Kind::StringValue(s),
-        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.into_iter().map(json_to_value).collect(),
-        }),
-        serde_json::Value::Object(map) => Kind::StructValue(prost_types::Struct {
-            fields: map
-                .into_iter()
-                .map(|(k, v)| (k, json_to_value(v)))
-                .collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-fn status_from_api_error(e: ApiError) -> Status {
-    Status::new(code_for_http_status(e.status), e.message)
-}
 
 /// The `BentoService` implementation.
 struct Bento {
@@ -178,43 +50,6 @@ struct Bento {
 }
 
 impl Bento {
-    /// The request body an API receives for a request content, or why there is none.
-    fn body_for(api: &Api, content: Option<request::Content>) -> Result<Bytes, Status> {
-        let accepted = field_for(api.input);
-        let Some(content) = content else {
-            return Err(Status::invalid_argument(format!(
-                "request for API '{}' has no content; set '{accepted}' or 'serialized_bytes'",
-                api.name
-            )));
-        };
-        let field = request_field(&content);
-        match content {
-            request::Content::SerializedBytes(b) => Ok(Bytes::from(b)),
-            request::Content::Text(s) if api.input == IoKind::Text => Ok(Bytes::from(s)),
-            request::Content::Json(v) if api.input == IoKind::Json => {
-                let json = value_to_json(v).map_err(|e| {
-                    Status::invalid_argument(format!("content field 'json' is not valid: {e}"))
-                })?;
-                serde_json::to_vec(&json).map(Bytes::from).map_err(|e| {
-                    Status::invalid_argument(format!("content field 'json' is not valid: {e}"))
-                })
-            }
-            request::Content::Text(_) | request::Content::Json(_) => {
-                Err(Status::invalid_argument(format!(
-                    "content field '{field}' does not match API '{}', which takes {}; \
-                     set '{accepted}' or 'serialized_bytes'",
-                    api.name,
-                    descriptor_id(api.input)
-                )))
-            }
-            _ => Err(Status::invalid_argument(format!(
-                "content field '{field}' is not supported; API '{}' takes '{accepted}' or \
-                 'serialized_bytes'",
-                api.name
-            ))),
-        }
-    }
-
     async fn dispatch(&self, req: proto::Request) -> Result<proto::Response, Status> {
         let Some(api) = self.core.apis.get(&req.api_name) else {
             let mut names: Vec<&str> = self.core.apis.keys().map(String::as_str).collect();
@@ -226,28 +61,14 @@ impl Bento {
                 names.join(", ")
             )));
         };
-        let body = Self::body_for(api, req.content)?;
+        let (body, content_type) = content::request_body(api, req.content)?;
         let out = self
             .core
-            .within_traffic_limits(api.handle(body))
+            .within_traffic_limits(api.handle_typed(body, content_type.as_deref()))
             .await
-            .map_err(status_from_api_error)?;
-        let content = match api.output {
-            IoKind::Text => {
-                response::Content::Text(String::from_utf8(out.to_vec()).map_err(|e| {
-                    Status::internal(format!("API '{}' returned invalid UTF-8: {e}", api.name))
-                })?)
-            }
-            IoKind::Json => {
-                let json: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
-                    Status::internal(format!("API '{}' returned invalid JSON: {e}", api.name))
-                })?;
-                response::Content::Json(json_to_value(json))
-            }
-            IoKind::Bytes => response::Content::SerializedBytes(out.to_vec()),
-        };
+            .map_err(status::status_from_api_error)?;
         Ok(proto::Response {
-            content: Some(content),
+            content: Some(content::response_content(api, out)?),
         })
     }
 }
@@ -286,21 +107,6 @@ impl BentoService for Bento {
     }
 }
 
-fn describe(kind: IoKind) -> DescriptorMetadata {
-    let attributes = serde_json::json!({
-        "mime_type": kind.mime(),
-        "content_field": field_for(kind),
-    });
-    let fields = match json_to_value(attributes).kind {
-        Some(Kind::StructValue(s)) => s.fields,
-        _ => Default::default(),
-    };
-    DescriptorMetadata {
-        descriptor_id: Some(descriptor_id(kind).to_string()),
-        attributes: Some(prost_types::Struct { fields }),
-    }
-}
-
 fn metadata(args: &ApiServerArgs) -> ServiceMetadataResponse {
     ServiceMetadataResponse {
         name: args.service.name.clone(),
@@ -310,8 +116,8 @@ fn metadata(args: &ApiServerArgs) -> ServiceMetadataResponse {
             .iter()
             .map(|a| InferenceApi {
                 name: a.name.clone(),
-                input: Some(describe(a.input)),
-                output: Some(describe(a.output)),
+                input: Some(content::describe(&a.input_spec, a.input)),
+                output: Some(content::describe(&a.output_spec, a.output)),
                 docs: None,
             })
             .collect(),
@@ -402,6 +208,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve = Server::builder()
+        .layer(observe::ObserveLayer { core: core.clone() })
         .add_service(bento)
         .add_service(health)
         .add_optional_service(reflection_v1)
@@ -434,44 +241,4 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let _ = stop_tx.send(());
     serve.await?;
     core.drained().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_round_trips_through_protobuf_values() {
-        let json = serde_json::json!({
-            "a": [1, 2.5, "x", null, true],
-            "b": { "c": -3 },
-        });
-        let back = value_to_json(json_to_value(json.clone())).unwrap();
-        assert_eq!(back, json);
-    }
-
-    #[test]
-    fn a_value_without_kind_is_an_error() {
-        assert!(value_to_json(prost_types::Value { kind: None }).is_err());
-    }
-
-    #[test]
-    fn status_mappings_follow_bentoml() {
-        assert_eq!(code_for_http_status(400), Code::InvalidArgument);
-        assert_eq!(code_for_http_status(500), Code::Internal);
-        assert_eq!(code_for_http_status(503), Code::Unavailable);
-        assert_eq!(code_for_http_status(404), Code::NotFound);
-        for (code, http) in [
-            (Code::Ok, 200),
-            (Code::InvalidArgument, 400),
-            (Code::NotFound, 404),
-            (Code::Internal, 500),
-            (Code::Unavailable, 503),
-            (Code::DeadlineExceeded, 504),
-            (Code::Unknown, 500),
-            (Code::Cancelled, 500),
-        ] {
-            assert_eq!(http_status_for_code(code), http, "{code:?}");
-        }
-    }
 }

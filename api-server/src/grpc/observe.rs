@@ -1,0 +1,103 @@
+//! Request ids, spans and access-log lines for every gRPC call, as the HTTP
+//! front door has them (`request_id.rs`): a tower layer around all of the
+//! server's services, so health, metadata and reflection calls are seen
+//! too. The id comes from the `x-request-id` metadata (or `traceparent`)
+//! and goes back in the response's initial metadata (an error's too); the
+//! handler runs in the request's scope (`request_scope.rs`), so its runner
+//! calls carry the id and the span across the IPC hop.
+//!
+//! The line and the span end when the response's headers are ready. For a
+//! unary call that is its end: tonic answers an error with headers only,
+//! `grpc-status` among them, and a success's `0` in the trailers, which is
+//! why a missing `grpc-status` reads as `OK`. For a streaming call (health
+//! `Watch`, reflection) they mark the stream's start.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::Code;
+use tonic::transport::server::TcpConnectInfo;
+
+use super::status::http_status_for_code;
+use crate::core::Core;
+use crate::request_id::Observed;
+
+/// The methods this server answers (reflection only when enabled): their
+/// paths name spans; any other path is a span named `grpc`, so that a
+/// scanner's paths never become span names.
+const KNOWN_METHODS: [&str; 6] = [
+    "/bentoml.grpc.v1.BentoService/Call",
+    "/bentoml.grpc.v1.BentoService/ServiceMetadata",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// The layer (see the module docs), added with `Server::builder().layer`.
+#[derive(Clone)]
+pub(super) struct ObserveLayer {
+    /// The API server's state: tracer, access log.
+    pub(super) core: Arc<Core>,
+}
+
+impl<S> tower_layer::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            core: self.core.clone(),
+        }
+    }
+}
+
+/// The service [`ObserveLayer`] makes.
+#[derive(Clone)]
+pub(super) struct Observe<S> {
+    inner: S,
+    core: Arc<Core>,
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<hyper::Request<ReqBody>> for Observe<S>
+where
+    S: tower_service::Service<hyper::Request<ReqBody>, Response = hyper::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: hyper::body::Body,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: hyper::Request<ReqBody>) -> Self::Future {
+        let core = self.core.clone();
+        let path = req.uri().path().to_owned();
+        let known = KNOWN_METHODS.contains(&path.as_str());
+        let client = req
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(|info| info.remote_addr());
+        let observed = Observed::begin_grpc(&core, req.method(), req.headers(), &path, known);
+        let handled = self.inner.call(req);
+        Box::pin(async move {
+            let mut resp = observed.scope(&core, handled).await?;
+            // An error is a headers-only response carrying `grpc-status`; a
+            // unary success has none there (its `0` is in the trailers).
+            let code = resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .unwrap_or(0);
+            let status = http_status_for_code(Code::from_i32(code));
+            observed.finish_grpc(&core, client, &path, &mut resp, code, status);
+            Ok(resp)
+        })
+    }
+}
