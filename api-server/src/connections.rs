@@ -27,6 +27,8 @@ use tiffin_metrics::{Counter, MetricsError, Registry};
 #[derive(Debug)]
 pub(crate) struct Connections {
     open: AtomicUsize,
+    /// Accepted connections whose first request has not begun.
+    fresh: AtomicUsize,
     max: usize,
     /// How long a connection may go without a request in flight.
     pub idle: Duration,
@@ -51,6 +53,7 @@ impl Connections {
     pub fn new(max: usize, idle: Duration) -> Arc<Self> {
         Arc::new(Self {
             open: AtomicUsize::new(0),
+            fresh: AtomicUsize::new(0),
             max,
             idle,
         })
@@ -65,8 +68,15 @@ impl Connections {
         }
     }
 
+    /// Connections accepted whose first request has not begun yet. A
+    /// graceful shutdown would take them for idle and close them, resetting
+    /// a client whose request is on its way, so a drain waits for them
+    /// first (bounded: `http.rs`).
+    pub fn fresh(&self) -> usize {
+        self.fresh.load(Ordering::Relaxed)
+    }
+
     /// Connections open now.
-    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
@@ -80,6 +90,15 @@ pub(crate) struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds after `epoch` of the last request start or end.
     last_ms: AtomicU64,
+    /// Counted in [`Connections::fresh`] until its first request begins.
+    fresh: Option<Arc<Connections>>,
+    first: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.begun();
+    }
 }
 
 /// Marks one request in flight on a connection until dropped.
@@ -94,12 +113,35 @@ impl Drop for InFlight<'_> {
 
 impl Activity {
     /// The activity of a connection accepted now.
+    #[cfg(test)]
     pub fn new() -> Arc<Self> {
+        Self::with(None)
+    }
+
+    /// The activity of a connection accepted now, counted as fresh in
+    /// `connections` until its first request begins.
+    pub fn accepted(connections: &Arc<Connections>) -> Arc<Self> {
+        connections.fresh.fetch_add(1, Ordering::Relaxed);
+        Self::with(Some(connections.clone()))
+    }
+
+    fn with(fresh: Option<Arc<Connections>>) -> Arc<Self> {
         Arc::new(Self {
             epoch: TokioInstant::now(),
             in_flight: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            first: std::sync::atomic::AtomicBool::new(fresh.is_some()),
+            fresh,
         })
+    }
+
+    /// The first request began (or the connection ended): no longer fresh.
+    fn begun(&self) {
+        if self.first.swap(false, Ordering::Relaxed)
+            && let Some(c) = &self.fresh
+        {
+            c.fresh.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn touch(&self) {
@@ -110,6 +152,7 @@ impl Activity {
     /// A request started; it counts until the guard is dropped.
     pub fn request(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.begun();
         self.touch();
         InFlight(self)
     }

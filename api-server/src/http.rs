@@ -14,17 +14,24 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use tiffin_ipc::proto::{FromSupervisor, ToSupervisor};
 use tiffin_metrics::Format;
 use tiffin_service::{Api, ApiError};
 
+use crate::balance::{self, Board, HEARTBEAT};
 use crate::connections::{AcceptBackoff, Activity, Connections};
 use crate::core::{Core, Flow, inherit_listener};
 use crate::cors::{Cors, CorsRequest};
 use crate::request_id::Observed;
 use crate::swagger;
 use crate::{ApiServerArgs, ApiServerError};
+
+/// How long a drain waits for just-accepted connections to begin their first
+/// request (`Connections::fresh`).
+const FRESH_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a `/metrics` request waits for the supervisor's aggregate.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -324,8 +331,24 @@ impl App {
 
 /// Runs an HTTP API server until the supervisor asks it to drain or goes away.
 pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
-    let listener = inherit_listener(args.listen_fd)?;
+    let fd = args.listen_fd;
+    let listener = inherit_listener(fd)?
+        .into_std()
+        .and_then(|l| {
+            // SAFETY: a std TcpListener owns its descriptor until dropped, and
+            // its as_raw_fd always returns that one; the AsyncFd owns the
+            // listener, so the descriptor stays open as long as it is registered.
+            unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.map_err(Into::into)
+        })
+        .map_err(|source| ApiServerError::Listener { fd, source })?;
     let (core, mut events) = Core::start(&args).await?;
+    // Accepts are spread over the API servers (balance.rs); without the
+    // board, this one accepts as it always did.
+    // One slot per possible API server: `tiffin scale api-server N` may go
+    // past `api_server.workers`, up to MAX_WORKERS.
+    let board = Board::open(&args.runtime_dir, args.index, tiffin_config::MAX_WORKERS)
+        .map_err(|e| tracing::warn!(error = %e, "accepting without balancing"))
+        .ok();
 
     let docs = crate::openapi::document(&args.service);
     let http = &args.config.api_server.http;
@@ -346,9 +369,15 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout_duration());
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            _ = heartbeat.tick() => {
+                if let Some(board) = &board {
+                    board.publish(connections.open());
+                }
+            }
+            accepted = balance::accept(&listener, board.as_ref(), || connections.open()) => {
                 let (stream, client) = match accepted {
                     Ok(s) => {
                         backoff.succeeded();
@@ -361,8 +390,11 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
                 };
                 let _ = stream.set_nodelay(true);
                 let admitted = connections.admit();
+                if let Some(board) = &board {
+                    board.publish(connections.open());
+                }
                 let over_limit = admitted.over_limit;
-                let activity = Activity::new();
+                let activity = Activity::accepted(&connections);
                 let app = app.clone();
                 let watched = activity.clone();
                 let service = hyper::service::service_fn(move |req| {
@@ -393,7 +425,15 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         }
     }
     tracing::info!("draining: no longer accepting, finishing in-flight requests");
+    drop(board);
     drop(listener);
+    // Connections accepted just now have requests on their way that the
+    // graceful shutdown would not wait for (it closes connections without
+    // a request in flight): let them begin first, for at most FRESH_GRACE.
+    let waited = Instant::now();
+    while connections.fresh() > 0 && waited.elapsed() < FRESH_GRACE {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     graceful.shutdown().await;
     app.core.drained().await
 }

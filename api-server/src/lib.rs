@@ -9,6 +9,7 @@
 //! supervisor serves it on its own metrics port.
 
 mod access_log;
+mod balance;
 mod connections;
 mod core;
 mod cors;

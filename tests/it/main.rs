@@ -13,6 +13,7 @@ mod common;
 
 mod access_log;
 mod autoscaling;
+mod balance;
 mod batching;
 mod bentoml_client;
 mod browser;

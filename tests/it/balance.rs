@@ -1,0 +1,178 @@
+//! Connections spread over the API servers (issue 16, item 1;
+//! api-server/src/balance.rs): 64 keep-alive connections opened at once
+//! land on both API servers instead of mostly on one, and a load of fresh
+//! connections running through an API-server scale-down and scale-up (the
+//! replacement of a server) has no failed request: the listening socket
+//! the servers share never closes, so nothing the kernel accepted is reset.
+
+use crate::common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+
+/// Established TCP sockets on local `port`, by the pid holding them.
+fn sockets_by_pid(pids: &[u32], port: u16) -> BTreeMap<u32, usize> {
+    let hex_port = format!(":{port:04X}");
+    let mut inodes = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 01 (ESTABLISHED), inode
+            if f.len() > 9 && f[1].ends_with(&hex_port) && f[3] == "01" {
+                inodes.insert(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    pids.iter()
+        .map(|&pid| {
+            let n = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|dir| {
+                    dir.flatten()
+                        .filter_map(|e| std::fs::read_link(e.path()).ok())
+                        .filter(|l| inodes.contains(&l.display().to_string()))
+                        .count()
+                })
+                .unwrap_or(0);
+            (pid, n)
+        })
+        .collect()
+}
+
+/// One keep-alive request on `stream`; whether it got a 200.
+fn request(stream: &mut TcpStream, body: &str) -> bool {
+    let req = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 1024];
+    let mut got = Vec::new();
+    while !got.windows(body.len()).any(|w| w == body.as_bytes()) {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got.starts_with(b"HTTP/1.1 200")
+}
+
+#[test]
+fn connections_opened_at_once_are_spread_over_the_api_servers() {
+    let server = Launch::http(&["echo", "--api-workers", "2"]).start();
+    settle(&server, 3);
+    let port: u16 = server
+        .addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let api = child_pids(&server, "api-server");
+    assert_eq!(api.len(), 2, "{:?}", server.children());
+    // 64 connections at once, as wrk opens them, each answered once.
+    let streams: Vec<TcpStream> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..64)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = TcpStream::connect(&server.addr).expect("connect");
+                    c.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                    assert!(request(&mut c, "hello"), "echo on a fresh connection");
+                    c
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let split = sockets_by_pid(&api, port);
+    let held: usize = split.values().sum();
+    assert_eq!(
+        held, 64,
+        "every connection is held by an API server: {split:?}"
+    );
+    // Unbalanced accepting gave 16/48 and 39/25 here (6/70 under wrk);
+    // balanced, 32/32. Allow scheduling noise on a busy machine.
+    for (pid, n) in &split {
+        assert!(*n >= 26, "API server {pid} holds {n} of 64: {split:?}");
+    }
+    eprintln!("64 connections over two API servers: {split:?}");
+    drop(streams);
+}
+
+#[test]
+fn fresh_connections_through_an_api_server_scale_down_and_up_all_succeed() {
+    let server = Launch::http(&["echo", "--api-workers", "2"]).start();
+    settle(&server, 3);
+    let stop = AtomicBool::new(false);
+    let ok = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for c in 0..8 {
+            let (stop, ok, failed, errors, addr) = (&stop, &ok, &failed, &errors, &server.addr);
+            s.spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = format!("c{c}-{i}");
+                    match http(
+                        addr,
+                        "POST",
+                        "/echo",
+                        &[("Content-Type", "text/plain")],
+                        body.as_bytes(),
+                    ) {
+                        Ok(r) if r.status == 200 && r.text() == body => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            errors.lock().unwrap().push(format!("{other:?}"));
+                        }
+                    }
+                    i += 1;
+                }
+            });
+        }
+        // Down to one (one server drains), back to two (a new one starts),
+        // twice, while the clients connect anew for every request.
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(400));
+            let out = server.cli(&["scale", "api-server", "1"]);
+            assert!(out.status.success(), "{out:?}");
+            let one = eventually(Duration::from_secs(20), || {
+                child_pids(&server, "api-server").len() == 1
+            });
+            assert!(one, "scale-down finished: {:?}", server.children());
+            std::thread::sleep(Duration::from_millis(400));
+            let out = server.cli(&["scale", "api-server", "2"]);
+            assert!(out.status.success(), "{out:?}");
+            let two = eventually(Duration::from_secs(20), || {
+                child_pids(&server, "api-server").len() == 2
+            });
+            assert!(two, "scale-up finished: {:?}", server.children());
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("{ok} requests answered, {failed} failed");
+    assert!(ok > 100, "the load ran: {ok} answered");
+    assert_eq!(
+        failed,
+        0,
+        "failed requests: {:?}\nlog:\n{}",
+        errors.lock().unwrap().iter().take(5).collect::<Vec<_>>(),
+        server.log()
+    );
+}
