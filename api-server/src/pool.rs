@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::net::UnixStream;
 
 use tiffin_ipc::connection::{Connection, ConnectionError, Incoming, Opening};
@@ -268,7 +269,7 @@ impl RunnerPool {
         }
     }
 
-    async fn call_once(&self, worker: &WorkerConn, method: &str, payload: Vec<u8>) -> Attempt {
+    async fn call_once(&self, worker: &WorkerConn, method: &str, payload: Bytes) -> Attempt {
         let deadline_ns = match crate::deadline::remaining() {
             Some(left) if left.is_zero() => {
                 return Attempt::Answered(Err(CallError::DeadlineExceeded));
@@ -308,6 +309,8 @@ impl RunnerPool {
     }
 
     async fn route(self: Arc<Self>, method: String, payload: Vec<u8>) -> Reply {
+        // Shared by every attempt: a retry sends the same bytes, uncopied.
+        let payload = Bytes::from(payload);
         let _in_flight = InFlight::enter(&self.in_flight);
         let unavailable =
             || CallError::Unavailable(format!("no live worker of runner '{}'", self.runner));

@@ -297,8 +297,10 @@ pub enum DataRequest {
     Call {
         /// Method name.
         method: String,
-        /// JSON-encoded argument.
-        payload: Vec<u8>,
+        /// JSON-encoded argument, shared, not copied: the API server keeps
+        /// it to retry the call on another worker (the same bytes on the
+        /// wire as a `Vec<u8>`).
+        payload: bytes::Bytes,
         /// The request's deadline in [`crate::clock`] nanoseconds (`None`:
         /// no deadline). The worker does not start the call once it has
         /// passed, however long the call waited in a queue.

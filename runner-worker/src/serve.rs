@@ -295,7 +295,7 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
                 request_id,
                 trace,
             };
-            call(&handler_worker, conn, method, payload, context)
+            call(&handler_worker, conn, method, payload.into(), context)
         }
         Incoming::Request { id, body } => {
             tracing::warn!(msg = ?body, "unexpected request on a data connection");
