@@ -297,7 +297,8 @@ impl RunnerPool {
         }
         match answer {
             Ok(DataResponse::Result(Err(CallError::Draining))) => Attempt::Draining,
-            Ok(DataResponse::Result(result)) => Attempt::Answered(result),
+            // A decoded reply owns its buffer alone: into a Vec without a copy.
+            Ok(DataResponse::Result(result)) => Attempt::Answered(result.map(Vec::from)),
             Ok(other) => Attempt::Answered(Err(CallError::Failed(format!(
                 "unexpected answer from the runner worker: {other:?}"
             )))),

@@ -375,7 +375,7 @@ fn call(worker: &Arc<Worker>, conn: &DataConn, method: String, payload: Vec<u8>,
 /// Sends a call's result; a result that cannot be framed (larger than the
 /// frame limit) becomes an error for that one call instead.
 fn answer(conn: &DataConn, id: u64, result: Result<Vec<u8>, CallError>) {
-    match conn.reply(id, DataResponse::Result(result)) {
+    match conn.reply(id, DataResponse::Result(result.map(Into::into))) {
         Ok(()) => {}
         Err(ConnectionError::Frame(e)) => {
             tracing::error!(error = %e, "cannot send a call's result; answering with an error");

@@ -351,7 +351,7 @@ fn frames(dir: &Path) {
             },
             Envelope::Reply {
                 id: 2,
-                body: DataResponse::Result(Ok(b"true".to_vec())),
+                body: DataResponse::Result(Ok(bytes::Bytes::from_static(b"true"))),
             },
         ]),
         check,
