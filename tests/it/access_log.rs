@@ -32,26 +32,6 @@ fn access_lines(server: &Server, path: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits for the access-log line that names `request_id`.
-fn line_for(server: &Server, request_id: &str) -> String {
-    let needle = format!("request_id={request_id})");
-    let mut found = None;
-    let ok = eventually(WAIT, || {
-        found = server
-            .log()
-            .lines()
-            .find(|l| l.starts_with("[api_server:") && l.contains(&needle))
-            .map(str::to_string);
-        found.is_some()
-    });
-    assert!(
-        ok,
-        "no access line for {request_id}; log:\n{}",
-        server.log()
-    );
-    found.unwrap_or_default()
-}
-
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -74,7 +54,7 @@ fn every_request_gets_one_line_in_bentomls_shape_and_its_id_back() {
     assert_eq!(r.header("x-request-id"), Some("test-id-42"));
     assert_eq!(r.header("x-bentoml-request-id"), Some("test-id-42"));
 
-    let line = line_for(&server, "test-id-42");
+    let line = access_line(&server, "test-id-42");
     // [api_server:0] <time>  INFO 127.0.0.1:<port> (scheme=http,method=POST,path=/echo,type=text/plain,length=5) (status=200,type=text/plain; charset=utf-8,length=5) 0.123ms (trace=…,span=…,sampled=0,request_id=test-id-42)
     let rest = &line[line.find(" 127.0.0.1:").expect("client address") + 1..];
     let (client, rest) = rest.split_once(' ').expect("fields after the client");
@@ -128,7 +108,7 @@ fn every_request_gets_one_line_in_bentomls_shape_and_its_id_back() {
     )
     .expect("GET");
     assert_eq!(r.status, 405);
-    line_for(&server, "after-probes");
+    access_line(&server, "after-probes");
     assert_eq!(
         access_lines(&server, "/echo").len(),
         2,
@@ -161,7 +141,7 @@ fn request_ids_come_from_the_client_the_traceparent_or_are_made_up() {
     let a = post(&[]);
     let b = post(&[]);
     assert!(is_hex(&a, 32) && is_hex(&b, 32) && a != b, "{a} {b}");
-    line_for(&server, &a);
+    access_line(&server, &a);
 
     // A hostile id (too long, or not visible ASCII) is replaced, never echoed.
     let long = "a".repeat(4000);
@@ -176,7 +156,7 @@ fn request_ids_come_from_the_client_the_traceparent_or_are_made_up() {
     let tp = format!("00-{trace}-00f067aa0ba902b7-01");
     let from_trace = post(&[("traceparent", &tp)]);
     assert_eq!(from_trace, trace);
-    let line = line_for(&server, trace);
+    let line = access_line(&server, trace);
     assert!(
         line.contains(&format!("(trace={trace},span=00f067aa0ba902b7,sampled=1,")),
         "{line}"
@@ -205,7 +185,7 @@ fn the_access_log_keys_turn_fields_and_the_log_off() {
     )
     .expect("POST");
     assert_eq!(r.status, 200);
-    let line = line_for(&server, "fields");
+    let line = access_line(&server, "fields");
     assert!(
         line.contains("(scheme=http,method=POST,path=/echo,length=3) (status=200,type="),
         "{line}"

@@ -374,26 +374,6 @@ fn with_id(req: Request, id: &str) -> tonic::Request<Request> {
     req
 }
 
-/// Waits for the access-log line that names `request_id`.
-fn access_line(server: &Server, request_id: &str) -> String {
-    let needle = format!("request_id={request_id})");
-    let mut found = None;
-    let ok = eventually(Duration::from_secs(20), || {
-        found = server
-            .log()
-            .lines()
-            .find(|l| l.starts_with("[api_server:") && l.contains(&needle))
-            .map(str::to_string);
-        found.is_some()
-    });
-    assert!(
-        ok,
-        "no access line for {request_id}; log:\n{}",
-        server.log()
-    );
-    found.unwrap_or_default()
-}
-
 #[test]
 fn every_grpc_call_gets_a_request_id_and_an_access_line_and_its_runner_call_carries_the_id() {
     let server = launch_grpc(&[]).bin(example_bin("custom_service")).start();

@@ -307,3 +307,24 @@ pub fn settle(server: &Server, streak: usize) {
         server.log()
     );
 }
+
+/// Waits (20 s at most) for the access-log line of an API server that
+/// names `request_id`, and returns it.
+pub fn access_line(server: &Server, request_id: &str) -> String {
+    let needle = format!("request_id={request_id})");
+    let mut found = None;
+    let ok = eventually(Duration::from_secs(20), || {
+        found = server
+            .log()
+            .lines()
+            .find(|l| l.starts_with("[api_server:") && l.contains(&needle))
+            .map(str::to_string);
+        found.is_some()
+    });
+    assert!(
+        ok,
+        "no access line for {request_id}; log:\n{}",
+        server.log()
+    );
+    found.unwrap_or_default()
+}
