@@ -234,7 +234,7 @@ fn serve(
         None => services,
     };
     let (service, config, yaml) = effective_config(&args, protocol, services, cli)?;
-    let _log = crate::logging::init("supervisor".into(), config.logging.format);
+    let _log = tiffin_logging::init("supervisor".into(), config.logging.format);
     let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
     let (host, port, metrics_port, metrics_host) = match protocol {
         Protocol::Http => {
@@ -381,7 +381,7 @@ fn worker(command: WorkerCommand, services: &[Service]) -> Result<()> {
     let role = command.role();
     let yaml = std::env::var(EFFECTIVE_CONFIG_ENV).unwrap_or_default();
     let config = Config::from_yaml_str(&yaml)?;
-    let _log = crate::logging::init(role.to_string(), config.logging.format);
+    let _log = tiffin_logging::init(role.to_string(), config.logging.format);
     let services = crate::models::worker_services(services)?;
     let service = find_service(&services, Some(&command.common().service))?;
     let runtime_dir = command.common().runtime_dir.clone();

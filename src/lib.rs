@@ -5,7 +5,6 @@
 //! for every worker process. See `examples/` for a complete service.
 
 mod cli;
-mod logging;
 mod models;
 pub mod services;
 

@@ -32,15 +32,19 @@
 //!
 //! # Cost
 //!
-//! The line is a `tracing` event at target `tiffin::access` (so
+//! The line is written at target `tiffin::access` (so
 //! `TIFFIN_LOG=tiffin::access=off` silences it, as BentoML's `bentoml.access`
-//! logger level does). Its values are borrowed and written by `Display`
-//! wrappers straight into the subscriber's reused buffer; nothing is
-//! allocated for the line itself. The subscriber writes through a bounded,
-//! lossy non-blocking writer (`src/logging.rs`), so a slow stderr drops lines
-//! (counted) rather than holding requests.
+//! logger level does; the filter is read once, when the server starts). It
+//! does not go through `tracing`'s formatter: its fields are written
+//! straight into a reused per-thread buffer and the line is handed to the
+//! log's bounded, lossy writer (`tiffin_logging::write_text` /
+//! `write_json`), so a slow stderr drops lines (counted) rather than
+//! holding requests, and a line costs a few hundred nanoseconds of
+//! formatting (it cost about 15 µs through the fmt layer; `scripts/bench`,
+//! section `observe`).
 
 use std::fmt;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -111,7 +115,7 @@ impl AccessLog {
     /// The id formats were checked at start (`Config::validate`); a bad one
     /// here falls back to BentoML's default.
     pub(crate) fn new(config: &AccessLogConfig, format: LogFormat) -> Option<AccessLog> {
-        if !config.enabled {
+        if !config.enabled || !tracing::enabled!(target: "tiffin::access", tracing::Level::INFO) {
             return None;
         }
         let parse = |spec: &str, default: &str| {
@@ -137,39 +141,106 @@ impl AccessLog {
 
     /// Writes the line of one request.
     pub(crate) fn write(&self, e: &Entry<'_>) {
-        let trace = Id(self.trace_format, e.trace_id);
-        let span = Id(self.span_format, u128::from(e.span_id));
-        let client = Client(e.client);
         if self.json {
-            tracing::info!(
-                target: "tiffin::access",
-                client = %client,
-                scheme = e.scheme,
-                method = e.method.as_str(),
-                path = e.path,
-                request_type = shown(e.request_type, self.request_type),
-                request_length = shown(e.request_length, self.request_length),
-                status = e.status,
-                grpc_status = e.grpc_status,
-                response_type = shown(e.response_type, self.response_type),
-                response_length = e.response_length.filter(|_| self.response_length),
-                latency_ms = e.latency.as_secs_f64() * 1000.0,
-                trace_id = %trace,
-                span_id = %span,
-                sampled = u8::from(e.sampled),
-                request_id = e.request_id,
-            );
+            tiffin_logging::write_json("tiffin::access", |f| self.json_fields(f, e));
         } else {
-            tracing::info!(
-                target: "tiffin::access",
-                "{client} ({}) ({}) {:.3}ms (trace={trace},span={span},sampled={},request_id={})",
-                RequestPart(self, e),
-                ResponsePart(self, e),
-                e.latency.as_secs_f64() * 1000.0,
-                u8::from(e.sampled),
-                e.request_id,
-            );
+            tiffin_logging::write_text(|buf| self.text(buf, e));
         }
+    }
+
+    /// The text line after its head (see the module docs).
+    fn text(&self, buf: &mut Vec<u8>, e: &Entry<'_>) -> io::Result<()> {
+        write!(
+            buf,
+            "{} (scheme={},method={},path=",
+            Client(e.client),
+            e.scheme,
+            e.method
+        )?;
+        tiffin_logging::visible(buf, logged_path(e.path));
+        if self.request_type {
+            buf.extend_from_slice(b",type=");
+            header(buf, e.request_type);
+        }
+        if self.request_length {
+            buf.extend_from_slice(b",length=");
+            header(buf, e.request_length);
+        }
+        write!(buf, ") (status={}", e.status)?;
+        if let Some(code) = e.grpc_status {
+            write!(buf, ",grpc_status={code}")?;
+        }
+        if self.response_type {
+            buf.extend_from_slice(b",type=");
+            header(buf, e.response_type);
+        }
+        if self.response_length {
+            buf.extend_from_slice(b",length=");
+            if let Some(n) = e.response_length {
+                write!(buf, "{n}")?;
+            }
+        }
+        write!(
+            buf,
+            ") {:.3}ms (trace={},span={},sampled={},request_id=",
+            e.latency.as_secs_f64() * 1000.0,
+            Id(self.trace_format, e.trace_id),
+            Id(self.span_format, u128::from(e.span_id)),
+            u8::from(e.sampled),
+        )?;
+        tiffin_logging::visible(buf, e.request_id);
+        buf.push(b')');
+        Ok(())
+    }
+
+    /// The JSON line's fields (see the module docs); absent values are left
+    /// out, as `tracing` leaves out a `None` field.
+    fn json_fields(&self, f: &mut tiffin_logging::JsonFields<'_>, e: &Entry<'_>) -> io::Result<()> {
+        f.display("client", Client(e.client))?;
+        f.str("scheme", e.scheme)?;
+        f.str("method", e.method.as_str())?;
+        f.str("path", logged_path(e.path))?;
+        if let Some(v) = shown(e.request_type, self.request_type) {
+            f.str("request_type", v)?;
+        }
+        if let Some(v) = shown(e.request_length, self.request_length) {
+            f.str("request_length", v)?;
+        }
+        f.u64("status", u64::from(e.status))?;
+        if let Some(code) = e.grpc_status {
+            f.i64("grpc_status", i64::from(code))?;
+        }
+        if let Some(v) = shown(e.response_type, self.response_type) {
+            f.str("response_type", v)?;
+        }
+        if let Some(n) = e.response_length.filter(|_| self.response_length) {
+            f.u64("response_length", n)?;
+        }
+        f.f64("latency_ms", e.latency.as_secs_f64() * 1000.0)?;
+        f.display("trace_id", Id(self.trace_format, e.trace_id))?;
+        f.display("span_id", Id(self.span_format, u128::from(e.span_id)))?;
+        f.u64("sampled", u64::from(e.sampled))?;
+        f.str("request_id", e.request_id)
+    }
+}
+
+/// The path as logged: at most [`MAX_LOGGED_PATH`] bytes, cut on a
+/// character boundary.
+fn logged_path(path: &str) -> &str {
+    let mut end = path.len().min(MAX_LOGGED_PATH);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
+/// A header's value in a text line (`?` for bytes that are not visible
+/// ASCII, nothing when absent).
+fn header(buf: &mut Vec<u8>, v: Option<&HeaderValue>) {
+    match v.map(HeaderValue::to_str) {
+        Some(Ok(s)) => tiffin_logging::visible(buf, s),
+        Some(Err(_)) => buf.push(b'?'),
+        None => {}
     }
 }
 
@@ -199,65 +270,83 @@ impl fmt::Display for Client {
     }
 }
 
-/// A header's value as text (`?` for bytes that are not visible ASCII).
-struct Header<'a>(Option<&'a HeaderValue>);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl fmt::Display for Header<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.map(HeaderValue::to_str) {
-            Some(Ok(s)) => f.write_str(s),
-            Some(Err(_)) => f.write_str("?"),
-            None => Ok(()),
+    fn entry<'a>(method: &'a Method, ty: &'a HeaderValue, len: &'a HeaderValue) -> Entry<'a> {
+        Entry {
+            client: "127.0.0.1:53102".parse().ok(),
+            scheme: "http",
+            method,
+            path: "/classify\u{1b}[2J",
+            request_type: Some(ty),
+            request_length: Some(len),
+            status: 200,
+            grpc_status: None,
+            response_type: Some(ty),
+            response_length: Some(3),
+            latency: Duration::from_micros(512),
+            trace_id: 0xab,
+            span_id: 0xcd,
+            sampled: true,
+            request_id: "req-1",
         }
     }
-}
 
-/// `scheme=…,method=…,path=…[,type=…][,length=…]`.
-struct RequestPart<'a>(&'a AccessLog, &'a Entry<'a>);
-
-impl fmt::Display for RequestPart<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (log, e) = (self.0, self.1);
-        let mut end = e.path.len().min(MAX_LOGGED_PATH);
-        while !e.path.is_char_boundary(end) {
-            end -= 1;
+    fn log(json: bool) -> AccessLog {
+        AccessLog {
+            request_type: true,
+            request_length: true,
+            response_type: true,
+            response_length: true,
+            trace_format: IdFormat::parse("032x").unwrap(),
+            span_format: IdFormat::parse("016x").unwrap(),
+            json,
         }
-        write!(
-            f,
-            "scheme={},method={},path={}",
-            e.scheme,
-            e.method,
-            &e.path[..end]
-        )?;
-        if log.request_type {
-            write!(f, ",type={}", Header(e.request_type))?;
-        }
-        if log.request_length {
-            write!(f, ",length={}", Header(e.request_length))?;
-        }
-        Ok(())
     }
-}
 
-/// `status=…[,type=…][,length=…]`.
-struct ResponsePart<'a>(&'a AccessLog, &'a Entry<'a>);
+    #[test]
+    fn a_text_line_has_bentomls_shape_with_control_characters_escaped() {
+        let (m, ty, len) = (
+            Method::POST,
+            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static("20"),
+        );
+        let mut buf = Vec::new();
+        log(false).text(&mut buf, &entry(&m, &ty, &len)).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "127.0.0.1:53102 (scheme=http,method=POST,path=/classify\\x1b[2J,type=application/json,length=20) \
+             (status=200,type=application/json,length=3) 0.512ms \
+             (trace=000000000000000000000000000000ab,span=00000000000000cd,sampled=1,request_id=req-1)"
+        );
+    }
 
-impl fmt::Display for ResponsePart<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (log, e) = (self.0, self.1);
-        write!(f, "status={}", e.status)?;
-        if let Some(code) = e.grpc_status {
-            write!(f, ",grpc_status={code}")?;
-        }
-        if log.response_type {
-            write!(f, ",type={}", Header(e.response_type))?;
-        }
-        if log.response_length {
-            f.write_str(",length=")?;
-            if let Some(n) = e.response_length {
-                write!(f, "{n}")?;
-            }
-        }
-        Ok(())
+    #[test]
+    fn a_json_line_has_the_same_fields() {
+        let (m, ty, len) = (
+            Method::POST,
+            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static("20"),
+        );
+        let mut buf = Vec::new();
+        let mut f = tiffin_logging::JsonFields::new(&mut buf);
+        log(true)
+            .json_fields(&mut f, &entry(&m, &ty, &len))
+            .unwrap();
+        let line = format!("{{\"x\":0{}}}", String::from_utf8(buf).unwrap());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["client"], "127.0.0.1:53102");
+        assert_eq!(v["path"], "/classify\u{1b}[2J");
+        assert_eq!(v["request_type"], "application/json");
+        assert_eq!(v["request_length"], "20");
+        assert_eq!(v["status"], 200);
+        assert!(v.get("grpc_status").is_none());
+        assert_eq!(v["response_length"], 3);
+        assert_eq!(v["latency_ms"], 0.512);
+        assert_eq!(v["trace_id"], format!("{:032x}", 0xab));
+        assert_eq!(v["sampled"], 1);
+        assert_eq!(v["request_id"], "req-1");
     }
 }

@@ -295,11 +295,13 @@ fn a_runner_at_zero_stays_ready_and_answers_its_next_call() {
             "autoscaling: cold start from zero answered in {:.1} ms",
             latency.as_secs_f64() * 1000.0
         );
-        let log = server.log();
+        // Log lines reach stderr a few milliseconds after they are logged.
         assert!(
-            log.lines()
-                .any(|l| l.contains("autoscaling decision") && l.contains("waiting")),
-            "the cold start is a decision of its own:\n{log}"
+            eventually(Duration::from_secs(10), || server.log().lines().any(|l| l
+                .contains("autoscaling decision")
+                && l.contains("waiting"))),
+            "the cold start is a decision of its own:\n{}",
+            server.log()
         );
         // Idle again: back to zero, and the service still answers.
         assert!(eventually(Duration::from_secs(30), || current(&server) == 0));

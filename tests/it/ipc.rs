@@ -63,7 +63,9 @@ fn garbage_and_oversized_frames_on_a_runner_socket_close_only_that_connection() 
     ));
     assert_still_serving(&server, &before);
     assert!(
-        server.log().contains("malformed frame"),
+        eventually(Duration::from_secs(10), || server
+            .log()
+            .contains("malformed frame")),
         "no logged error:\n{}",
         server.log()
     );
