@@ -1,4 +1,5 @@
-"""A small OTLP/HTTP trace receiver for tests/it/tracing.rs.
+"""A small OTLP trace receiver for tests/it/tracing.rs: OTLP/HTTP, or OTLP/gRPC
+with `--grpc` (the collector's TraceService over grpcio).
 
 It decodes what tiffin exports with the official `opentelemetry-proto`
 bindings (installed by scripts/setup/21-otel), so the test checks tiffin
@@ -27,6 +28,36 @@ def value(any_value):
     return getattr(any_value, kind) if kind else None
 
 
+def emit(request, content_type):
+    """Prints every span of one ExportTraceServiceRequest as a JSON line."""
+    out = []
+    for rs in request.resource_spans:
+        resource = {a.key: value(a.value) for a in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                out.append(
+                    {
+                        "content_type": content_type,
+                        "resource": resource,
+                        "scope": ss.scope.name,
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "name": span.name,
+                        "kind": span.kind,
+                        "attributes": {a.key: value(a.value) for a in span.attributes},
+                        "links": [
+                            {"trace_id": l.trace_id.hex(), "span_id": l.span_id.hex()}
+                            for l in span.links
+                        ],
+                        "status_code": span.status.code,
+                    }
+                )
+    with LOCK:
+        for span in out:
+            print(json.dumps(span), flush=True)
+
+
 class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
@@ -36,32 +67,7 @@ class Receiver(BaseHTTPRequestHandler):
             return
         request = trace_service_pb2.ExportTraceServiceRequest()
         request.ParseFromString(self.rfile.read(length))
-        out = []
-        for rs in request.resource_spans:
-            resource = {a.key: value(a.value) for a in rs.resource.attributes}
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    out.append(
-                        {
-                            "content_type": self.headers.get("Content-Type"),
-                            "resource": resource,
-                            "scope": ss.scope.name,
-                            "trace_id": span.trace_id.hex(),
-                            "span_id": span.span_id.hex(),
-                            "parent_span_id": span.parent_span_id.hex(),
-                            "name": span.name,
-                            "kind": span.kind,
-                            "attributes": {a.key: value(a.value) for a in span.attributes},
-                            "links": [
-                                {"trace_id": l.trace_id.hex(), "span_id": l.span_id.hex()}
-                                for l in span.links
-                            ],
-                            "status_code": span.status.code,
-                        }
-                    )
-        with LOCK:
-            for span in out:
-                print(json.dumps(span), flush=True)
+        emit(request, self.headers.get("Content-Type"))
         body = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -73,16 +79,43 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def main():
+def serve_grpc():
+    """OTLP/gRPC: the collector's TraceService/Export, as a collector serves it."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):
+            emit(request, "application/grpc")
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4),
+        options=[("grpc.max_receive_message_length", MAX_BODY)],
+    )
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return port, lambda: server.stop(None)
+
+
+def serve_http():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     server.daemon_threads = True
-    print(f"PORT {server.server_address[1]}", flush=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1], server.shutdown
+
+
+def main():
+    port, stop = serve_grpc() if "--grpc" in sys.argv[1:] else serve_http()
+    print(f"PORT {port}", flush=True)
     # Stop when the test closes stdin, or at the latest after MAX_SECONDS.
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     done.wait(MAX_SECONDS)
-    server.shutdown()
+    stop()
 
 
 if __name__ == "__main__":

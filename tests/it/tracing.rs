@@ -30,6 +30,15 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
+        Self::start_with(&[])
+    }
+
+    /// The receiver speaking OTLP/gRPC (the collector's TraceService).
+    fn start_grpc() -> Receiver {
+        Self::start_with(&["--grpc"])
+    }
+
+    fn start_with(args: &[&str]) -> Receiver {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let python = root.join("target/pyvenv-otel/bin/python");
         assert!(
@@ -39,6 +48,7 @@ impl Receiver {
         );
         let mut child = Command::new(python)
             .arg(root.join("tests/otlp_receiver.py"))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -92,6 +102,57 @@ fn launch(receiver: &Receiver, rate: &str) -> Server {
             ),
         )
         .start()
+}
+
+#[test]
+fn otlp_over_grpc_exports_the_same_trace_from_both_processes() {
+    let receiver = Receiver::start_grpc();
+    let server = Launch::http(&["iris_classifier"])
+        .env(
+            "TIFFIN_CONFIG_OPTIONS",
+            &format!(
+                "tracing.exporter_type=otlp tracing.sample_rate=1.0 tracing.otlp.protocol=grpc \
+                 tracing.otlp.endpoint=http://127.0.0.1:{} tracing.timeout=5",
+                receiver.port
+            ),
+        )
+        .start();
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    classify(
+        &server,
+        &[("traceparent", &format!("00-{trace}-00f067aa0ba902b8-01"))],
+    );
+    let mut spans = Vec::new();
+    let ok = eventually(WAIT, || {
+        spans = receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s["trace_id"] == trace)
+            .collect();
+        spans.len() >= 4
+    });
+    assert!(ok, "spans of {trace}: {spans:#?}\nlog:\n{}", server.log());
+    let by_name = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no span {name:?} in {spans:#?}"))
+            .clone()
+    };
+    let request = by_name("POST /classify");
+    let worker = by_name("iris_clf.predict");
+    assert_eq!(
+        by_name("runner iris_clf.predict")["parent_span_id"],
+        request["span_id"]
+    );
+    assert!(process(&request).starts_with("api_server:"), "{request:#}");
+    assert!(
+        process(&worker).starts_with("runner:iris_clf:"),
+        "{worker:#}"
+    );
+    for s in &spans {
+        assert_eq!(s["content_type"], "application/grpc", "{s:#}");
+    }
 }
 
 fn classify(server: &Server, headers: &[(&str, &str)]) -> Response {
