@@ -18,11 +18,12 @@
 //! [`write_text`] / [`write_json`]: the caller writes its fields into a
 //! reused per-thread buffer, this crate adds the same head an event gets
 //! (process, timestamp, level; or their JSON keys) and hands the line to the
-//! same writer, so the two kinds interleave as whole lines. The fmt layer
-//! costs about 15 µs per access line on the bench machine (it sanitizes the
-//! message a character at a time, and formats through several layers); the
-//! direct path does the same work in a fraction of that (`scripts/bench`,
-//! section `observe`).
+//! same writer, so the two kinds interleave as whole lines. Through the fmt
+//! layer an access line cost about 15 µs on the slower bench machine (it
+//! sanitizes the message a character at a time); on the direct path the
+//! whole access log, writing included, costs about 1.8 µs a request on
+//! `echo` (`scripts/bench`, section `observability`; README, Benchmarks).
+
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Write as _};
@@ -43,14 +44,33 @@ pub use sink::{GATHER, MAX_QUEUED_BYTES};
 
 static WHO: OnceLock<String> = OnceLock::new();
 
-/// The writer shared by the subscriber and the direct path.
-static WRITER: OnceLock<Arc<Sink>> = OnceLock::new();
+/// Where every line goes, for the subscriber and the direct path alike.
+enum Out {
+    /// The sink and its writer thread.
+    Sink(Arc<Sink>),
+    /// stderr itself, a `write` per line: only when the system refused the
+    /// writer thread.
+    Stderr,
+}
 
-/// What the subscriber writes an event's line into: the sink, one
-/// `write_all` per line (tracing-subscriber formats the whole line first).
-struct SinkWriter(Arc<Sink>);
+impl Out {
+    /// Writes or queues one whole line; false when it was dropped.
+    fn push(&self, line: &[u8]) -> bool {
+        match self {
+            Out::Sink(sink) => sink.push(line),
+            Out::Stderr => io::stderr().write_all(line).is_ok(),
+        }
+    }
+}
 
-impl io::Write for SinkWriter {
+/// Set by [`init`]; until then the direct path writes nothing.
+static WRITER: OnceLock<Out> = OnceLock::new();
+
+/// What the subscriber writes an event's line into, one `write_all` per
+/// line (tracing-subscriber formats the whole line first).
+struct LineWriter(&'static Out);
+
+impl io::Write for LineWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         // A dropped line is counted by the sink, not an error for the caller.
         self.0.push(line);
@@ -142,7 +162,7 @@ impl Drop for LogGuard {
 
 /// Installs the subscriber; `who` names this process in every line. Keep
 /// the guard until the process ends. Without a writer thread (the system
-/// refused one) events go to stderr directly, each line a `write`.
+/// refused one) every line goes to stderr directly, each a `write`.
 #[must_use = "dropping the guard stops the log writer"]
 pub fn init(who: String, format: LogFormat) -> LogGuard {
     let _ = WHO.set(who);
@@ -150,21 +170,15 @@ pub fn init(who: String, format: LogFormat) -> LogGuard {
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let started = Sink::start(io::stderr()).ok();
+    let out = WRITER.get_or_init(|| match &started {
+        Some((sink, _)) => Out::Sink(sink.clone()),
+        None => Out::Stderr,
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(move || LineWriter(out))
         // Colour codes only for a terminal: piped logs must stay greppable.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let writer = started.as_ref().map(|(sink, _)| sink.clone());
-    if let Some(sink) = &writer {
-        let _ = WRITER.set(sink.clone());
-    }
-    let make_writer = move || -> Box<dyn io::Write> {
-        match &writer {
-            Some(sink) => Box::new(SinkWriter(sink.clone())),
-            None => Box::new(io::stderr()),
-        }
-    };
-    let builder = builder.with_writer(make_writer);
     let _ = match format {
         LogFormat::Text => builder
             .event_format(Prefixed(Format::default().with_target(false)))
@@ -240,7 +254,7 @@ fn direct(build: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> bool {
         }
         finish_line(&mut buf);
         // Queued whole, or dropped and counted when the queue is full;
-        // never blocks on stderr.
+        // never blocks on stderr (but for the no-thread fallback).
         writer.push(&buf)
     })
 }
@@ -334,10 +348,22 @@ impl JsonFields<'_> {
     /// A string field built by `Display` (escaped).
     pub fn display(&mut self, key: &str, value: impl fmt::Display) -> io::Result<()> {
         self.key(key);
-        // Display output may hold anything: format it, then escape it.
-        let mut s = String::with_capacity(32);
-        fmt::Write::write_fmt(&mut s, format_args!("{value}")).map_err(io::Error::other)?;
-        json_str(self.0, &s)
+        // Written in place between quotes; Display output may hold anything,
+        // so output with a byte JSON must escape is taken back and escaped.
+        self.0.push(b'"');
+        let start = self.0.len();
+        write!(self.0, "{value}")?;
+        if self.0[start..]
+            .iter()
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        {
+            let raw = self.0.split_off(start);
+            self.0.pop();
+            let text = String::from_utf8_lossy(&raw);
+            return json_str(self.0, &text);
+        }
+        self.0.push(b'"');
+        Ok(())
     }
 
     /// An unsigned number.
@@ -399,6 +425,7 @@ mod tests {
         f.f64("latency_ms", 0.5).unwrap();
         f.f64("bad", f64::NAN).unwrap();
         f.display("client", "127.0.0.1:80").unwrap();
+        f.display("quoted", "a\"b\\c\n").unwrap();
         let line = format!("{{\"a\":1{}}}", String::from_utf8(buf).unwrap());
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["path"], "/a\"b\n");
@@ -407,6 +434,7 @@ mod tests {
         assert_eq!(v["latency_ms"], 0.5);
         assert!(v["bad"].is_null());
         assert_eq!(v["client"], "127.0.0.1:80");
+        assert_eq!(v["quoted"], "a\"b\\c\n");
     }
 
     #[test]

@@ -32,6 +32,20 @@ fn access_lines(server: &Server, path: &str) -> Vec<String> {
         .collect()
 }
 
+/// POSTs `body` as text to `/echo` with `X-Request-ID: id`; it must answer 200.
+fn echo_with_id(server: &Server, id: &str, body: &[u8]) -> Response {
+    let r = http(
+        &server.addr,
+        "POST",
+        "/echo",
+        &[("Content-Type", "text/plain"), ("X-Request-ID", id)],
+        body,
+    )
+    .expect("POST");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r
+}
+
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -176,15 +190,7 @@ fn the_access_log_keys_turn_fields_and_the_log_off() {
              api_server.logging.access.format.trace_id=d",
         )
         .start();
-    let r = http(
-        &server.addr,
-        "POST",
-        "/echo",
-        &[("Content-Type", "text/plain"), ("X-Request-ID", "fields")],
-        b"abc",
-    )
-    .expect("POST");
-    assert_eq!(r.status, 200);
+    echo_with_id(&server, "fields", b"abc");
     let line = access_line(&server, "fields");
     assert!(
         line.contains("(scheme=http,method=POST,path=/echo,length=3) (status=200,type="),
@@ -208,15 +214,7 @@ fn the_access_log_keys_turn_fields_and_the_log_off() {
         ("TIFFIN_LOG", "info,tiffin::access=off"),
     ] {
         let off = Launch::http(&["echo"]).env(key, value).start();
-        let r = http(
-            &off.addr,
-            "POST",
-            "/echo",
-            &[("Content-Type", "text/plain"), ("X-Request-ID", "quiet")],
-            b"abc",
-        )
-        .expect("POST");
-        assert_eq!(r.status, 200);
+        let r = echo_with_id(&off, "quiet", b"abc");
         assert_eq!(
             r.header("x-request-id"),
             Some("quiet"),
@@ -300,15 +298,7 @@ fn start_json(bin: PathBuf, args: &[&str]) -> Server {
 #[test]
 fn log_format_json_writes_every_line_as_json_with_the_same_fields() {
     let server = start_json(tiffin_bin(), &["echo"]);
-    let r = http(
-        &server.addr,
-        "POST",
-        "/echo",
-        &[("Content-Type", "text/plain"), ("X-Request-ID", "json-1")],
-        b"hello",
-    )
-    .expect("POST");
-    assert_eq!(r.status, 200);
+    echo_with_id(&server, "json-1", b"hello");
     let mut access = None;
     let ok = eventually(WAIT, || {
         access = server

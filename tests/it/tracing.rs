@@ -122,23 +122,8 @@ fn otlp_over_grpc_exports_the_same_trace_from_both_processes() {
         &server,
         &[("traceparent", &format!("00-{trace}-00f067aa0ba902b8-01"))],
     );
-    let mut spans = Vec::new();
-    let ok = eventually(WAIT, || {
-        spans = receiver
-            .spans()
-            .into_iter()
-            .filter(|s| s["trace_id"] == trace)
-            .collect();
-        spans.len() >= 4
-    });
-    assert!(ok, "spans of {trace}: {spans:#?}\nlog:\n{}", server.log());
-    let by_name = |name: &str| {
-        spans
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no span {name:?} in {spans:#?}"))
-            .clone()
-    };
+    let spans = spans_of(&receiver, &server, trace, 4);
+    let by_name = |name: &str| named(&spans, name);
     let request = by_name("POST /classify");
     let worker = by_name("iris_clf.predict");
     assert_eq!(
@@ -170,6 +155,36 @@ fn classify(server: &Server, headers: &[(&str, &str)]) -> Response {
     r
 }
 
+/// Waits (at most WAIT) until the receiver has at least `n` spans of
+/// `trace`, and returns them.
+fn spans_of(receiver: &Receiver, server: &Server, trace: &str, n: usize) -> Vec<Value> {
+    let mut spans = Vec::new();
+    let ok = eventually(WAIT, || {
+        spans = receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s["trace_id"] == trace)
+            .collect();
+        spans.len() >= n
+    });
+    assert!(
+        ok,
+        "spans of {trace}: {spans:#?}\nall: {:#?}\nlog:\n{}",
+        receiver.spans(),
+        server.log()
+    );
+    spans
+}
+
+/// The span called `name` among `spans`.
+fn named(spans: &[Value], name: &str) -> Value {
+    spans
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no span {name:?} in {spans:#?}"))
+        .clone()
+}
+
 fn process(span: &Value) -> &str {
     span["resource"]["tiffin.process"].as_str().unwrap_or("")
 }
@@ -187,28 +202,8 @@ fn one_request_is_one_trace_across_the_api_server_and_the_runner_worker() {
     assert_eq!(r.header("x-request-id"), Some(trace));
 
     // Request, runner call, the worker's call and its batch.
-    let mut spans = Vec::new();
-    let ok = eventually(WAIT, || {
-        spans = receiver
-            .spans()
-            .into_iter()
-            .filter(|s| s["trace_id"] == trace)
-            .collect();
-        spans.len() >= 4
-    });
-    assert!(
-        ok,
-        "spans of {trace}: {spans:#?}\nall: {:#?}\nlog:\n{}",
-        receiver.spans(),
-        server.log()
-    );
-    let find = |name: &str| {
-        spans
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no span {name:?} in {spans:#?}"))
-            .clone()
-    };
+    let spans = spans_of(&receiver, &server, trace, 4);
+    let find = |name: &str| named(&spans, name);
     let request = find("POST /classify");
     let call = find("runner iris_clf.predict");
     let worker = find("iris_clf.predict");
@@ -330,23 +325,8 @@ fn one_grpc_call_is_one_trace_across_the_api_server_and_the_runner_worker() {
         );
     });
 
-    let mut spans = Vec::new();
-    let ok = eventually(WAIT, || {
-        spans = receiver
-            .spans()
-            .into_iter()
-            .filter(|s| s["trace_id"] == trace)
-            .collect();
-        spans.len() >= 4
-    });
-    assert!(ok, "spans of {trace}: {spans:#?}\nlog:\n{}", server.log());
-    let find = |name: &str| {
-        spans
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no span {name:?} in {spans:#?}"))
-            .clone()
-    };
+    let spans = spans_of(&receiver, &server, trace, 4);
+    let find = |name: &str| named(&spans, name);
     let rpc = find("bentoml.grpc.v1.BentoService/Call");
     let call = find("runner iris_clf.predict");
     let worker = find("iris_clf.predict");
