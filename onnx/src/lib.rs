@@ -20,10 +20,12 @@
 //! batchable method, [`RUN_METHOD`]: each call is an [`NdArray`] whose first
 //! dimension counts rows, a batch of calls is concatenated along that
 //! dimension into one tensor, run once, and every output is split back by
-//! row counts, so a call gets the same answer batched as alone (the model is
-//! row-wise; `tests/it/onnx.rs` checks it). [`serve`] builds the zero-code
+//! row counts, so a call gets the same answer batched as alone, to the bit
+//! (the model is row-wise, and `rows` keeps tract's sums from depending on
+//! where a row sits; `tests/it/onnx.rs` checks it). [`serve`] builds the zero-code
 //! service of `tiffin serve-http --model`.
 
+mod rows;
 pub mod serve;
 
 use std::fmt;
@@ -298,10 +300,12 @@ impl OnnxModel {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        let plan = typed_model(path, bytes)?
+        let mut optimized = typed_model(path, bytes)?
             .into_optimized()
-            .and_then(|m| m.into_runnable())
             .map_err(unsupported)?;
+        // A batched call must get the bits it gets alone (see `rows`).
+        rows::make_row_exact(&mut optimized);
+        let plan = optimized.into_runnable().map_err(unsupported)?;
         Ok(Self {
             path: path.to_path_buf(),
             info,
