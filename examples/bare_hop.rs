@@ -42,7 +42,10 @@ fn main() -> std::io::Result<()> {
             .build()?
             .block_on(back(&socket));
     }
-    let addr = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:3901".into());
+    let addr = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:3901".into());
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
