@@ -1,10 +1,11 @@
 //! Spreading connections evenly over the API servers that share one
 //! listening socket.
 //!
-//! Every HTTP API server accepts on the same socket, which the supervisor
-//! opened (`core.rs`, `inherit_listener`). The kernel wakes every process
-//! waiting on it, and the first to call `accept` wins, so when 64
-//! connections arrive at once one process often takes most of them: splits
+//! Every API server (HTTP, or gRPC through `grpc/incoming.rs`) accepts on
+//! the same socket, which the supervisor opened (`core.rs`,
+//! `inherit_listener`). The kernel wakes every process waiting on it, and
+//! the first to call `accept` wins, so when 64 connections arrive at once
+//! one process often takes most of them: splits
 //! of 6/70 and 70/6 open sockets were measured (issue 5's note), costing
 //! about 15% of throughput in those rounds, because one process then does
 //! most of the work on two cores.
@@ -24,7 +25,7 @@
 //!
 //! What each server holds is published in a board: a small file in the
 //! supervisor's private runtime directory ([`BOARD_FILE`]), mapped into
-//! every HTTP API server, with one 64-bit slot per server index: the open
+//! every API server, with one 64-bit slot per server index: the open
 //! connection count in the low 32 bits, and in the high 32 the last
 //! heartbeat in milliseconds of `CLOCK_MONOTONIC` (the same in every
 //! process, `tiffin_ipc::clock`). Only the server itself writes its slot,

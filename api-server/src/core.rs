@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use tiffin_ipc::control::{ControlClient, SnapshotFn};
@@ -79,15 +80,25 @@ struct Traffic {
     active: AtomicUsize,
 }
 
-/// Takes ownership of the listening TCP socket the supervisor placed at `fd`.
-pub(crate) fn inherit_listener(fd: RawFd) -> Result<TcpListener, ApiServerError> {
+/// Takes ownership of the listening TCP socket the supervisor placed at
+/// `fd`, registered for readiness only: `balance::accept` decides when to
+/// take a connection from it, so no accept happens behind its back.
+pub(crate) fn inherit_listener(
+    fd: RawFd,
+) -> Result<AsyncFd<std::net::TcpListener>, ApiServerError> {
     // SAFETY: the supervisor placed a listening TCP socket at this fd for us
     // (it is our only user of that number), and nothing else in this process owns it.
     let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     std_listener
         .set_nonblocking(true)
-        .map_err(|source| ApiServerError::Listener { fd, source })?;
-    TcpListener::from_std(std_listener).map_err(|source| ApiServerError::Listener { fd, source })
+        .and_then(|()| {
+            // SAFETY: a std TcpListener owns its descriptor until dropped, and
+            // its as_raw_fd always returns that one; the AsyncFd owns the
+            // listener, so the descriptor stays open as long as it is registered.
+            unsafe { AsyncFd::register_with_interest(std_listener, Interest::READABLE) }
+                .map_err(Into::into)
+        })
+        .map_err(|source| ApiServerError::Listener { fd, source })
 }
 
 impl Core {

@@ -14,8 +14,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 
 use tiffin_ipc::proto::{FromSupervisor, ToSupervisor};
 use tiffin_metrics::Format;
@@ -332,15 +330,7 @@ impl App {
 /// Runs an HTTP API server until the supervisor asks it to drain or goes away.
 pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let fd = args.listen_fd;
-    let listener = inherit_listener(fd)?
-        .into_std()
-        .and_then(|l| {
-            // SAFETY: a std TcpListener owns its descriptor until dropped, and
-            // its as_raw_fd always returns that one; the AsyncFd owns the
-            // listener, so the descriptor stays open as long as it is registered.
-            unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.map_err(Into::into)
-        })
-        .map_err(|source| ApiServerError::Listener { fd, source })?;
+    let listener = inherit_listener(fd)?;
     let (core, mut events) = Core::start(&args).await?;
     // Accepts are spread over the API servers (balance.rs); without the
     // board, this one accepts as it always did.

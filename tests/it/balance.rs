@@ -1,9 +1,11 @@
 //! Connections spread over the API servers (issue 16, item 1;
-//! api-server/src/balance.rs): 64 keep-alive connections opened at once
-//! land on both API servers instead of mostly on one, and a load of fresh
+//! api-server/src/balance.rs, and api-server/src/grpc/incoming.rs for
+//! gRPC): 64 keep-alive connections opened at once land on both API servers
+//! instead of mostly on one, over HTTP and over gRPC, and a load of fresh
 //! connections running through an API-server scale-down and scale-up (the
-//! replacement of a server) has no failed request: the listening socket
-//! the servers share never closes, so nothing the kernel accepted is reset.
+//! replacement of a server) has no failed request or call: the listening
+//! socket the servers share never closes, so nothing the kernel accepted is
+//! reset.
 
 use crate::common;
 
@@ -110,6 +112,84 @@ fn connections_opened_at_once_are_spread_over_the_api_servers() {
     drop(streams);
 }
 
+/// Down to one API server (one drains), back to two (a new one starts),
+/// twice, 400 ms apart, while the caller's clients connect anew for every
+/// request.
+fn scale_down_and_up_twice(server: &Server) {
+    for _ in 0..2 {
+        for n in [1, 2] {
+            std::thread::sleep(Duration::from_millis(400));
+            let out = server.cli(&["scale", "api-server", &n.to_string()]);
+            assert!(out.status.success(), "{out:?}");
+            let done = eventually(Duration::from_secs(20), || {
+                child_pids(server, "api-server").len() == n
+            });
+            assert!(done, "scaled to {n}: {:?}", server.children());
+        }
+    }
+    std::thread::sleep(Duration::from_millis(400));
+}
+
+/// Opens an HTTP/2 connection as a gRPC client does (preface and SETTINGS)
+/// and waits for the server's first frame: proof that a server accepted it.
+fn h2_handshake(addr: &str) -> TcpStream {
+    let mut c = TcpStream::connect(addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .expect("preface");
+    let mut frame = [0u8; 9];
+    c.read_exact(&mut frame).expect("the server's first frame");
+    assert_eq!(frame[3], 0x04, "the server opens with SETTINGS: {frame:?}");
+    c
+}
+
+#[test]
+fn grpc_connections_opened_at_once_are_spread_over_the_api_servers() {
+    let server = launch_grpc(&["echo", "--api-workers", "2"]).start();
+    let both_ready = eventually(Duration::from_secs(20), || {
+        let log = server.log();
+        (0..2).all(|i| {
+            log.lines()
+                .any(|l| l.starts_with(&format!("[api_server:{i}]")) && l.ends_with(" ready"))
+        })
+    });
+    assert!(
+        both_ready,
+        "both gRPC API servers get ready:\n{}",
+        server.log()
+    );
+    // Let both publish a heartbeat on the board (every 100 ms).
+    std::thread::sleep(Duration::from_millis(300));
+    let port: u16 = server
+        .addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let api = child_pids(&server, "api-server");
+    assert_eq!(api.len(), 2, "{:?}", server.children());
+    let streams: Vec<TcpStream> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..64)
+            .map(|_| s.spawn(|| h2_handshake(&server.addr)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let split = sockets_by_pid(&api, port);
+    assert_eq!(
+        split.values().sum::<usize>(),
+        64,
+        "every connection is held: {split:?}"
+    );
+    for (pid, n) in &split {
+        assert!(*n >= 26, "gRPC API server {pid} holds {n} of 64: {split:?}");
+    }
+    eprintln!("64 gRPC connections over two API servers: {split:?}");
+    drop(streams);
+}
+
 #[test]
 fn fresh_connections_through_an_api_server_scale_down_and_up_all_succeed() {
     let server = Launch::http(&["echo", "--api-workers", "2"]).start();
@@ -144,25 +224,7 @@ fn fresh_connections_through_an_api_server_scale_down_and_up_all_succeed() {
                 }
             });
         }
-        // Down to one (one server drains), back to two (a new one starts),
-        // twice, while the clients connect anew for every request.
-        for _ in 0..2 {
-            std::thread::sleep(Duration::from_millis(400));
-            let out = server.cli(&["scale", "api-server", "1"]);
-            assert!(out.status.success(), "{out:?}");
-            let one = eventually(Duration::from_secs(20), || {
-                child_pids(&server, "api-server").len() == 1
-            });
-            assert!(one, "scale-down finished: {:?}", server.children());
-            std::thread::sleep(Duration::from_millis(400));
-            let out = server.cli(&["scale", "api-server", "2"]);
-            assert!(out.status.success(), "{out:?}");
-            let two = eventually(Duration::from_secs(20), || {
-                child_pids(&server, "api-server").len() == 2
-            });
-            assert!(two, "scale-up finished: {:?}", server.children());
-        }
-        std::thread::sleep(Duration::from_millis(400));
+        scale_down_and_up_twice(&server);
         stop.store(true, Ordering::Relaxed);
     });
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
@@ -173,6 +235,60 @@ fn fresh_connections_through_an_api_server_scale_down_and_up_all_succeed() {
         0,
         "failed requests: {:?}\nlog:\n{}",
         errors.lock().unwrap().iter().take(5).collect::<Vec<_>>(),
+        server.log()
+    );
+}
+
+#[test]
+fn fresh_grpc_connections_through_an_api_server_scale_down_and_up_all_succeed() {
+    use tiffin_api_server::grpc::proto::bento_service_client::BentoServiceClient;
+    use tiffin_api_server::grpc::proto::response;
+
+    let server = launch_grpc(&["echo", "--api-workers", "2"]).start();
+    let rt = runtime();
+    rt.block_on(async {
+        let ch = channel(&server.addr).await;
+        wait_serving(&server, &ch).await;
+    });
+    let stop = AtomicBool::new(false);
+    let ok = AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for c in 0..4 {
+            let (stop, ok, errors, addr, rt) = (&stop, &ok, &errors, &server.addr, &rt);
+            s.spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let text = format!("c{c}-{i}");
+                    // A new channel, so a new connection, for every call.
+                    let answer = rt.block_on(async {
+                        let mut client = BentoServiceClient::new(channel(addr).await);
+                        client
+                            .call(tonic_request(text_request("echo", &text)))
+                            .await
+                    });
+                    match answer.map(|r| r.into_inner().content) {
+                        Ok(Some(response::Content::Text(t))) if t == text => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => errors.lock().unwrap().push(format!("{other:?}")),
+                    }
+                    i += 1;
+                }
+            });
+        }
+        scale_down_and_up_twice(&server);
+        stop.store(true, Ordering::Relaxed);
+    });
+    let ok = ok.load(Ordering::Relaxed);
+    let errors = errors.into_inner().unwrap();
+    eprintln!("{ok} gRPC calls answered, {} failed", errors.len());
+    assert!(ok > 100, "the load ran: {ok} answered");
+    assert!(
+        errors.is_empty(),
+        "{} failed calls: {:?}\nlog:\n{}",
+        errors.len(),
+        errors.iter().take(5).collect::<Vec<_>>(),
         server.log()
     );
 }

@@ -14,6 +14,7 @@
 //! (`observe.rs`).
 
 mod content;
+mod incoming;
 mod observe;
 pub mod proto;
 mod status;
@@ -23,10 +24,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 use tonic_health::ServingStatus;
 
+use crate::balance::Board;
+use crate::connections::AcceptBackoff;
 use crate::core::{Core, Flow, inherit_listener};
 use crate::{ApiServerArgs, ApiServerError};
 
@@ -206,7 +208,13 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     };
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Connections are spread over the API servers as HTTP's are
+    // (incoming.rs, balance.rs); without the board, accepted as they come.
+    let board = Board::open(&args.runtime_dir, args.index, tiffin_config::MAX_WORKERS)
+        .map_err(|e| tracing::warn!(error = %e, "accepting without balancing"))
+        .ok();
+    let backoff = AcceptBackoff::new(core.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
+    let incoming = incoming::incoming(listener, board, backoff);
     let serve = Server::builder()
         .layer(observe::ObserveLayer { core: core.clone() })
         .add_service(bento)
