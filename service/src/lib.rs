@@ -14,6 +14,7 @@
 //! (BentoML's `NumpyNdarray`), [`image`] (PNG/JPEG uploads), [`file`]
 //! (uploads with their names), [`multipart`] (form bodies) and [`service`].
 
+pub mod codec;
 pub mod error;
 pub mod file;
 pub mod image;

@@ -1,5 +1,5 @@
 //! A [`Runnable`]: the loaded model, as a table of named methods that take
-//! and return JSON. Built once in each runner worker by [`crate::Runner::load`].
+//! and return encoded values (JSON, or a raw string: `codec.rs`). Built once in each runner worker by [`crate::Runner::load`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec;
 use crate::error::CallError;
 
 type SingleFn = dyn Fn(&[u8]) -> Result<Vec<u8>, CallError> + Send + Sync;
@@ -33,11 +34,11 @@ impl fmt::Debug for MethodKind {
 }
 
 fn decode_input<I: DeserializeOwned>(bytes: &[u8]) -> Result<I, CallError> {
-    serde_json::from_slice(bytes).map_err(|e| CallError::BadInput(e.to_string()))
+    codec::decode(bytes).map_err(|e| CallError::BadInput(e.to_string()))
 }
 
 fn encode_output<O: Serialize>(out: &O) -> Result<Vec<u8>, CallError> {
-    serde_json::to_vec(out).map_err(|e| CallError::Failed(format!("cannot encode output: {e}")))
+    codec::encode(out).map_err(|e| CallError::Failed(format!("cannot encode output: {e}")))
 }
 
 /// A loaded model: a table of named methods, built in the runner worker.

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::BoxFuture;
+use crate::codec;
 use crate::error::{CallError, RunnerError};
 use crate::runnable::Runnable;
 /// How an API-server process reaches a runner's workers; installed by the API server.
@@ -89,8 +90,8 @@ impl Runner {
             .get()
             .ok_or_else(|| RunnerError::NotConnected(self.inner.name.clone()))?
             .clone();
-        let payload = serde_json::to_vec(&input).map_err(|e| RunnerError::Codec(e.to_string()))?;
+        let payload = codec::encode(&input).map_err(|e| RunnerError::Codec(e.to_string()))?;
         let out = transport.call(method, payload).await?;
-        serde_json::from_slice(&out).map_err(|e| RunnerError::Codec(e.to_string()))
+        codec::decode(&out).map_err(|e| RunnerError::Codec(e.to_string()))
     }
 }
