@@ -48,6 +48,39 @@ fn sockets_by_pid(pids: &[u32], port: u16) -> BTreeMap<u32, usize> {
         .collect()
 }
 
+/// Opens 64 connections to the two API servers of `server` at once, each
+/// with `open` (which returns once a server has answered on it), and
+/// returns how many each server holds while all are open; checks that the
+/// servers hold all 64.
+fn split_of_64_connections(
+    server: &Server,
+    open: impl Fn(&str) -> TcpStream + Sync,
+) -> BTreeMap<u32, usize> {
+    let port: u16 = server
+        .addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let api = child_pids(server, "api-server");
+    assert_eq!(api.len(), 2, "{:?}", server.children());
+    let streams: Vec<TcpStream> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..64).map(|_| s.spawn(|| open(&server.addr))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let split = sockets_by_pid(&api, port);
+    assert_eq!(
+        split.values().sum::<usize>(),
+        64,
+        "every connection is held by an API server: {split:?}"
+    );
+    drop(streams);
+    split
+}
+
 /// One keep-alive request on `stream`; whether it got a 200.
 fn request(stream: &mut TcpStream, body: &str) -> bool {
     let req = format!(
@@ -72,44 +105,19 @@ fn request(stream: &mut TcpStream, body: &str) -> bool {
 fn connections_opened_at_once_are_spread_over_the_api_servers() {
     let server = Launch::http(&["echo", "--api-workers", "2"]).start();
     settle(&server, 3);
-    let port: u16 = server
-        .addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    let api = child_pids(&server, "api-server");
-    assert_eq!(api.len(), 2, "{:?}", server.children());
     // 64 connections at once, as wrk opens them, each answered once.
-    let streams: Vec<TcpStream> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..64)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut c = TcpStream::connect(&server.addr).expect("connect");
-                    c.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                    assert!(request(&mut c, "hello"), "echo on a fresh connection");
-                    c
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client"))
-            .collect()
+    let split = split_of_64_connections(&server, |addr| {
+        let mut c = TcpStream::connect(addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        assert!(request(&mut c, "hello"), "echo on a fresh connection");
+        c
     });
-    let split = sockets_by_pid(&api, port);
-    let held: usize = split.values().sum();
-    assert_eq!(
-        held, 64,
-        "every connection is held by an API server: {split:?}"
-    );
     // Unbalanced accepting gave 16/48 and 39/25 here (6/70 under wrk);
     // balanced, 32/32. Allow scheduling noise on a busy machine.
     for (pid, n) in &split {
         assert!(*n >= 26, "API server {pid} holds {n} of 64: {split:?}");
     }
     eprintln!("64 connections over two API servers: {split:?}");
-    drop(streams);
 }
 
 /// Down to one API server (one drains), back to two (a new one starts),
@@ -160,34 +168,11 @@ fn grpc_connections_opened_at_once_are_spread_over_the_api_servers() {
     );
     // Let both publish a heartbeat on the board (every 100 ms).
     std::thread::sleep(Duration::from_millis(300));
-    let port: u16 = server
-        .addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    let api = child_pids(&server, "api-server");
-    assert_eq!(api.len(), 2, "{:?}", server.children());
-    let streams: Vec<TcpStream> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..64)
-            .map(|_| s.spawn(|| h2_handshake(&server.addr)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client"))
-            .collect()
-    });
-    let split = sockets_by_pid(&api, port);
-    assert_eq!(
-        split.values().sum::<usize>(),
-        64,
-        "every connection is held: {split:?}"
-    );
+    let split = split_of_64_connections(&server, h2_handshake);
     for (pid, n) in &split {
         assert!(*n >= 26, "gRPC API server {pid} holds {n} of 64: {split:?}");
     }
     eprintln!("64 gRPC connections over two API servers: {split:?}");
-    drop(streams);
 }
 
 #[test]
