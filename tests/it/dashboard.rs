@@ -10,103 +10,23 @@
 use crate::common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::prometheus::{Prometheus, percent_encode};
 use common::*;
 use serde_json::Value;
 
-/// A Prometheus child and its scratch directory, removed on drop.
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
-}
-
-impl Prometheus {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Starts Prometheus scraping each `(job, target)` at `/metrics` every second.
 fn start_prometheus(jobs: &[(&str, &str)]) -> Prometheus {
-    let bin = require_tool("prometheus");
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("tiffin-dashboard-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    let mut yaml = String::from(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-         scrape_configs:\n",
-    );
-    for (job, target) in jobs {
-        yaml.push_str(&format!(
-            "  - job_name: {job}\n    static_configs:\n      - targets: [\"{target}\"]\n"
-        ));
-    }
-    std::fs::write(dir.join("prometheus.yml"), yaml).expect("prometheus.yml");
-    let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus.log");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(bin)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn prometheus");
-    let prom = Prometheus { child, dir, addr };
-    let ready = eventually(Duration::from_secs(20), || {
-        http(&prom.addr, "GET", "/-/ready", &[], b"").is_ok_and(|r| r.status == 200)
-    });
-    assert!(ready, "prometheus not ready:\n{}", prom.log());
-    prom
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// An instant query's result vector, or why not.
-fn query(prom: &Prometheus, promql: &str) -> Result<Vec<Value>, String> {
-    let path = format!("/api/v1/query?query={}", percent_encode(promql));
-    let r = http(&prom.addr, "GET", &path, &[], b"").map_err(|e| e.to_string())?;
-    let body: Value = serde_json::from_slice(&r.body).map_err(|e| format!("{e}: {}", r.text()))?;
-    if body["status"] != "success" {
-        return Err(format!("HTTP {}: {body}", r.status));
-    }
-    Ok(body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
+    let scrape_configs: String = jobs
+        .iter()
+        .map(|(job, target)| {
+            format!("  - job_name: {job}\n    static_configs:\n      - targets: [\"{target}\"]\n")
+        })
+        .collect();
+    Prometheus::start(&scrape_configs)
 }
 
 /// Grafana's variables as a dashboard on this Prometheus would expand them:
@@ -167,7 +87,7 @@ fn every_dashboard_query_returns_data_from_a_loaded_tiffin() {
         .start();
     let prom = start_prometheus(&[("sentiment", &sentiment.addr), ("iris", &iris.addr)]);
     let scraping = eventually(Duration::from_secs(20), || {
-        query(&prom, "up == 1").is_ok_and(|r| r.len() == 2)
+        prom.query("up == 1").is_ok_and(|r| r.len() == 2)
     });
     assert!(scraping, "prometheus never scraped both:\n{}", prom.log());
 
@@ -214,7 +134,7 @@ fn every_dashboard_query_returns_data_from_a_loaded_tiffin() {
         std::thread::sleep(Duration::from_secs(2));
         let results: Vec<_> = queries
             .iter()
-            .map(|(_, q)| query(&prom, &substitute(q)))
+            .map(|(_, q)| prom.query(&substitute(q)))
             .collect();
         let all = results
             .iter()

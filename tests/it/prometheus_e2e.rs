@@ -4,52 +4,16 @@
 
 use crate::common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::prometheus::Prometheus;
 use common::{Launch, free_port, http, launch_grpc, post_text_to, require_tool, settle};
 
 const JOB: &str = "tiffin";
 const LOAD_FOR: Duration = Duration::from_secs(12);
 const QUERY_FOR: Duration = Duration::from_secs(10);
-
-/// A Prometheus child process and its scratch directory; both go away on
-/// drop, panics included.
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
-}
-
-impl Prometheus {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn scratch_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tiffin-prometheus-e2e-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
 
 /// Starts Prometheus scraping `target` every second; waits until it is ready.
 fn start_prometheus(target: &str) -> Prometheus {
@@ -58,83 +22,16 @@ fn start_prometheus(target: &str) -> Prometheus {
 
 /// Starts Prometheus scraping every `(job, target, metrics_path)` each second.
 fn start_prometheus_jobs(jobs: &[(&str, &str, &str)]) -> Prometheus {
-    let bin = require_tool("prometheus");
-    let dir = scratch_dir();
-    let config = dir.join("prometheus.yml");
-    let mut yaml = String::from(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-         scrape_configs:\n",
-    );
-    for (job, target, path) in jobs {
-        yaml.push_str(&format!(
-            "  - job_name: {job}\n    metrics_path: \"{path}\"\n    \
-             static_configs:\n      - targets: [\"{target}\"]\n"
-        ));
-    }
-    std::fs::write(&config, yaml).expect("write prometheus.yml");
-    let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus.log");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn prometheus");
-    let prom = Prometheus { child, dir, addr };
-    let ready = common::eventually(Duration::from_secs(20), || {
-        http(&prom.addr, "GET", "/-/ready", &[], b"").is_ok_and(|r| r.status == 200)
-    });
-    assert!(ready, "prometheus not ready; its log:\n{}", prom.log());
-    prom
-}
-
-/// Percent-encodes a query-string value (everything but RFC 3986 unreserved).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// One instant query; returns `(labels, value)` per vector element, or why not.
-fn query(prom: &Prometheus, promql: &str) -> Result<Vec<(serde_json::Value, f64)>, String> {
-    let path = format!("/api/v1/query?query={}", percent_encode(promql));
-    let r = http(&prom.addr, "GET", &path, &[], b"").map_err(|e| format!("GET {path}: {e}"))?;
-    let body: serde_json::Value = serde_json::from_slice(&r.body)
-        .map_err(|e| format!("{promql}: not JSON ({e}): {}", r.text()))?;
-    if r.status != 200 || body["status"] != "success" {
-        return Err(format!("{promql}: HTTP {}: {body}", r.status));
-    }
-    if body["data"]["resultType"] != "vector" {
-        return Err(format!("{promql}: not a vector: {body}"));
-    }
-    let result = body["data"]["result"]
-        .as_array()
-        .ok_or_else(|| format!("{promql}: no result array: {body}"))?;
-    result
+    let scrape_configs: String = jobs
         .iter()
-        .map(|e| {
-            let v = e["value"][1]
-                .as_str()
-                .ok_or_else(|| format!("{promql}: no value in {e}"))?;
-            let v: f64 = v
-                .parse()
-                .map_err(|_| format!("{promql}: bad value {v:?}"))?;
-            Ok((e["metric"].clone(), v))
+        .map(|(job, target, path)| {
+            format!(
+                "  - job_name: {job}\n    metrics_path: \"{path}\"\n    \
+                 static_configs:\n      - targets: [\"{target}\"]\n"
+            )
         })
-        .collect()
+        .collect();
+    Prometheus::start(&scrape_configs)
 }
 
 /// Whether every value is finite and > 0 (and there is at least one).
@@ -155,7 +52,8 @@ fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
     // Prometheus hands new targets to its scrapers after a few seconds
     // (discovery updates are throttled): start the load once it scrapes.
     let scraping = common::eventually(Duration::from_secs(15), || {
-        query(&prom, &up).is_ok_and(|r| r.iter().any(|(_, v)| *v == 1.0))
+        prom.query(&up)
+            .is_ok_and(|r| r.iter().any(|(_, v)| *v == 1.0))
     });
     assert!(
         scraping,
@@ -210,7 +108,7 @@ fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
     // the final counts (load has stopped, so the next scrape sees them all).
     let deadline = Instant::now() + QUERY_FOR;
     let results = loop {
-        let results: Vec<_> = queries.iter().map(|q| query(&prom, q)).collect();
+        let results: Vec<_> = queries.iter().map(|q| prom.query(q)).collect();
         let ok = results
             .iter()
             .all(|r| r.as_ref().is_ok_and(|r| all_positive(r)))
@@ -310,7 +208,8 @@ fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
 fn wait_scraping(prom: &Prometheus, job: &str) {
     let up = format!("up{{job=\"{job}\"}}");
     let scraping = common::eventually(Duration::from_secs(15), || {
-        query(prom, &up).is_ok_and(|r| r.iter().any(|(_, v)| *v == 1.0))
+        prom.query(&up)
+            .is_ok_and(|r| r.iter().any(|(_, v)| *v == 1.0))
     });
     assert!(
         scraping,
@@ -323,7 +222,7 @@ fn wait_scraping(prom: &Prometheus, job: &str) {
 fn eventually_positive(prom: &Prometheus, promql: &str) -> Vec<(serde_json::Value, f64)> {
     let deadline = Instant::now() + QUERY_FOR;
     loop {
-        let r = query(prom, promql);
+        let r = prom.query(promql);
         if let Ok(v) = &r
             && all_positive(v)
         {
