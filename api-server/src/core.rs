@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::Either;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -183,33 +185,45 @@ impl Core {
     /// within `timeout` (504 past it). The deadline goes with every runner
     /// call the handler makes, so a worker never starts a call whose request
     /// has already been answered.
-    pub async fn within_traffic_limits<T>(
+    ///
+    /// The request is counted as active when this is called (it is awaited
+    /// at once) until the returned future ends or is dropped. Built from
+    /// combinators rather than as an `async fn`, which would hold `request`
+    /// twice (see `request_scope::within`).
+    pub fn within_traffic_limits<T, F>(
         &self,
-        request: impl Future<Output = Result<T, ApiError>>,
-    ) -> Result<T, ApiError> {
+        request: F,
+    ) -> impl Future<Output = Result<T, ApiError>> + use<'_, T, F>
+    where
+        F: Future<Output = Result<T, ApiError>>,
+    {
         let traffic = &self.traffic;
-        let (_active, before) = Counted::enter(&traffic.active);
+        let (active, before) = Counted::enter(&traffic.active);
         if let Some(max) = traffic.max_concurrency
             && before >= max
         {
-            return Err(ApiError::new(
+            return Either::Left(std::future::ready(Err(ApiError::new(
                 429,
                 format!(
                     "too many requests in flight (api_server.traffic.max_concurrency={max}); retry later"
                 ),
-            ));
+            ))));
         }
-        let deadline = tokio::time::Instant::now() + traffic.timeout;
-        match tokio::time::timeout_at(deadline, crate::deadline::within(deadline, request)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(ApiError::new(
-                504,
-                format!(
-                    "the request did not finish within {:?} (api_server.traffic.timeout)",
-                    traffic.timeout
-                ),
-            )),
-        }
+        let timeout = traffic.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let limited = tokio::time::timeout_at(deadline, crate::deadline::within(deadline, request));
+        Either::Right(limited.map(move |answer| {
+            drop(active);
+            match answer {
+                Ok(answer) => answer,
+                Err(_) => Err(ApiError::new(
+                    504,
+                    format!(
+                        "the request did not finish within {timeout:?} (api_server.traffic.timeout)"
+                    ),
+                )),
+            }
+        }))
     }
 
     /// Whether every runner has at least one live worker (or may be

@@ -16,8 +16,13 @@ tokio::task_local! {
 }
 
 /// Runs `fut` with `deadline` as the request's deadline.
-pub(crate) async fn within<F: Future>(deadline: Instant, fut: F) -> F::Output {
-    DEADLINE.scope(deadline, fut).await
+///
+/// A plain function returning tokio's scope future, not an `async fn`: an
+/// `async fn` keeps its argument `fut` and the future it awaits side by
+/// side in its state, so each such wrapper doubled the size of a request's
+/// future (see `request_scope::within`).
+pub(crate) fn within<F: Future>(deadline: Instant, fut: F) -> impl Future<Output = F::Output> {
+    DEADLINE.scope(deadline, fut)
 }
 
 /// Time left until the current request's deadline (`None`: no deadline is

@@ -203,7 +203,14 @@ impl Observed {
     }
 
     /// Runs the request's handler with this request as the current one.
-    pub(crate) async fn scope<F: Future>(&self, core: &Core, fut: F) -> F::Output {
+    ///
+    /// Not an `async fn`, so that the handler's future is held once (see
+    /// `request_scope::within`); the returned future borrows nothing.
+    pub(crate) fn scope<F: Future>(
+        &self,
+        core: &Core,
+        fut: F,
+    ) -> impl Future<Output = F::Output> + use<F> {
         let trace = match (&core.tracer, &self.span) {
             (Some(t), Some(s)) => Some((t.clone(), s.context())),
             _ => None,
@@ -212,7 +219,7 @@ impl Observed {
             id: self.id.clone(),
             trace,
         };
-        within(scope, fut).await
+        within(scope, fut)
     }
 
     /// Adds the id headers to an HTTP response, ends the span and writes
