@@ -17,7 +17,7 @@
 //!    [`Connection::request`] and every other frame to the handler given at
 //!    start, inline, so answering a snapshot request never waits behind the
 //!    process's own work. The writer batches whatever is queued into one
-//!    write and flush.
+//!    write; a large frame goes out from its own buffer, uncopied.
 //!
 //! Messages are encoded by the sender, before they are queued: a message
 //! that cannot be encoded or exceeds the frame limit is an error for that one
@@ -35,16 +35,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::FramedRead;
 
-use crate::frame::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, encode_message};
+use crate::frame::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, encode_frame};
 
 /// How long each step of the hello exchange may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,7 +129,7 @@ type Decoder<In> = FrameCodec<Envelope<In>, ()>;
 pub struct Opening<Out, In> {
     peer: String,
     reader: FramedRead<OwnedReadHalf, Decoder<In>>,
-    writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    writer: OwnedWriteHalf,
     max_frame: usize,
     _out: std::marker::PhantomData<fn(Out)>,
 }
@@ -144,7 +145,7 @@ where
         Self {
             peer: peer.into(),
             reader: FramedRead::new(read, FrameCodec::new(DEFAULT_MAX_FRAME)),
-            writer: FramedWrite::new(write, frame_writer(DEFAULT_MAX_FRAME)),
+            writer: write,
             max_frame: DEFAULT_MAX_FRAME,
             _out: std::marker::PhantomData,
         }
@@ -242,7 +243,7 @@ where
     async fn write(&mut self, env: &Envelope<Out>) -> Result<(), ConnectionError> {
         let bytes = encode_frame(env, self.max_frame)?;
         let peer = self.peer.clone();
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.writer.send(bytes)).await {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.writer.write_all(&bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(ConnectionError::Closed { peer }),
             Err(_) => Err(ConnectionError::HandshakeTimeout { peer }),
@@ -269,7 +270,7 @@ where
 
 /// What the writer task is asked to do.
 enum Command {
-    /// Write one encoded frame (without its length prefix).
+    /// Write one encoded frame, length prefix included ([`encode_frame`]).
     Frame(Bytes),
     /// Write everything queued before this, flush, say so, and end.
     Finish(oneshot::Sender<()>),
@@ -421,28 +422,23 @@ impl<Out: Serialize, In> Connection<Out, In> {
     }
 }
 
-fn frame_writer(max_frame: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .max_frame_length(max_frame)
-        .new_codec()
-}
+/// Frames at least this long are written from their own buffer; shorter ones
+/// are gathered into one buffer, so that many small frames queued at once
+/// leave in one write (copying them costs less than a write each).
+const DIRECT_WRITE: usize = 16 * 1024;
 
-fn encode_frame<T: Serialize>(msg: &T, max_frame: usize) -> Result<Bytes, FrameError> {
-    let bytes = encode_message(msg)?;
-    if bytes.len() > max_frame {
-        return Err(FrameError::TooLarge { max: max_frame });
-    }
-    Ok(Bytes::from(bytes))
-}
+/// Gathered small frames are written once they reach this much, so that the
+/// gathering buffer stays small however much is queued.
+const GATHER_LIMIT: usize = 64 * 1024;
 
 async fn write_loop<In>(
-    mut sink: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    mut sink: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Command>,
     inner: Arc<Inner<In>>,
     mut closed: watch::Receiver<bool>,
 ) {
     let mut finished = None;
+    let mut gathered = BytesMut::new();
     let result: std::io::Result<()> = async {
         loop {
             let first = tokio::select! {
@@ -454,7 +450,16 @@ async fn write_loop<In>(
             // Everything already queued goes out in one write.
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Command::Frame(bytes) => sink.feed(bytes).await?,
+                    Command::Frame(frame) if frame.len() >= DIRECT_WRITE => {
+                        sink.write_all_buf(&mut gathered).await?;
+                        sink.write_all(&frame).await?;
+                    }
+                    Command::Frame(frame) => {
+                        gathered.extend_from_slice(&frame);
+                        if gathered.len() >= GATHER_LIMIT {
+                            sink.write_all_buf(&mut gathered).await?;
+                        }
+                    }
                     Command::Finish(done) => {
                         finished = Some(done);
                         break;
@@ -462,7 +467,7 @@ async fn write_loop<In>(
                 }
                 next = rx.try_recv().ok();
             }
-            SinkExt::<Bytes>::flush(&mut sink).await?;
+            sink.write_all_buf(&mut gathered).await?;
             if finished.is_some() {
                 return Ok(());
             }
@@ -611,9 +616,9 @@ mod tests {
     #[tokio::test]
     async fn a_hello_that_is_not_a_request_is_refused() {
         let (a, b) = UnixStream::pair().unwrap();
-        let mut raw = FramedWrite::new(a, frame_writer(1024));
+        let mut raw = a;
         let event = encode_frame(&Envelope::Event("hi".to_string()), 1024).unwrap();
-        raw.send(event).await.unwrap();
+        raw.write_all(&event).await.unwrap();
         let mut acceptor = Opening::<String, String>::new(b, "raw");
         let err = acceptor.accept().await.unwrap_err();
         assert!(matches!(err, ConnectionError::Handshake { .. }), "{err}");

@@ -88,6 +88,34 @@ pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
         .map_err(|e| FrameError::Encode(e.to_string()))
 }
 
+/// Encodes one message as a whole frame, length prefix included, in one
+/// buffer: a writer can send it as it is. Building the prefix in place (four
+/// bytes reserved, then patched) spares the copy of the payload that a
+/// length-delimited encoder makes into its write buffer, a megabyte per
+/// direction for a 1 MB body.
+///
+/// A first pass counts the bytes (cheap: nothing is written), so the buffer
+/// is allocated once at its final size instead of doubling its way there.
+pub fn encode_frame<T: Serialize>(msg: &T, max_frame: usize) -> Result<Bytes, FrameError> {
+    let encode_error = |e: bincode::error::EncodeError| FrameError::Encode(e.to_string());
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(msg, &mut size, bincode_config()).map_err(encode_error)?;
+    if size.bytes_written > max_frame {
+        return Err(FrameError::TooLarge { max: max_frame });
+    }
+    let mut frame = Vec::with_capacity(4 + size.bytes_written);
+    frame.extend_from_slice(&[0; 4]);
+    bincode::serde::encode_into_std_write(msg, &mut frame, bincode_config())
+        .map_err(encode_error)?;
+    let len = frame.len() - 4;
+    let prefix = u32::try_from(len)
+        .ok()
+        .filter(|_| len <= max_frame)
+        .ok_or(FrameError::TooLarge { max: max_frame })?;
+    frame[..4].copy_from_slice(&prefix.to_be_bytes());
+    Ok(Bytes::from(frame))
+}
+
 /// Decodes one message from a frame's payload, rejecting trailing bytes.
 pub fn decode_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
     let (msg, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
@@ -148,6 +176,44 @@ mod tests {
     }
 
     type Codec = FrameCodec<Msg, Msg>;
+
+    #[test]
+    fn a_whole_frame_is_what_the_codec_writes_and_reads() {
+        let msg = Msg::Call {
+            id: 9,
+            method: "m".into(),
+            body: vec![7; 300],
+        };
+        let frame = encode_frame(&msg, 1024).unwrap();
+        let mut written = BytesMut::new();
+        Codec::new(1024)
+            .encode(
+                Msg::Call {
+                    id: 9,
+                    method: "m".into(),
+                    body: vec![7; 300],
+                },
+                &mut written,
+            )
+            .unwrap();
+        assert_eq!(&frame[..], &written[..]);
+        let mut buf = BytesMut::from(&frame[..]);
+        assert_eq!(Codec::new(1024).decode(&mut buf).unwrap(), Some(msg));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_whole_frame_past_the_limit_is_refused() {
+        let msg = Msg::Call {
+            id: 1,
+            method: "m".into(),
+            body: vec![0; 2000],
+        };
+        assert!(matches!(
+            encode_frame(&msg, 1024),
+            Err(FrameError::TooLarge { max: 1024 })
+        ));
+    }
 
     #[test]
     fn round_trip_many_frames_in_one_buffer() {
