@@ -2,9 +2,11 @@
 //!
 //! Values travel as JSON, except a value that serializes as one bare string
 //! (a `String`, a `&str`, a newtype around one, anything whose `Serialize`
-//! is `serialize_str`): that travels as a zero byte followed by the
-//! string's UTF-8 bytes. JSON never starts with a zero byte, so the first
-//! byte tells the two apart. The reason is cost: JSON escapes a string
+//! is `serialize_str`): that travels as the string's UTF-8 bytes followed
+//! by a zero byte. JSON never ends with a zero byte, so the last byte tells
+//! the two apart; at the end rather than the front, the marker lets a
+//! payload that is owned ([`decode_owned`]) become its `String` in place,
+//! with no copy of the text. The reason is cost: JSON escapes a string
 //! byte by byte on the way out and scans it for escapes on the way in, so
 //! `echo` of a 1 MB text spent about a third of its CPU time in
 //! `serde_json`'s string escaping and unescaping (perf, README "Large
@@ -20,7 +22,7 @@ use serde::de::value::{Error as ValueError, StringDeserializer};
 use serde::de::{self, IntoDeserializer, Visitor};
 use serde::ser::{self, Impossible};
 
-/// The first byte of a raw string payload.
+/// The last byte of a raw string payload.
 const RAW_STR: u8 = 0;
 
 /// Why a payload could not be decoded.
@@ -44,14 +46,26 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::E
 
 /// Decodes a payload made by [`encode`] (or plain JSON).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    match bytes.split_first() {
-        Some((&RAW_STR, text)) => {
-            let text = String::from_utf8(text.to_vec())
-                .map_err(|e| DecodeError::Raw(format!("a raw string that is not UTF-8: {e}")))?;
-            T::deserialize(RawString(text)).map_err(|e| DecodeError::Raw(e.to_string()))
-        }
+    match bytes.split_last() {
+        Some((&RAW_STR, text)) => raw(text.to_vec()),
         _ => Ok(serde_json::from_slice(bytes)?),
     }
+}
+
+/// [`decode`] of a payload the caller owns: a raw string becomes its
+/// `String` in place (the marker popped, the bytes checked as UTF-8).
+pub fn decode_owned<T: DeserializeOwned>(mut bytes: Vec<u8>) -> Result<T, DecodeError> {
+    if bytes.last() == Some(&RAW_STR) {
+        bytes.pop();
+        return raw(bytes);
+    }
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+fn raw<T: DeserializeOwned>(text: Vec<u8>) -> Result<T, DecodeError> {
+    let text = String::from_utf8(text)
+        .map_err(|e| DecodeError::Raw(format!("a raw string that is not UTF-8: {e}")))?;
+    T::deserialize(RawString(text)).map_err(|e| DecodeError::Raw(e.to_string()))
 }
 
 /// A raw string as a deserializer: what `serde_json` does with a JSON
@@ -136,9 +150,9 @@ impl ser::Serializer for RawStr {
     type SerializeStructVariant = Impossible<Vec<u8>, NotStr>;
 
     fn serialize_str(self, v: &str) -> Result<Vec<u8>, NotStr> {
-        let mut out = Vec::with_capacity(1 + v.len());
-        out.push(RAW_STR);
+        let mut out = Vec::with_capacity(v.len() + 1);
         out.extend_from_slice(v.as_bytes());
+        out.push(RAW_STR);
         Ok(out)
     }
 
@@ -253,9 +267,13 @@ mod tests {
     fn a_bare_string_goes_raw_and_comes_back_unchanged() {
         let text = "quote \" backslash \\ newline \n nul \0 é 😀".to_string();
         let bytes = encode(&text).unwrap();
-        assert_eq!(bytes[0], RAW_STR);
-        assert_eq!(&bytes[1..], text.as_bytes());
+        assert_eq!(bytes.last(), Some(&RAW_STR));
+        assert_eq!(&bytes[..bytes.len() - 1], text.as_bytes());
         assert_eq!(decode::<String>(&bytes).unwrap(), text);
+        assert_eq!(decode_owned::<String>(bytes.clone()).unwrap(), text);
+        // A text that itself ends in a zero byte keeps it.
+        let nul = encode("ends in nul \0").unwrap();
+        assert_eq!(decode_owned::<String>(nul).unwrap(), "ends in nul \0");
         // A newtype around a string, and a &str, go the same way.
         let w = encode(&Wrapped(text.clone())).unwrap();
         assert_eq!(w, bytes);
@@ -292,7 +310,11 @@ mod tests {
             encode(&vec!["a"]).unwrap(),
             encode(&None::<String>).unwrap(),
         ] {
-            assert_ne!(v.first(), Some(&RAW_STR), "{v:?}");
+            assert_ne!(v.last(), Some(&RAW_STR), "{v:?}");
+            assert_eq!(
+                decode_owned::<serde_json::Value>(v.clone()).unwrap(),
+                serde_json::from_slice::<serde_json::Value>(&v).unwrap()
+            );
         }
         // A raw string decodes into JSON's own value as a JSON string would.
         let v: serde_json::Value = decode(&encode("hi").unwrap()).unwrap();
@@ -301,8 +323,11 @@ mod tests {
 
     #[test]
     fn bad_payloads_are_errors_naming_why() {
-        let e = decode::<String>(&[RAW_STR, 0xff, 0xfe]).unwrap_err();
+        let e = decode::<String>(&[0xff, 0xfe, RAW_STR]).unwrap_err();
         assert!(e.to_string().contains("not UTF-8"), "{e}");
+        let e = decode_owned::<String>(vec![0xff, 0xfe, RAW_STR]).unwrap_err();
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+        assert!(decode_owned::<String>(Vec::new()).is_err());
         let e = decode::<u32>(&encode("twelve").unwrap()).unwrap_err();
         assert!(e.to_string().contains("invalid type"), "{e}");
         assert!(decode::<String>(b"{not json").is_err());

@@ -187,7 +187,9 @@ impl IoDescriptor for Text {
     type Value = String;
     const KIND: IoKind = IoKind::Text;
     fn decode(body: Bytes) -> Result<String, ApiError> {
-        String::from_utf8(body.to_vec())
+        // `Vec::from` takes over the buffer when the body owns it alone (a
+        // body hyper gathered from several reads), copying only otherwise.
+        String::from_utf8(Vec::from(body))
             .map_err(|e| ApiError::bad_request(format!("body is not valid UTF-8: {e}")))
     }
     fn encode(value: String) -> Result<Bytes, ApiError> {

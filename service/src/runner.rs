@@ -92,6 +92,6 @@ impl Runner {
             .clone();
         let payload = codec::encode(&input).map_err(|e| RunnerError::Codec(e.to_string()))?;
         let out = transport.call(method, payload).await?;
-        codec::decode(&out).map_err(|e| RunnerError::Codec(e.to_string()))
+        codec::decode_owned(out).map_err(|e| RunnerError::Codec(e.to_string()))
     }
 }
