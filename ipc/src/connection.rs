@@ -447,7 +447,8 @@ async fn write_loop<In>(
             };
             let Some(first) = first else { return Ok(()) };
             let mut next = Some(first);
-            // Everything already queued goes out in one write.
+            // Everything already queued goes out together: small frames in
+            // one write, each large one from its own buffer.
             while let Some(cmd) = next.take() {
                 match cmd {
                     Command::Frame(frame) if frame.len() >= DIRECT_WRITE => {
