@@ -1,19 +1,59 @@
 //! tiffin: BentoML-style model serving with first-class Prometheus metrics.
 //!
-//! Write a [`Service`] (runners + APIs) and hand it to [`main`]; the binary
-//! then understands `serve-http`, `serve-grpc`, `status`, `scale` and `list`, and re-executes itself
-//! for every worker process. See `examples/` for a complete service.
+//! A service is a [`Service`]: named [`Runner`]s, each loading a
+//! [`Runnable`] (the model, as a table of methods) in its own worker
+//! processes, and APIs whose handlers call the runners through typed
+//! [`Method`] handles. Hand it to [`main`] and the binary understands
+//! `serve-http`, `serve-grpc`, `status`, `scale` and `list`, re-executing
+//! itself for every worker process.
+//!
+//! ```no_run
+//! use serde_json::json;
+//! use tiffin::metrics::Counter;
+//! use tiffin::{Json, Runnable, Runner, Service, Text};
+//!
+//! static POLARITY: Counter = Counter::lazy("polarity_total", "Analyses by polarity", &["polarity"]);
+//!
+//! fn service() -> Service {
+//!     let model = Runner::new("sentiment", || {
+//!         Runnable::new().method("is_positive", |text: String| text.contains("love"))
+//!     });
+//!     let is_positive = model.method::<String, bool>("is_positive");
+//!     Service::new("sentiment_analyzer").runner(&model).api(
+//!         "analysis",
+//!         Text,
+//!         Json,
+//!         move |text: String| {
+//!             let call = is_positive.call(text);
+//!             async move {
+//!                 let positive = call.await?;
+//!                 POLARITY.with(&[("polarity", if positive { "True" } else { "False" })]).inc();
+//!                 Ok(json!({ "is_positive": positive }))
+//!             }
+//!         },
+//!     )
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     tiffin::main(service())
+//! }
+//! ```
+//!
+//! `examples/` teaches one idea a file; `docs/bentoml.md` maps each to its
+//! BentoML Python. A service crate depends on `tiffin` with
+//! `default-features = false`: the default feature `binary` is what the
+//! `tiffin` binary itself links (its built-in services and jemalloc).
 
 mod cli;
 mod models;
-pub mod services;
 
-/// Custom metrics (`tiffin::metrics::Counter::new(..)`, like `bentoml.metrics`).
+/// Custom metrics (`static X: Counter = Counter::lazy(..)`, like `bentoml.metrics`).
 pub use tiffin_metrics as metrics;
 /// serde, for the types a service decodes with [`JsonOf`] (no dependency of its own needed).
 pub use tiffin_service::serde;
 pub use tiffin_service::{
-    ApiError, Binary, Json, JsonOf, Runnable, Runner, RunnerError, Service, Text,
+    ApiError, Binary, File, FileInput, Image, Json, JsonOf, Method, NdArray, NumpyNdarray,
+    Runnable, Runner, RunnerError, Service, Text,
 };
 
 use std::process::ExitCode;

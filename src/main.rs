@@ -24,5 +24,5 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0\0"[0];
 
 fn main() -> ExitCode {
-    tiffin::main_with(tiffin::services::builtin())
+    tiffin::main_with(tiffin_builtins::builtin())
 }

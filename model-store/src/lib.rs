@@ -372,36 +372,11 @@ impl Store {
     }
 
     fn versions(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        let dir = self.root.join(name);
-        let read = match std::fs::read_dir(&dir) {
-            Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io("cannot list", &dir)(e)),
-        };
-        let mut versions: Vec<String> = read
-            .filter_map(Result::ok)
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|v| !v.starts_with('.'))
-            .collect();
-        versions.sort();
-        Ok(versions)
+        subdirs(&self.root.join(name))
     }
 
     fn names(&self) -> Result<Vec<String>, StoreError> {
-        let read = match std::fs::read_dir(&self.root) {
-            Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io("cannot list", &self.root)(e)),
-        };
-        let mut names: Vec<String> = read
-            .filter_map(Result::ok)
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
-        Ok(names)
+        subdirs(&self.root)
     }
 
     /// The version a tag names: its own, or the newest for `latest`.
@@ -512,6 +487,25 @@ impl Store {
         std::fs::copy(&entry.model_path, dest).map_err(io("cannot write", dest))?;
         Ok(entry)
     }
+}
+
+/// The sorted names of the directories in `dir` (model names in the root,
+/// versions in a model's directory), skipping hidden ones (an import in
+/// progress is a hidden temporary directory). A missing `dir` has none.
+fn subdirs(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("cannot list", dir)(e)),
+    };
+    let mut names: Vec<String> = read
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 #[cfg(test)]

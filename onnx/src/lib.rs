@@ -398,27 +398,21 @@ fn concat(inputs: Vec<NdArray>, dtype: DType) -> Result<NdData, OnnxError> {
         }
         Some(out)
     }
+    // One arm a dtype: each takes that variant's vector out of every input.
+    macro_rules! join_as {
+        ($variant:ident) => {
+            join(inputs, |d| match d {
+                NdData::$variant(v) => Some(v),
+                _ => None,
+            })
+            .map(NdData::$variant)
+        };
+    }
     let joined = match dtype {
-        DType::Float32 => join(inputs, |d| match d {
-            NdData::Float32(v) => Some(v),
-            _ => None,
-        })
-        .map(NdData::Float32),
-        DType::Float64 => join(inputs, |d| match d {
-            NdData::Float64(v) => Some(v),
-            _ => None,
-        })
-        .map(NdData::Float64),
-        DType::Int32 => join(inputs, |d| match d {
-            NdData::Int32(v) => Some(v),
-            _ => None,
-        })
-        .map(NdData::Int32),
-        DType::Int64 => join(inputs, |d| match d {
-            NdData::Int64(v) => Some(v),
-            _ => None,
-        })
-        .map(NdData::Int64),
+        DType::Float32 => join_as!(Float32),
+        DType::Float64 => join_as!(Float64),
+        DType::Int32 => join_as!(Int32),
+        DType::Int64 => join_as!(Int64),
     };
     joined.ok_or_else(|| OnnxError::Run("a batch mixes element types".into()))
 }
@@ -470,7 +464,7 @@ fn split(array: NdArray, rows: &[usize]) -> Result<Vec<NdArray>, OnnxError> {
 /// taking an [`NdArray`] and answering [`Outputs`].
 pub fn runnable(model: OnnxModel) -> Runnable {
     let model = Arc::new(model);
-    Runnable::new().batch_method(RUN_METHOD, move |inputs: Vec<NdArray>| {
+    Runnable::new().try_batch_method(RUN_METHOD, move |inputs: Vec<NdArray>| {
         model.run_batch(inputs)
     })
 }

@@ -127,7 +127,7 @@ pub fn service(name: &str, path: &Path) -> Result<(Service, ModelInfo), OnnxErro
         reason: "its input's element type is not carried".into(),
     })?;
     let runner = runner(name, path);
-    let caller = runner.clone();
+    let run = runner.method::<NdArray, Outputs>(RUN_METHOD);
     let input_doc = spec.io_spec();
     // One output: the answer is that array, a NumpyNdarray of its own (over
     // gRPC an `ndarray` in the model's dtype); several: a JSON object.
@@ -148,12 +148,8 @@ pub fn service(name: &str, path: &Path) -> Result<(Service, ModelInfo), OnnxErro
             NumpyNdarray,
             OutputsJson,
             move |array: NdArray| {
-                let checked = spec.check(array);
-                let runner = caller.clone();
-                async move {
-                    let input = checked?;
-                    Ok(runner.call::<_, Outputs>(RUN_METHOD, input).await?)
-                }
+                let call = spec.check(array).map(|input| run.call(input));
+                async move { Ok(call?.await?) }
             },
         )
         .describe_api(PREDICT_API, Some(input_doc), output_doc);

@@ -63,7 +63,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with any status.
+    /// An error with any status. Prefer the named constructors below; this
+    /// one is for statuses computed elsewhere (a runner error's status).
     pub fn new(status: u16, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -74,6 +75,38 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, message)
     }
+    /// 401: the request carries no valid credentials.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, message)
+    }
+    /// 403: the credentials are valid but not for this API.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, message)
+    }
+    /// 404: no such resource.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, message)
+    }
+    /// 408: the client did not send its request in time.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(408, message)
+    }
+    /// 413: the request body is larger than the server accepts.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(413, message)
+    }
+    /// 415: the request's content type is not the API's input type.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(415, message)
+    }
+    /// 422: the body is well formed but its values cannot be processed.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(422, message)
+    }
+    /// 429: too many requests at once (`api_server.traffic.max_concurrency`).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, message)
+    }
     /// 500: the handler or the model failed.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, message)
@@ -81,6 +114,19 @@ impl ApiError {
     /// 503: the service cannot take the request now.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, message)
+    }
+    /// 504: the request's deadline (`api_server.traffic.timeout`) passed.
+    pub fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self::new(504, message)
+    }
+}
+
+/// A misdefined custom metric used with `?` in a handler (`try_with`,
+/// `try_labels`) fails the request with 500: it is a bug in the service,
+/// not in the client's request.
+impl From<tiffin_metrics::MetricsError> for ApiError {
+    fn from(e: tiffin_metrics::MetricsError) -> Self {
+        ApiError::internal(format!("custom metric: {e}"))
     }
 }
 

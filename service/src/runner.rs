@@ -1,8 +1,31 @@
 //! A [`Runner`]: how to load a [`Runnable`] in a runner worker, and how an
 //! API handler calls it through the transport its API server installed.
+//!
+//! A handler calls a runner through a typed [`Method`] handle obtained once,
+//! when the service is built:
+//!
+//! ```
+//! use tiffin_service::{Json, Runnable, Runner, Service, Text};
+//!
+//! let nltk = Runner::new("nltk", || Runnable::new().method("is_positive", |t: String| !t.is_empty()));
+//! let is_positive = nltk.method::<String, bool>("is_positive");
+//! let service = Service::new("sentiment")
+//!     .runner(&nltk)
+//!     .api("analysis", Text, Json, move |text: String| {
+//!         let call = is_positive.call(text); // the future borrows nothing
+//!         async move { Ok(serde_json::json!({ "is_positive": call.await? })) }
+//!     });
+//! assert_eq!(service.apis()[0].route(), "/analysis");
+//! ```
+//!
+//! What travels is the runner's name, the method's name and the encoded
+//! input (`codec.rs`), so the API server neither knows nor cares what
+//! language the runnable is written in.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,6 +35,7 @@ use crate::codec;
 use crate::error::{CallError, RunnerError};
 use crate::runnable::Runnable;
 /// How an API-server process reaches a runner's workers; installed by the API server.
+#[doc(hidden)]
 pub trait RunnerTransport: Send + Sync {
     /// Sends one call with a JSON payload and waits for the JSON result.
     fn call(&self, method: &str, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, CallError>>;
@@ -23,13 +47,35 @@ struct RunnerInner {
     name: String,
     load: Box<LoadFn>,
     transport: OnceLock<Arc<dyn RunnerTransport>>,
+    /// Every method name a handle was made for, each stored once for the
+    /// life of the process (see [`Runner`]).
+    methods: Mutex<Vec<&'static str>>,
+}
+
+impl RunnerInner {
+    /// `name`, stored once: the same name always gives the same `&str`, so
+    /// making handles in a loop stores nothing new.
+    fn intern(&self, name: &str) -> &'static str {
+        let mut methods = self.methods.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = methods.iter().find(|m| **m == name) {
+            return known;
+        }
+        let stored: &'static str = Box::leak(name.into());
+        methods.push(stored);
+        stored
+    }
 }
 
 /// A named runner: how to load its [`Runnable`] (in a worker) and how to call
-/// it (from an API handler). Cheap to clone; clones share the connection.
-#[derive(Clone)]
+/// it (from an API handler).
+///
+/// A runner lives as long as the process, like the service that names it
+/// (every process builds its service once, at start-up), so it is stored
+/// once and never freed: a `Runner` and its [`Method`] handles are `Copy`,
+/// and a handler's future can own one without a clone or a reference count.
+#[derive(Clone, Copy)]
 pub struct Runner {
-    inner: Arc<RunnerInner>,
+    inner: &'static RunnerInner,
 }
 
 impl fmt::Debug for Runner {
@@ -54,12 +100,14 @@ impl Runner {
     where
         F: Fn() -> Result<Runnable, String> + Send + Sync + 'static,
     {
+        let inner = RunnerInner {
+            name: name.to_string(),
+            load: Box::new(load),
+            transport: OnceLock::new(),
+            methods: Mutex::new(Vec::new()),
+        };
         Self {
-            inner: Arc::new(RunnerInner {
-                name: name.to_string(),
-                load: Box::new(load),
-                transport: OnceLock::new(),
-            }),
+            inner: Box::leak(Box::new(inner)),
         }
     }
 
@@ -73,25 +121,89 @@ impl Runner {
         (self.inner.load)()
     }
 
-    /// Installs the transport used by [`Runner::call`]; the API server does this once.
+    /// Installs the transport that calls travel through; the API server does
+    /// this once at start-up. Plumbing, not part of a service's API.
+    #[doc(hidden)]
     pub fn connect(&self, transport: Arc<dyn RunnerTransport>) -> bool {
         self.inner.transport.set(transport).is_ok()
     }
 
-    /// Calls `method` on a worker of this runner and decodes its result.
-    pub async fn call<I: Serialize, O: DeserializeOwned>(
+    /// A typed handle to the method `name` taking `I` and answering `O`,
+    /// obtained once when the service is built. It is `Copy`, and its
+    /// [`Method::call`] returns a `'static` future, so a handler needs no
+    /// clone of anything.
+    pub fn method<I, O>(&self, name: &str) -> Method<I, O>
+    where
+        I: Serialize,
+        O: DeserializeOwned + Send + 'static,
+    {
+        Method {
+            runner: self.inner,
+            name: self.inner.intern(name),
+            types: PhantomData,
+        }
+    }
+
+    /// Calls `method` by name and decodes its result: the untyped form of
+    /// [`Runner::method`], for code that learns method names at run time.
+    pub async fn call<I: Serialize, O: DeserializeOwned + Send + 'static>(
         &self,
         method: &str,
         input: I,
     ) -> Result<O, RunnerError> {
-        let transport = self
-            .inner
-            .transport
-            .get()
-            .ok_or_else(|| RunnerError::NotConnected(self.inner.name.clone()))?
-            .clone();
-        let payload = codec::encode(&input).map_err(|e| RunnerError::Codec(e.to_string()))?;
-        let out = transport.call(method, payload).await?;
-        codec::decode_owned(out).map_err(|e| RunnerError::Codec(e.to_string()))
+        self.method::<I, O>(method).call(input).await
+    }
+}
+
+/// A typed handle to one method of a runner: [`Runner::method`] makes it.
+pub struct Method<I, O> {
+    runner: &'static RunnerInner,
+    name: &'static str,
+    /// `fn(I) -> O`: the handle neither owns an `I` nor an `O`, so it is
+    /// `Send`, `Sync` and `Copy` whatever they are.
+    types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> Clone for Method<I, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I, O> Copy for Method<I, O> {}
+
+impl<I, O> fmt::Debug for Method<I, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Method")
+            .field("runner", &self.runner.name)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl<I: Serialize, O: DeserializeOwned + Send + 'static> Method<I, O> {
+    /// The method's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Calls the method on a worker of the runner. The input is encoded
+    /// now, so the returned future borrows nothing (`use<I, O>`: it does not
+    /// capture `&self`'s lifetime): a handler can call through a captured
+    /// handle and return the future.
+    pub fn call(
+        &self,
+        input: I,
+    ) -> impl Future<Output = Result<O, RunnerError>> + Send + 'static + use<I, O> {
+        let sent = match self.runner.transport.get() {
+            None => Err(RunnerError::NotConnected(self.runner.name.clone())),
+            Some(transport) => codec::encode(&input)
+                .map_err(|e| RunnerError::Codec(e.to_string()))
+                .map(|payload| transport.call(self.name, payload)),
+        };
+        async move {
+            let out = sent?.await?;
+            codec::decode_owned(out).map_err(|e| RunnerError::Codec(e.to_string()))
+        }
     }
 }

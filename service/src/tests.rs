@@ -6,7 +6,7 @@ use crate::*;
 
 #[test]
 fn method_round_trips_json_values() {
-    let r = Runnable::new().method("double", |x: i64| Ok::<_, String>(x * 2));
+    let r = Runnable::new().method("double", |x: i64| x * 2);
     let out = r.call("double", b"21").unwrap();
     assert_eq!(out, b"42");
     assert!(matches!(
@@ -21,10 +21,71 @@ fn method_round_trips_json_values() {
 
 #[test]
 fn batch_method_must_return_one_output_per_input() {
-    let r = Runnable::new().batch_method("bad", |xs: Vec<i64>| {
-        Ok::<_, String>(vec![0i64; xs.len() + 1])
-    });
+    let r = Runnable::new().batch_method("bad", |xs: Vec<i64>| vec![0i64; xs.len() + 1]);
     assert!(matches!(r.call("bad", b"1"), Err(CallError::Failed(_))));
+}
+
+#[test]
+fn try_method_error_fails_the_call_with_its_message() {
+    let r = Runnable::new()
+        .try_method("fail", |_: String| Err::<bool, _>("model exploded"))
+        .try_batch_method("fail_batch", |_: Vec<i64>| Err::<Vec<i64>, _>("batch exploded"));
+    assert_eq!(
+        r.call("fail", b"\"x\""),
+        Err(CallError::Failed("model exploded".into()))
+    );
+    assert_eq!(
+        r.call("fail_batch", b"1"),
+        Err(CallError::Failed("batch exploded".into()))
+    );
+}
+
+/// Answers every call in process by running the runnable, as a worker would.
+struct InProcess(Runnable);
+
+impl RunnerTransport for InProcess {
+    fn call(&self, method: &str, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, CallError>> {
+        let out = self.0.call(method, &payload);
+        Box::pin(async move { out })
+    }
+}
+
+#[tokio::test]
+async fn method_handle_calls_through_the_installed_transport() {
+    let load = || Runnable::new().method("double", |x: i64| x * 2);
+    let runner = Runner::new("calc", load);
+    let double = runner.method::<i64, i64>("double");
+    let typo = runner.method::<i64, i64>("doubel");
+    let unconnected = double.call(1).await;
+    assert_eq!(
+        unconnected,
+        Err(RunnerError::NotConnected("calc".into()))
+    );
+    assert!(runner.connect(std::sync::Arc::new(InProcess(load()))));
+    // The future borrows nothing: it outlives the scope of the handle.
+    let call = {
+        let double = runner.method::<i64, i64>("double");
+        double.call(21)
+    };
+    assert_eq!(call.await, Ok(42));
+    assert_eq!(
+        typo.call(1).await,
+        Err(RunnerError::Call(CallError::UnknownMethod("doubel".into())))
+    );
+    let as_text = runner.method::<i64, String>("double").call(1).await;
+    assert!(matches!(as_text, Err(RunnerError::Codec(_))), "{as_text:?}");
+}
+
+#[test]
+fn named_status_constructors_carry_their_codes() {
+    assert_eq!(ApiError::bad_request("x").status, 400);
+    assert_eq!(ApiError::not_found("x").status, 404);
+    assert_eq!(ApiError::too_many_requests("x").status, 429);
+    assert_eq!(ApiError::gateway_timeout("x").status, 504);
+    let metric = tiffin_metrics::Counter::new("bad name", "x", &[]).map(|_| ());
+    let err = metric.map_err(ApiError::from).unwrap_err();
+    assert_eq!(err.status, 500);
+    assert!(err.message.contains("bad name"), "{}", err.message);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use common::*;
 use serde_json::{Value, json};
-use tiffin::services::iris::{self, IrisModel};
+use tiffin_builtins::iris::{self, IrisModel};
 
 const SERVICE: (&str, &str) = ("service_name", "iris_classifier");
 

@@ -7,7 +7,7 @@ use crate::common;
 
 use common::*;
 use serde_json::json;
-use tiffin::services::iris::{self, IrisModel, Row};
+use tiffin_builtins::iris::{self, IrisModel, Row};
 
 /// About `bytes` of JSON rows: the shipped rows, each moved by a small,
 /// deterministic offset so that the rows differ and the classes vary.

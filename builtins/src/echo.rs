@@ -4,14 +4,14 @@ use tiffin_service::{Runnable, Runner, Service, Text};
 
 /// `POST /echo` (text) → runner `echo.echo` → the same text.
 pub fn service() -> Service {
-    let echo = Runner::new("echo", || {
-        Runnable::new().method("echo", |s: String| Ok::<_, String>(s))
+    let runner = Runner::new("echo", || {
+        Runnable::new().method("echo", |text: String| text)
     });
-    let runner = echo.clone();
+    let echo = runner.method::<String, String>("echo");
     Service::new("echo")
-        .runner(&echo)
+        .runner(&runner)
         .api("echo", Text, Text, move |text: String| {
-            let runner = runner.clone();
-            async move { Ok(runner.call::<_, String>("echo", text).await?) }
+            let call = echo.call(text);
+            async move { Ok(call.await?) }
         })
 }

@@ -7,33 +7,28 @@
 //! `inference_duration` in the runner worker. The `analysis` API counts
 //! `polarity_total` in the API server.
 
-use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use serde_json::json;
-use tiffin_metrics::{Counter, Histogram, MetricsError};
+use tiffin_metrics::{Counter, DEFAULT_DURATION_BUCKETS, Histogram};
 use tiffin_service::{Json, Runnable, Runner, Service, Text};
 use vader_sentiment::SentimentIntensityAnalyzer;
 
 /// Label value for `nltk_version`: what does the scoring, like BentoML's `nltk.__version__`.
 const SCORER_VERSION: &str = "vader_sentiment-0.1.1";
 
-static INFERENCE_DURATION: LazyLock<Result<Histogram, MetricsError>> = LazyLock::new(|| {
-    Histogram::new(
-        "inference_duration",
-        "Duration of inference",
-        &["nltk_version", "sentiment_cls"],
-        &tiffin_metrics::DEFAULT_DURATION_BUCKETS,
-    )
-});
+static INFERENCE_DURATION: Histogram = Histogram::lazy(
+    "inference_duration",
+    "Duration of inference",
+    &["nltk_version", "sentiment_cls"],
+    &DEFAULT_DURATION_BUCKETS,
+);
 
-static POLARITY: LazyLock<Result<Counter, MetricsError>> = LazyLock::new(|| {
-    Counter::new(
-        "polarity_total",
-        "Count total number of analysis by polarity scores",
-        &["polarity"],
-    )
-});
+static POLARITY: Counter = Counter::lazy(
+    "polarity_total",
+    "Count total number of analysis by polarity scores",
+    &["polarity"],
+);
 
 /// Splits text into sentences the way a reader would: after `.`, `!` or `?`
 /// followed by whitespace (a light stand-in for `nltk.sent_tokenize`).
@@ -86,33 +81,35 @@ pub fn is_positive(analyzer: &SentimentIntensityAnalyzer<'_>, text: &str) -> boo
 }
 
 fn load() -> Runnable {
-    let analyzer = Arc::new(SentimentIntensityAnalyzer::new());
+    let analyzer = SentimentIntensityAnalyzer::new();
     Runnable::new().method("is_positive", move |text: String| {
         let start = Instant::now();
         let positive = is_positive(&analyzer, &text);
-        if let Ok(h) = &*INFERENCE_DURATION {
-            h.labels(&[SCORER_VERSION, "SentimentIntensityAnalyzer"])
-                .observe(start.elapsed().as_secs_f64());
-        }
-        Ok::<_, String>(positive)
+        INFERENCE_DURATION
+            .with(&[
+                ("nltk_version", SCORER_VERSION),
+                ("sentiment_cls", "SentimentIntensityAnalyzer"),
+            ])
+            .observe(start.elapsed().as_secs_f64());
+        positive
     })
 }
 
 /// The `sentiment_analyzer` service.
 pub fn service() -> Service {
     let nltk = Runner::new("nltk_sentiment", load);
-    let runner = nltk.clone();
+    let is_positive = nltk.method::<String, bool>("is_positive");
     Service::new("sentiment_analyzer").runner(&nltk).api(
         "analysis",
         Text,
         Json,
         move |text: String| {
-            let runner = runner.clone();
+            let call = is_positive.call(text);
             async move {
-                let positive: bool = runner.call("is_positive", text).await?;
-                if let Ok(c) = &*POLARITY {
-                    c.labels(&[if positive { "True" } else { "False" }]).inc();
-                }
+                let positive = call.await?;
+                POLARITY
+                    .with(&[("polarity", if positive { "True" } else { "False" })])
+                    .inc();
                 Ok(json!({ "is_positive": positive }))
             }
         },

@@ -16,14 +16,13 @@
 //! `predict` stacks every row of the batch into one matrix, scores it in one
 //! pass, and hands each caller back its own slice of the answers.
 
-use std::sync::Arc;
-
-use std::fmt;
-
-use tiffin_service::serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use tiffin_service::serde::ser::{self, Serializer};
-use tiffin_service::serde::{Deserialize, Deserializer, Serialize};
-use tiffin_service::{ApiError, JsonOf, Runnable, Runner, Service};
+use serde_json::Value;
+use bytes::Bytes;
+use tiffin_service::serde::{Deserialize, Serialize};
+use tiffin_service::{
+    ApiError, DType, IoDescriptor, IoKind, JsonOf, NdArray, NdData, NdSpec, NumpyNdarray,
+    Runnable, Runner, Service,
+};
 
 /// The shipped data set: header, then `sepal_length,sepal_width,petal_length,petal_width,species`.
 ///
@@ -174,40 +173,24 @@ impl IrisModel {
     }
 }
 
-/// Kinds of JSON values, as error messages name them.
-const NULL: &str = "null";
-const BOOLEAN: &str = "a boolean";
-const NUMBER: &str = "a number";
-const STRING: &str = "a string";
-const ARRAY: &str = "an array";
-const OBJECT: &str = "an object";
+/// A `/classify` body: one row of 4 numbers or a non-empty list of rows,
+/// read as BentoML's `NumpyNdarray` reads nested lists (no
+/// `serde_json::Value` tree: numbers go straight into one flat vector), then
+/// held to the shape `[n, 4]` by [`NdSpec`]. Only a body that does not fit
+/// is read again as a tree, to name the first row and feature at fault.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rows;
 
-/// A `/classify` body, read straight from the JSON text into rows (no
-/// `serde_json::Value` tree): the rows, or the message naming the first row
-/// and feature that does not fit.
-///
-/// A shape problem does not stop the read: the rest of the body is still
-/// parsed (and skipped, nothing kept) so that invalid JSON anywhere answers
-/// "body is not valid JSON", and the messages are exactly those of a check
-/// on the parsed body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClassifyInput(Result<Vec<Row>, String>);
-
-impl ClassifyInput {
-    /// The rows, or a 400 naming the row index and the problem.
-    pub fn into_rows(self) -> Result<Vec<Row>, ApiError> {
-        self.0.map_err(ApiError::bad_request)
+impl IoDescriptor for Rows {
+    type Value = Vec<Row>;
+    const KIND: IoKind = IoKind::Json;
+    fn decode(body: Bytes) -> Result<Vec<Row>, ApiError> {
+        parse_rows(&body)
     }
-}
-
-/// Encodes the rows as a list of rows; an input whose check failed cannot
-/// be encoded.
-impl Serialize for ClassifyInput {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match &self.0 {
-            Ok(rows) => rows.serialize(s),
-            Err(message) => Err(ser::Error::custom(message)),
-        }
+    fn encode(rows: Vec<Row>) -> Result<Bytes, ApiError> {
+        serde_json::to_vec(&rows)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::internal(format!("cannot encode rows: {e}")))
     }
 }
 
@@ -215,243 +198,87 @@ impl Serialize for ClassifyInput {
 /// non-empty list of such rows. Errors name the row index and the problem
 /// (or say the body is not JSON).
 pub fn parse_rows(body: &[u8]) -> Result<Vec<Row>, ApiError> {
-    serde_json::from_slice::<ClassifyInput>(body)
-        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?
-        .into_rows()
-}
-
-/// One JSON value as far as the shape check needs it.
-enum Item {
-    Number(f64),
-    /// Any other kind, arrays included when they are not read as rows.
-    Other(&'static str),
-    Row(RowShape),
-}
-
-/// What one array of features turned out to be.
-enum RowShape {
-    Row(Row),
-    /// Not 4 items: how many.
-    Count(usize),
-    /// 4 items, but feature `j` is not a finite number: its kind.
-    Feature(usize, &'static str),
-}
-
-impl RowShape {
-    /// The row, or the message naming row `index` (`None`: the body is one row).
-    fn into_row(self, index: Option<usize>) -> Result<Row, String> {
-        let at = || match index {
-            Some(i) => format!("row {i}"),
-            None => "row".to_string(),
-        };
-        match self {
-            RowShape::Row(row) => Ok(row),
-            RowShape::Count(n) => Err(format!(
-                "{}: expected 4 features ({}), got {n}",
-                at(),
-                FEATURES.join(", ")
-            )),
-            RowShape::Feature(j, kind) => Err(format!(
-                "{}, feature {j} ({}): expected a number, got {kind}",
-                at(),
-                FEATURES[j]
-            )),
-        }
-    }
-}
-
-/// Builds a [`RowShape`] one item at a time. The count is judged before the
-/// items (a row of 3 says "got 3" whatever its items are), then the first
-/// item that is not a number.
-struct RowBuilder {
-    row: Row,
-    count: usize,
-    bad: Option<(usize, &'static str)>,
-}
-
-impl RowBuilder {
-    fn new() -> Self {
-        Self {
-            row: [0.0; 4],
-            count: 0,
-            bad: None,
-        }
-    }
-
-    fn push(&mut self, item: Item) {
-        let kind = match item {
-            Item::Number(x) if x.is_finite() => {
-                if let Some(slot) = self.row.get_mut(self.count) {
-                    *slot = x;
-                }
-                None
-            }
-            Item::Number(_) => Some(NUMBER),
-            Item::Other(kind) => Some(kind),
-            Item::Row(_) => Some(ARRAY),
-        };
-        if let Some(kind) = kind {
-            self.bad.get_or_insert((self.count, kind));
-        }
-        self.count += 1;
-    }
-
-    fn finish(self) -> RowShape {
-        match (self.count, self.bad) {
-            (4, None) => RowShape::Row(self.row),
-            (4, Some((j, kind))) => RowShape::Feature(j, kind),
-            (n, _) => RowShape::Count(n),
-        }
-    }
-}
-
-/// Reads one [`Item`]; `rows`: whether an array is read as a row of
-/// features (else it is skipped and named).
-#[derive(Clone, Copy)]
-struct ReadItem {
-    rows: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for ReadItem {
-    type Value = Item;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Item, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ReadItem {
-    type Value = Item;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item, E> {
-        Ok(Item::Other(BOOLEAN))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Item, E> {
-        Ok(Item::Number(v as f64))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Item, E> {
-        Ok(Item::Number(v as f64))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Item, E> {
-        Ok(Item::Number(v))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item, E> {
-        Ok(Item::Other(STRING))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
-        Ok(Item::Other(NULL))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Item::Other(OBJECT))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
-        if !self.rows {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(Item::Other(ARRAY));
-        }
-        let mut row = RowBuilder::new();
-        while let Some(item) = seq.next_element_seed(ReadItem { rows: false })? {
-            row.push(item);
-        }
-        Ok(Item::Row(row.finish()))
-    }
-}
-
-impl<'de> Deserialize<'de> for ClassifyInput {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Body;
-        impl<'de> Visitor<'de> for Body {
-            type Value = ClassifyInput;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a row of 4 numbers or a list of rows")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ClassifyInput, A::Error> {
-                read_body(seq).map(ClassifyInput)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ClassifyInput, A::Error> {
-                not_a_list(ReadItem { rows: false }.visit_map(map)?)
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ClassifyInput, E> {
-                not_a_list(ReadItem { rows: false }.visit_bool(v)?)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ClassifyInput, E> {
-                not_a_list(ReadItem { rows: false }.visit_i64(v)?)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ClassifyInput, E> {
-                not_a_list(ReadItem { rows: false }.visit_u64(v)?)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ClassifyInput, E> {
-                not_a_list(ReadItem { rows: false }.visit_f64(v)?)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ClassifyInput, E> {
-                not_a_list(ReadItem { rows: false }.visit_str(v)?)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<ClassifyInput, E> {
-                not_a_list(ReadItem { rows: false }.visit_unit()?)
-            }
-        }
-        d.deserialize_any(Body)
-    }
-}
-
-/// The input for a body that is not an array.
-fn not_a_list<E>(item: Item) -> Result<ClassifyInput, E> {
-    let kind = match item {
-        Item::Number(_) => NUMBER,
-        Item::Other(kind) => kind,
-        Item::Row(_) => ARRAY,
+    let rows = NdSpec {
+        dtype: DType::Float64,
+        shape: vec![None, Some(FEATURES.len())],
     };
-    Ok(ClassifyInput(Err(format!(
-        "expected a row of 4 numbers or a list of rows, got {kind}"
-    ))))
+    let fitted = NumpyNdarray::parse(body).ok().and_then(|array| {
+        let array = match array.shape() {
+            [4] => NdArray::new(vec![1, 4], array.into_parts().1).ok()?,
+            [n, 4] if *n > 0 => array,
+            _ => return None,
+        };
+        match rows.check(array).ok()?.into_parts().1 {
+            NdData::Float64(values) => Some(
+                values
+                    .chunks_exact(4)
+                    .map(|r| [r[0], r[1], r[2], r[3]])
+                    .collect(),
+            ),
+            _ => None,
+        }
+    });
+    match fitted {
+        Some(rows) => Ok(rows),
+        None => Err(ApiError::bad_request(diagnose(body))),
+    }
 }
 
-/// Reads the body's top-level array: its first item says whether it is a
-/// list of rows (an array) or one row. After the first problem the rest is
-/// skipped; the outer `Err` is a JSON error, the inner one a shape problem.
-fn read_body<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Result<Vec<Row>, String>, A::Error> {
-    let outcome = match seq.next_element_seed(ReadItem { rows: true })? {
-        None => Err("expected at least one row of 4 numbers, got an empty list".to_string()),
-        Some(Item::Row(first)) => {
-            let mut rows = Vec::new();
-            let mut next = Some(Item::Row(first));
-            let mut index = 0;
-            loop {
-                let Some(item) = next else { break Ok(rows) };
-                let row = match item {
-                    Item::Row(shape) => shape.into_row(Some(index)),
-                    Item::Number(_) => Err(not_a_row(index, NUMBER)),
-                    Item::Other(kind) => Err(not_a_row(index, kind)),
-                };
-                match row {
-                    Ok(row) => rows.push(row),
-                    Err(message) => break Err(message),
-                }
-                index += 1;
-                next = seq.next_element_seed(ReadItem { rows: true })?;
-            }
-        }
-        Some(first) => {
-            let mut row = RowBuilder::new();
-            row.push(first);
-            while let Some(item) = seq.next_element_seed(ReadItem { rows: false })? {
-                row.push(item);
-            }
-            row.finish().into_row(None).map(|row| vec![row])
-        }
+/// Why a body is not rows: the message naming the first row and feature at
+/// fault, read from the parsed tree (a body that failed the fast read).
+fn diagnose(body: &[u8]) -> String {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) => return format!("body is not valid JSON: {e}"),
     };
-    // Whatever is left after a problem is still read, to find bad JSON.
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(outcome)
+    let Value::Array(items) = &value else {
+        return format!(
+            "expected a row of 4 numbers or a list of rows, got {}",
+            kind(&value)
+        );
+    };
+    let problem = match items.first() {
+        None => Some("expected at least one row of 4 numbers, got an empty list".to_string()),
+        Some(Value::Array(_)) => items.iter().enumerate().find_map(|(i, item)| match item {
+            Value::Array(row) => row_problem(row, &format!("row {i}")),
+            other => Some(format!(
+                "row {i}: expected an array of 4 numbers ({}), got {}",
+                FEATURES.join(", "),
+                kind(other)
+            )),
+        }),
+        Some(_) => row_problem(items, "row"),
+    };
+    problem.unwrap_or_else(|| "body is not a row of 4 numbers or a list of rows".to_string())
 }
 
-fn not_a_row(index: usize, kind: &str) -> String {
-    format!(
-        "row {index}: expected an array of 4 numbers ({}), got {kind}",
-        FEATURES.join(", ")
-    )
+/// The problem with one row, if any: its count is judged before its items.
+fn row_problem(row: &[Value], at: &str) -> Option<String> {
+    if row.len() != FEATURES.len() {
+        return Some(format!(
+            "{at}: expected 4 features ({}), got {}",
+            FEATURES.join(", "),
+            row.len()
+        ));
+    }
+    let (j, bad) = row.iter().enumerate().find(|(_, v)| !v.is_number())?;
+    Some(format!(
+        "{at}, feature {j} ({}): expected a number, got {}",
+        FEATURES[j],
+        kind(bad)
+    ))
+}
+
+/// A JSON value's kind, as error messages name it.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// A class name, one byte in memory; encoded as its name.
@@ -467,29 +294,23 @@ pub enum Class {
 }
 
 fn load() -> Result<Runnable, String> {
-    let model = Arc::new(IrisModel::from_shipped_data()?);
-    Ok(
-        Runnable::new().batch_method("predict", move |calls: Vec<Vec<Row>>| {
-            Ok::<_, String>(model.predict_batch(&calls))
-        }),
-    )
+    let model = IrisModel::from_shipped_data()?;
+    Ok(Runnable::new().batch_method("predict", move |calls: Vec<Vec<Row>>| {
+        model.predict_batch(&calls)
+    }))
 }
 
 /// The `iris_classifier` service.
 pub fn service() -> Service {
     let iris = Runner::try_new("iris_clf", load);
-    let runner = iris.clone();
+    let predict = iris.method::<Vec<Row>, Vec<Class>>("predict");
     Service::new("iris_classifier").runner(&iris).api(
         "classify",
-        JsonOf::<ClassifyInput>::new(),
+        Rows,
         JsonOf::<Vec<Class>>::new(),
-        move |input: ClassifyInput| {
-            let runner = runner.clone();
-            async move {
-                let rows = input.into_rows()?;
-                let classes: Vec<Class> = runner.call("predict", rows).await?;
-                Ok(classes)
-            }
+        move |rows: Vec<Row>| {
+            let call = predict.call(rows);
+            async move { Ok(call.await?) }
         },
     )
 }

@@ -113,18 +113,16 @@ pub fn service() -> Service {
             .map(runnable)
             .map_err(|e| e.to_string())
     });
-    let runner = clf.clone();
+    let run = clf.method::<NdArray, Outputs>(RUN_METHOD);
     Service::new("digits_classifier").runner(&clf).api(
         "predict",
         Image,
         JsonOf::<Prediction>::new(),
         move |image: DynamicImage| {
-            let runner = runner.clone();
-            let row = pixels(&image);
+            let call = NdArray::new(vec![1, 64], NdData::Float32(pixels(&image)))
+                .map(|input| run.call(input));
             async move {
-                let input = NdArray::new(vec![1, 64], NdData::Float32(row))
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                let outputs: Outputs = runner.call(RUN_METHOD, input).await?;
+                let outputs = call.map_err(|e| ApiError::internal(e.to_string()))?.await?;
                 prediction(outputs)
             }
         },
