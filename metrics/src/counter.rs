@@ -7,7 +7,7 @@
 //! given does (see [`registry`](crate::registry)).
 
 use crate::error::MetricsError;
-use crate::family::{Handle, MetricFamily, Series, wrong_kind};
+use crate::family::{MetricFamily, prometheus_series};
 use crate::registry::{Spec, global};
 
 /// A counter family; `labels()` / `with()` select one series.
@@ -33,16 +33,7 @@ impl Counter {
     }
 }
 
-impl Series for CounterChild {
-    const KIND: &'static str = "Counter";
-
-    fn attach(handle: &Handle, values: &[&str]) -> Result<Self, prometheus::Error> {
-        match handle {
-            Handle::Counter(vec) => Ok(Self(Some(vec.get_metric_with_label_values(values)?))),
-            _ => Err(wrong_kind::<Self>()),
-        }
-    }
-}
+prometheus_series!(CounterChild, Counter);
 
 impl CounterChild {
     /// Adds one.

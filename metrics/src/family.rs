@@ -64,6 +64,30 @@ pub fn wrong_kind<S: Series>() -> prometheus::Error {
     prometheus::Error::Msg(format!("internal handle is not a {}", S::KIND))
 }
 
+/// Implements [`Series`] for a kind's child `$child(Option<_>)` that wraps
+/// one series of the `prometheus` vector in `Handle::$kind` (`None` when
+/// detached): counters, gauges and histograms differ only in those names.
+macro_rules! prometheus_series {
+    ($child:ident, $kind:ident) => {
+        impl $crate::family::Series for $child {
+            const KIND: &'static str = stringify!($kind);
+
+            fn attach(
+                handle: &$crate::family::Handle,
+                values: &[&str],
+            ) -> Result<Self, prometheus::Error> {
+                match handle {
+                    $crate::family::Handle::$kind(vec) => {
+                        Ok(Self(Some(vec.get_metric_with_label_values(values)?)))
+                    }
+                    _ => Err($crate::family::wrong_kind::<Self>()),
+                }
+            }
+        }
+    };
+}
+pub(crate) use prometheus_series;
+
 /// Shared by all handles of one metric: what picking a series needs to validate and warn.
 pub struct Meta {
     /// The metric name as exposed (counters end in `_total`).

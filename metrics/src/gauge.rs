@@ -7,7 +7,7 @@
 //! largest or smallest), and it learns that only from the snapshot.
 
 use crate::error::MetricsError;
-use crate::family::{Handle, MetricFamily, Series, wrong_kind};
+use crate::family::{MetricFamily, prometheus_series};
 use crate::registry::{Spec, global};
 use crate::snapshot::GaugeMode;
 
@@ -54,16 +54,7 @@ impl Gauge {
     }
 }
 
-impl Series for GaugeChild {
-    const KIND: &'static str = "Gauge";
-
-    fn attach(handle: &Handle, values: &[&str]) -> Result<Self, prometheus::Error> {
-        match handle {
-            Handle::Gauge(vec) => Ok(Self(Some(vec.get_metric_with_label_values(values)?))),
-            _ => Err(wrong_kind::<Self>()),
-        }
-    }
-}
+prometheus_series!(GaugeChild, Gauge);
 
 impl GaugeChild {
     /// Sets the value.

@@ -9,7 +9,7 @@
 //! bad list is refused at definition (see [`buckets`](crate::buckets)).
 
 use crate::error::MetricsError;
-use crate::family::{Handle, MetricFamily, Series, wrong_kind};
+use crate::family::{MetricFamily, prometheus_series};
 use crate::registry::{Spec, global};
 
 /// A histogram family; `labels()` / `with()` select one series.
@@ -43,16 +43,7 @@ impl Histogram {
     }
 }
 
-impl Series for HistogramChild {
-    const KIND: &'static str = "Histogram";
-
-    fn attach(handle: &Handle, values: &[&str]) -> Result<Self, prometheus::Error> {
-        match handle {
-            Handle::Histogram(vec) => Ok(Self(Some(vec.get_metric_with_label_values(values)?))),
-            _ => Err(wrong_kind::<Self>()),
-        }
-    }
-}
+prometheus_series!(HistogramChild, Histogram);
 
 impl HistogramChild {
     /// Records one observation.
