@@ -38,7 +38,7 @@
 //!   definitions and the [`Registry::snapshot`]. Counters, gauges and histograms
 //!   live in a `prometheus::Registry` (atomics, no locks on the hot path);
 //!   summaries live beside it because the `prometheus` crate has none, and
-//!   they must carry a mergeable [`Sketch`] anyway.
+//!   they must carry a mergeable [`Sketch`](crate::Sketch) anyway.
 //! - **Definitions are idempotent.** Defining a name again with the same kind,
 //!   label names, buckets and gauge mode returns a handle to the same metric, so
 //!   two `lazy` statics in different modules (or a re-run constructor) are fine.
@@ -51,8 +51,8 @@
 //!   repeated label name, logs a warning (once per metric) and yields a
 //!   detached child that records nothing; use `try_labels` / `try_with` to get
 //!   the error instead. A lazy static whose definition fails logs it once and
-//!   records nothing; its `try_` methods return that error. Negative counter increments are
-//!   ignored with a warning.
+//!   records nothing; its `try_` methods return that error. Negative counter
+//!   increments are ignored with a warning.
 //! - **Unlabelled metrics exist from the start** (value 0; a lazy static's
 //!   start is its first use), labelled ones from their first `labels()` /
 //!   `with()` call, like the Python client in multiprocess mode.
