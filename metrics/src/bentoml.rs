@@ -21,7 +21,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use crate::buckets::batch_size_buckets;
 use crate::error::MetricsError;
@@ -147,14 +149,10 @@ impl RequestFamilies {
         let cached = self
             .endpoints
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .get(endpoint)
             .map(|e| e.in_progress.clone());
         let gauge = cached.unwrap_or_else(|| {
-            let mut map = self
-                .endpoints
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut map = self.endpoints.write();
             self.entry(&mut map, endpoint).in_progress.clone()
         });
         gauge.inc();
@@ -165,10 +163,7 @@ impl RequestFamilies {
         // A clock step can make a measured duration negative; a duration is never below 0.
         let seconds = seconds.max(0.0);
         {
-            let map = self
-                .endpoints
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let map = self.endpoints.read();
             if let Some((_, total, duration)) = map
                 .get(endpoint)
                 .and_then(|e| e.finished.iter().find(|(code, ..)| *code == status_code))
@@ -178,10 +173,7 @@ impl RequestFamilies {
                 return;
             }
         }
-        let mut map = self
-            .endpoints
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.endpoints.write();
         let code = status_code.to_string();
         let label = self.endpoint_label(endpoint);
         let mut values = vec![
@@ -378,17 +370,9 @@ impl RunnerMetrics {
     /// Records the size of one dispatched batch of `method_name` in `bentoml_runner_adaptive_batch_size`.
     pub fn observe_batch(&self, method_name: &str, size: usize) {
         let inner = &*self.inner;
-        let cached = inner
-            .batch_children
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(method_name)
-            .cloned();
+        let cached = inner.batch_children.read().get(method_name).cloned();
         let child = cached.unwrap_or_else(|| {
-            let mut map = inner
-                .batch_children
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut map = inner.batch_children.write();
             map.entry(method_name.to_owned())
                 .or_insert_with(|| {
                     let f = &inner.families;

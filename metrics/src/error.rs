@@ -1,7 +1,8 @@
 //! The one error type of the crate's fallible calls.
 //!
-//! Only defining a metric and picking a series with `try_labels` can fail
-//! (recording never does, see [`registry`](crate::registry)), and callers in
+//! Only defining a metric and picking a series with `try_labels` or
+//! `try_with` can fail (recording never does, see
+//! [`registry`](crate::registry)), and callers in
 //! other crates wrap the failure in their own error with `#[from]`, so one
 //! enum serves them all. It sits
 //! in a file of its own, importing nothing of the crate, so that the registry
@@ -45,6 +46,16 @@ pub enum MetricsError {
         /// Number of values passed.
         got: usize,
     },
+    /// `with()` named a label the metric does not have, left one of its labels out, or named one twice.
+    #[error("metric `{name}`: label `{label}` {problem}")]
+    LabelName {
+        /// The metric name.
+        name: String,
+        /// The label name at fault.
+        label: String,
+        /// What is wrong with it.
+        problem: LabelProblem,
+    },
     /// The underlying `prometheus` crate refused an operation (should not happen after validation).
     #[error("metric `{name}`: {message}")]
     Backend {
@@ -53,4 +64,18 @@ pub enum MetricsError {
         /// The backend's message.
         message: String,
     },
+}
+
+/// What is wrong with a label name passed to `with()` ([`MetricsError::LabelName`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LabelProblem {
+    /// The metric was not defined with this label.
+    #[error("is not one of the metric's labels")]
+    Unknown,
+    /// The metric has this label but the call gave it no value.
+    #[error("is missing")]
+    Missing,
+    /// The call gave this label two values.
+    #[error("is given twice")]
+    Duplicate,
 }

@@ -7,7 +7,9 @@
 //! below (the whole flow is described in `docs/architecture.md`):
 //!
 //! 1. **Record** — [`registry`]: custom metrics mirroring `bentoml.metrics`
-//!    ([`Counter`], [`Gauge`], [`Histogram`], [`Summary`]); [`bentoml`] defines
+//!    ([`Counter`], [`Gauge`], [`Histogram`], [`Summary`]: each one generic
+//!    [`MetricFamily`] over its own series type, usable as a `static` through
+//!    its `const fn lazy`, with positional or named labels); [`bentoml`] defines
 //!    BentoML's default request families on top of it. Recording is a hash
 //!    lookup and an atomic add, because it happens on every request; nothing
 //!    here blocks on I/O.
@@ -42,23 +44,28 @@
 
 pub mod bentoml;
 pub mod buckets;
+mod counter;
 mod error;
+mod family;
+mod gauge;
+mod histogram;
 pub mod merge;
 pub mod names;
 pub mod registry;
 pub mod render;
 pub mod sketch;
 pub mod snapshot;
+mod summary;
 #[cfg(test)]
 mod testutil;
 
 pub use bentoml::{ApiServerMetrics, InProgressGuard, RunnerMetrics};
 pub use buckets::{DEFAULT_DURATION_BUCKETS, batch_size_buckets};
-pub use error::MetricsError;
+pub use error::{LabelProblem, MetricsError};
 pub use merge::{MergeConflict, Merged, WorkerId, merge, merge_report, retire};
 pub use registry::{
-    Counter, CounterChild, Gauge, GaugeChild, Histogram, HistogramChild, Registry, Summary,
-    SummaryChild, global,
+    Counter, CounterChild, Gauge, GaugeChild, Histogram, HistogramChild, MetricFamily, Registry,
+    Summary, SummaryChild, global,
 };
 pub use render::{
     Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, render_openmetrics, render_text,
