@@ -50,28 +50,26 @@ impl InFlight {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
 
     #[tokio::test]
     async fn zero_resolves_when_the_last_call_ends_and_not_before() {
-        let calls = Arc::new(InFlight::default());
+        let calls = InFlight::default();
         calls.start();
         calls.start();
-        let waiter = tokio::spawn({
-            let calls = calls.clone();
-            async move { calls.zero().await }
-        });
+        let zero = calls.zero();
+        tokio::pin!(zero);
         calls.end();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiter.is_finished(), "one call is still in flight");
+        assert!(
+            futures::poll!(zero.as_mut()).is_pending(),
+            "one call is still in flight"
+        );
         calls.end();
-        tokio::time::timeout(Duration::from_secs(5), waiter)
+        tokio::time::timeout(Duration::from_secs(5), zero)
             .await
-            .expect("zero() must wake when the count reaches zero")
-            .unwrap();
+            .expect("zero() must wake when the count reaches zero");
         // Already idle: resolves at once.
         calls.zero().await;
     }

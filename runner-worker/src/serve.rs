@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::{UnixListener, UnixStream};
 
+use tiffin_config::BatchingConfig;
 use tiffin_ipc::connection::{Connection, ConnectionError, Incoming, Opening};
 use tiffin_ipc::proto::{
     DataRequest, DataResponse, FromSupervisor, PROTOCOL_VERSION, Role, ToSupervisor,
@@ -18,7 +20,7 @@ use tiffin_metrics::{self as metrics, RunnerMetrics};
 use tiffin_service::{CallError, MethodKind, Runnable};
 use tiffin_telemetry::{Kind, Span, TraceContext, Tracer};
 
-use crate::batch::{BatchLimits, Dispatcher, Reply};
+use crate::batch::{BatchLimits, BatchSpans, Call, Dispatcher, Reply};
 use crate::in_flight::InFlight;
 use crate::{WorkerArgs, WorkerError};
 
@@ -45,6 +47,71 @@ struct Worker {
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 impl Worker {
+    /// Loads the runnable and sets up what serving it needs: metrics, the
+    /// tracer, and a batch dispatcher per batchable method.
+    fn load(args: &WorkerArgs, role: &Role) -> Result<Self, WorkerError> {
+        let load_error = |message: String| WorkerError::Load {
+            runner: args.runner.clone(),
+            message,
+        };
+        let runner = args
+            .service
+            .find_runner(&args.runner)
+            .ok_or_else(|| WorkerError::UnknownRunner(args.runner.clone()))?;
+        let started = Instant::now();
+        let runnable = runner.load().map_err(load_error)?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "runnable loaded"
+        );
+
+        let cfg = &args.config.runners;
+        let batching = cfg.batching_for(&args.runner);
+        let metrics = if cfg.metrics.enabled {
+            let buckets = cfg
+                .metrics
+                .duration
+                .buckets("runners.metrics")
+                .map_err(|e| load_error(e.to_string()))?;
+            let batch_buckets = tiffin_config::batch_size_buckets(batching.max_batch_size);
+            Some(RunnerMetrics::new(
+                metrics::global(),
+                &cfg.metrics.namespace,
+                &buckets,
+                &batch_buckets,
+                &args.service.name,
+                args.service.version_label(),
+                &args.runner,
+                args.index,
+            )?)
+        } else {
+            None
+        };
+        let tracer =
+            Tracer::from_config(&args.config.tracing, &args.service.name, &role.to_string())
+                .map_err(|e| load_error(e.to_string()))?;
+
+        let dispatchers = dispatchers(
+            &runnable,
+            &batching,
+            metrics.as_ref(),
+            tracer.as_ref(),
+            &args.runner,
+        );
+
+        Ok(Self {
+            runnable,
+            dispatchers,
+            metrics,
+            requests: AtomicU64::new(0),
+            in_flight: InFlight::default(),
+            draining: AtomicBool::new(false),
+            connections: Mutex::default(),
+            tracer,
+            runner: args.runner.clone(),
+        })
+    }
+
     /// Adds a started data connection; one that opens during a drain is
     /// told at once.
     fn register(&self, conn: &DataConn) {
@@ -79,119 +146,74 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A dispatcher for each batchable method, when batching is enabled: a batch
+/// size histogram per method and, when tracing, a span per batch.
+fn dispatchers(
+    runnable: &Runnable,
+    batching: &BatchingConfig,
+    metrics: Option<&RunnerMetrics>,
+    tracer: Option<&Tracer>,
+    runner: &str,
+) -> HashMap<String, Dispatcher> {
+    let mut dispatchers = HashMap::new();
+    if !batching.enabled {
+        return dispatchers;
+    }
+    // Queue bound: see `BatchLimits::new`.
+    let limits = BatchLimits::new(
+        batching.max_batch_size,
+        Duration::from_millis(batching.max_latency_ms),
+    );
+    for (name, method) in runnable.methods() {
+        // The one place a method's kind decides how it is served:
+        // batchable ones through a dispatcher, the rest inline.
+        let batch = match method {
+            MethodKind::Batch(f) => f.clone(),
+            MethodKind::Single(_) => continue,
+        };
+        let observer_metrics = metrics.cloned();
+        let method_name = name.to_string();
+        let observe = Arc::new(move |n: usize| {
+            if let Some(m) = &observer_metrics {
+                m.observe_batch(&method_name, n);
+            }
+        });
+        let spans = tracer.map(|tracer| BatchSpans {
+            tracer: tracer.clone(),
+            name: format!("{runner}.{name}"),
+        });
+        let dispatcher = Dispatcher::spawn(batch, limits, observe, spans);
+        dispatchers.insert(name.to_string(), dispatcher);
+    }
+    dispatchers
+}
+
+/// Binds the worker's data socket (mode 0600), only in a private directory
+/// of ours (not a symlink, our uid, mode 0700): the control connection
+/// checks it too, but after the bind.
+fn bind(runtime_dir: &Path, socket: &Path) -> Result<UnixListener, WorkerError> {
+    let bind_error = |source| WorkerError::Bind {
+        path: socket.display().to_string(),
+        source,
+    };
+    tiffin_ipc::peer::check_dir(runtime_dir)
+        .map_err(|e| bind_error(std::io::Error::new(std::io::ErrorKind::PermissionDenied, e)))?;
+    // A previous worker of this slot may have died and left its socket behind.
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket).map_err(bind_error)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    Ok(listener)
+}
+
 /// Runs a runner worker until the supervisor asks it to drain or goes away.
 pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
-    let runner = args
-        .service
-        .find_runner(&args.runner)
-        .ok_or_else(|| WorkerError::UnknownRunner(args.runner.clone()))?
-        .clone();
-    let started = Instant::now();
-    let runnable = runner.load().map_err(|message| WorkerError::Load {
-        runner: args.runner.clone(),
-        message,
-    })?;
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "runnable loaded"
-    );
-
-    let cfg = &args.config.runners;
-    let batching = cfg.batching_for(&args.runner);
-    let metrics = if cfg.metrics.enabled {
-        let buckets = cfg
-            .metrics
-            .duration
-            .buckets("runners.metrics")
-            .map_err(|e| WorkerError::Load {
-                runner: args.runner.clone(),
-                message: e.to_string(),
-            })?;
-        let batch_buckets = tiffin_config::batch_size_buckets(batching.max_batch_size);
-        Some(RunnerMetrics::new(
-            metrics::global(),
-            &cfg.metrics.namespace,
-            &buckets,
-            &batch_buckets,
-            &args.service.name,
-            args.service.version_label(),
-            &args.runner,
-            args.index,
-        )?)
-    } else {
-        None
-    };
-
     let role = Role::Runner {
         name: args.runner.clone(),
         index: args.index,
     };
-    let tracer = Tracer::from_config(&args.config.tracing, &args.service.name, &role.to_string())
-        .map_err(|e| WorkerError::Load {
-        runner: args.runner.clone(),
-        message: e.to_string(),
-    })?;
-
-    let mut dispatchers = HashMap::new();
-    for (name, method) in runnable.methods() {
-        if let (MethodKind::Batch(f), true) = (method, batching.enabled) {
-            // Queue bound: see `BatchLimits::new`.
-            let limits = BatchLimits::new(
-                batching.max_batch_size,
-                Duration::from_millis(batching.max_latency_ms),
-            );
-            let observer_metrics = metrics.clone();
-            let method_name = name.to_string();
-            let observe = Arc::new(move |n: usize| {
-                if let Some(m) = &observer_metrics {
-                    m.observe_batch(&method_name, n);
-                }
-            });
-            dispatchers.insert(
-                name.to_string(),
-                Dispatcher::spawn_traced(
-                    f.clone(),
-                    limits,
-                    observe,
-                    tracer
-                        .clone()
-                        .map(|t| (t, format!("{}.{name}", args.runner))),
-                ),
-            );
-        }
-    }
-
-    let worker = Arc::new(Worker {
-        runnable,
-        dispatchers,
-        metrics,
-        requests: AtomicU64::new(0),
-        in_flight: InFlight::default(),
-        draining: AtomicBool::new(false),
-        connections: Mutex::default(),
-        tracer,
-        runner: args.runner.clone(),
-    });
-
+    let worker = Arc::new(Worker::load(&args, &role)?);
     let socket = runtime::runner_socket(&args.runtime_dir, &args.runner, args.index);
-    // Bind only in a private directory of ours (not a symlink, our uid, mode
-    // 0700): the control connection checks it too, but after the bind.
-    tiffin_ipc::peer::check_dir(&args.runtime_dir).map_err(|e| WorkerError::Bind {
-        path: socket.display().to_string(),
-        source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, e),
-    })?;
-    // A previous worker of this slot may have died and left its socket behind.
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(|source| WorkerError::Bind {
-        path: socket.display().to_string(),
-        source,
-    })?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(
-        |source| WorkerError::Bind {
-            path: socket.display().to_string(),
-            source,
-        },
-    )?;
+    let listener = bind(&args.runtime_dir, &socket)?;
 
     let snap_worker = worker.clone();
     let snapshot: tiffin_ipc::control::SnapshotFn = Arc::new(move || {
@@ -223,7 +245,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
                 None => {
                     tracing::info!("supervisor went away; exiting");
                     let _ = std::fs::remove_file(&socket);
-                    flush_traces(&worker).await;
+                    flush_traces(worker.tracer.clone()).await;
                     return Ok(());
                 }
             },
@@ -242,7 +264,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         snapshot: metrics::global().snapshot(),
     })?;
     control.finish().await;
-    flush_traces(&worker).await;
+    flush_traces(worker.tracer.clone()).await;
     tracing::info!("drained; exiting");
     Ok(())
 }
@@ -354,10 +376,13 @@ fn call(worker: &Arc<Worker>, conn: &DataConn, method: String, payload: Vec<u8>,
         let worker = worker.clone();
         let conn = conn.clone();
         let trace = span.as_ref().map(Span::context);
-        dispatcher.submit_traced(
+        let call = Call {
             payload,
             expires,
             trace,
+        };
+        dispatcher.submit(
+            call,
             Reply::new(move |result| {
                 let result = finish(&worker, &method, started, result, &request_id, span);
                 drop(guard);
@@ -430,8 +455,8 @@ fn tag_with_request(e: CallError, request_id: &str) -> CallError {
 }
 
 /// Exports the worker's queued spans before it exits (bounded).
-async fn flush_traces(worker: &Worker) {
-    if let Some(tracer) = worker.tracer.clone() {
+async fn flush_traces(tracer: Option<Tracer>) {
+    if let Some(tracer) = tracer {
         let flushed = tokio::task::spawn_blocking(move || tracer.shutdown(TRACE_FLUSH_LIMIT));
         let _ = tokio::time::timeout(TRACE_FLUSH_LIMIT * 2, flushed).await;
     }
