@@ -8,21 +8,25 @@
 //! supervisor for the aggregate of every process; in gRPC mode the
 //! supervisor serves it on its own metrics port.
 
+mod accept;
 mod access_log;
-mod balance;
 mod connections;
-mod core;
 mod cors;
-mod count;
+mod count_guard;
 mod deadline;
+mod endpoint_label;
 pub mod grpc;
 mod http;
+mod observation;
 mod openapi;
 pub mod pool;
 mod request_id;
 mod request_scope;
+mod route;
+mod state;
 mod swagger;
 mod trace;
+mod traffic;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
