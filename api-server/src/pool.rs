@@ -14,7 +14,7 @@
 //! [`RUNNER_CALLS_IN_FLIGHT`], and a call that finds no worker tells the
 //! supervisor at once ([`ToSupervisor::CallWaiting`]). For a runner that may
 //! be autoscaled to zero such a call waits for a worker for as long as its
-//! request may still run, instead of [`WORKER_WAIT`].
+//! request may still run, instead of `WORKER_WAIT`.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -40,7 +40,7 @@ pub(crate) struct ServerState {
     /// What each path names: the service's APIs and the fixed paths.
     pub routes: Routes,
     /// One pool per runner, in the service's order.
-    pub pools: Vec<Arc<RunnerPool>>,
+    pools: Vec<Arc<RunnerPool>>,
     by_name: HashMap<String, Arc<RunnerPool>>,
     /// Default metrics, unless `api_server.metrics.enabled=false`.
     pub metrics: Option<ApiServerMetrics>,
