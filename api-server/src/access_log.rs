@@ -11,7 +11,7 @@
 //! it to HTTP) followed by `grpc_status=`. It is written when the response's
 //! headers are ready, which for a unary call is its end: tonic answers an
 //! error with headers only (`grpc-status` among them), and a success's `0`
-//! in the trailers (`grpc.rs`, `Observe`). For a streaming call (health
+//! in the trailers (`grpc/observe.rs`). For a streaming call (health
 //! `Watch`, reflection) the line marks the stream's start.
 //!
 //! The request's and response's `type`/`length` appear as
@@ -24,11 +24,12 @@
 //!
 //! # Skipped paths
 //!
-//! Probes and scrapes ([`SKIP_PATHS`]: `/livez`, `/healthz`, `/readyz`,
-//! `/metrics`, and gRPC's health `Check` and `Watch`) are not logged: an orchestrator polls them every few seconds
-//! and they would drown the requests. BentoML's middleware takes
-//! `skip_paths` but its configuration has no key for it, so neither does
-//! tiffin: the list is fixed.
+//! Probes and scrapes (`/livez`, `/healthz`, `/readyz`, `/metrics`, and
+//! gRPC's health `Check` and `Watch`: `Route::is_probe` in `route.rs`) are
+//! not logged, whichever front door they reach: an orchestrator polls them
+//! every few seconds and they would drown the requests. BentoML's
+//! middleware takes `skip_paths` but its configuration has no key for it,
+//! so neither does tiffin: the list is fixed.
 //!
 //! # Cost
 //!
@@ -51,16 +52,6 @@ use std::time::Duration;
 use hyper::Method;
 use hyper::header::HeaderValue;
 use tiffin_config::{AccessLogConfig, IdFormat, LogFormat};
-
-/// Paths never logged (probes and scrapes).
-pub const SKIP_PATHS: [&str; 6] = [
-    "/livez",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/grpc.health.v1.Health/Check",
-    "/grpc.health.v1.Health/Watch",
-];
 
 /// Longest path written (a request line can be far longer; the rest is cut).
 const MAX_LOGGED_PATH: usize = 1024;
@@ -132,11 +123,6 @@ impl AccessLog {
             span_format: parse(&config.format.span_id, "016x")?,
             json: format == LogFormat::Json,
         })
-    }
-
-    /// Whether requests to `path` are left out.
-    pub(crate) fn skips(path: &str) -> bool {
-        SKIP_PATHS.contains(&path)
     }
 
     /// Writes the line of one request.

@@ -23,10 +23,12 @@ use tokio::time::Instant as TokioInstant;
 
 use tiffin_metrics::{Counter, MetricsError, Registry};
 
+use crate::count_guard::{Count, CountGuard};
+
 /// The per-server count of open connections and its limit.
 #[derive(Debug)]
 pub(crate) struct Connections {
-    open: AtomicUsize,
+    open: Arc<AtomicUsize>,
     /// Accepted connections whose first request has not begun.
     fresh: AtomicUsize,
     max: usize,
@@ -35,24 +37,17 @@ pub(crate) struct Connections {
 }
 
 /// Holds one open connection in the count until dropped.
-#[derive(Debug)]
 pub(crate) struct Admitted {
-    connections: Arc<Connections>,
+    _open: CountGuard<Arc<AtomicUsize>>,
     /// Opened past the limit: serve only probes and scrapes on it.
     pub over_limit: bool,
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.connections.open.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Connections {
     /// A count with room for `max` connections that may idle for `idle`.
     pub fn new(max: usize, idle: Duration) -> Arc<Self> {
         Arc::new(Self {
-            open: AtomicUsize::new(0),
+            open: Arc::default(),
             fresh: AtomicUsize::new(0),
             max,
             idle,
@@ -60,10 +55,10 @@ impl Connections {
     }
 
     /// Counts a newly accepted connection.
-    pub fn admit(self: &Arc<Self>) -> Admitted {
-        let before = self.open.fetch_add(1, Ordering::Relaxed);
+    pub fn admit(&self) -> Admitted {
+        let (open, before) = CountGuard::enter_after(Arc::clone(&self.open));
         Admitted {
-            connections: self.clone(),
+            _open: open,
             over_limit: before >= self.max,
         }
     }
@@ -101,13 +96,18 @@ impl Drop for Activity {
     }
 }
 
-/// Marks one request in flight on a connection until dropped.
-pub(crate) struct InFlight<'a>(&'a Activity);
+/// A request on the connection begins (`up`) or ends (`down`): both are
+/// request boundaries for the idle timer.
+impl Count for Activity {
+    fn up(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.begun();
+        self.touch();
+    }
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    fn down(&self) {
+        self.touch();
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -150,11 +150,8 @@ impl Activity {
     }
 
     /// A request started; it counts until the guard is dropped.
-    pub fn request(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.begun();
-        self.touch();
-        InFlight(self)
+    pub fn request(&self) -> CountGuard<&Self> {
+        CountGuard::enter(self)
     }
 
     /// Resolves once the connection has had no request in flight for `idle`.

@@ -1,16 +1,18 @@
-//! HTTP routing, body limits, error bodies and per-request metrics.
+//! The HTTP front door: the accept loop, and for each request its route's
+//! answer (`route.rs` resolves the path once), body limits, error bodies,
+//! CORS and the connection limit; metering and observation are shared with
+//! gRPC (`state.rs`, `observation.rs`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -19,11 +21,12 @@ use tiffin_ipc::proto::{FromSupervisor, ToSupervisor};
 use tiffin_metrics::Format;
 use tiffin_service::{Api, ApiError};
 
-use crate::balance::{self, Board, HEARTBEAT};
+use crate::accept::{self, HEARTBEAT, LoadBoard, inherit_listener};
 use crate::connections::{AcceptBackoff, Activity, Connections};
-use crate::core::{Core, Flow, inherit_listener};
 use crate::cors::{Cors, CorsRequest};
-use crate::request_id::Observed;
+use crate::observation::Observation;
+use crate::route::Route;
+use crate::state::{Flow, ServerState};
 use crate::swagger;
 use crate::{ApiServerArgs, ApiServerError};
 
@@ -35,19 +38,13 @@ const FRESH_GRACE: Duration = Duration::from_secs(1);
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct App {
-    core: Core,
+    state: ServerState,
     max_body: u64,
     docs: Bytes,
     /// How long a request body may take to arrive (`api_server.http.body_read_timeout`).
     body_timeout: Duration,
     /// `api_server.http.cors`, when enabled.
     cors: Option<Cors>,
-}
-
-/// Probes and scrapes: answered even past the connection limit, and never
-/// refused for concurrency.
-fn is_infrastructure(path: &str) -> bool {
-    matches!(path, "/livez" | "/healthz" | "/readyz" | "/metrics")
 }
 
 type Body = Full<Bytes>;
@@ -78,27 +75,42 @@ fn static_bytes(content_type: &'static str, bytes: &'static [u8]) -> Response<Bo
 }
 
 impl App {
-    /// The `endpoint` label for a request path: the path itself, except that
-    /// unknown paths are capped (see [`Core::endpoint_label`]).
-    fn endpoint_label<'a>(&self, path: &'a str) -> &'a str {
-        let known = matches!(
-            path,
-            "/livez" | "/healthz" | "/readyz" | "/docs.json" | "/schema.json" | "/schema"
-        ) || swagger::serves(path)
-            || self.core.apis.contains_key(path.trim_start_matches('/'));
-        self.core.endpoint_label(path, known)
-    }
-
-    fn ready(&self) -> bool {
-        self.core.ready()
+    /// Serves one request with its request id, span and access-log line
+    /// (`observation.rs`) around everything else. The path is resolved here,
+    /// once; every later stage reads the [`Route`].
+    async fn observe(
+        &self,
+        req: Request<Incoming>,
+        activity: Arc<Activity>,
+        over_limit: bool,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        // Cloning the URI shares its bytes; the path outlives the request.
+        let uri = req.uri().clone();
+        let path = uri.path();
+        let route = self.state.routes.resolve(path);
+        let method = req.method();
+        let observed = Observation::begin(
+            &self.state,
+            route,
+            method,
+            req.headers(),
+            |tracer, parent| crate::trace::start_request(tracer, method, route, path, parent),
+        );
+        let handled = self.handle(req, route, path, activity, over_limit);
+        let mut resp = observed.scope(&self.state, handled).await;
+        observed.finish(&self.state, Some(client), path, &mut resp);
+        resp
     }
 
     /// Serves one request of a connection; `over_limit` connections (opened
     /// past `api_server.http.max_connections`) serve only probes and scrapes,
     /// and are closed after each answer.
     async fn handle(
-        self: Arc<Self>,
+        &self,
         req: Request<Incoming>,
+        route: Route<'_>,
+        path: &str,
         activity: Arc<Activity>,
         over_limit: bool,
     ) -> Response<Body> {
@@ -110,75 +122,42 @@ impl App {
             .map(|c| c.request(req.method(), req.headers()))
         {
             Some(CorsRequest::Preflight(resp)) => return resp,
-            Some(CorsRequest::CrossOrigin { origin, has_cookie }) => {
-                Some((origin, has_cookie, self.clone()))
-            }
+            Some(CorsRequest::CrossOrigin { origin, has_cookie }) => Some((origin, has_cookie)),
             Some(CorsRequest::SameOrigin) | None => None,
         };
-        let mut resp = if over_limit && !is_infrastructure(req.uri().path()) {
+        let mut resp = if over_limit && !route.is_infrastructure() {
             json_error(
                 503,
                 "too many open connections to this API server (api_server.http.max_connections)",
             )
         } else {
-            self.serve(req).await
+            self.serve(req, route, path).await
         };
         if over_limit {
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Some((origin, has_cookie, app)) = cross_origin
-            && let Some(cors) = &app.cors
+        if let Some((origin, has_cookie)) = cross_origin
+            && let Some(cors) = &self.cors
         {
             cors.decorate(&origin, has_cookie, resp.headers_mut());
         }
         resp
     }
 
-    /// Serves one request with its request id, span and access-log line
-    /// (`request_id.rs`, `trace.rs`, `access_log.rs`) around everything else.
-    async fn observe(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        activity: Arc<Activity>,
-        over_limit: bool,
-        client: SocketAddr,
-    ) -> Response<Body> {
-        // Cloning the URI shares its bytes; the path outlives the request.
-        let uri = req.uri().clone();
-        let path = uri.path();
-        let route = (is_infrastructure(path)
-            || self.core.apis.contains_key(path.trim_start_matches('/')))
-        .then_some(path);
-        let observed = Observed::begin(&self.core, req.method(), req.headers(), path, route);
-        let handled = self.clone().handle(req, activity, over_limit);
-        let mut resp = observed.scope(&self.core, handled).await;
-        observed.finish(&self.core, Some(client), path, &mut resp);
-        resp
+    /// Answers one request, metered in the default metrics unless it is a
+    /// scrape (which is not a request to the service).
+    async fn serve(&self, req: Request<Incoming>, route: Route<'_>, path: &str) -> Response<Body> {
+        let answer = self.answer(req, route, path);
+        if let Route::Metrics = route {
+            return answer.await;
+        }
+        let status = |resp: &Response<Body>| resp.status().as_u16();
+        self.state.metered(route, path, answer, status).await
     }
 
-    async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        if path == "/metrics" {
-            return self.scrape(&req).await;
-        }
-        let started = Instant::now();
-        let endpoint = self.endpoint_label(&path);
-        let guard = self.core.metrics.as_ref().map(|m| m.start(endpoint));
-        let resp = self.route(&path, req).await;
-        drop(guard);
-        if let Some(m) = &self.core.metrics {
-            m.finish(
-                endpoint,
-                resp.status().as_u16(),
-                started.elapsed().as_secs_f64(),
-            );
-        }
-        self.core.requests.fetch_add(1, Ordering::Relaxed);
-        resp
-    }
-
-    async fn route(&self, path: &str, req: Request<Incoming>) -> Response<Body> {
+    /// The answer to a request for `route`.
+    async fn answer(&self, req: Request<Incoming>, route: Route<'_>, path: &str) -> Response<Body> {
         let method = req.method().clone();
         let get_only = |resp: Response<Body>| {
             if method == Method::GET || method == Method::HEAD {
@@ -190,44 +169,40 @@ impl App {
                 )
             }
         };
-        match path {
-            "/livez" | "/healthz" => get_only(plain(StatusCode::OK, "ok")),
-            "/readyz" => get_only(if self.ready() {
+        match route {
+            Route::Live => get_only(plain(StatusCode::OK, "ok")),
+            Route::Ready => get_only(if self.state.ready() {
                 plain(StatusCode::OK, "ok")
             } else {
                 json_error(503, "runners are not ready")
             }),
-            "/docs.json" | "/schema.json" | "/schema" => get_only({
+            Route::Metrics => self.scrape(req.headers()).await,
+            Route::Docs => get_only({
                 let mut r = Response::new(Full::new(self.docs.clone()));
                 r.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 r
             }),
-            "/" => get_only(static_bytes("text/html; charset=utf-8", swagger::INDEX)),
-            p if p.starts_with(swagger::PREFIX) => get_only(match swagger::asset(p) {
+            Route::DocsPage => get_only(static_bytes("text/html; charset=utf-8", swagger::INDEX)),
+            Route::DocsAsset(asset) => get_only(match asset {
                 Some((content_type, bytes)) => static_bytes(content_type, bytes),
                 None => json_error(404, &format!("no route for {path}")),
             }),
-            _ => match self.core.apis.get(path.trim_start_matches('/')) {
-                None => json_error(404, &format!("no route for {path}")),
-                Some(_) if method != Method::POST => {
-                    let mut r = json_error(
-                        405,
-                        &format!("method {method} not allowed on {path}; use POST"),
-                    );
-                    r.headers_mut()
-                        .insert("allow", HeaderValue::from_static("POST"));
-                    r
-                }
-                Some(api) => match self
-                    .core
-                    .within_traffic_limits(self.call_api(api, req))
-                    .await
-                {
-                    Ok(resp) => resp,
-                    Err(e) => json_error(e.status, &e.message),
-                },
+            Route::Api(_) if method != Method::POST => {
+                let mut r = json_error(
+                    405,
+                    &format!("method {method} not allowed on {path}; use POST"),
+                );
+                r.headers_mut()
+                    .insert("allow", HeaderValue::from_static("POST"));
+                r
+            }
+            Route::Api(api) => match self.state.traffic.within(self.call_api(api, req)).await {
+                Ok(resp) => resp,
+                Err(e) => json_error(e.status, &e.message),
             },
+            // gRPC's paths are routes of a gRPC API server only.
+            Route::Grpc(_) | Route::Unknown => json_error(404, &format!("no route for {path}")),
         }
     }
 
@@ -297,19 +272,18 @@ impl App {
         Ok(resp)
     }
 
-    async fn scrape(&self, req: &Request<Incoming>) -> Response<Body> {
-        if self.core.metrics.is_none() {
+    async fn scrape(&self, headers: &HeaderMap) -> Response<Body> {
+        if self.state.metrics.is_none() {
             return json_error(
                 404,
                 "metrics are disabled (api_server.metrics.enabled=false)",
             );
         }
-        let accept = req
-            .headers()
+        let accept = headers
             .get(hyper::header::ACCEPT)
             .and_then(|v| v.to_str().ok());
         let format = Format::from_accept(accept);
-        let answer = self.core.control.request(ToSupervisor::Scrape { format });
+        let answer = self.state.control.request(ToSupervisor::Scrape { format });
         match tokio::time::timeout(SCRAPE_TIMEOUT, answer).await {
             Ok(Ok(FromSupervisor::Scraped { body })) => {
                 let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -331,27 +305,27 @@ impl App {
 pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let fd = args.listen_fd;
     let listener = inherit_listener(fd)?;
-    let (core, mut events) = Core::start(&args).await?;
-    // Accepts are spread over the API servers (balance.rs); without the
+    let (state, mut events) = ServerState::start(&args).await?;
+    // Accepts are spread over the API servers (accept.rs); without the
     // board, this one accepts as it always did.
     // One slot per possible API server: `tiffin scale api-server N` may go
     // past `api_server.workers`, up to MAX_WORKERS.
-    let board = Board::open(&args.runtime_dir, args.index, tiffin_config::MAX_WORKERS)
+    let board = LoadBoard::open(&args.runtime_dir, args.index, tiffin_config::MAX_WORKERS)
         .map_err(|e| tracing::warn!(error = %e, "accepting without balancing"))
         .ok();
 
     let docs = crate::openapi::document(&args.service);
     let http = &args.config.api_server.http;
     let connections = Connections::new(http.max_connections, http.keepalive_timeout_duration());
-    let mut backoff = AcceptBackoff::new(core.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
+    let mut backoff = AcceptBackoff::new(state.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
     let app = Arc::new(App {
-        core,
+        state,
         max_body: http.max_request_size,
         docs: Bytes::from(docs.to_string()),
         body_timeout: http.body_read_timeout_duration(),
         cors: Cors::from_config(&http.cors).map_err(|e| ApiServerError::Config(e.to_string()))?,
     });
-    app.core.announce_ready()?;
+    app.state.announce_ready()?;
 
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -367,7 +341,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
                     board.publish(connections.open());
                 }
             }
-            accepted = balance::accept(&listener, board.as_ref(), || connections.open()) => {
+            accepted = accept::accept(&listener, board.as_ref(), || connections.open()) => {
                 let (stream, client) = match accepted {
                     Ok(s) => {
                         backoff.succeeded();
@@ -407,7 +381,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
                     drop(admitted);
                 });
             }
-            event = events.recv() => match app.core.on_event(event) {
+            event = events.recv() => match app.state.on_event(event) {
                 Flow::Continue => {}
                 Flow::Drain => break,
                 Flow::Gone => return Ok(()),
@@ -425,5 +399,5 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     graceful.shutdown().await;
-    app.core.drained().await
+    app.state.drained().await
 }

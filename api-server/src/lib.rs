@@ -7,22 +7,39 @@
 //! supervisor over the control connection. Over HTTP, `/metrics` asks the
 //! supervisor for the aggregate of every process; in gRPC mode the
 //! supervisor serves it on its own metrics port.
+//!
+//! # Where things are
+//!
+//! - Front doors: `http.rs` (hyper) and `grpc/` (tonic), over the state
+//!   both share, `state.rs` (`ServerState`).
+//! - A request's way through: `accept.rs` takes the connection from the
+//!   shared listener, `connections.rs` bounds and times connections,
+//!   `route.rs` resolves the path once, `observation.rs` gives it an id
+//!   (`request_id.rs`), a span (`trace.rs`) and an access-log line
+//!   (`access_log.rs`), `traffic.rs` bounds API requests, `pool.rs` carries
+//!   runner calls to the workers. `endpoint_label.rs` caps the metrics'
+//!   labels for unknown paths; `count_guard.rs` is the guard every count of
+//!   things in flight uses.
 
+mod accept;
 mod access_log;
-mod balance;
 mod connections;
-mod core;
 mod cors;
-mod count;
+mod count_guard;
 mod deadline;
+mod endpoint_label;
 pub mod grpc;
 mod http;
+mod observation;
 mod openapi;
 pub mod pool;
 mod request_id;
 mod request_scope;
+mod route;
+mod state;
 mod swagger;
 mod trace;
+mod traffic;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;

@@ -17,7 +17,8 @@
 //!
 //! Every status an API can answer is listed with the error body
 //! `{"error": "..."}` (`components.schemas.Error`): the front door's own
-//! (`api-server/src/http.rs`: 408, 413, 415; `core.rs`: 429, 503, 504) and
+//! (`api-server/src/http.rs`: 408, 413, 415, and 503 past the connection
+//! limit; `traffic.rs`: 429, 504) and
 //! the handler's and runner's (`service/src/error.rs`: 400, 500, 503, 504;
 //! a handler may answer 404 itself).
 

@@ -14,7 +14,7 @@
 //! [`RUNNER_CALLS_IN_FLIGHT`], and a call that finds no worker tells the
 //! supervisor at once ([`ToSupervisor::CallWaiting`]). For a runner that may
 //! be autoscaled to zero such a call waits for a worker for as long as its
-//! request may still run, instead of [`WORKER_WAIT`].
+//! request may still run, instead of `WORKER_WAIT`.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,7 +33,7 @@ use tiffin_ipc::proto::{
 use tiffin_metrics::GaugeChild;
 use tiffin_service::{BoxFuture, CallError, RunnerTransport};
 
-use crate::count::Counted;
+use crate::count_guard::CountGuard;
 
 type Reply = Result<Vec<u8>, CallError>;
 
@@ -96,22 +96,6 @@ const WORKER_WAIT: Duration = Duration::from_secs(1);
 /// How long a call to a runner that scales to zero waits for a worker when
 /// it runs outside any request deadline (inside one, the deadline bounds it).
 const COLD_START_WAIT: Duration = Duration::from_secs(30);
-
-/// Counts a call in flight on the pool's gauge until dropped.
-struct InFlight<'a>(&'a GaugeChild);
-
-impl<'a> InFlight<'a> {
-    fn enter(gauge: &'a GaugeChild) -> Self {
-        gauge.inc();
-        Self(gauge)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
 
 impl RunnerPool {
     /// An empty pool for `runner`; workers arrive through [`RunnerPool::update`].
@@ -290,7 +274,7 @@ impl RunnerPool {
         };
         // Counted down on drop too: a caller that gives up (client gone,
         // deadline) must not leave the worker looking busy forever.
-        let (_outstanding, _) = Counted::enter(&worker.outstanding);
+        let _outstanding = CountGuard::enter(&worker.outstanding);
         let answer = worker.conn.request(call).await;
         if let (Some(span), Ok(DataResponse::Result(Err(e)))) = (&mut span, &answer) {
             span.set_error(e.to_string());
@@ -312,7 +296,7 @@ impl RunnerPool {
     async fn route(self: Arc<Self>, method: String, payload: Vec<u8>) -> Reply {
         // Shared by every attempt: a retry sends the same bytes, uncopied.
         let payload = Bytes::from(payload);
-        let _in_flight = InFlight::enter(&self.in_flight);
+        let _in_flight = CountGuard::enter(&self.in_flight);
         let unavailable =
             || CallError::Unavailable(format!("no live worker of runner '{}'", self.runner));
         // Workers already tried for this call. A draining worker refuses

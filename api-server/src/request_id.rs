@@ -14,11 +14,12 @@
 //!    tracing is on (same reason), else 128 random bits in hex.
 //!
 //! The response carries it as `X-Request-ID` and as BentoML's
-//! `X-BentoML-Request-ID`. Runner calls take it from a task-local set
-//! around the request's handler (`request_scope.rs`, as `deadline.rs` does for the
-//! deadline), so `Runner::call`, which knows nothing of requests, still sends
-//! it in `DataRequest::Call`, and the runner worker's log lines and errors
-//! for that call carry it.
+//! `X-BentoML-Request-ID` (`observation.rs` chooses it and sets both).
+//! Runner calls take it from a task-local set around the request's handler
+//! (`request_scope.rs`, as `deadline.rs` does for the deadline), so
+//! `Runner::call`, which knows nothing of requests, still sends it in
+//! `DataRequest::Call`, and the runner worker's log lines and errors for
+//! that call carry it.
 //!
 //! # Cost
 //!
@@ -27,20 +28,11 @@
 //! small `String` per runner call for the frame.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 
-use std::net::SocketAddr;
-use std::time::Instant;
-
-use hyper::body::Body;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::{HeaderMap, Method, Response};
-use tiffin_telemetry::{Span, TraceContext};
-
-use crate::access_log::{AccessLog, Entry};
-use crate::core::Core;
-use crate::request_scope::{RequestScope, within};
+use hyper::HeaderMap;
+use hyper::header::HeaderValue;
+use tiffin_telemetry::TraceContext;
 
 pub use tiffin_ipc::proto::MAX_REQUEST_ID_LEN;
 
@@ -111,187 +103,6 @@ fn random_u128() -> u128 {
 pub(crate) fn set_response_headers(headers: &mut HeaderMap, id: &HeaderValue) {
     headers.insert(X_REQUEST_ID, id.clone());
     headers.insert(X_BENTOML_REQUEST_ID, id.clone());
-}
-
-/// What is known about one request from its arrival to its access-log
-/// line: the id, the span, and the request's half of the line.
-pub(crate) struct Observed {
-    started: Instant,
-    id: HeaderValue,
-    span: Option<Span>,
-    /// Trace id, span id and sampled flag for the log (the client's when
-    /// tracing is off, all zero without a `traceparent`).
-    ids: (u128, u64, bool),
-    /// The request's half of the access-log line, unless not logged.
-    logged: Option<(Method, Option<HeaderValue>, Option<HeaderValue>)>,
-}
-
-impl Observed {
-    /// Reads the id and trace context of an HTTP request and starts its
-    /// span. `route` is the path when it names a route of this server.
-    pub(crate) fn begin(
-        core: &Core,
-        method: &Method,
-        headers: &HeaderMap,
-        path: &str,
-        route: Option<&str>,
-    ) -> Observed {
-        let started = Instant::now();
-        let (client_id, parent) = from_headers(headers);
-        let span = core
-            .tracer
-            .as_ref()
-            .map(|t| crate::trace::start_request(t, method, route, path, parent.as_ref()));
-        Self::with(
-            core, started, method, headers, path, client_id, parent, span,
-        )
-    }
-
-    /// The same for a gRPC call (an HTTP/2 `POST` to `/{service}/{method}`,
-    /// its metadata the request's headers); `known` when this server has the
-    /// method.
-    pub(crate) fn begin_grpc(
-        core: &Core,
-        method: &Method,
-        headers: &HeaderMap,
-        path: &str,
-        known: bool,
-    ) -> Observed {
-        let started = Instant::now();
-        let (client_id, parent) = from_headers(headers);
-        let span = core
-            .tracer
-            .as_ref()
-            .map(|t| crate::trace::start_rpc(t, path, known, parent.as_ref()));
-        Self::with(
-            core, started, method, headers, path, client_id, parent, span,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn with(
-        core: &Core,
-        started: Instant,
-        method: &Method,
-        headers: &HeaderMap,
-        path: &str,
-        client_id: Option<HeaderValue>,
-        parent: Option<TraceContext>,
-        span: Option<Span>,
-    ) -> Observed {
-        let ctx = span.as_ref().map(Span::context).or(parent);
-        let ids = ctx.map_or((0, 0, false), |c| (c.trace_id, c.span_id, c.sampled));
-        let id = client_id.unwrap_or_else(|| make(ctx.map(|c| c.trace_id)));
-        let logged = core
-            .access_log
-            .as_ref()
-            .filter(|_| !AccessLog::skips(path))
-            .map(|_| {
-                (
-                    method.clone(),
-                    headers.get(CONTENT_TYPE).cloned(),
-                    headers.get(CONTENT_LENGTH).cloned(),
-                )
-            });
-        Observed {
-            started,
-            id,
-            span,
-            ids,
-            logged,
-        }
-    }
-
-    /// Runs the request's handler with this request as the current one.
-    ///
-    /// Not an `async fn`, so that the handler's future is held once (see
-    /// `request_scope::within`); the returned future borrows nothing.
-    pub(crate) fn scope<F: Future>(
-        &self,
-        core: &Core,
-        fut: F,
-    ) -> impl Future<Output = F::Output> + use<F> {
-        let trace = match (&core.tracer, &self.span) {
-            (Some(t), Some(s)) => Some((t.clone(), s.context())),
-            _ => None,
-        };
-        let scope = RequestScope {
-            id: self.id.clone(),
-            trace,
-        };
-        within(scope, fut)
-    }
-
-    /// Adds the id headers to an HTTP response, ends the span and writes
-    /// the access-log line.
-    pub(crate) fn finish<B: Body>(
-        self,
-        core: &Core,
-        client: Option<SocketAddr>,
-        path: &str,
-        resp: &mut Response<B>,
-    ) {
-        let status = resp.status().as_u16();
-        self.end(core, client, path, resp, status, None);
-    }
-
-    /// The same for a gRPC call that ended with `code`, which BentoML's
-    /// metrics and this log show as the HTTP `status`.
-    pub(crate) fn finish_grpc<B: Body>(
-        self,
-        core: &Core,
-        client: Option<SocketAddr>,
-        path: &str,
-        resp: &mut Response<B>,
-        code: i32,
-        status: u16,
-    ) {
-        self.end(core, client, path, resp, status, Some(code));
-    }
-
-    fn end<B: Body>(
-        self,
-        core: &Core,
-        client: Option<SocketAddr>,
-        path: &str,
-        resp: &mut Response<B>,
-        status: u16,
-        grpc_status: Option<i32>,
-    ) {
-        set_response_headers(resp.headers_mut(), &self.id);
-        let id = self.id.to_str().unwrap_or("");
-        if let Some(mut span) = self.span {
-            match grpc_status {
-                Some(code) => crate::trace::finish_rpc(&mut span, code, id),
-                None => crate::trace::finish_request(&mut span, status, id),
-            }
-        }
-        if let (Some(log), Some((method, request_type, request_length))) =
-            (&core.access_log, &self.logged)
-        {
-            log.write(&Entry {
-                client,
-                scheme: if grpc_status.is_some() {
-                    "grpc"
-                } else {
-                    "http"
-                },
-                method,
-                path,
-                request_type: request_type.as_ref(),
-                request_length: request_length.as_ref(),
-                status,
-                grpc_status,
-                response_type: resp.headers().get(CONTENT_TYPE),
-                response_length: resp.body().size_hint().exact(),
-                latency: self.started.elapsed(),
-                trace_id: self.ids.0,
-                span_id: self.ids.1,
-                sampled: self.ids.2,
-                request_id: id,
-            });
-        }
-    }
 }
 
 #[cfg(test)]

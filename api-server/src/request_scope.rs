@@ -4,7 +4,7 @@
 //! the span its runner calls hang under are set around that handler as a
 //! task-local ([`within`]) and read where a call leaves for a runner
 //! ([`current`]), as `deadline.rs` does for the deadline. This module is a
-//! leaf: `request_id.rs` sets the scope, `pool.rs` and `trace.rs` read it.
+//! leaf: `observation.rs` sets the scope, `pool.rs` and `trace.rs` read it.
 
 use std::future::Future;
 

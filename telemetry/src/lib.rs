@@ -25,7 +25,8 @@
 //! handed to the SDK's batch processor, which exports from its own thread
 //! with a bounded queue ([`MAX_QUEUED_SPANS`]; spans past it are dropped and
 //! counted by the SDK, never waited for) and a per-export timeout from the
-//! configuration. Shutdown flushes within [`Tracer::shutdown`]'s bound.
+//! configuration. Shutdown flushes within [`Tracer::shutdown`]'s bound;
+//! [`flush_traces`] is that shutdown as an exiting process calls it.
 
 mod context;
 
@@ -48,6 +49,10 @@ pub use context::{TraceContext, format_traceparent, parse_traceparent};
 
 /// Spans waiting for export, at most; past it new spans are dropped.
 pub const MAX_QUEUED_SPANS: usize = 4096;
+
+/// How long an exiting process waits for its last spans to be exported
+/// ([`flush_traces`]).
+pub const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// Spans in one export request, at most.
 const EXPORT_BATCH: usize = 512;
@@ -204,6 +209,18 @@ impl Tracer {
         if let Err(e) = self.provider.shutdown_with_timeout(within) {
             tracing::warn!(error = %e, "tracing did not flush on shutdown");
         }
+    }
+}
+
+/// Exports the spans still queued and stops `tracer`'s exporter, before a
+/// process exits: at most [`FLUSH_LIMIT`] for the export, and twice that in
+/// all (the blocking pool may be busy). Does nothing when tracing is off.
+/// Call it inside the process's tokio runtime; [`Tracer::shutdown`] blocks,
+/// so it runs on the blocking pool, and the caller's thread keeps serving.
+pub async fn flush_traces(tracer: Option<&Tracer>) {
+    if let Some(tracer) = tracer.cloned() {
+        let flushed = tokio::task::spawn_blocking(move || tracer.shutdown(FLUSH_LIMIT));
+        let _ = tokio::time::timeout(FLUSH_LIMIT * 2, flushed).await;
     }
 }
 

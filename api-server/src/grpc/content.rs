@@ -143,13 +143,16 @@ pub fn json_to_value(json: serde_json::Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// The client's error: content `field` is not `what` it should be.
+fn invalid(field: &str, what: &str, error: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("content field '{field}' is not {what}: {error}"))
+}
+
 fn json_body(field: &str, v: prost_types::Value) -> Result<Bytes, Status> {
-    let json = value_to_json(v).map_err(|e| {
-        Status::invalid_argument(format!("content field '{field}' is not valid: {e}"))
-    })?;
+    let json = value_to_json(v).map_err(|e| invalid(field, "valid", e))?;
     serde_json::to_vec(&json)
         .map(Bytes::from)
-        .map_err(|e| Status::invalid_argument(format!("content field '{field}' is not valid: {e}")))
+        .map_err(|e| invalid(field, "valid", e))
 }
 
 /// An `NDArray` message as an array: `shape` (empty: one dimension of all
@@ -227,31 +230,22 @@ pub(super) fn ndarray_to_proto(array: NdArray) -> Result<proto::NdArray, String>
         shape,
         ..Default::default()
     };
+    // Each dtype has its own values field; the others stay empty.
+    fn fill<T>(field: &mut Vec<T>, values: Vec<T>, dtype: PbDType) -> PbDType {
+        *field = values;
+        dtype
+    }
     nd.dtype = match data {
-        NdData::Float32(v) => {
-            nd.float_values = v;
-            PbDType::DtypeFloat
-        }
-        NdData::Float64(v) => {
-            nd.double_values = v;
-            PbDType::DtypeDouble
-        }
-        NdData::Int32(v) => {
-            nd.int32_values = v;
-            PbDType::DtypeInt32
-        }
-        NdData::Int64(v) => {
-            nd.int64_values = v;
-            PbDType::DtypeInt64
-        }
+        NdData::Float32(v) => fill(&mut nd.float_values, v, PbDType::DtypeFloat),
+        NdData::Float64(v) => fill(&mut nd.double_values, v, PbDType::DtypeDouble),
+        NdData::Int32(v) => fill(&mut nd.int32_values, v, PbDType::DtypeInt32),
+        NdData::Int64(v) => fill(&mut nd.int64_values, v, PbDType::DtypeInt64),
     } as i32;
     Ok(nd)
 }
 
 fn ndarray_body(field: &str, nd: proto::NdArray) -> Result<Bytes, Status> {
-    let array = ndarray_from_proto(nd).map_err(|e| {
-        Status::invalid_argument(format!("content field '{field}' is not a valid array: {e}"))
-    })?;
+    let array = ndarray_from_proto(nd).map_err(|e| invalid(field, "a valid array", e))?;
     NumpyNdarray::render(&array)
         .map(Bytes::from)
         .map_err(|e| Status::invalid_argument(e.message))

@@ -2,8 +2,8 @@
 //!
 //! tonic's own `TcpIncoming` accepts whenever the listener is readable, so
 //! gRPC API servers sharing one socket split connections as unevenly as
-//! HTTP ones did before `balance.rs`. [`incoming`] is the stream tonic serves
-//! instead: each connection comes from [`balance::accept`], which defers to
+//! HTTP ones did before `accept.rs`. [`incoming`] is the stream tonic serves
+//! instead: each connection comes from [`accept::accept`], which defers to
 //! a less-loaded peer, and is wrapped in [`Held`], which counts it as open
 //! until tonic drops it. The count is published to the board at every
 //! accept and every [`HEARTBEAT`], as the HTTP accept loop does.
@@ -11,7 +11,7 @@
 //! Accepting is cancel-safe: when tonic stops polling the stream (drain), no
 //! connection has been taken from the shared socket and left unserved;
 //! pending ones stay queued for the other servers. Dropping the stream drops
-//! the [`Board`], which takes this server off it.
+//! the [`LoadBoard`], which takes this server off it.
 
 use std::io;
 use std::pin::Pin;
@@ -26,19 +26,14 @@ use tokio::net::TcpStream;
 use tokio::time::{Interval, MissedTickBehavior};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::balance::{self, Board, HEARTBEAT};
+use crate::accept::{self, HEARTBEAT, LoadBoard};
 use crate::connections::AcceptBackoff;
+use crate::count_guard::CountGuard;
 
 /// A gRPC connection, counted as open while it lives.
 pub(crate) struct Held {
     stream: TcpStream,
-    open: Arc<AtomicUsize>,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-    }
+    _open: CountGuard<Arc<AtomicUsize>>,
 }
 
 impl Connected for Held {
@@ -91,7 +86,7 @@ impl AsyncWrite for Held {
 
 struct Accepting {
     listener: AsyncFd<std::net::TcpListener>,
-    board: Option<Board>,
+    board: Option<LoadBoard>,
     open: Arc<AtomicUsize>,
     backoff: AcceptBackoff,
     heartbeat: Interval,
@@ -101,7 +96,7 @@ struct Accepting {
 /// `board` (`None`: accept as they come).
 pub(crate) fn incoming(
     listener: AsyncFd<std::net::TcpListener>,
-    board: Option<Board>,
+    board: Option<LoadBoard>,
     backoff: AcceptBackoff,
 ) -> impl Stream<Item = io::Result<Held>> {
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -122,7 +117,7 @@ pub(crate) fn incoming(
                         board.publish(open.load(Ordering::Relaxed));
                     }
                 }
-                accepted = balance::accept(
+                accepted = accept::accept(
                     &st.listener,
                     st.board.as_ref(),
                     || open.load(Ordering::Relaxed),
@@ -130,11 +125,11 @@ pub(crate) fn incoming(
                     Ok((stream, _client)) => {
                         st.backoff.succeeded();
                         let _ = stream.set_nodelay(true);
-                        let now = open.fetch_add(1, Ordering::Relaxed) + 1;
+                        let (counted, before) = CountGuard::enter_after(Arc::clone(open));
                         if let Some(board) = &st.board {
-                            board.publish(now);
+                            board.publish(before + 1);
                         }
-                        let held = Held { stream, open: Arc::clone(open) };
+                        let held = Held { stream, _open: counted };
                         return Some((Ok(held), st));
                     }
                     Err(e) => tokio::time::sleep(st.backoff.failed(&e)).await,

@@ -20,16 +20,16 @@ pub mod proto;
 mod status;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tonic::transport::Server;
 use tonic::{Code, Request, Response, Status};
 use tonic_health::ServingStatus;
 
-use crate::balance::Board;
+use crate::accept::{LoadBoard, inherit_listener};
 use crate::connections::AcceptBackoff;
-use crate::core::{Core, Flow, inherit_listener};
+use crate::route::Route;
+use crate::state::{Flow, ServerState};
 use crate::{ApiServerArgs, ApiServerError};
 
 pub use content::{json_to_value, value_to_json};
@@ -47,26 +47,29 @@ const HEALTH_POLL: Duration = Duration::from_millis(50);
 
 /// The `BentoService` implementation.
 struct Bento {
-    core: Arc<Core>,
+    state: Arc<ServerState>,
     metadata: ServiceMetadataResponse,
 }
 
 impl Bento {
-    async fn dispatch(&self, req: proto::Request) -> Result<proto::Response, Status> {
-        let Some(api) = self.core.apis.get(&req.api_name) else {
-            let mut names: Vec<&str> = self.core.apis.keys().map(String::as_str).collect();
-            names.sort_unstable();
+    async fn dispatch(
+        &self,
+        route: Route<'_>,
+        req: proto::Request,
+    ) -> Result<proto::Response, Status> {
+        let Route::Api(api) = route else {
             return Err(Status::not_found(format!(
                 "no API named '{}' in service '{}'; available: {}",
                 req.api_name,
                 self.metadata.name,
-                names.join(", ")
+                self.state.routes.api_names().join(", ")
             )));
         };
         let (body, content_type) = content::request_body(api, req.content)?;
         let out = self
-            .core
-            .within_traffic_limits(api.handle_typed(body, content_type.as_deref()))
+            .state
+            .traffic
+            .within(api.handle_typed(body, content_type.as_deref()))
             .await
             .map_err(status::status_from_api_error)?;
         Ok(proto::Response {
@@ -82,23 +85,17 @@ impl BentoService for Bento {
         request: Request<proto::Request>,
     ) -> Result<Response<proto::Response>, Status> {
         let req = request.into_inner();
+        // Metered as HTTP's `POST /<api_name>` would be.
         let path = format!("/{}", req.api_name);
-        let known = self.core.apis.contains_key(&req.api_name);
-        let endpoint = self.core.endpoint_label(&path, known);
-        let started = Instant::now();
-        let guard = self.core.metrics.as_ref().map(|m| m.start(endpoint));
-        let result = self.dispatch(req).await;
-        drop(guard);
-        if let Some(m) = &self.core.metrics {
-            let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-            m.finish(
-                endpoint,
-                http_status_for_code(code),
-                started.elapsed().as_secs_f64(),
-            );
-        }
-        self.core.requests.fetch_add(1, Ordering::Relaxed);
-        result.map(Response::new)
+        let route = self.state.routes.api(&req.api_name);
+        let status = |result: &Result<proto::Response, Status>| {
+            http_status_for_code(result.as_ref().map_or_else(Status::code, |_| Code::Ok))
+        };
+        let result = self.dispatch(route, req);
+        self.state
+            .metered(route, &path, result, status)
+            .await
+            .map(Response::new)
     }
 
     async fn service_metadata(
@@ -134,7 +131,7 @@ fn metadata(args: &ApiServerArgs) -> ServiceMetadataResponse {
 /// Keeps the health statuses (overall and [`SERVICE_NAME`]) in step with
 /// readiness until `stop` fires, then reports `NOT_SERVING`.
 async fn track_health(
-    core: Arc<Core>,
+    state: Arc<ServerState>,
     reporter: tonic_health::server::HealthReporter,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -142,7 +139,7 @@ async fn track_health(
     loop {
         let status = if *stop.borrow() {
             ServingStatus::NotServing
-        } else if core.ready() {
+        } else if state.ready() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -169,14 +166,14 @@ async fn track_health(
 /// Runs a gRPC API server until the supervisor asks it to drain or goes away.
 pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let listener = inherit_listener(args.listen_fd)?;
-    let (core, mut events) = Core::start(&args).await?;
-    let core = Arc::new(core);
+    let (state, mut events) = ServerState::start(&args).await?;
+    let state = Arc::new(state);
     let grpc_cfg = &args.config.api_server.grpc;
     let max_message =
         usize::try_from(args.config.api_server.http.max_request_size).unwrap_or(usize::MAX);
 
     let bento = BentoServiceServer::new(Bento {
-        core: core.clone(),
+        state: state.clone(),
         metadata: metadata(&args),
     })
     .max_decoding_message_size(max_message)
@@ -191,7 +188,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     reporter
         .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
         .await;
-    let health_task = tokio::spawn(track_health(core.clone(), reporter, health_stop));
+    let health_task = tokio::spawn(track_health(state.clone(), reporter, health_stop));
 
     let (reflection_v1, reflection_v1alpha) = if grpc_cfg.reflection.enabled {
         let builder = || {
@@ -209,14 +206,16 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // Connections are spread over the API servers as HTTP's are
-    // (incoming.rs, balance.rs); without the board, accepted as they come.
-    let board = Board::open(&args.runtime_dir, args.index, tiffin_config::MAX_WORKERS)
+    // (incoming.rs, accept.rs); without the board, accepted as they come.
+    let board = LoadBoard::open(&args.runtime_dir, args.index, tiffin_config::MAX_WORKERS)
         .map_err(|e| tracing::warn!(error = %e, "accepting without balancing"))
         .ok();
-    let backoff = AcceptBackoff::new(core.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
+    let backoff = AcceptBackoff::new(state.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
     let incoming = incoming::incoming(listener, board, backoff);
     let serve = Server::builder()
-        .layer(observe::ObserveLayer { core: core.clone() })
+        .layer(observe::ObserveLayer {
+            state: state.clone(),
+        })
         .add_service(bento)
         .add_service(health)
         .add_optional_service(reflection_v1)
@@ -226,7 +225,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         });
     tokio::pin!(serve);
 
-    core.announce_ready()?;
+    state.announce_ready()?;
     let flow = loop {
         tokio::select! {
             result = &mut serve => {
@@ -234,7 +233,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
                 tracing::warn!("gRPC server stopped by itself; exiting");
                 return Ok(());
             }
-            event = events.recv() => match core.on_event(event) {
+            event = events.recv() => match state.on_event(event) {
                 Flow::Continue => {}
                 other => break other,
             },
@@ -248,5 +247,5 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let _ = health_task.await;
     let _ = stop_tx.send(());
     serve.await?;
-    core.drained().await
+    state.drained().await
 }

@@ -1,5 +1,5 @@
 //! Request ids, spans and access-log lines for every gRPC call, as the HTTP
-//! front door has them (`request_id.rs`): a tower layer around all of the
+//! front door has them (`observation.rs`): a tower layer around all of the
 //! server's services, so health, metadata and reflection calls are seen
 //! too. The id comes from the `x-request-id` metadata (or `traceparent`)
 //! and goes back in the response's initial metadata (an error's too); the
@@ -21,26 +21,14 @@ use tonic::Code;
 use tonic::transport::server::TcpConnectInfo;
 
 use super::status::http_status_for_code;
-use crate::core::Core;
-use crate::request_id::Observed;
-
-/// The methods this server answers (reflection only when enabled): their
-/// paths name spans; any other path is a span named `grpc`, so that a
-/// scanner's paths never become span names.
-const KNOWN_METHODS: [&str; 6] = [
-    "/bentoml.grpc.v1.BentoService/Call",
-    "/bentoml.grpc.v1.BentoService/ServiceMetadata",
-    "/grpc.health.v1.Health/Check",
-    "/grpc.health.v1.Health/Watch",
-    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-];
+use crate::observation::Observation;
+use crate::state::ServerState;
 
 /// The layer (see the module docs), added with `Server::builder().layer`.
 #[derive(Clone)]
 pub(super) struct ObserveLayer {
-    /// The API server's state: tracer, access log.
-    pub(super) core: Arc<Core>,
+    /// The API server's state: routes, tracer, access log.
+    pub(super) state: Arc<ServerState>,
 }
 
 impl<S> tower_layer::Layer<S> for ObserveLayer {
@@ -49,7 +37,7 @@ impl<S> tower_layer::Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Observe<S> {
         Observe {
             inner,
-            core: self.core.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -58,7 +46,7 @@ impl<S> tower_layer::Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub(super) struct Observe<S> {
     inner: S,
-    core: Arc<Core>,
+    state: Arc<ServerState>,
 }
 
 impl<S, ReqBody, ResBody> tower_service::Service<hyper::Request<ReqBody>> for Observe<S>
@@ -76,17 +64,26 @@ where
     }
 
     fn call(&mut self, req: hyper::Request<ReqBody>) -> Self::Future {
-        let core = self.core.clone();
+        let state = self.state.clone();
         let path = req.uri().path().to_owned();
-        let known = KNOWN_METHODS.contains(&path.as_str());
+        // Spans are named after the methods this server has (reflection's
+        // even when it is off); any other path is a span named `grpc`, so
+        // that a scanner's paths never become span names.
+        let route = state.routes.resolve(&path);
         let client = req
             .extensions()
             .get::<TcpConnectInfo>()
             .and_then(|info| info.remote_addr());
-        let observed = Observed::begin_grpc(&core, req.method(), req.headers(), &path, known);
+        let observed = Observation::begin(
+            &state,
+            route,
+            req.method(),
+            req.headers(),
+            |tracer, parent| crate::trace::start_rpc(tracer, route, &path, parent),
+        );
         let handled = self.inner.call(req);
         Box::pin(async move {
-            let mut resp = observed.scope(&core, handled).await?;
+            let mut resp = observed.scope(&state, handled).await?;
             // An error is a headers-only response carrying `grpc-status`; a
             // unary success has none there (its `0` is in the trailers).
             let code = resp
@@ -96,7 +93,7 @@ where
                 .and_then(|v| v.parse::<i32>().ok())
                 .unwrap_or(0);
             let status = http_status_for_code(Code::from_i32(code));
-            observed.finish_grpc(&core, client, &path, &mut resp, code, status);
+            observed.finish_grpc(&state, client, &path, &mut resp, code, status);
             Ok(resp)
         })
     }

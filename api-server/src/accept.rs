@@ -1,9 +1,9 @@
-//! Spreading connections evenly over the API servers that share one
-//! listening socket.
+//! Taking connections from the listening socket every API server shares,
+//! spread evenly over the API servers.
 //!
 //! Every API server (HTTP, or gRPC through `grpc/incoming.rs`) accepts on
-//! the same socket, which the supervisor opened (`core.rs`,
-//! `inherit_listener`). The kernel wakes every process waiting on it, and
+//! the same socket, which the supervisor opened and passed down
+//! ([`inherit_listener`]). The kernel wakes every process waiting on it, and
 //! the first to call `accept` wins, so when 64 connections arrive at once
 //! one process often takes most of them: splits
 //! of 6/70 and 70/6 open sockets were measured (issue 5's note), costing
@@ -23,8 +23,8 @@
 //!
 //! # The board
 //!
-//! What each server holds is published in a board: a small file in the
-//! supervisor's private runtime directory ([`BOARD_FILE`]), mapped into
+//! What each server holds is published in a board ([`LoadBoard`]): a small
+//! file in the supervisor's private runtime directory ([`BOARD_FILE`]), mapped into
 //! every API server, with one 64-bit slot per server index: the open
 //! connection count in the low 32 bits, and in the high 32 the last
 //! heartbeat in milliseconds of `CLOCK_MONOTONIC` (the same in every
@@ -45,14 +45,39 @@
 
 use std::fs::OpenOptions;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memmap2::MmapMut;
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
+
+use crate::ApiServerError;
+
+/// Takes ownership of the listening TCP socket the supervisor placed at
+/// `fd`, registered for readiness only: [`accept`] decides when to take a
+/// connection from it, so no accept happens behind its back.
+pub(crate) fn inherit_listener(
+    fd: RawFd,
+) -> Result<AsyncFd<std::net::TcpListener>, ApiServerError> {
+    // SAFETY: the supervisor placed a listening TCP socket at this fd for us
+    // (it is our only user of that number), and nothing else in this process owns it.
+    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    std_listener
+        .set_nonblocking(true)
+        .and_then(|()| {
+            // SAFETY: a std TcpListener owns its descriptor until dropped, and
+            // its as_raw_fd always returns that one; the AsyncFd owns the
+            // listener, so the descriptor stays open as long as it is registered.
+            unsafe { AsyncFd::register_with_interest(std_listener, Interest::READABLE) }
+                .map_err(Into::into)
+        })
+        .map_err(|source| ApiServerError::Listener { fd, source })
+}
 
 /// The board's file name in the runtime directory.
 pub const BOARD_FILE: &str = "accept-board";
@@ -96,17 +121,18 @@ fn now_ms() -> u32 {
     (tiffin_ipc::clock::monotonic_ns() / 1_000_000) as u32
 }
 
-/// This server's view of the board.
-pub struct Board {
+/// The open connections of every API server of the service (the board of
+/// the module docs), as this server sees and updates them.
+pub struct LoadBoard {
     map: MmapMut,
     index: usize,
     slots: usize,
 }
 
-impl Board {
+impl LoadBoard {
     /// Maps the board of `slots` servers in `runtime_dir` (creating it if
     /// this is the first server) as server `index`.
-    pub fn open(runtime_dir: &Path, index: usize, slots: usize) -> std::io::Result<Board> {
+    pub fn open(runtime_dir: &Path, index: usize, slots: usize) -> std::io::Result<LoadBoard> {
         if index >= slots {
             return Err(std::io::Error::other(format!(
                 "API server index {index} is outside the board's {slots} slots"
@@ -128,14 +154,14 @@ impl Board {
         // directory (mode 0700, checked at start by supervisor/src/rundir.rs),
         // so only this service's processes map or change it, and they only
         // ever touch it through the atomics below; the mapping is owned by
-        // the returned Board and outlives every slot reference it hands out.
+        // the returned LoadBoard and outlives every slot reference it hands out.
         let map = unsafe { MmapMut::map_mut(&file)? };
         if map.len() < slots * 8 {
             return Err(std::io::Error::other(
                 "the accept board is shorter than asked",
             ));
         }
-        Ok(Board { map, index, slots })
+        Ok(LoadBoard { map, index, slots })
     }
 
     fn slot(&self, i: usize) -> &AtomicU64 {
@@ -172,7 +198,7 @@ impl Board {
     }
 }
 
-impl Drop for Board {
+impl Drop for LoadBoard {
     fn drop(&mut self) {
         self.withdraw();
     }
@@ -184,7 +210,7 @@ impl Drop for Board {
 /// Cancel-safe: a connection is taken only in the same poll that returns it.
 pub async fn accept(
     listener: &AsyncFd<std::net::TcpListener>,
-    board: Option<&Board>,
+    board: Option<&LoadBoard>,
     open: impl Fn() -> usize,
 ) -> std::io::Result<(TcpStream, SocketAddr)> {
     let mut deferred_since: Option<Instant> = None;
@@ -243,8 +269,8 @@ mod tests {
     fn two_boards_in_one_directory_see_each_other() {
         let dir = std::env::temp_dir().join(format!("tiffin-board-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let a = Board::open(&dir, 0, 2).unwrap();
-        let b = Board::open(&dir, 1, 2).unwrap();
+        let a = LoadBoard::open(&dir, 0, 2).unwrap();
+        let b = LoadBoard::open(&dir, 1, 2).unwrap();
         assert!(a.should_accept(50), "no live peer yet");
         b.publish(3);
         assert!(a.should_accept(4));
@@ -254,7 +280,7 @@ mod tests {
         a.publish(10);
         drop(a);
         assert!(b.should_accept(100), "a dropped board withdraws");
-        assert!(Board::open(&dir, 2, 2).is_err());
+        assert!(LoadBoard::open(&dir, 2, 2).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

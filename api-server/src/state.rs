@@ -1,0 +1,203 @@
+//! The state an API-server process keeps whichever front door it runs
+//! (HTTP in `http.rs`, gRPC in `grpc/`): the service's routes, the runner
+//! pools kept current by the supervisor, the control connection and the
+//! drain handshake, the default metrics and how a request is metered, the
+//! traffic limits, the access log and the tracer.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use futures::FutureExt;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use tiffin_ipc::control::{ControlClient, SnapshotFn};
+use tiffin_ipc::proto::{FromSupervisor, Role, ToSupervisor};
+use tiffin_metrics::{self as metrics, ApiServerMetrics};
+use tiffin_telemetry::Tracer;
+
+use crate::access_log::AccessLog;
+use crate::endpoint_label::EndpointLabels;
+use crate::pool::RunnerPool;
+use crate::route::{Route, Routes};
+use crate::traffic::TrafficLimits;
+use crate::{ApiServerArgs, ApiServerError};
+
+/// What the main loop should do after a supervisor event.
+pub(crate) enum Flow {
+    /// Keep serving.
+    Continue,
+    /// Stop accepting, finish in-flight requests, then report drained.
+    Drain,
+    /// The supervisor went away: exit now.
+    Gone,
+}
+
+/// The protocol-independent state of an API server.
+pub(crate) struct ServerState {
+    /// What each path names: the service's APIs and the fixed paths.
+    pub routes: Routes,
+    /// One pool per runner, in the service's order.
+    pools: Vec<Arc<RunnerPool>>,
+    by_name: HashMap<String, Arc<RunnerPool>>,
+    /// Default metrics, unless `api_server.metrics.enabled=false`.
+    pub metrics: Option<ApiServerMetrics>,
+    /// The connection to the supervisor.
+    pub control: ControlClient,
+    /// Requests served, reported in `tiffin status`.
+    requests: Arc<AtomicU64>,
+    /// The `endpoint` label values given to unknown paths so far.
+    endpoint_labels: EndpointLabels,
+    /// `api_server.traffic`: the limits every API request runs within.
+    pub traffic: TrafficLimits,
+    /// The access log, unless `api_server.logging.access.enabled=false`.
+    pub access_log: Option<AccessLog>,
+    /// The tracer, when `tracing.exporter_type` is set.
+    pub tracer: Option<Tracer>,
+}
+
+impl ServerState {
+    /// Registers the default metrics, creates the runner pools (installing
+    /// them as the runners' transports) and connects to the supervisor.
+    /// Returns the supervisor's event stream beside the state.
+    pub async fn start(
+        args: &ApiServerArgs,
+    ) -> Result<(Self, UnboundedReceiver<FromSupervisor>), ApiServerError> {
+        let cfg = &args.config.api_server;
+        let metrics = if cfg.metrics.enabled {
+            let buckets = cfg
+                .metrics
+                .duration
+                .buckets("api_server.metrics")
+                .map_err(|e| ApiServerError::Config(e.to_string()))?;
+            Some(ApiServerMetrics::new(
+                metrics::global(),
+                &cfg.metrics.namespace,
+                &buckets,
+                &args.service.name,
+                args.service.version_label(),
+            )?)
+        } else {
+            None
+        };
+
+        let mut pools = Vec::new();
+        let mut by_name = HashMap::new();
+        for runner in args.service.runners() {
+            let pool = RunnerPool::new(runner.name());
+            runner.connect(Arc::new(crate::pool::PoolTransport(pool.clone())));
+            by_name.insert(runner.name().to_string(), pool.clone());
+            pools.push(pool);
+        }
+
+        let requests = Arc::new(AtomicU64::new(0));
+        let counted = requests.clone();
+        let snapshot: SnapshotFn = Arc::new(move || {
+            (
+                metrics::global().snapshot(),
+                counted.load(Ordering::Relaxed),
+            )
+        });
+        let role = Role::ApiServer { index: args.index };
+        let tracer =
+            Tracer::from_config(&args.config.tracing, &args.service.name, &role.to_string())
+                .map_err(|e| ApiServerError::Config(e.to_string()))?;
+        let (control, events) =
+            ControlClient::connect(&args.runtime_dir, role, Some(snapshot)).await?;
+        for (name, pool) in &by_name {
+            let autoscaling = args.config.runners.autoscaling_for(name);
+            let scales_to_zero = autoscaling.is_some_and(|a| a.min_workers == 0);
+            pool.connect_supervisor(control.clone(), scales_to_zero);
+        }
+        let state = ServerState {
+            routes: Routes::new(args.service.apis()),
+            pools,
+            by_name,
+            metrics,
+            control,
+            requests,
+            endpoint_labels: EndpointLabels::default(),
+            traffic: TrafficLimits::new(&cfg.traffic),
+            access_log: AccessLog::new(&cfg.logging.access, args.config.logging.format),
+            tracer,
+        };
+        Ok((state, events))
+    }
+
+    /// Serves one request to `path` (which `route` resolved) with `serve`,
+    /// recorded in the default metrics under its `endpoint` label
+    /// (`endpoint_label.rs`) with the HTTP status `status` reads from the
+    /// answer, and counted for `tiffin status`.
+    ///
+    /// Built from combinators rather than as an `async fn`, which would hold
+    /// `serve` twice (see `request_scope::within`).
+    pub fn metered<'a, T, F>(
+        &'a self,
+        route: Route<'_>,
+        path: &'a str,
+        serve: F,
+        status: fn(&T) -> u16,
+    ) -> impl Future<Output = T> + use<'a, T, F>
+    where
+        F: Future<Output = T>,
+    {
+        let started = Instant::now();
+        let metered = self.metrics.as_ref().map(|m| {
+            let endpoint = self.endpoint_labels.label(route, path);
+            (m, endpoint, m.start(endpoint))
+        });
+        serve.map(move |answer| {
+            if let Some((m, endpoint, in_progress)) = metered {
+                drop(in_progress);
+                m.finish(endpoint, status(&answer), started.elapsed().as_secs_f64());
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            answer
+        })
+    }
+
+    /// Whether every runner has at least one live worker (or may be
+    /// autoscaled to zero on purpose: its next call starts one).
+    pub fn ready(&self) -> bool {
+        self.pools.iter().all(|p| p.ready())
+    }
+
+    /// Applies one supervisor event (`None`: the connection closed).
+    pub fn on_event(&self, event: Option<FromSupervisor>) -> Flow {
+        match event {
+            Some(FromSupervisor::Workers { runner, endpoints }) => {
+                if let Some(pool) = self.by_name.get(&runner) {
+                    pool.update(endpoints);
+                }
+                Flow::Continue
+            }
+            Some(FromSupervisor::Drain) => Flow::Drain,
+            Some(_) => Flow::Continue,
+            None => {
+                tracing::info!("supervisor went away; exiting");
+                Flow::Gone
+            }
+        }
+    }
+
+    /// Tells the supervisor this API server accepts requests.
+    pub fn announce_ready(&self) -> Result<(), ApiServerError> {
+        self.control.send(ToSupervisor::Ready { socket: None })?;
+        tracing::info!("ready");
+        Ok(())
+    }
+
+    /// Reports the end of a drain, with the final metrics, to the
+    /// supervisor, then exports the spans still queued.
+    pub async fn drained(&self) -> Result<(), ApiServerError> {
+        self.control.send(ToSupervisor::Drained {
+            snapshot: metrics::global().snapshot(),
+        })?;
+        self.control.finish().await;
+        tiffin_telemetry::flush_traces(self.tracer.as_ref()).await;
+        tracing::info!("drained; exiting");
+        Ok(())
+    }
+}
