@@ -22,6 +22,13 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A file of the repository, by its path from the root.
+fn read(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    std::fs::read_to_string(root().join(path))
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
 /// README.md and every page under docs/, as (path relative to the root, text).
 fn pages() -> Vec<(PathBuf, String)> {
     let mut paths = vec![PathBuf::from("README.md")];
@@ -36,8 +43,7 @@ fn pages() -> Vec<(PathBuf, String)> {
     paths
         .into_iter()
         .map(|p| {
-            let text = std::fs::read_to_string(root().join(&p))
-                .unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+            let text = read(&p);
             (p, text)
         })
         .collect()
@@ -113,8 +119,8 @@ fn links(prose: &str) -> Vec<(usize, String)> {
     found
 }
 
-/// GitHub's anchor for a heading: lower case, punctuation but `-` and `_`
-/// dropped, spaces turned into `-`.
+/// GitHub's anchor for a heading (its text, inline code included): lower
+/// case, punctuation but `-` and `_` dropped, spaces turned into `-`.
 fn slug(heading: &str) -> String {
     heading
         .trim()
@@ -134,7 +140,7 @@ fn anchors(text: &str) -> BTreeSet<String> {
     prose
         .lines()
         .filter(|l| l.starts_with('#'))
-        .map(|l| slug(&without_code_spans(l.trim_start_matches('#')).replace('`', "")))
+        .map(|l| slug(&l.trim_start_matches('#').replace('`', "")))
         .collect()
 }
 
@@ -169,8 +175,7 @@ fn every_relative_link_in_the_readme_and_docs_resolves_to_a_file_and_heading() {
             if let Some(anchor) = anchor
                 && on_disk.extension().is_some_and(|x| x == "md")
             {
-                let text = std::fs::read_to_string(&on_disk).expect("linked page is readable");
-                if !anchors(&text).contains(anchor) {
+                if !anchors(&read(&resolved)).contains(anchor) {
                     broken.push(format!(
                         "{}:{line}: {target} (no heading #{anchor} in {})",
                         page.display(),
@@ -212,32 +217,45 @@ fn looks_like_repo_path(span: &str) -> bool {
     span.ends_with('/') || last.contains('.')
 }
 
-#[test]
-fn every_repository_path_that_architecture_md_names_exists() {
-    let text = std::fs::read_to_string(root().join("docs/architecture.md"))
-        .expect("docs/architecture.md is readable");
-    let (_, prose) = split_code(&text);
-    let mut missing = BTreeSet::new();
+/// Checks the inline code spans of a page's prose: `check` says whether a
+/// span is something to check (`None` if not) and whether it holds. Returns
+/// how many were checked and each failing one with its line.
+fn failing_spans(page: &str, check: impl Fn(&str) -> Option<bool>) -> (usize, Vec<String>) {
+    let (_, prose) = split_code(&read(page));
     let mut checked = 0;
+    let mut failing = BTreeSet::new();
     for (i, line) in prose.lines().enumerate() {
-        for span in code_spans(line).into_iter().filter(|s| looks_like_repo_path(s)) {
-            checked += 1;
-            if !root().join(span).exists() {
-                missing.insert(format!("docs/architecture.md:{}: `{span}`", i + 1));
+        for span in code_spans(line) {
+            match check(span) {
+                None => {}
+                Some(holds) => {
+                    checked += 1;
+                    if !holds {
+                        failing.insert(format!("{page}:{}: `{span}`", i + 1));
+                    }
+                }
             }
         }
     }
+    (checked, failing.into_iter().collect())
+}
+
+#[test]
+fn every_repository_path_that_architecture_md_names_exists() {
+    let (checked, missing) = failing_spans("docs/architecture.md", |span| {
+        looks_like_repo_path(span).then(|| root().join(span).exists())
+    });
     assert!(checked > 50, "only {checked} paths found: is the path pattern right?");
     assert!(
         missing.is_empty(),
         "docs/architecture.md names paths that do not exist (fix the page, the code wins):\n{}",
-        missing.into_iter().collect::<Vec<_>>().join("\n")
+        missing.join("\n")
     );
 }
 
 #[test]
 fn the_readme_is_a_front_page_under_200_lines() {
-    let text = std::fs::read_to_string(root().join("README.md")).expect("README.md is readable");
+    let text = read("README.md");
     let lines = text.lines().count();
     assert!(
         lines < README_MAX_LINES,
@@ -361,7 +379,7 @@ fn check_invocation(args: &[String]) -> Option<String> {
 
 #[test]
 fn every_shell_command_in_the_readme_parses_and_names_real_subcommands_and_flags() {
-    let text = std::fs::read_to_string(root().join("README.md")).expect("README.md is readable");
+    let text = read("README.md");
     let (blocks, _) = split_code(&text);
     let mut problems = Vec::new();
     let mut invocations = 0;
@@ -400,30 +418,24 @@ fn the_command_checker_refuses_an_unknown_subcommand_and_an_unknown_flag() {
     assert!(check_invocation(&words("status --jsn")).is_some());
 }
 
+/// Whether a span reads as `path/to/file.rs::function`.
+fn cited_test(span: &str) -> Option<(&str, &str)> {
+    let (file, function) = span.split_once("::")?;
+    let plain = function.chars().all(|c| c.is_alphanumeric() || c == '_');
+    (file.ends_with(".rs") && plain).then_some((file, function))
+}
+
 #[test]
 fn every_test_that_claims_md_cites_is_a_function_in_its_file() {
-    let text = std::fs::read_to_string(root().join("docs/claims.md"))
-        .expect("docs/claims.md is readable");
-    let mut missing = BTreeSet::new();
-    let mut cited = 0;
-    for (i, line) in text.lines().enumerate() {
-        for span in code_spans(line) {
-            let Some((file, function)) = span.split_once("::") else { continue };
-            if !file.ends_with(".rs") || !function.chars().all(|c| c.is_alphanumeric() || c == '_')
-            {
-                continue;
-            }
-            cited += 1;
-            let source = std::fs::read_to_string(root().join(file)).unwrap_or_default();
-            if !source.contains(&format!("fn {function}(")) {
-                missing.insert(format!("docs/claims.md:{}: `{span}`", i + 1));
-            }
-        }
-    }
+    let (cited, missing) = failing_spans("docs/claims.md", |span| {
+        let (file, function) = cited_test(span)?;
+        let source = std::fs::read_to_string(root().join(file)).unwrap_or_default();
+        Some(source.contains(&format!("fn {function}(")))
+    });
     assert!(cited > 20, "only {cited} tests cited in docs/claims.md");
     assert!(
         missing.is_empty(),
         "docs/claims.md cites tests that do not exist:\n{}",
-        missing.into_iter().collect::<Vec<_>>().join("\n")
+        missing.join("\n")
     );
 }
