@@ -36,7 +36,11 @@ fn pages() -> Vec<(PathBuf, String)> {
         .expect("docs/ is readable")
         .map(|e| e.expect("docs/ entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .map(|p| p.strip_prefix(root()).expect("under the root").to_path_buf())
+        .map(|p| {
+            p.strip_prefix(root())
+                .expect("under the root")
+                .to_path_buf()
+        })
         .collect();
     docs.sort();
     paths.extend(docs);
@@ -245,7 +249,10 @@ fn every_repository_path_that_architecture_md_names_exists() {
     let (checked, missing) = failing_spans("docs/architecture.md", |span| {
         looks_like_repo_path(span).then(|| root().join(span).exists())
     });
-    assert!(checked > 50, "only {checked} paths found: is the path pattern right?");
+    assert!(
+        checked > 50,
+        "only {checked} paths found: is the path pattern right?"
+    );
     assert!(
         missing.is_empty(),
         "docs/architecture.md names paths that do not exist (fix the page, the code wins):\n{}",
@@ -279,7 +286,7 @@ fn simple_commands(script: &str) -> Vec<Vec<String>> {
         let mut words = Vec::new();
         let mut word = String::new();
         let mut quote: Option<char> = None;
-        let mut push = |word: &mut String, words: &mut Vec<String>| {
+        let push = |word: &mut String, words: &mut Vec<String>| {
             if !word.is_empty() {
                 words.push(std::mem::take(word));
             }
@@ -328,7 +335,11 @@ fn help(path: &[&str]) -> String {
         .arg("--help")
         .output()
         .expect("run tiffin --help");
-    assert!(out.status.success(), "tiffin {} --help failed", path.join(" "));
+    assert!(
+        out.status.success(),
+        "tiffin {} --help failed",
+        path.join(" ")
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -361,7 +372,10 @@ fn check_invocation(args: &[String]) -> Option<String> {
                 text = help(&path);
             }
             Some(sub) if !sub.starts_with('-') => {
-                return Some(format!("`{sub}` is not a subcommand of `tiffin {}`", path.join(" ")));
+                return Some(format!(
+                    "`{sub}` is not a subcommand of `tiffin {}`",
+                    path.join(" ")
+                ));
             }
             _ => break,
         }
@@ -370,10 +384,18 @@ fn check_invocation(args: &[String]) -> Option<String> {
         .iter()
         .filter(|w| w.starts_with("--") && w.len() > 2)
         .map(|w| w.split('=').next().unwrap_or(w))
-        .filter(|flag| !text.split_whitespace().any(|w| w.trim_end_matches(',') == *flag))
+        .filter(|flag| {
+            !text
+                .split_whitespace()
+                .any(|w| w.trim_end_matches(',') == *flag)
+        })
         .collect();
     (!unknown.is_empty()).then(|| {
-        format!("`tiffin {}` has no flag {}", path.join(" "), unknown.join(", "))
+        format!(
+            "`tiffin {}` has no flag {}",
+            path.join(" "),
+            unknown.join(", ")
+        )
     })
 }
 
@@ -404,14 +426,24 @@ fn every_shell_command_in_the_readme_parses_and_names_real_subcommands_and_flags
             }
         }
     }
-    assert!(invocations >= 4, "only {invocations} tiffin invocations found in the README");
-    assert!(problems.is_empty(), "README shell commands:\n{}", problems.join("\n"));
+    assert!(
+        invocations >= 4,
+        "only {invocations} tiffin invocations found in the README"
+    );
+    assert!(
+        problems.is_empty(),
+        "README shell commands:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
 fn the_command_checker_refuses_an_unknown_subcommand_and_an_unknown_flag() {
     let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-    assert_eq!(check_invocation(&words("serve-http --port 3000 --config x.yaml")), None);
+    assert_eq!(
+        check_invocation(&words("serve-http --port 3000 --config x.yaml")),
+        None
+    );
     assert_eq!(check_invocation(&words("models list --json")), None);
     assert!(check_invocation(&words("serve-https")).is_some());
     assert!(check_invocation(&words("models lisst")).is_some());
