@@ -23,6 +23,7 @@ mod container;
 mod dashboard;
 mod deploy;
 mod digits;
+mod docs;
 mod drain_counts;
 mod foundation;
 mod grpc;
