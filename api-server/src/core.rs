@@ -170,7 +170,7 @@ impl Core {
             requests,
             unknown_endpoints: Mutex::default(),
             traffic: Traffic {
-                timeout: cfg.traffic.timeout_duration(),
+                timeout: cfg.traffic.timeout.duration(),
                 max_concurrency: cfg.traffic.max_concurrency,
                 active: AtomicUsize::new(0),
             },
