@@ -17,9 +17,11 @@
 //! written in the file. A value that a later layer overrides is checked too
 //! ([`ConfigError::Overridden`] names where it was set), so a bad value in the
 //! file does not lie hidden behind a flag. Every numeric key has a range
-//! (in its doc comment; the bounds are constants such as [`MAX_WORKERS`]),
-//! checked by [`Config::validate`]. Every error ([`ConfigError`]) names the
-//! dotted key at fault and the value it found:
+//! (in its doc comment; the bounds are constants such as [`MAX_WORKERS`]):
+//! a number of seconds is a [`Seconds`], whose type checks its key's range
+//! as it is read, and the counts are checked on the typed values by
+//! [`Config::validate`]. Every error ([`ConfigError`]) names the dotted key
+//! at fault and the value it found:
 //!
 //! ```
 //! use tiffin_config::Config;
@@ -34,8 +36,9 @@
 //! # Runners
 //!
 //! As in BentoML, `runners:` holds the settings shared by every runner
-//! (`workers`, `batching`, `metrics`) and, under any other key, the settings of
-//! one runner by name, whose fields win over the shared ones:
+//! (`workers`, `batching`, `metrics`, ...) and, under any other key, the
+//! settings of one runner by name, whose fields win over the shared ones: one
+//! [`RunnerSettings`] per runner (see `runners.rs`):
 //!
 //! ```
 //! use tiffin_config::Config;

@@ -380,8 +380,8 @@ fn from_tree(tree: &Value) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// Reads the tree of whatever format through [`from_tree`]: the same
-/// checks as a loaded file, and the same messages.
+/// Reads a configuration from any serde format the way [`Config::load`]
+/// reads a file: the same merge of runner sections, checks and messages.
 impl<'de> Deserialize<'de> for Config {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let tree = Value::deserialize(deserializer)?;

@@ -365,3 +365,106 @@ fn dotted(prefix: &str, field: &str) -> String {
         format!("{prefix}.{field}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn load(yaml: &str) -> Result<Config, String> {
+        Config::from_yaml_str(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_runner_inherits_every_key_it_does_not_set_itself() {
+        let config = load(
+            "runners: { workers: 3, max_failed_starts: 0, \
+             batching: { max_batch_size: 7 }, autoscaling: { enabled: true, max_workers: 4 }, \
+             a: { batching: { max_latency_ms: 20, enabled: null }, autoscaling: { min_workers: 0 } } }",
+        )
+        .unwrap();
+        let runners = &config.runners;
+        let a = runners.settings("a");
+        assert_eq!((a.workers, a.max_failed_starts), (3, 0));
+        assert_eq!(
+            (
+                a.batching.enabled,
+                a.batching.max_batch_size,
+                a.batching.max_latency_ms
+            ),
+            (true, 7, 20)
+        );
+        assert_eq!(
+            (a.autoscaling.min_workers, a.autoscaling.max_workers),
+            (0, Some(4))
+        );
+        assert_eq!(runners.settings("unnamed"), &runners.shared);
+        // The effective configuration writes the section as it was written.
+        let printed = serde_yaml_ng::to_string(&config).unwrap();
+        assert!(!printed.contains("a:\n    workers"), "{printed}");
+        assert_eq!(load(&printed).unwrap(), config);
+    }
+
+    #[test]
+    fn the_key_of_a_field_is_the_runners_own_only_when_it_sets_it() {
+        let config = load("runners: { a: { max_failed_starts: 2, batching: {} }, b: {} }").unwrap();
+        let runners = &config.runners;
+        assert_eq!(
+            runners.key_of("a", "max_failed_starts"),
+            "runners.a.max_failed_starts"
+        );
+        assert_eq!(
+            runners.key_of("a", "batching.max_batch_size"),
+            "runners.batching.max_batch_size"
+        );
+        assert_eq!(runners.key_of("b", "workers"), "runners.workers");
+        assert_eq!(runners.key_of("other", "workers"), "runners.workers");
+        assert!(runners.per_runner["a"].sets("max_failed_starts"));
+        assert!(!runners.per_runner["a"].sets("batching.enabled"));
+    }
+
+    #[test]
+    fn a_bad_value_is_named_by_the_key_that_set_it() {
+        let cases = [
+            // Set by the runner itself.
+            (
+                "runners: { r: { batching: { max_batch_size: 0 } } }",
+                "invalid value for 'runners.r.batching.max_batch_size': must be at least 1, got 0",
+            ),
+            (
+                "runners: { r: { autoscaling: { look_back_s: 0 } } }",
+                "invalid value for 'runners.r.autoscaling.look_back_s': must be a number of \
+                 seconds > 0 and <= 86400, got 0",
+            ),
+            (
+                "runners: { r: { batching: 3 } }",
+                "invalid value for 'runners.r.batching': expected a mapping, got 3",
+            ),
+            (
+                "runners: { r: 3 }",
+                "invalid value for 'runners.r': expected a mapping, got 3",
+            ),
+            // Inherited: the shared key is at fault, whatever the order.
+            (
+                "runners: { r: { workers: 2 }, batching: { max_latency_ms: 0 } }",
+                "invalid value for 'runners.batching.max_latency_ms': must be at least 1, got 0",
+            ),
+            (
+                "runners: { r: {}, metrics: { namespace: 3 } }",
+                "invalid value for 'runners.metrics.namespace': expected a string, got 3",
+            ),
+            (
+                "runners: 3",
+                "invalid value for 'runners': expected a mapping of runner settings, got 3",
+            ),
+        ];
+        for (yaml, expected) in cases {
+            assert_eq!(load(yaml).unwrap_err(), expected, "{yaml}");
+        }
+        let e = load("runners: { r: { metrics: { enabled: false } } }").unwrap_err();
+        assert_eq!(
+            e,
+            "unknown configuration key 'runners.r.metrics' (expected one of workers, \
+             max_failed_starts, batching, autoscaling)"
+        );
+    }
+}

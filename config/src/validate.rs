@@ -168,13 +168,12 @@ pub(crate) fn int_range(key: &str, value: u64, min: u64, max: u64) -> Result<(),
 }
 
 fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        Err(ConfigError::invalid(
+    match value.trim() {
+        "" => Err(ConfigError::invalid(
             key,
             format!("must not be empty, got {value:?}"),
-        ))
-    } else {
-        Ok(())
+        )),
+        _ => Ok(()),
     }
 }
 
