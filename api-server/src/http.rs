@@ -316,13 +316,13 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
 
     let docs = crate::openapi::document(&args.service);
     let http = &args.config.api_server.http;
-    let connections = Connections::new(http.max_connections, http.keepalive_timeout_duration());
+    let connections = Connections::new(http.max_connections, http.keepalive_timeout.duration());
     let mut backoff = AcceptBackoff::new(state.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
     let app = Arc::new(App {
         state,
         max_body: http.max_request_size,
         docs: Bytes::from(docs.to_string()),
-        body_timeout: http.body_read_timeout_duration(),
+        body_timeout: http.body_read_timeout.duration(),
         cors: Cors::from_config(&http.cors).map_err(|e| ApiServerError::Config(e.to_string()))?,
     });
     app.state.announce_ready()?;
@@ -332,7 +332,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(http.header_read_timeout_duration());
+        .header_read_timeout(http.header_read_timeout.duration());
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {

@@ -28,7 +28,7 @@ impl TrafficLimits {
     /// The limits `config` sets.
     pub fn new(config: &TrafficConfig) -> Self {
         TrafficLimits {
-            timeout: config.timeout_duration(),
+            timeout: config.timeout.duration(),
             max_concurrency: config.max_concurrency,
             active: AtomicUsize::new(0),
         }

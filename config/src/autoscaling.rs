@@ -35,8 +35,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::{Lower, int_range, seconds_range};
-use crate::{ConfigError, MAX_WORKERS, RunnersConfig, seconds};
+use crate::seconds::{LookBack, ScaleDelay, Seconds};
+use crate::validate::int_range;
+use crate::{ConfigError, MAX_WORKERS, RunnersConfig};
 
 /// Largest `target_in_flight`: far past any worker's useful queue.
 pub const MAX_TARGET_IN_FLIGHT: f64 = 1_000_000.0;
@@ -45,7 +46,8 @@ pub const MAX_TARGET_IN_FLIGHT: f64 = 1_000_000.0;
 /// seconds: one day.
 pub const MAX_AUTOSCALING_SECONDS: f64 = 86_400.0;
 
-/// Autoscaling settings shared by every runner (`runners.autoscaling.*`).
+/// Autoscaling settings of a runner (`runners.autoscaling.*`, and
+/// `runners.<name>.autoscaling.*` over them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AutoscalingConfig {
@@ -62,14 +64,15 @@ pub struct AutoscalingConfig {
     /// [`MAX_TARGET_IN_FLIGHT`]).
     pub target_in_flight: f64,
     /// Seconds of samples averaged into one decision (Ray Serve's
-    /// `look_back_period_s`; default 10; > 0).
-    pub look_back_s: f64,
+    /// `look_back_period_s`; default 10; > 0, at most
+    /// [`MAX_AUTOSCALING_SECONDS`]).
+    pub look_back_s: Seconds<LookBack>,
     /// Seconds a desire for more workers must hold before workers are added
-    /// (default 3; >= 0).
-    pub upscale_delay_s: f64,
+    /// (default 3; >= 0, at most [`MAX_AUTOSCALING_SECONDS`]).
+    pub upscale_delay_s: Seconds<ScaleDelay>,
     /// Seconds a desire for fewer workers must hold before workers are
-    /// drained (default 60; >= 0).
-    pub downscale_delay_s: f64,
+    /// drained (default 60; >= 0, at most [`MAX_AUTOSCALING_SECONDS`]).
+    pub downscale_delay_s: Seconds<ScaleDelay>,
 }
 
 impl Default for AutoscalingConfig {
@@ -79,39 +82,11 @@ impl Default for AutoscalingConfig {
             min_workers: 1,
             max_workers: None,
             target_in_flight: 2.0,
-            look_back_s: 10.0,
-            upscale_delay_s: 3.0,
-            downscale_delay_s: 60.0,
+            look_back_s: Seconds::trusted(10.0),
+            upscale_delay_s: Seconds::trusted(3.0),
+            downscale_delay_s: Seconds::trusted(60.0),
         }
     }
-}
-
-/// Autoscaling fields set for one runner (`runners.<name>.autoscaling.*`);
-/// unset fields come from `runners.autoscaling`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PartialAutoscaling {
-    /// Overrides `runners.autoscaling.enabled`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Overrides `runners.autoscaling.min_workers` (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_workers: Option<usize>,
-    /// Overrides `runners.autoscaling.max_workers` (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_workers: Option<usize>,
-    /// Overrides `runners.autoscaling.target_in_flight` (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_in_flight: Option<f64>,
-    /// Overrides `runners.autoscaling.look_back_s` (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub look_back_s: Option<f64>,
-    /// Overrides `runners.autoscaling.upscale_delay_s` (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upscale_delay_s: Option<f64>,
-    /// Overrides `runners.autoscaling.downscale_delay_s` (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub downscale_delay_s: Option<f64>,
 }
 
 /// The autoscaling of one runner as it applies: shared and own keys
@@ -137,155 +112,61 @@ pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// One merged key: its value and the dotted key that set it (the runner's
-/// own, or the shared one), for errors.
-struct Keyed<T> {
-    value: T,
-    key: String,
+impl AutoscalingConfig {
+    /// The autoscaling these settings ask for; `None` when it is off (a
+    /// fixed worker count).
+    pub fn resolve(&self) -> Option<Autoscaling> {
+        self.enabled.then(|| Autoscaling {
+            min_workers: self.min_workers,
+            max_workers: self.max_workers.unwrap_or_else(cpu_count),
+            target_in_flight: self.target_in_flight,
+            look_back: self.look_back_s.duration(),
+            upscale_delay: self.upscale_delay_s.duration(),
+            downscale_delay: self.downscale_delay_s.duration(),
+        })
+    }
+
+    /// Checks the counts and that `min_workers <= max_workers`; `key`
+    /// names a field as the configuration key that set it. (The seconds
+    /// keys were checked as they were read.)
+    pub(crate) fn validate(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let min_key = key("min_workers");
+        int_range(&min_key, self.min_workers as u64, 0, MAX_WORKERS as u64)?;
+        let (max, max_key) = match self.max_workers {
+            Some(max) => (max, key("max_workers")),
+            None => (
+                cpu_count(),
+                format!("{} (default: the CPU count)", key("max_workers")),
+            ),
+        };
+        int_range(&max_key, max as u64, 1, MAX_WORKERS as u64)?;
+        if self.min_workers > max {
+            return Err(ConfigError::invalid(
+                min_key,
+                format!(
+                    "must be at most {max_key} ({max}), got {}",
+                    self.min_workers
+                ),
+            ));
+        }
+        let target = self.target_in_flight;
+        if !(target > 0.0 && target <= MAX_TARGET_IN_FLIGHT) {
+            return Err(ConfigError::invalid(
+                key("target_in_flight"),
+                format!(
+                    "must be a number of calls > 0 and <= {MAX_TARGET_IN_FLIGHT}, got {target}"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl RunnersConfig {
     /// The autoscaling of `runner` when it is enabled (its own keys over
     /// `runners.autoscaling`); `None` when the runner has a fixed worker count.
     pub fn autoscaling_for(&self, runner: &str) -> Option<Autoscaling> {
-        let merged = Merged::of(self, runner);
-        merged.enabled.value.then(|| Autoscaling {
-            min_workers: merged.min_workers.value,
-            max_workers: merged.max_workers.value,
-            target_in_flight: merged.target_in_flight.value,
-            look_back: seconds(merged.look_back_s.value),
-            upscale_delay: seconds(merged.upscale_delay_s.value),
-            downscale_delay: seconds(merged.downscale_delay_s.value),
-        })
-    }
-
-    /// Checks the ranges of `runners.autoscaling` and of every
-    /// `runners.<name>.autoscaling`, and that `min_workers <= max_workers`
-    /// once merged, naming the key that set the value at fault.
-    pub(crate) fn validate_autoscaling(&self) -> Result<(), ConfigError> {
-        Merged::of(self, "").check()?;
-        for name in self.per_runner.keys() {
-            Merged::of(self, name).check()?;
-        }
-        Ok(())
-    }
-}
-
-/// Every autoscaling key of one runner, merged, with where it was set.
-struct Merged {
-    enabled: Keyed<bool>,
-    min_workers: Keyed<usize>,
-    max_workers: Keyed<usize>,
-    target_in_flight: Keyed<f64>,
-    look_back_s: Keyed<f64>,
-    upscale_delay_s: Keyed<f64>,
-    downscale_delay_s: Keyed<f64>,
-}
-
-impl Merged {
-    /// `runner`'s keys over the shared ones (`runner` empty or unknown: the
-    /// shared ones alone).
-    fn of(runners: &RunnersConfig, runner: &str) -> Self {
-        let shared = &runners.autoscaling;
-        let own = runners
-            .per_runner
-            .get(runner)
-            .and_then(|r| r.autoscaling.as_ref());
-        fn pick<T: Copy>(own: Option<T>, runner: &str, shared: T, field: &str) -> Keyed<T> {
-            match own {
-                Some(value) => Keyed {
-                    value,
-                    key: format!("runners.{runner}.autoscaling.{field}"),
-                },
-                None => Keyed {
-                    value: shared,
-                    key: format!("runners.autoscaling.{field}"),
-                },
-            }
-        }
-        let own_max = own.and_then(|o| o.max_workers);
-        let max_workers = match (own_max, shared.max_workers) {
-            (Some(value), _) => Keyed {
-                value,
-                key: format!("runners.{runner}.autoscaling.max_workers"),
-            },
-            (None, Some(value)) => Keyed {
-                value,
-                key: "runners.autoscaling.max_workers".into(),
-            },
-            (None, None) => Keyed {
-                value: cpu_count(),
-                key: "runners.autoscaling.max_workers (default: the CPU count)".into(),
-            },
-        };
-        Merged {
-            enabled: pick(
-                own.and_then(|o| o.enabled),
-                runner,
-                shared.enabled,
-                "enabled",
-            ),
-            min_workers: pick(
-                own.and_then(|o| o.min_workers),
-                runner,
-                shared.min_workers,
-                "min_workers",
-            ),
-            max_workers,
-            target_in_flight: pick(
-                own.and_then(|o| o.target_in_flight),
-                runner,
-                shared.target_in_flight,
-                "target_in_flight",
-            ),
-            look_back_s: pick(
-                own.and_then(|o| o.look_back_s),
-                runner,
-                shared.look_back_s,
-                "look_back_s",
-            ),
-            upscale_delay_s: pick(
-                own.and_then(|o| o.upscale_delay_s),
-                runner,
-                shared.upscale_delay_s,
-                "upscale_delay_s",
-            ),
-            downscale_delay_s: pick(
-                own.and_then(|o| o.downscale_delay_s),
-                runner,
-                shared.downscale_delay_s,
-                "downscale_delay_s",
-            ),
-        }
-    }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        let m = &self.min_workers;
-        int_range(&m.key, m.value as u64, 0, MAX_WORKERS as u64)?;
-        let x = &self.max_workers;
-        int_range(&x.key, x.value as u64, 1, MAX_WORKERS as u64)?;
-        if m.value > x.value {
-            return Err(ConfigError::invalid(
-                &m.key,
-                format!("must be at most {} ({}), got {}", x.key, x.value, m.value),
-            ));
-        }
-        let t = &self.target_in_flight;
-        if !(t.value > 0.0 && t.value <= MAX_TARGET_IN_FLIGHT) {
-            return Err(ConfigError::invalid(
-                &t.key,
-                format!(
-                    "must be a number of calls > 0 and <= {MAX_TARGET_IN_FLIGHT}, got {}",
-                    t.value
-                ),
-            ));
-        }
-        let l = &self.look_back_s;
-        seconds_range(&l.key, l.value, Lower::AboveZero, MAX_AUTOSCALING_SECONDS)?;
-        for d in [&self.upscale_delay_s, &self.downscale_delay_s] {
-            seconds_range(&d.key, d.value, Lower::Zero, MAX_AUTOSCALING_SECONDS)?;
-        }
-        Ok(())
+        self.settings(runner).autoscaling.resolve()
     }
 }
 

@@ -17,9 +17,11 @@
 //! written in the file. A value that a later layer overrides is checked too
 //! ([`ConfigError::Overridden`] names where it was set), so a bad value in the
 //! file does not lie hidden behind a flag. Every numeric key has a range
-//! (in its doc comment; the bounds are constants such as [`MAX_WORKERS`]),
-//! checked by [`Config::validate`]. Every error ([`ConfigError`]) names the
-//! dotted key at fault and the value it found:
+//! (in its doc comment; the bounds are constants such as [`MAX_WORKERS`]):
+//! a number of seconds is a [`Seconds`], whose type checks its key's range
+//! as it is read, and the counts are checked on the typed values by
+//! [`Config::validate`]. Every error ([`ConfigError`]) names the dotted key
+//! at fault and the value it found:
 //!
 //! ```
 //! use tiffin_config::Config;
@@ -34,8 +36,9 @@
 //! # Runners
 //!
 //! As in BentoML, `runners:` holds the settings shared by every runner
-//! (`workers`, `batching`, `metrics`) and, under any other key, the settings of
-//! one runner by name, whose fields win over the shared ones:
+//! (`workers`, `batching`, `metrics`, ...) and, under any other key, the
+//! settings of one runner by name, whose fields win over the shared ones: one
+//! [`RunnerSettings`] per runner (see `runners.rs`):
 //!
 //! ```
 //! use tiffin_config::Config;
@@ -61,22 +64,18 @@ mod buckets;
 mod cors;
 mod load;
 mod logging;
+mod runners;
+mod seconds;
 mod tracing;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::time::Duration;
-
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 pub use autoscaling::{
-    Autoscaling, AutoscalingConfig, MAX_AUTOSCALING_SECONDS, MAX_TARGET_IN_FLIGHT,
-    PartialAutoscaling, cpu_count,
+    Autoscaling, AutoscalingConfig, MAX_AUTOSCALING_SECONDS, MAX_TARGET_IN_FLIGHT, cpu_count,
 };
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
 pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE, MAX_CORS_MAX_AGE, OneOrMany};
@@ -84,6 +83,11 @@ pub use load::{CLI_ORIGIN, CONFIG_ENV, OPTIONS_ENV, parse_options};
 pub use logging::{
     AccessLogConfig, AccessLogIdFormat, ApiServerLogging, IdFormat, IdRadix, LogFormat,
     LoggingConfig, MAX_ID_WIDTH,
+};
+pub use runners::{BatchingConfig, RunnerConfig, RunnerSettings, RunnersConfig};
+pub use seconds::{
+    GracefulTimeout, HttpTimeout, HungWorkerTimeout, LookBack, Lower, ScaleDelay, Seconds,
+    SecondsRange, TracingTimeout, TrafficTimeout, seconds,
 };
 pub use tracing::{
     DEFAULT_TRACING_TIMEOUT, MAX_TRACING_TIMEOUT, OtlpConfig, OtlpProtocol, TracingConfig,
@@ -96,8 +100,11 @@ pub use validate::{
 };
 
 /// The whole tiffin configuration: API-server and runner settings.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+///
+/// Built by [`Config::load`] and its kin; it also deserializes from any
+/// serde format through the same steps (merge, checks), and serializes to
+/// the YAML it was read from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Config {
     /// Settings of the API-server processes (`api_server.*`).
     pub api_server: ApiServerConfig,
@@ -122,21 +129,14 @@ pub struct SupervisorConfig {
     /// default 10; [`MIN_HUNG_WORKER_TIMEOUT`] to [`MAX_HUNG_WORKER_TIMEOUT`]).
     /// The answer never waits for the model, so a slow inference is not
     /// silence; a larger value only delays the recovery of a stopped process.
-    pub hung_worker_timeout: f64,
+    pub hung_worker_timeout: Seconds<HungWorkerTimeout>,
 }
 
 impl Default for SupervisorConfig {
     fn default() -> Self {
         SupervisorConfig {
-            hung_worker_timeout: 10.0,
+            hung_worker_timeout: Seconds::trusted(10.0),
         }
-    }
-}
-
-impl SupervisorConfig {
-    /// [`SupervisorConfig::hung_worker_timeout`] as a [`Duration`] (see [`seconds`]).
-    pub fn hung_worker_timeout_duration(&self) -> Duration {
-        seconds(self.hung_worker_timeout)
     }
 }
 
@@ -154,8 +154,8 @@ pub struct ApiServerConfig {
     pub workers: usize,
     /// Seconds given to in-flight requests on shutdown
     /// (`api_server.graceful_timeout`, default 30; 0 to
-    /// [`MAX_GRACEFUL_TIMEOUT`], finite).
-    pub graceful_timeout: f64,
+    /// [`MAX_GRACEFUL_TIMEOUT`]).
+    pub graceful_timeout: Seconds<GracefulTimeout>,
     /// Exits in a row of an API-server slot's process before it ever became
     /// ready after which the supervisor stops restarting it and shuts the
     /// service down with an error (`api_server.max_failed_starts`, default
@@ -178,7 +178,7 @@ impl Default for ApiServerConfig {
     fn default() -> Self {
         ApiServerConfig {
             workers: default_api_workers(),
-            graceful_timeout: 30.0,
+            graceful_timeout: Seconds::trusted(30.0),
             max_failed_starts: DEFAULT_API_MAX_FAILED_STARTS,
             http: HttpConfig::default(),
             grpc: GrpcConfig::default(),
@@ -187,27 +187,6 @@ impl Default for ApiServerConfig {
             logging: ApiServerLogging::default(),
         }
     }
-}
-
-impl ApiServerConfig {
-    /// [`ApiServerConfig::graceful_timeout`] as a [`Duration`] (see [`seconds`]).
-    pub fn graceful_timeout_duration(&self) -> Duration {
-        seconds(self.graceful_timeout)
-    }
-}
-
-/// A number of seconds from the configuration as a [`Duration`].
-///
-/// Exact for every value [`Config::validate`] accepts; a hand-built value
-/// outside every range saturates instead of panicking as
-/// [`Duration::from_secs_f64`] would: negative or NaN gives zero, too large
-/// (or infinite) gives [`Duration::MAX`].
-pub fn seconds(value: f64) -> Duration {
-    Duration::try_from_secs_f64(value).unwrap_or(if value > 0.0 {
-        Duration::MAX
-    } else {
-        Duration::ZERO
-    })
 }
 
 /// The HTTP listener (`api_server.http.*`).
@@ -224,16 +203,16 @@ pub struct HttpConfig {
     /// Seconds a connection may take to send the headers of a request,
     /// counted from its first byte (`api_server.http.header_read_timeout`,
     /// default 10; more than 0, at most [`MAX_HTTP_TIMEOUT`]).
-    pub header_read_timeout: f64,
+    pub header_read_timeout: Seconds<HttpTimeout>,
     /// Seconds the body of a request may take to arrive once its headers
     /// have (`api_server.http.body_read_timeout`, default 60; more than 0,
     /// at most [`MAX_HTTP_TIMEOUT`]).
-    pub body_read_timeout: f64,
+    pub body_read_timeout: Seconds<HttpTimeout>,
     /// Seconds an idle keep-alive connection is kept open waiting for its
     /// next request (`api_server.http.keepalive_timeout`, default 5, as
     /// uvicorn's `timeout_keep_alive` that BentoML serves with; more than 0,
     /// at most [`MAX_HTTP_TIMEOUT`]).
-    pub keepalive_timeout: f64,
+    pub keepalive_timeout: Seconds<HttpTimeout>,
     /// Open connections one API-server process accepts at a time
     /// (`api_server.http.max_connections`, default 10000; 1 to
     /// [`MAX_CONNECTIONS`]).
@@ -248,29 +227,12 @@ impl Default for HttpConfig {
             host: "0.0.0.0".to_owned(),
             port: 3000,
             max_request_size: 20 * 1024 * 1024,
-            header_read_timeout: 10.0,
-            body_read_timeout: 60.0,
-            keepalive_timeout: 5.0,
+            header_read_timeout: Seconds::trusted(10.0),
+            body_read_timeout: Seconds::trusted(60.0),
+            keepalive_timeout: Seconds::trusted(5.0),
             max_connections: 10_000,
             cors: CorsConfig::default(),
         }
-    }
-}
-
-impl HttpConfig {
-    /// [`HttpConfig::header_read_timeout`] as a [`Duration`] (see [`seconds`]).
-    pub fn header_read_timeout_duration(&self) -> Duration {
-        seconds(self.header_read_timeout)
-    }
-
-    /// [`HttpConfig::body_read_timeout`] as a [`Duration`] (see [`seconds`]).
-    pub fn body_read_timeout_duration(&self) -> Duration {
-        seconds(self.body_read_timeout)
-    }
-
-    /// [`HttpConfig::keepalive_timeout`] as a [`Duration`] (see [`seconds`]).
-    pub fn keepalive_timeout_duration(&self) -> Duration {
-        seconds(self.keepalive_timeout)
     }
 }
 
@@ -282,7 +244,7 @@ pub struct TrafficConfig {
     /// Seconds an API request may take, from its arrival to its answer
     /// (`api_server.traffic.timeout`, default 60 as in BentoML; more than 0,
     /// at most [`MAX_TRAFFIC_TIMEOUT`]).
-    pub timeout: f64,
+    pub timeout: Seconds<TrafficTimeout>,
     /// Requests one API-server process handles at once; beyond it requests
     /// are refused (`api_server.traffic.max_concurrency`, default none:
     /// unlimited, as in BentoML; when set 1 to [`MAX_CONCURRENCY`]). Written
@@ -293,16 +255,9 @@ pub struct TrafficConfig {
 impl Default for TrafficConfig {
     fn default() -> Self {
         TrafficConfig {
-            timeout: 60.0,
+            timeout: Seconds::trusted(60.0),
             max_concurrency: None,
         }
-    }
-}
-
-impl TrafficConfig {
-    /// [`TrafficConfig::timeout`] as a [`Duration`] (see [`seconds`]).
-    pub fn timeout_duration(&self) -> Duration {
-        seconds(self.timeout)
     }
 }
 
@@ -420,214 +375,6 @@ pub struct DurationConfig {
     /// trailing `+Inf` allowed and dropped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buckets: Option<Vec<f64>>,
-}
-
-/// Adaptive-batching settings of a runner (`runners.batching.*`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BatchingConfig {
-    /// Whether batchable methods are batched (default true).
-    pub enabled: bool,
-    /// Largest batch handed to a batchable method (default 100; 1 to
-    /// [`MAX_BATCH_SIZE`]).
-    pub max_batch_size: usize,
-    /// Latency budget of a request in milliseconds; beyond it requests are
-    /// rejected (default 10000; 1 to [`MAX_LATENCY_MS`], an hour).
-    pub max_latency_ms: u64,
-}
-
-impl Default for BatchingConfig {
-    fn default() -> Self {
-        BatchingConfig {
-            enabled: true,
-            max_batch_size: 100,
-            max_latency_ms: 10_000,
-        }
-    }
-}
-
-/// Batching fields set for one runner (`runners.<name>.batching.*`); unset fields come from `runners.batching`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PartialBatching {
-    /// Overrides `runners.batching.enabled`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Overrides `runners.batching.max_batch_size` (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_batch_size: Option<usize>,
-    /// Overrides `runners.batching.max_latency_ms` (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_latency_ms: Option<u64>,
-}
-
-/// Settings of one named runner (`runners.<name>.*`); unset fields come from `runners.*`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RunnerConfig {
-    /// Overrides `runners.workers` for this runner (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<usize>,
-    /// Overrides `runners.max_failed_starts` for this runner (same range).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_failed_starts: Option<u32>,
-    /// Overrides fields of `runners.batching` for this runner.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batching: Option<PartialBatching>,
-    /// Overrides fields of `runners.autoscaling` for this runner.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub autoscaling: Option<PartialAutoscaling>,
-}
-
-/// Runner settings (`runners.*`): shared ones, plus one [`RunnerConfig`] per named runner.
-///
-/// In YAML the named runners sit next to the shared keys, as in BentoML, so a
-/// runner cannot be called `workers`, `max_failed_starts`, `batching`,
-/// `metrics` or `autoscaling`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RunnersConfig {
-    /// Worker processes per runner unless the runner says otherwise
-    /// (default 1; 1 to [`MAX_WORKERS`]).
-    pub workers: usize,
-    /// Exits in a row of a runner worker slot's process before it ever
-    /// became ready after which the supervisor stops restarting it and shuts
-    /// the service down with an error, unless the runner says otherwise
-    /// (`runners.max_failed_starts`; 0 to [`MAX_FAILED_STARTS`], default
-    /// [`DEFAULT_RUNNER_MAX_FAILED_STARTS`]). 0 never gives up: a runner whose
-    /// model cannot load is retried with backoff while the service's other
-    /// APIs keep serving (503 for its own).
-    pub max_failed_starts: u32,
-    /// Batching of every runner unless the runner says otherwise.
-    pub batching: BatchingConfig,
-    /// The runners' default metrics (namespace `bentoml_runner`).
-    pub metrics: MetricsConfig,
-    /// Autoscaling of every runner unless the runner says otherwise (off by default).
-    pub autoscaling: AutoscalingConfig,
-    /// Settings of individual runners, by runner name (`runners.<name>`).
-    #[serde(flatten)]
-    pub per_runner: BTreeMap<String, RunnerConfig>,
-}
-
-impl Default for RunnersConfig {
-    fn default() -> Self {
-        RunnersConfig {
-            workers: 1,
-            max_failed_starts: DEFAULT_RUNNER_MAX_FAILED_STARTS,
-            batching: BatchingConfig::default(),
-            metrics: MetricsConfig::with_namespace("bentoml_runner"),
-            autoscaling: AutoscalingConfig::default(),
-            per_runner: BTreeMap::new(),
-        }
-    }
-}
-
-impl RunnersConfig {
-    /// The keys directly under `runners:` that are settings, not runner names.
-    pub const SHARED_KEYS: [&'static str; 5] = [
-        "workers",
-        "max_failed_starts",
-        "batching",
-        "metrics",
-        "autoscaling",
-    ];
-
-    /// Number of worker processes to start for `runner`.
-    pub fn workers_for(&self, runner: &str) -> usize {
-        self.per_runner
-            .get(runner)
-            .and_then(|r| r.workers)
-            .unwrap_or(self.workers)
-    }
-
-    /// Failed starts in a row after which `runner`'s slots give up (0: never).
-    pub fn max_failed_starts_for(&self, runner: &str) -> u32 {
-        self.per_runner
-            .get(runner)
-            .and_then(|r| r.max_failed_starts)
-            .unwrap_or(self.max_failed_starts)
-    }
-
-    /// Batching settings of `runner`: its own fields over the shared `runners.batching`.
-    pub fn batching_for(&self, runner: &str) -> BatchingConfig {
-        let mut batching = self.batching.clone();
-        if let Some(own) = self
-            .per_runner
-            .get(runner)
-            .and_then(|r| r.batching.as_ref())
-        {
-            batching.enabled = own.enabled.unwrap_or(batching.enabled);
-            batching.max_batch_size = own.max_batch_size.unwrap_or(batching.max_batch_size);
-            batching.max_latency_ms = own.max_latency_ms.unwrap_or(batching.max_latency_ms);
-        }
-        batching
-    }
-
-    /// Buckets of `bentoml_runner_adaptive_batch_size`: up to the largest `max_batch_size` among `runners`.
-    pub fn adaptive_batch_size_buckets(&self, runners: &[&str]) -> Vec<f64> {
-        let largest = runners
-            .iter()
-            .map(|r| self.batching_for(r).max_batch_size)
-            .max()
-            .unwrap_or(self.batching.max_batch_size);
-        batch_size_buckets(largest)
-    }
-}
-
-/// `runners.metrics` as written: unset fields keep the runners' defaults.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MetricsFields {
-    enabled: Option<bool>,
-    namespace: Option<String>,
-    duration: Option<DurationConfig>,
-}
-
-impl<'de> Deserialize<'de> for RunnersConfig {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RunnersVisitor;
-
-        impl<'de> Visitor<'de> for RunnersVisitor {
-            type Value = RunnersConfig;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping of runner settings")
-            }
-
-            fn visit_unit<E: serde::de::Error>(self) -> Result<RunnersConfig, E> {
-                Ok(RunnersConfig::default())
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RunnersConfig, A::Error> {
-                let mut runners = RunnersConfig::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "workers" => runners.workers = map.next_value()?,
-                        "max_failed_starts" => runners.max_failed_starts = map.next_value()?,
-                        "batching" => runners.batching = map.next_value()?,
-                        "autoscaling" => runners.autoscaling = map.next_value()?,
-                        "metrics" => {
-                            let fields: Option<MetricsFields> = map.next_value()?;
-                            if let Some(fields) = fields {
-                                let metrics = &mut runners.metrics;
-                                metrics.enabled = fields.enabled.unwrap_or(metrics.enabled);
-                                if let Some(namespace) = fields.namespace {
-                                    metrics.namespace = namespace;
-                                }
-                                metrics.duration = fields.duration.unwrap_or_default();
-                            }
-                        }
-                        _ => {
-                            let runner: Option<RunnerConfig> = map.next_value()?;
-                            runners.per_runner.insert(key, runner.unwrap_or_default());
-                        }
-                    }
-                }
-                Ok(runners)
-            }
-        }
-
-        deserializer.deserialize_map(RunnersVisitor)
-    }
 }
 
 /// Why a configuration could not be loaded or is not valid; the message names the key and value at fault.

@@ -2,7 +2,9 @@
 //!
 //! Everything is merged as a `serde_yaml_ng::Value` tree first; the tree is then
 //! deserialized once through `serde_path_to_error`, so a wrong key or value is
-//! reported with its full dotted path whichever layer it came from.
+//! reported with its full dotted path whichever layer it came from. The
+//! `runners:` section is read apart (`runners.rs`), because a runner's own
+//! section is merged over the shared one before it is read.
 //!
 //! A value that a later layer replaces is checked too: the merged tree with
 //! the replaced value put back must pass, or the error names the key, the
@@ -12,10 +14,15 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_path_to_error::Segment;
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::{Config, ConfigError};
+use crate::{
+    ApiServerConfig, Config, ConfigError, LoggingConfig, RunnersConfig, SupervisorConfig,
+    TracingConfig,
+};
 
 /// Environment variable holding the configuration file path (read by the CLI, not by this crate).
 pub const CONFIG_ENV: &str = "TIFFIN_CONFIG";
@@ -334,10 +341,68 @@ fn set_in_tree(tree: &mut Value, key: &str, value: &str, origin: &str) -> Result
     Ok(())
 }
 
+/// The top level of the tree as deserialized in one go: every section but
+/// `runners`, which [`RunnersConfig`] reads from its tree.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Sections {
+    api_server: ApiServerConfig,
+    runners: Value,
+    supervisor: SupervisorConfig,
+    logging: LoggingConfig,
+    tracing: TracingConfig,
+}
+
+impl Default for Sections {
+    fn default() -> Self {
+        let config = Config::default();
+        Sections {
+            api_server: config.api_server,
+            runners: Value::Null,
+            supervisor: config.supervisor,
+            logging: config.logging,
+            tracing: config.tracing,
+        }
+    }
+}
+
 /// Deserializes and validates a merged tree, turning serde errors into keyed [`ConfigError`]s.
 fn from_tree(tree: &Value) -> Result<Config, ConfigError> {
-    let config: Config = serde_path_to_error::deserialize(tree).map_err(|err| {
-        let key = err.path().to_string();
+    let sections: Sections = deserialize(tree, str::to_owned)?;
+    let config = Config {
+        api_server: sections.api_server,
+        runners: RunnersConfig::from_tree(&sections.runners)?,
+        supervisor: sections.supervisor,
+        logging: sections.logging,
+        tracing: sections.tracing,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// Reads a configuration from any serde format the way [`Config::load`]
+/// reads a file: the same merge of runner sections, checks and messages.
+impl<'de> Deserialize<'de> for Config {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let tree = Value::deserialize(deserializer)?;
+        from_tree(&tree).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Deserializes `tree` as a `T`, turning a serde error into a
+/// [`ConfigError`] whose key is `key` of the dotted path within `tree`
+/// (empty at its root).
+///
+/// A reason that states its own rule and value (`must be ...`, as
+/// [`crate::Seconds`] gives) is kept as it is; serde's own "expected X" is
+/// put in plain words, with the value found.
+pub(crate) fn deserialize<T: DeserializeOwned>(
+    tree: &Value,
+    key: impl FnOnce(&str) -> String,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(tree).map_err(|err| {
+        let path = err.path().to_string();
+        let key = key(if path == "." { "" } else { &path });
         let message = err.inner().to_string();
         if let Some(rest) = message.strip_prefix("unknown field `") {
             let hint = rest
@@ -346,15 +411,19 @@ fn from_tree(tree: &Value) -> Result<Config, ConfigError> {
                 .unwrap_or_default();
             return ConfigError::UnknownKey { key, hint };
         }
+        if message.starts_with("must ") {
+            return ConfigError::InvalidValue {
+                key,
+                reason: message,
+            };
+        }
         let got = lookup(tree, err.path()).map_or_else(|| "nothing".to_owned(), render);
         let reason = match message.rsplit_once(", expected ") {
             Some((_, expected)) => format!("expected {}, got {got}", friendly(expected)),
             None => format!("{message} (got {got})"),
         };
         ConfigError::InvalidValue { key, reason }
-    })?;
-    config.validate()?;
-    Ok(config)
+    })
 }
 
 /// Plain-words version of what serde says it expected.
@@ -382,7 +451,7 @@ fn lookup<'a>(tree: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a V
 }
 
 /// Compact one-line YAML-ish rendering of a value, strings quoted.
-fn render(value: &Value) -> String {
+pub(crate) fn render(value: &Value) -> String {
     match value {
         Value::Null => "null".to_owned(),
         Value::Bool(b) => b.to_string(),

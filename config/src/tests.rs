@@ -55,9 +55,9 @@ fn defaults() {
     assert_eq!(c.api_server.grpc.metrics.port, 3001);
     assert!(c.api_server.metrics.enabled);
     assert_eq!(c.api_server.metrics.namespace, "bentoml_api_server");
-    assert_eq!(c.runners.workers, 1);
+    assert_eq!(c.runners.shared.workers, 1);
     assert_eq!(
-        c.runners.batching,
+        c.runners.shared.batching,
         BatchingConfig {
             enabled: true,
             max_batch_size: 100,
@@ -132,8 +132,8 @@ runners:
         c.api_server.metrics.duration_buckets(),
         [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0]
     );
-    assert_eq!(c.runners.workers, 3);
-    assert_eq!(c.runners.batching.max_batch_size, 16);
+    assert_eq!(c.runners.shared.workers, 3);
+    assert_eq!(c.runners.shared.batching.max_batch_size, 16);
     assert!(!c.runners.metrics.enabled);
     assert_eq!(c.runners.metrics.namespace, "bentoml_runner");
     assert_eq!(c.runners.metrics.duration_buckets(), [0.5, 1.0]);
@@ -334,7 +334,7 @@ fn env_options_override_the_file() {
     .unwrap();
     assert_eq!(c.api_server.http.port, 3001);
     assert_eq!(c.api_server.http.host, "127.0.0.1");
-    assert!(!c.runners.batching.enabled);
+    assert!(!c.runners.shared.batching.enabled);
     assert_eq!(c.api_server.metrics.duration_buckets(), [0.1, 0.5, 1.0]);
     assert_eq!(c.runners.workers_for("nltk"), 2);
 }
@@ -450,7 +450,7 @@ fn per_runner_overrides() {
             max_latency_ms: 20
         }
     );
-    assert_eq!(c.runners.batching_for("c"), c.runners.batching);
+    assert_eq!(c.runners.batching_for("c"), c.runners.shared.batching);
     assert_eq!(
         c.runners.adaptive_batch_size_buckets(&["a", "b"]),
         batch_size_buckets(200)
@@ -621,17 +621,17 @@ fn http_timeouts_connections_and_traffic_keys() {
     assert_eq!(http.body_read_timeout, 60.0);
     assert_eq!(http.keepalive_timeout, 5.0);
     assert_eq!(http.max_connections, 10_000);
-    assert_eq!(http.header_read_timeout_duration(), Duration::from_secs(10));
-    assert_eq!(http.body_read_timeout_duration(), Duration::from_secs(60));
-    assert_eq!(http.keepalive_timeout_duration(), Duration::from_secs(5));
+    assert_eq!(http.header_read_timeout.duration(), Duration::from_secs(10));
+    assert_eq!(http.body_read_timeout.duration(), Duration::from_secs(60));
+    assert_eq!(http.keepalive_timeout.duration(), Duration::from_secs(5));
     assert_eq!(c.api_server.traffic.timeout, 60.0);
     assert_eq!(c.api_server.traffic.max_concurrency, None);
     assert_eq!(
-        c.api_server.traffic.timeout_duration(),
+        c.api_server.traffic.timeout.duration(),
         Duration::from_secs(60)
     );
     assert_eq!(
-        c.api_server.graceful_timeout_duration(),
+        c.api_server.graceful_timeout.duration(),
         Duration::from_secs(30)
     );
 
@@ -662,17 +662,17 @@ fn http_timeouts_connections_and_traffic_keys() {
     .unwrap();
     let http = &c.api_server.http;
     assert_eq!(
-        http.header_read_timeout_duration(),
+        http.header_read_timeout.duration(),
         Duration::from_millis(500)
     );
-    assert_eq!(http.body_read_timeout_duration(), Duration::from_secs(2));
+    assert_eq!(http.body_read_timeout.duration(), Duration::from_secs(2));
     assert_eq!(
-        http.keepalive_timeout_duration(),
+        http.keepalive_timeout.duration(),
         Duration::from_millis(1250)
     );
     assert_eq!(http.max_connections, 3);
     assert_eq!(
-        c.api_server.traffic.timeout_duration(),
+        c.api_server.traffic.timeout.duration(),
         Duration::from_millis(250)
     );
     assert_eq!(c.api_server.traffic.max_concurrency, Some(7));

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
-use crate::validate::{Lower, seconds_range};
+use crate::seconds::{Seconds, TracingTimeout, seconds};
 
 /// Largest `tracing.timeout` / `tracing.otlp.timeout`, in seconds.
 pub const MAX_TRACING_TIMEOUT: f64 = 600.0;
@@ -40,7 +40,7 @@ pub struct TracingConfig {
     /// Seconds one export may take (BentoML's key; default
     /// [`DEFAULT_TRACING_TIMEOUT`]; above 0 to [`MAX_TRACING_TIMEOUT`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<f64>,
+    pub timeout: Option<Seconds<TracingTimeout>>,
     /// The OTLP exporter (`tracing.otlp.*`).
     pub otlp: OtlpConfig,
 }
@@ -57,9 +57,9 @@ pub struct OtlpConfig {
     /// (default `http://localhost:4317`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Seconds one export may take; wins over `tracing.timeout`.
+    /// Seconds one export may take; wins over `tracing.timeout` (same range).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<f64>,
+    pub timeout: Option<Seconds<TracingTimeout>>,
     /// Only `none` (tiffin does not compress exports).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
@@ -104,15 +104,14 @@ impl TracingConfig {
 
     /// The export timeout.
     pub fn timeout(&self) -> Duration {
-        crate::seconds(
-            self.otlp
-                .timeout
-                .or(self.timeout)
-                .unwrap_or(DEFAULT_TRACING_TIMEOUT),
-        )
+        self.otlp
+            .timeout
+            .or(self.timeout)
+            .map_or(seconds(DEFAULT_TRACING_TIMEOUT), Seconds::duration)
     }
 
-    /// Checks the keys: a supported exporter, the rate, the timeouts, the URL.
+    /// Checks the keys: a supported exporter, the rate, the URL (the
+    /// timeouts were checked as they were read).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if let Some(t) = &self.exporter_type
             && !t.eq_ignore_ascii_case("otlp")
@@ -129,14 +128,6 @@ impl TracingConfig {
                 "tracing.sample_rate",
                 format!("must be a number from 0 to 1, got {rate}"),
             ));
-        }
-        for (key, value) in [
-            ("tracing.timeout", self.timeout),
-            ("tracing.otlp.timeout", self.otlp.timeout),
-        ] {
-            if let Some(v) = value {
-                seconds_range(key, v, Lower::AboveZero, MAX_TRACING_TIMEOUT)?;
-            }
         }
         if let Some(c) = &self.otlp.compression
             && !c.eq_ignore_ascii_case("none")

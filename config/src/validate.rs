@@ -74,8 +74,9 @@ pub const MIN_HUNG_WORKER_TIMEOUT: f64 = 2.0;
 pub const MAX_HUNG_WORKER_TIMEOUT: f64 = 3_600.0;
 
 impl Config {
-    /// Checks every rule that types alone do not: each numeric key within
-    /// its range (the constants of this crate), names, bucket settings.
+    /// Checks every rule that types alone do not: each count within its
+    /// range (the constants of this crate), names, bucket settings. (The
+    /// seconds keys are [`crate::Seconds`], checked as they are read.)
     pub fn validate(&self) -> Result<(), ConfigError> {
         let api = &self.api_server;
         int_range(
@@ -83,12 +84,6 @@ impl Config {
             api.workers as u64,
             1,
             MAX_WORKERS as u64,
-        )?;
-        seconds_range(
-            "api_server.graceful_timeout",
-            api.graceful_timeout,
-            Lower::Zero,
-            MAX_GRACEFUL_TIMEOUT,
         )?;
         int_range(
             "api_server.max_failed_starts",
@@ -113,22 +108,6 @@ impl Config {
             1,
             MAX_REQUEST_SIZE,
         )?;
-        for (key, value) in [
-            (
-                "api_server.http.header_read_timeout",
-                api.http.header_read_timeout,
-            ),
-            (
-                "api_server.http.body_read_timeout",
-                api.http.body_read_timeout,
-            ),
-            (
-                "api_server.http.keepalive_timeout",
-                api.http.keepalive_timeout,
-            ),
-        ] {
-            seconds_range(key, value, Lower::AboveZero, MAX_HTTP_TIMEOUT)?;
-        }
         int_range(
             "api_server.http.max_connections",
             api.http.max_connections as u64,
@@ -136,12 +115,6 @@ impl Config {
             MAX_CONNECTIONS as u64,
         )?;
         api.http.cors.validate("api_server.http.cors")?;
-        seconds_range(
-            "api_server.traffic.timeout",
-            api.traffic.timeout,
-            Lower::AboveZero,
-            MAX_TRAFFIC_TIMEOUT,
-        )?;
         if let Some(max) = api.traffic.max_concurrency {
             int_range(
                 "api_server.traffic.max_concurrency",
@@ -155,47 +128,8 @@ impl Config {
         validate_metrics("api_server.metrics", &api.metrics)?;
         api.logging.validate()?;
         self.tracing.validate()?;
-
-        let runners = &self.runners;
-        workers("runners.workers", runners.workers)?;
-        failed_starts("runners.max_failed_starts", runners.max_failed_starts)?;
-        batch_size(
-            "runners.batching.max_batch_size",
-            runners.batching.max_batch_size,
-        )?;
-        latency(
-            "runners.batching.max_latency_ms",
-            runners.batching.max_latency_ms,
-        )?;
-        validate_metrics("runners.metrics", &runners.metrics)?;
-        for (name, runner) in &runners.per_runner {
-            if let Some(n) = runner.workers {
-                workers(&format!("runners.{name}.workers"), n)?;
-            }
-            if let Some(n) = runner.max_failed_starts {
-                failed_starts(&format!("runners.{name}.max_failed_starts"), n)?;
-            }
-            if let Some(batching) = &runner.batching {
-                if let Some(size) = batching.max_batch_size {
-                    batch_size(&format!("runners.{name}.batching.max_batch_size"), size)?;
-                }
-                if let Some(ms) = batching.max_latency_ms {
-                    latency(&format!("runners.{name}.batching.max_latency_ms"), ms)?;
-                }
-            }
-        }
-        runners.validate_autoscaling()?;
-        let hung = self.supervisor.hung_worker_timeout;
-        if !(MIN_HUNG_WORKER_TIMEOUT..=MAX_HUNG_WORKER_TIMEOUT).contains(&hung) {
-            return Err(ConfigError::invalid(
-                "supervisor.hung_worker_timeout",
-                format!(
-                    "must be a number of seconds >= {MIN_HUNG_WORKER_TIMEOUT} and <= \
-                     {MAX_HUNG_WORKER_TIMEOUT}, got {hung}"
-                ),
-            ));
-        }
-        Ok(())
+        validate_metrics("runners.metrics", &self.runners.metrics)?;
+        self.runners.validate()
     }
 
     /// Fails on a `runners.<name>` section whose name is not one of the service's runners.
@@ -213,22 +147,6 @@ impl Config {
             None => Ok(()),
         }
     }
-}
-
-fn workers(key: &str, n: usize) -> Result<(), ConfigError> {
-    int_range(key, n as u64, 1, MAX_WORKERS as u64)
-}
-
-fn failed_starts(key: &str, n: u32) -> Result<(), ConfigError> {
-    int_range(key, n.into(), 0, MAX_FAILED_STARTS.into())
-}
-
-fn batch_size(key: &str, n: usize) -> Result<(), ConfigError> {
-    int_range(key, n as u64, 1, MAX_BATCH_SIZE as u64)
-}
-
-fn latency(key: &str, ms: u64) -> Result<(), ConfigError> {
-    int_range(key, ms, 1, MAX_LATENCY_MS)
 }
 
 /// `min <= value <= max`. Every count is at most `u64` wide (`usize` is 64
@@ -249,45 +167,13 @@ pub(crate) fn int_range(key: &str, value: u64, min: u64, max: u64) -> Result<(),
     }
 }
 
-/// Where a range of seconds starts.
-#[derive(Clone, Copy)]
-pub(crate) enum Lower {
-    /// 0 is allowed (e.g. no grace at all on shutdown).
-    Zero,
-    /// Must be more than 0 (a zero timeout would fail everything at once).
-    AboveZero,
-}
-
-/// A finite number of seconds within `lower` and `max`; NaN and infinities
-/// fail every comparison below, so they are reported too.
-pub(crate) fn seconds_range(
-    key: &str,
-    value: f64,
-    lower: Lower,
-    max: f64,
-) -> Result<(), ConfigError> {
-    let (fits_lower, shown) = match lower {
-        Lower::Zero => (value >= 0.0, ">= 0"),
-        Lower::AboveZero => (value > 0.0, "> 0"),
-    };
-    if fits_lower && value <= max {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            key,
-            format!("must be a number of seconds {shown} and <= {max}, got {value}"),
-        ))
-    }
-}
-
 fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        Err(ConfigError::invalid(
+    match value.trim() {
+        "" => Err(ConfigError::invalid(
             key,
             format!("must not be empty, got {value:?}"),
-        ))
-    } else {
-        Ok(())
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -220,11 +220,11 @@ fn loaded(result: Result<Config, ConfigError>) {
     };
     config.validate().expect("a loaded configuration is valid");
     let api = &config.api_server;
-    let _ = api.graceful_timeout_duration();
-    let _ = api.http.header_read_timeout_duration();
-    let _ = api.http.body_read_timeout_duration();
-    let _ = api.http.keepalive_timeout_duration();
-    let _ = api.traffic.timeout_duration();
+    let _ = api.graceful_timeout.duration();
+    let _ = api.http.header_read_timeout.duration();
+    let _ = api.http.body_read_timeout.duration();
+    let _ = api.http.keepalive_timeout.duration();
+    let _ = api.traffic.timeout.duration();
     assert!(!api.metrics.duration_buckets().is_empty());
     assert!(!config.runners.metrics.duration_buckets().is_empty());
     let names: Vec<&str> = config

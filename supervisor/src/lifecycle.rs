@@ -246,20 +246,10 @@ impl Supervisor<'_> {
     /// and the key that sets it, for the error.
     fn failed_start_limit(&self, role: &Role) -> (u32, String) {
         match role.runner() {
-            Some(runner) => {
-                let own = self
-                    .config
-                    .runners
-                    .per_runner
-                    .get(runner)
-                    .is_some_and(|r| r.max_failed_starts.is_some());
-                let key = if own {
-                    format!("runners.{runner}.max_failed_starts")
-                } else {
-                    "runners.max_failed_starts".to_owned()
-                };
-                (self.config.runners.max_failed_starts_for(runner), key)
-            }
+            Some(runner) => (
+                self.config.runners.max_failed_starts_for(runner),
+                self.config.runners.key_of(runner, "max_failed_starts"),
+            ),
             None => (
                 self.config.api_server.max_failed_starts,
                 "api_server.max_failed_starts".to_owned(),

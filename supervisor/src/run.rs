@@ -83,7 +83,7 @@ async fn supervise_in(
         .iter()
         .map(|r| r.name().to_string())
         .collect();
-    let graceful_timeout = args.config.api_server.graceful_timeout_duration();
+    let graceful_timeout = args.config.api_server.graceful_timeout.duration();
     let shared: Shared = Arc::new(Mutex::new(State::new(
         args.service.name.clone(),
         runners.clone(),
@@ -104,7 +104,7 @@ async fn supervise_in(
         shared.clone(),
         metrics.clone(),
         REFRESH_EVERY,
-        args.config.supervisor.hung_worker_timeout_duration(),
+        args.config.supervisor.hung_worker_timeout.duration(),
     );
     if let Some(port) = args.metrics_port {
         let host = args.metrics_host.as_deref().unwrap_or(&args.host);
