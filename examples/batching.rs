@@ -2,8 +2,8 @@
 //! many at once, as BentoML's `@bentoml.Runnable.method(batchable=True)`.
 //!
 //! ```sh
-//! cargo run --example batching -- serve-http --port 3000 \
-//!     --set runners.batching.max_batch_size=32 --set runners.batching.max_latency_ms=20
+//! TIFFIN_CONFIG_OPTIONS="runners.batching.max_batch_size=32 runners.batching.max_latency_ms=20" \
+//!     cargo run --example batching -- serve-http --port 3000
 //! curl -H 'content-type: application/json' -d '[1.0, 2.0, 3.0]' localhost:3000/norm
 //! curl -s localhost:3000/metrics | grep bentoml_runner_adaptive_batch_size
 //! ```
@@ -36,14 +36,17 @@ fn load() -> Runnable {
 fn service() -> Service {
     let linalg = Runner::new("linalg", load);
     let norm = linalg.method::<Vec<f64>, f64>("norm");
-    Service::new("batching")
-        .runner(&linalg)
-        .api("norm", Json, Json, move |body: serde_json::Value| {
+    Service::new("batching").runner(&linalg).api(
+        "norm",
+        Json,
+        Json,
+        move |body: serde_json::Value| {
             let call = serde_json::from_value::<Vec<f64>>(body)
                 .map_err(|e| ApiError::bad_request(format!("expected a list of numbers: {e}")))
                 .map(|v| norm.call(v));
             async move { Ok(json!({ "norm": call?.await? })) }
-        })
+        },
+    )
 }
 
 fn main() -> ExitCode {

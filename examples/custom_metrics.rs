@@ -53,9 +53,11 @@ fn load() -> Runnable {
 fn service() -> Service {
     let nltk = Runner::new("nltk_sentiment", load);
     let is_positive = nltk.method::<String, bool>("is_positive");
-    Service::new("sentiment_analyzer")
-        .runner(&nltk)
-        .api("analysis", Text, Json, move |text: String| {
+    Service::new("sentiment_analyzer").runner(&nltk).api(
+        "analysis",
+        Text,
+        Json,
+        move |text: String| {
             let call = is_positive.call(text);
             async move {
                 let positive = call.await?;
@@ -66,7 +68,8 @@ fn service() -> Service {
                     .inc();
                 Ok(json!({ "is_positive": positive }))
             }
-        })
+        },
+    )
 }
 
 fn main() -> ExitCode {

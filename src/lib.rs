@@ -67,3 +67,16 @@ pub fn main(service: Service) -> ExitCode {
 pub fn main_with(services: Vec<Service>) -> ExitCode {
     cli::main(services)
 }
+
+/// The Rust snippets of the README and of the docs pages a user copies from,
+/// compiled (and, unless marked `no_run`, run) as doctests, so they cannot
+/// drift from the API.
+#[cfg(doctest)]
+pub mod snippets {
+    #[doc = include_str!("../README.md")]
+    pub struct Readme;
+    #[doc = include_str!("../docs/bentoml.md")]
+    pub struct BentomlMapping;
+    #[doc = include_str!("../docs/metrics.md")]
+    pub struct Metrics;
+}

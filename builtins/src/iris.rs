@@ -16,12 +16,12 @@
 //! `predict` stacks every row of the batch into one matrix, scores it in one
 //! pass, and hands each caller back its own slice of the answers.
 
-use serde_json::Value;
 use bytes::Bytes;
+use serde_json::Value;
 use tiffin_service::serde::{Deserialize, Serialize};
 use tiffin_service::{
-    ApiError, DType, IoDescriptor, IoKind, JsonOf, NdArray, NdData, NdSpec, NumpyNdarray,
-    Runnable, Runner, Service,
+    ApiError, DType, IoDescriptor, IoKind, JsonOf, NdArray, NdData, NdSpec, NumpyNdarray, Runnable,
+    Runner, Service,
 };
 
 /// The shipped data set: header, then `sepal_length,sepal_width,petal_length,petal_width,species`.
@@ -295,9 +295,11 @@ pub enum Class {
 
 fn load() -> Result<Runnable, String> {
     let model = IrisModel::from_shipped_data()?;
-    Ok(Runnable::new().batch_method("predict", move |calls: Vec<Vec<Row>>| {
-        model.predict_batch(&calls)
-    }))
+    Ok(
+        Runnable::new().batch_method("predict", move |calls: Vec<Vec<Row>>| {
+            model.predict_batch(&calls)
+        }),
+    )
 }
 
 /// The `iris_classifier` service.

@@ -36,9 +36,9 @@ pub use image::Image;
 pub use io::{Binary, IoDescriptor, IoKind, IoSpec, Json, JsonOf, Text};
 pub use ndarray::{DType, NdArray, NdData, NdSpec, NumpyNdarray};
 pub use runnable::{MethodKind, Runnable};
-pub use runner::{Method, Runner};
 #[doc(hidden)]
 pub use runner::RunnerTransport;
+pub use runner::{Method, Runner};
 /// The serde this crate's traits come from (for [`JsonOf`] types and runner payloads).
 pub use serde;
 pub use service::{Api, Service};

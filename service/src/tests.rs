@@ -29,7 +29,9 @@ fn batch_method_must_return_one_output_per_input() {
 fn try_method_error_fails_the_call_with_its_message() {
     let r = Runnable::new()
         .try_method("fail", |_: String| Err::<bool, _>("model exploded"))
-        .try_batch_method("fail_batch", |_: Vec<i64>| Err::<Vec<i64>, _>("batch exploded"));
+        .try_batch_method("fail_batch", |_: Vec<i64>| {
+            Err::<Vec<i64>, _>("batch exploded")
+        });
     assert_eq!(
         r.call("fail", b"\"x\""),
         Err(CallError::Failed("model exploded".into()))
@@ -57,10 +59,7 @@ async fn method_handle_calls_through_the_installed_transport() {
     let double = runner.method::<i64, i64>("double");
     let typo = runner.method::<i64, i64>("doubel");
     let unconnected = double.call(1).await;
-    assert_eq!(
-        unconnected,
-        Err(RunnerError::NotConnected("calc".into()))
-    );
+    assert_eq!(unconnected, Err(RunnerError::NotConnected("calc".into())));
     assert!(runner.connect(std::sync::Arc::new(InProcess(load()))));
     // The future borrows nothing: it outlives the scope of the handle.
     let call = {
