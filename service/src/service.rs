@@ -87,7 +87,7 @@ impl Service {
 
     /// Adds a runner.
     pub fn runner(mut self, runner: &Runner) -> Self {
-        self.runners.push(runner.clone());
+        self.runners.push(*runner);
         self
     }
 
