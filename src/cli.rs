@@ -224,11 +224,16 @@ fn serve(
     services: &[Service],
 ) -> Result<()> {
     let mut args = args;
+    let model = args
+        .model
+        .as_deref()
+        .map(crate::models::service_for)
+        .transpose()?;
     let model_service;
-    let services = match args.model.as_deref() {
-        Some(spec) => {
-            model_service = [crate::models::service_for(spec)?];
-            args.service = Some(model_service[0].name.clone());
+    let services = match &model {
+        Some(model) => {
+            model_service = [model.service.clone()];
+            args.service = Some(model.service.name.clone());
             &model_service[..]
         }
         None => services,
@@ -261,6 +266,7 @@ fn serve(
         config,
         config_yaml: yaml,
         exe,
+        model: model.map(|m| m.path),
     })?;
     Ok(())
 }
@@ -382,9 +388,12 @@ fn worker(command: WorkerCommand, services: &[Service]) -> Result<()> {
     let yaml = std::env::var(EFFECTIVE_CONFIG_ENV).unwrap_or_default();
     let config = Config::from_yaml_str(&yaml)?;
     let _log = tiffin_logging::init(role.to_string(), config.logging.format);
-    let services = crate::models::worker_services(services)?;
-    let service = find_service(&services, Some(&command.common().service))?;
-    let runtime_dir = command.common().runtime_dir.clone();
+    let common = command.common();
+    let service = match &common.model {
+        Some(path) => crate::models::worker_service(&common.service, path)?,
+        None => find_service(services, Some(&common.service))?,
+    };
+    let runtime_dir = common.runtime_dir.clone();
     match command {
         WorkerCommand::ApiServer {
             index,

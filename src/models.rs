@@ -3,12 +3,11 @@
 //!
 //! How a worker learns which model it serves: the supervisor resolves the
 //! `--model` argument once (a store tag is looked up and its file's sha256
-//! checked; a path is read), builds the service from it, and puts the
-//! resolved file and the service name in its own environment
-//! ([`MODEL_PATH_ENV`], [`MODEL_NAME_ENV`]) before it starts any thread or
-//! child. Every worker inherits them and rebuilds the same service from the
-//! same file ([`worker_services`]), just as a built-in service is rebuilt
-//! from its name.
+//! checked; a path is read) into a [`ModelService`], and hands its absolute
+//! file to every worker on the worker's command line
+//! (`tiffin_supervisor::spawn::WorkerCommon::model`) beside the service
+//! name. Each worker rebuilds the same service from the same file
+//! ([`worker_service`]), just as a built-in service is rebuilt from its name.
 
 use std::path::{Path, PathBuf};
 
@@ -16,12 +15,6 @@ use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
 use tiffin_models::{Store, Tag, parse_labels};
 use tiffin_service::Service;
-
-/// The model file a `--model` service's workers load.
-pub const MODEL_PATH_ENV: &str = "TIFFIN_MODEL_PATH";
-
-/// The service (and runner) name of a `--model` service.
-pub const MODEL_NAME_ENV: &str = "TIFFIN_MODEL_NAME";
 
 /// `tiffin models ...`: the model store under `$TIFFIN_HOME/models`.
 #[derive(Subcommand)]
@@ -133,34 +126,27 @@ fn resolve(spec: &str) -> Result<(String, PathBuf)> {
     Ok((entry.metadata.name, entry.model_path))
 }
 
-/// The service of `serve-http --model SPEC`, after exporting what the
-/// workers need (see the module docs). Called before any thread starts.
-pub fn service_for(spec: &str) -> Result<Service> {
+/// The service of `serve-http --model SPEC` and the file it was built from.
+pub struct ModelService {
+    /// The service, named after the model.
+    pub service: Service,
+    /// The model file, absolute, which every worker is handed.
+    pub path: PathBuf,
+}
+
+/// Resolves `serve-http --model SPEC` (see the module docs).
+pub fn service_for(spec: &str) -> Result<ModelService> {
     let (name, path) = resolve(spec)?;
     let path = std::path::absolute(&path)
         .with_context(|| format!("cannot resolve the model path {}", path.display()))?;
     let (service, _) = tiffin_onnx::serve::service(&name, &path)?;
-    // SAFETY: this runs on the main thread while parsing the command line,
-    // before the supervisor's runtime, the logger or any other thread
-    // exists, so nothing can read the environment concurrently.
-    unsafe {
-        std::env::set_var(MODEL_PATH_ENV, &path);
-        std::env::set_var(MODEL_NAME_ENV, &name);
-    }
-    Ok(service)
+    Ok(ModelService { service, path })
 }
 
-/// The services a worker may be asked for: the binary's own, plus the
-/// `--model` service its supervisor exported, if any.
-pub fn worker_services(services: &[Service]) -> Result<Vec<Service>> {
-    let mut all = services.to_vec();
-    if let Some(path) = std::env::var_os(MODEL_PATH_ENV) {
-        let path = PathBuf::from(path);
-        let name =
-            std::env::var(MODEL_NAME_ENV).unwrap_or_else(|_| tiffin_onnx::serve::name_for(&path));
-        let (service, _) = tiffin_onnx::serve::service(&name, &path)
-            .map_err(|e| anyhow!("the model this worker serves: {e}"))?;
-        all.insert(0, service);
-    }
-    Ok(all)
+/// The service `name` of a worker its supervisor handed the model file
+/// `path` (`WorkerCommon::model`).
+pub fn worker_service(name: &str, path: &Path) -> Result<Service> {
+    let (service, _) = tiffin_onnx::serve::service(name, path)
+        .map_err(|e| anyhow!("the model this worker serves: {e}"))?;
+    Ok(service)
 }

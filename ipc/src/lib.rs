@@ -5,6 +5,8 @@
 //! - [`connection`]: the one multiplexed request/response connection type
 //!   (hello exchange, request ids, replies, events, fail-everything-on-close).
 //! - [`proto`]: the messages of the data and control connections.
+//! - [`load`]: the runner calls in flight an API server reports, which the
+//!   supervisor's autoscaler reads as a typed [`load::RunnerLoad`].
 //! - [`role`]: who a process is, and every spelling of that.
 //! - [`runtime`]: socket names in the runtime directory and what a child
 //!   inherits from the supervisor.
@@ -18,6 +20,7 @@ pub mod clock;
 pub mod connection;
 pub mod control;
 pub mod frame;
+pub mod load;
 pub mod peer;
 pub mod proto;
 pub mod role;

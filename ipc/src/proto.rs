@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tiffin_metrics::{Format, Snapshot};
 pub use tiffin_service::CallError;
 
+pub use crate::load::RUNNER_CALLS_IN_FLIGHT;
 pub use crate::role::{API_SERVER_TARGET, API_SERVER_TARGET_ALIASES, Role};
 
 /// The wire protocol API servers speak to clients (`serve-http` or `serve-grpc`).
@@ -57,12 +58,6 @@ impl std::str::FromStr for Protocol {
 
 /// Version of the wire protocol; bumped on any incompatible message change.
 pub const PROTOCOL_VERSION: u32 = 4;
-
-/// The gauge family in which every API server counts its runner calls in
-/// flight (sent and not answered, or waiting for a worker), labelled
-/// `runner_name`: the supervisor's autoscaler reads it from the API servers'
-/// snapshots, so it is part of the contract between the processes.
-pub const RUNNER_CALLS_IN_FLIGHT: &str = "tiffin_api_server_runner_calls_in_flight";
 
 /// First message on a control connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]

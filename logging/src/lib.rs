@@ -87,7 +87,17 @@ pub fn who() -> &'static str {
     WHO.get().map(String::as_str).unwrap_or("tiffin")
 }
 
-struct Prefixed(Format);
+/// tracing-subscriber's line format, with this process named first.
+enum Prefixed {
+    /// `[who] ` before the text line.
+    Text(Format),
+    /// The JSON line with `"process"` as its first key.
+    Json(Format<Json>),
+}
+
+thread_local! {
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
 
 impl<S, N> FormatEvent<S, N> for Prefixed
 where
@@ -100,33 +110,17 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        write!(writer, "[{}] ", who())?;
-        self.0.format_event(ctx, writer, event)
-    }
-}
-
-/// tracing-subscriber's JSON lines with `"process"` as the first key.
-struct JsonPrefixed(Format<Json>);
-
-thread_local! {
-    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-impl<S, N> FormatEvent<S, N> for JsonPrefixed
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+        let json = match self {
+            Prefixed::Text(text) => {
+                write!(writer, "[{}] ", who())?;
+                return text.format_event(ctx, writer, event);
+            }
+            Prefixed::Json(json) => json,
+        };
         LINE.with(|line| {
             let mut line = line.try_borrow_mut().map_err(|_| fmt::Error)?;
             line.clear();
-            self.0.format_event(ctx, Writer::new(&mut *line), event)?;
+            json.format_event(ctx, Writer::new(&mut *line), event)?;
             let rest = line.strip_prefix('{').ok_or(fmt::Error)?;
             // WHO holds a role name (letters, digits, `_`, `:`); quoted by serde_json.
             let process = serde_json::to_string(who()).map_err(|_| fmt::Error)?;
@@ -181,11 +175,11 @@ pub fn init(who: String, format: LogFormat) -> LogGuard {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder
-            .event_format(Prefixed(Format::default().with_target(false)))
+            .event_format(Prefixed::Text(Format::default().with_target(false)))
             .try_init(),
         LogFormat::Json => builder
             .json()
-            .event_format(JsonPrefixed(
+            .event_format(Prefixed::Json(
                 Format::default()
                     .json()
                     .flatten_event(true)

@@ -5,13 +5,15 @@
 //!
 //! **Where the load comes from.** Every API server counts, per runner, the
 //! calls it has sent and not had answered plus those waiting for a worker
-//! (the gauge [`RUNNER_CALLS_IN_FLIGHT`](tiffin_ipc::proto::RUNNER_CALLS_IN_FLIGHT),
+//! (the gauge [`RUNNER_CALLS_IN_FLIGHT`](tiffin_ipc::load::RUNNER_CALLS_IN_FLIGHT),
 //! in `api-server/src/pool.rs`). That is "running or queued" wherever the
 //! queue is: in the worker's batch queue, in its socket, or in the API
 //! server waiting for a worker at all. (A worker's own in-flight count
 //! cannot see calls still in its socket: a plain method runs one call at a
 //! time.) The snapshots that carry it are refreshed once a second by
-//! `scrape.rs`; the loop reads the cached ones under the state lock, taken
+//! `scrape.rs`, and the state reads each API server's into a typed
+//! [`RunnerLoad`](tiffin_ipc::load::RunnerLoad) as it arrives; the loop sums
+//! those cached counts under the state lock, taken
 //! briefly and never across an await, so sampling never waits on a scrape
 //! and a scrape never waits on sampling.
 //!
@@ -43,6 +45,18 @@ use crate::state::{AutoscaleView, lock};
 /// which the API servers' snapshots are refreshed (`run.rs`), as sampling
 /// faster would read the same values again.
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// One autoscaled runner at one tick, read under the state lock.
+struct Sample {
+    runner: String,
+    /// Its calls in flight over every running API server
+    /// ([`State::runner_calls_in_flight`](crate::state::State::runner_calls_in_flight)).
+    in_flight: f64,
+    /// Its workers that are not draining away.
+    current: usize,
+    /// `tiffin scale` holds it: sampled, but no decision is carried out.
+    pinned: bool,
+}
 
 /// Queues [`Event::AutoscaleTick`] every `every` until the main loop is gone.
 pub(crate) fn tick_periodically(events: mpsc::UnboundedSender<Event>, every: Duration) {
@@ -93,16 +107,14 @@ impl Supervisor<'_> {
         if st.shutting_down {
             return;
         }
-        let samples: Vec<(String, f64, usize, bool)> = st
+        let samples: Vec<Sample> = st
             .autoscale
             .iter()
-            .map(|(runner, view)| {
-                (
-                    runner.clone(),
-                    st.runner_calls_in_flight(runner),
-                    st.active_workers(runner),
-                    view.status.pinned.is_some(),
-                )
+            .map(|(runner, view)| Sample {
+                runner: runner.clone(),
+                in_flight: st.runner_calls_in_flight(runner),
+                current: st.active_workers(runner),
+                pinned: view.status.pinned.is_some(),
             })
             .collect();
         drop(st);
@@ -111,14 +123,14 @@ impl Supervisor<'_> {
         let mut desired = Vec::new();
         {
             let mut scalers = self.autoscalers.0.borrow_mut();
-            for (runner, in_flight, current, pinned) in samples {
-                let Some(a) = scalers.get_mut(&runner) else {
+            for sample in samples {
+                let Some(a) = scalers.get_mut(&sample.runner) else {
                     continue;
                 };
-                let decision = a.observe(now, in_flight, current);
-                desired.push((runner.clone(), a.desired()));
-                if let (Some(d), false) = (decision, pinned) {
-                    decisions.push((runner, d));
+                let decision = a.observe(now, sample.in_flight, sample.current);
+                desired.push((sample.runner.clone(), a.desired()));
+                if let (Some(d), false) = (decision, sample.pinned) {
+                    decisions.push((sample.runner, d));
                 }
             }
         }

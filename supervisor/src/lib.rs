@@ -60,6 +60,10 @@ pub struct SuperviseArgs {
     pub exe: PathBuf,
     /// The effective configuration as YAML, handed to every child.
     pub config_yaml: String,
+    /// The model file of a `serve-http --model` service, handed to every
+    /// child on its command line ([`spawn::WorkerCommon::model`]), from
+    /// which each one builds `service` again.
+    pub model: Option<PathBuf>,
 }
 
 pub use tiffin_ipc::proto::Protocol;

@@ -33,15 +33,15 @@ impl SupervisorMetrics {
             "Worker processes currently running, by role",
             &["role", "runner_name"],
         )?;
-        let restarts = registry.counter(
+        // What happened to worker processes, counted by the role they had.
+        let worker_events = |name, help| registry.counter(name, help, &["role", "runner_name"]);
+        let restarts = worker_events(
             "tiffin_supervisor_worker_restarts_total",
             "Worker processes restarted after an unexpected exit",
-            &["role", "runner_name"],
         )?;
-        let hung = registry.counter(
+        let hung = worker_events(
             "tiffin_supervisor_worker_hung_total",
             "Worker processes killed because they stopped answering the supervisor",
-            &["role", "runner_name"],
         )?;
         let scrape_duration = registry.histogram(
             "tiffin_supervisor_scrape_duration_seconds",

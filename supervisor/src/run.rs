@@ -18,7 +18,7 @@ use crate::control::Context;
 use crate::lifecycle::Supervisor;
 use crate::own_metrics::SupervisorMetrics;
 use crate::shutdown::Signals;
-use crate::spawn::SpawnSpec;
+use crate::spawn::{SpawnSpec, WorkerCommon};
 use crate::state::{Shared, State};
 use crate::{SuperviseArgs, SupervisorError, rundir};
 
@@ -117,8 +117,11 @@ async fn supervise_in(
         events: events_tx,
         spec: SpawnSpec {
             exe: &args.exe,
-            service: &args.service.name,
-            runtime_dir: dir,
+            common: WorkerCommon {
+                runtime_dir: dir.to_path_buf(),
+                service: args.service.name.clone(),
+                model: args.model.clone(),
+            },
             config_yaml: &args.config_yaml,
             listener: std::cell::RefCell::new(Some(listener)),
             protocol: args.protocol,

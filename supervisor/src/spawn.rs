@@ -6,6 +6,12 @@
 //! *thread* that forked exits, which is why the supervisor runs on a
 //! single-threaded runtime: every spawn happens on the main thread. API
 //! servers also receive the public listener as fd 3.
+//!
+//! Everything a child must know travels in two typed channels: its command
+//! line ([`WorkerCommand`]: role, runtime directory, service, and the model
+//! file of a `--model` service) and the effective configuration
+//! ([`EFFECTIVE_CONFIG_ENV`]). Nothing reaches a child through the
+//! supervisor's own environment.
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, RawFd};
@@ -60,20 +66,17 @@ pub struct WorkerCommon {
     /// The service to serve.
     #[arg(long)]
     pub service: String,
+    /// The model file of a `serve-http --model` service, resolved once by
+    /// the supervisor: the worker builds its service (named `service`) from
+    /// this file instead of looking the name up among the binary's own.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
 }
 
 impl WorkerCommand {
     /// The command for `role` (`None` for the CLI role, which is never spawned).
-    pub fn for_role(
-        role: &Role,
-        protocol: Protocol,
-        runtime_dir: &Path,
-        service: &str,
-    ) -> Option<Self> {
-        let common = WorkerCommon {
-            runtime_dir: runtime_dir.to_path_buf(),
-            service: service.to_string(),
-        };
+    pub fn for_role(role: &Role, protocol: Protocol, common: &WorkerCommon) -> Option<Self> {
+        let common = common.clone();
         match role {
             Role::ApiServer { index } => Some(WorkerCommand::ApiServer {
                 index: *index,
@@ -139,6 +142,10 @@ impl WorkerCommand {
         args.push(common.runtime_dir.clone().into_os_string());
         args.push("--service".into());
         args.push(common.service.clone().into());
+        if let Some(model) = &common.model {
+            args.push("--model".into());
+            args.push(model.clone().into_os_string());
+        }
         args
     }
 }
@@ -150,10 +157,8 @@ pub const WORKER_SUBCOMMAND: &str = "__worker";
 pub struct SpawnSpec<'a> {
     /// The binary to execute (the supervisor's own).
     pub exe: &'a Path,
-    /// Service name argument passed through.
-    pub service: &'a str,
-    /// Runtime directory.
-    pub runtime_dir: &'a Path,
+    /// What every worker's command line carries besides its role.
+    pub common: WorkerCommon,
     /// The effective configuration as YAML, passed in [`EFFECTIVE_CONFIG_ENV`].
     pub config_yaml: &'a str,
     /// Public listener, handed to API servers; taken (closed) at shutdown so
@@ -165,10 +170,9 @@ pub struct SpawnSpec<'a> {
 
 /// Starts one worker process for `role`.
 pub fn spawn(spec: &SpawnSpec<'_>, role: &Role) -> std::io::Result<Child> {
-    let command = WorkerCommand::for_role(role, spec.protocol, spec.runtime_dir, spec.service)
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "cannot spawn a CLI role")
-        })?;
+    let command = WorkerCommand::for_role(role, spec.protocol, &spec.common).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "cannot spawn a CLI role")
+    })?;
     let mut cmd = Command::new(spec.exe);
     cmd.arg(WORKER_SUBCOMMAND).args(command.to_args());
     cmd.env(EFFECTIVE_CONFIG_ENV, spec.config_yaml);
@@ -235,20 +239,31 @@ mod tests {
 
     #[test]
     fn the_worker_command_line_parses_back_into_the_same_command() {
-        let dir = Path::new("/run/tiffin/42");
-        for role in [
-            Role::ApiServer { index: 1 },
-            Role::Runner {
-                name: "nltk_sentiment".into(),
-                index: 3,
-            },
-        ] {
-            let built = WorkerCommand::for_role(&role, Protocol::Grpc, dir, "svc").unwrap();
-            let argv = std::iter::once(OsString::from("tiffin")).chain(built.to_args());
-            let parsed = Cli::try_parse_from(argv).unwrap().worker;
-            assert_eq!(parsed, built);
-            assert_eq!(parsed.role(), role);
+        let plain = WorkerCommon {
+            runtime_dir: "/run/tiffin/42".into(),
+            service: "svc".into(),
+            model: None,
+        };
+        let model = WorkerCommon {
+            model: Some("/models/my model/model.onnx".into()),
+            ..plain.clone()
+        };
+        for common in [&plain, &model] {
+            for role in [
+                Role::ApiServer { index: 1 },
+                Role::Runner {
+                    name: "nltk_sentiment".into(),
+                    index: 3,
+                },
+            ] {
+                let built = WorkerCommand::for_role(&role, Protocol::Grpc, common).unwrap();
+                let argv = std::iter::once(OsString::from("tiffin")).chain(built.to_args());
+                let parsed = Cli::try_parse_from(argv).unwrap().worker;
+                assert_eq!(parsed, built);
+                assert_eq!(parsed.role(), role);
+                assert_eq!(parsed.common(), common);
+            }
         }
-        assert!(WorkerCommand::for_role(&Role::Cli, Protocol::Http, dir, "svc").is_none());
+        assert!(WorkerCommand::for_role(&Role::Cli, Protocol::Http, &plain).is_none());
     }
 }

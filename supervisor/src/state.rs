@@ -13,6 +13,10 @@
 //! restarts and scale-downs and are never counted twice. Only the methods
 //! here touch `last` and `retired`.
 //!
+//! An API server's snapshot also carries its runner calls in flight, the
+//! autoscaler's load: it is read into a typed [`RunnerLoad`] (`Slot::load`)
+//! when the snapshot is stored, together with `last` and never apart from it.
+//!
 //! This file is a leaf: it imports no other module of the supervisor. The
 //! lifecycle policy (when to start, restart, retire) lives in
 //! `lifecycle.rs`; talking to processes lives in `control.rs`.
@@ -22,11 +26,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tiffin_ipc::Connection;
+use tiffin_ipc::load::RunnerLoad;
 use tiffin_ipc::proto::{
-    AutoscaleStatus, FromSupervisor, RUNNER_CALLS_IN_FLIGHT, Role, StatusReport, ToSupervisor,
-    WorkerEndpoint, WorkerState, WorkerStatus,
+    AutoscaleStatus, FromSupervisor, Role, StatusReport, ToSupervisor, WorkerEndpoint, WorkerState,
+    WorkerStatus,
 };
-use tiffin_metrics::{Snapshot, Value, WorkerId};
+use tiffin_metrics::{Snapshot, WorkerId};
 
 /// The supervisor's end of a worker's control connection.
 pub(crate) type WorkerConn = Connection<FromSupervisor, ToSupervisor>;
@@ -51,6 +56,9 @@ pub(crate) struct Slot {
     pub endpoint: Option<WorkerEndpoint>,
     /// Latest metrics of the running process (None once it exited).
     last: Option<Snapshot>,
+    /// The runner calls in flight `last` reports (API servers only; empty
+    /// once the process exited).
+    load: RunnerLoad,
     /// Delay before the next crash restart.
     pub backoff: Duration,
     /// Being scaled away or shut down: never restarted.
@@ -60,6 +68,24 @@ pub(crate) struct Slot {
     pub failed_starts: u32,
     /// The current process has been seen `Ready` (see [`State::process_exited`]).
     became_ready: bool,
+}
+
+impl Slot {
+    /// Stores the latest snapshot of the slot's process and, for an API
+    /// server, the load it reports.
+    fn keep_snapshot(&mut self, role: &Role, snapshot: Snapshot) {
+        if matches!(role, Role::ApiServer { .. }) {
+            self.load = RunnerLoad::from_snapshot(&snapshot);
+        }
+        self.last = Some(snapshot);
+    }
+
+    /// Clears the snapshot (and load) of a process that is gone; returns the
+    /// snapshot.
+    fn forget_snapshot(&mut self) -> Option<Snapshot> {
+        self.load = RunnerLoad::default();
+        self.last.take()
+    }
 }
 
 /// What became of a slot whose process exited.
@@ -153,6 +179,7 @@ impl State {
             conn: None,
             endpoint: None,
             last: None,
+            load: RunnerLoad::default(),
             backoff,
             retiring: false,
             failed_starts: 0,
@@ -164,7 +191,7 @@ impl State {
         slot.started = now;
         slot.conn = None;
         slot.endpoint = None;
-        slot.last = None;
+        slot.forget_snapshot();
         slot.became_ready = false;
         generation
     }
@@ -180,7 +207,7 @@ impl State {
         if slot.generation != generation {
             return None;
         }
-        let last = slot.last.take();
+        let last = slot.forget_snapshot();
         slot.conn = None;
         slot.endpoint = None;
         slot.pid = None;
@@ -254,7 +281,7 @@ impl State {
         if let Some(slot) = self.current(role, generation)
             && slot.pid.is_some()
         {
-            slot.last = Some(snapshot);
+            slot.keep_snapshot(role, snapshot);
             slot.requests = requests;
             slot.became_ready |= slot.state == WorkerState::Ready;
         }
@@ -269,7 +296,7 @@ impl State {
     /// Stores the final snapshot a draining process sends before it exits.
     pub fn record_final_snapshot(&mut self, role: &Role, generation: u64, snapshot: Snapshot) {
         if let Some(slot) = self.current(role, generation) {
-            slot.last = Some(snapshot);
+            slot.keep_snapshot(role, snapshot);
         }
     }
 
@@ -321,14 +348,9 @@ impl State {
     /// waiting for one), summed over the API servers' latest snapshots.
     pub fn runner_calls_in_flight(&self, runner: &str) -> f64 {
         self.slots
-            .iter()
-            .filter(|(role, slot)| matches!(role, Role::ApiServer { .. }) && slot.pid.is_some())
-            .filter_map(|(_, slot)| slot.last.as_ref()?.family(RUNNER_CALLS_IN_FLIGHT))
-            .filter_map(|family| family.series_with(&[("runner_name", runner)]))
-            .map(|series| match series.value {
-                Value::Gauge(v) if v.is_finite() && v > 0.0 => v,
-                _ => 0.0,
-            })
+            .values()
+            .filter(|slot| slot.pid.is_some())
+            .map(|slot| slot.load.calls_in_flight(runner))
             .sum()
     }
 
@@ -428,6 +450,53 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix("calls_total "))
             .map_or(0.0, |v| v.parse().unwrap())
+    }
+
+    fn in_flight(n: f64) -> Snapshot {
+        let reg = Registry::new();
+        let g = reg
+            .gauge(
+                tiffin_ipc::load::RUNNER_CALLS_IN_FLIGHT,
+                "calls",
+                &[tiffin_ipc::load::RUNNER_LABEL],
+            )
+            .unwrap();
+        g.labels(&["r"]).set(n);
+        reg.snapshot()
+    }
+
+    #[test]
+    fn runner_load_sums_the_running_api_servers_and_ignores_other_roles() {
+        let mut st = State::new("s".into(), vec!["r".into()], "x".into(), Duration::ZERO);
+        let api = |index| Role::ApiServer { index };
+        let runner = Role::Runner {
+            name: "r".into(),
+            index: 1,
+        };
+        let a = st.process_started(&api(0), Some(10), Duration::ZERO);
+        let b = st.process_started(&api(1), Some(11), Duration::ZERO);
+        let w = st.process_started(&runner, Some(12), Duration::ZERO);
+        st.record_snapshot(&api(0), a, in_flight(2.0), 0);
+        st.record_snapshot(&api(1), b, in_flight(3.0), 0);
+        st.record_snapshot(&runner, w, in_flight(50.0), 0);
+        assert_eq!(st.runner_calls_in_flight("r"), 5.0);
+        assert_eq!(st.runner_calls_in_flight("other"), 0.0);
+        st.record_final_snapshot(&api(1), b, in_flight(1.0));
+        assert_eq!(st.runner_calls_in_flight("r"), 3.0);
+        assert!(st.process_exited(&api(1), b).is_some());
+        assert_eq!(
+            st.runner_calls_in_flight("r"),
+            2.0,
+            "an exited API server has no load"
+        );
+        let again = st.process_started(&api(1), Some(13), Duration::ZERO);
+        assert_eq!(
+            st.runner_calls_in_flight("r"),
+            2.0,
+            "nor its replacement before it reports"
+        );
+        st.record_snapshot(&api(1), again, in_flight(4.0), 0);
+        assert_eq!(st.runner_calls_in_flight("r"), 6.0);
     }
 
     #[test]
