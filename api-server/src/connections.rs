@@ -23,7 +23,7 @@ use tokio::time::Instant as TokioInstant;
 
 use tiffin_metrics::{Counter, MetricsError, Registry};
 
-use crate::count_guard::{Count, CountGuard};
+use tiffin_metrics::count_guard::{Count, CountGuard};
 
 /// The per-server count of open connections and its limit.
 #[derive(Debug)]

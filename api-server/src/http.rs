@@ -216,24 +216,18 @@ impl App {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         if !api.input.accepts(content_type) {
-            return Err(ApiError::new(
-                415,
-                format!(
-                    "unsupported content type {:?} for /{}; expected {}",
-                    content_type.unwrap_or(""),
-                    api.name,
-                    api.input.mime()
-                ),
-            ));
+            return Err(ApiError::unsupported_media_type(format!(
+                "unsupported content type {:?} for /{}; expected {}",
+                content_type.unwrap_or(""),
+                api.name,
+                api.input.mime()
+            )));
         }
         let too_large = || {
-            ApiError::new(
-                413,
-                format!(
-                    "request body exceeds the limit of {} bytes (api_server.http.max_request_size)",
-                    self.max_body
-                ),
-            )
+            ApiError::payload_too_large(format!(
+                "request body exceeds the limit of {} bytes (api_server.http.max_request_size)",
+                self.max_body
+            ))
         };
         let declared = req
             .headers()
@@ -256,13 +250,10 @@ impl App {
                 )));
             }
             Err(_) => {
-                return Err(ApiError::new(
-                    408,
-                    format!(
-                        "the request body did not arrive within {:?} (api_server.http.body_read_timeout)",
-                        self.body_timeout
-                    ),
-                ));
+                return Err(ApiError::request_timeout(format!(
+                    "the request body did not arrive within {:?} (api_server.http.body_read_timeout)",
+                    self.body_timeout
+                )));
             }
         };
         let out = api.handle_typed(body, content_type.as_deref()).await?;

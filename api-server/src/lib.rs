@@ -18,14 +18,13 @@
 //!   (`request_id.rs`), a span (`trace.rs`) and an access-log line
 //!   (`access_log.rs`), `traffic.rs` bounds API requests, `pool.rs` carries
 //!   runner calls to the workers. `endpoint_label.rs` caps the metrics'
-//!   labels for unknown paths; `count_guard.rs` is the guard every count of
-//!   things in flight uses.
+//!   labels for unknown paths; every count of things in flight is held by
+//!   `tiffin_metrics::CountGuard` (`metrics/src/count_guard.rs`).
 
 mod accept;
 mod access_log;
 mod connections;
 mod cors;
-mod count_guard;
 mod deadline;
 mod endpoint_label;
 pub mod grpc;

@@ -18,7 +18,9 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,7 +35,7 @@ use tiffin_ipc::proto::{
 use tiffin_metrics::GaugeChild;
 use tiffin_service::{BoxFuture, CallError, RunnerTransport};
 
-use crate::count_guard::CountGuard;
+use tiffin_metrics::count_guard::CountGuard;
 
 type Reply = Result<Vec<u8>, CallError>;
 
@@ -140,7 +142,8 @@ impl RunnerPool {
 
     /// Number of workers currently accepting calls.
     pub fn live(&self) -> usize {
-        read(&self.workers)
+        self.workers
+            .read()
             .iter()
             .filter(|w| w.accepts_calls())
             .count()
@@ -149,7 +152,7 @@ impl RunnerPool {
     /// Applies the supervisor's current worker set: connects to new workers,
     /// stops routing to workers no longer listed.
     pub fn update(self: &Arc<Self>, endpoints: Vec<WorkerEndpoint>) {
-        let mut current = write(&self.workers);
+        let mut current = self.workers.write();
         current.retain(|w| {
             let keep = endpoints.contains(&w.endpoint);
             if !keep {
@@ -160,23 +163,23 @@ impl RunnerPool {
         });
         let known: Vec<WorkerEndpoint> = current.iter().map(|w| w.endpoint.clone()).collect();
         drop(current);
-        let mut wanted = lock(&self.wanted);
+        let mut wanted = self.wanted.lock();
         *wanted = endpoints.clone();
         drop(wanted);
         for ep in endpoints.into_iter().filter(|e| !known.contains(e)) {
             // Several updates can arrive while a handshake is under way: one
             // connection per worker, or a dead worker would be retried on its twin.
-            if !lock(&self.connecting).insert(ep.clone()) {
+            if !self.connecting.lock().insert(ep.clone()) {
                 continue;
             }
             let pool = self.clone();
             tokio::spawn(async move {
                 let result = connect(ep.clone()).await;
-                lock(&pool.connecting).remove(&ep);
+                pool.connecting.lock().remove(&ep);
                 match result {
                     Ok(conn) => {
-                        let still_wanted = lock(&pool.wanted).contains(&ep);
-                        let mut workers = write(&pool.workers);
+                        let still_wanted = pool.wanted.lock().contains(&ep);
+                        let mut workers = pool.workers.write();
                         if !still_wanted || workers.iter().any(|w| w.endpoint == ep) {
                             conn.routable.store(false, Ordering::SeqCst);
                             return;
@@ -189,7 +192,7 @@ impl RunnerPool {
                         let pool = pool.clone();
                         tokio::spawn(async move {
                             conn.conn.closed().await;
-                            write(&pool.workers).retain(|w| !Arc::ptr_eq(w, &conn));
+                            pool.workers.write().retain(|w| !Arc::ptr_eq(w, &conn));
                         });
                     }
                     Err(e) => {
@@ -201,7 +204,7 @@ impl RunnerPool {
     }
 
     fn pick(&self, avoid: &[Arc<WorkerConn>]) -> Option<Arc<WorkerConn>> {
-        let workers = read(&self.workers);
+        let workers = self.workers.read();
         let n = workers.len();
         if n == 0 {
             return None;
@@ -374,14 +377,4 @@ async fn connect(endpoint: WorkerEndpoint) -> Result<Arc<WorkerConn>, Connection
         routable,
         draining,
     }))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|p| p.into_inner())
-}
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|p| p.into_inner())
 }

@@ -15,7 +15,7 @@ use futures::future::Either;
 use tiffin_config::TrafficConfig;
 use tiffin_service::ApiError;
 
-use crate::count_guard::CountGuard;
+use tiffin_metrics::count_guard::CountGuard;
 
 /// The limits every API request runs within, and the requests now in them.
 pub(crate) struct TrafficLimits {
@@ -51,8 +51,7 @@ impl TrafficLimits {
         if let Some(max) = self.max_concurrency
             && before >= max
         {
-            return Either::Left(std::future::ready(Err(ApiError::new(
-                429,
+            return Either::Left(std::future::ready(Err(ApiError::too_many_requests(
                 format!(
                     "too many requests in flight (api_server.traffic.max_concurrency={max}); retry later"
                 ),
@@ -65,12 +64,9 @@ impl TrafficLimits {
             drop(active);
             match answer {
                 Ok(answer) => answer,
-                Err(_) => Err(ApiError::new(
-                    504,
-                    format!(
-                        "the request did not finish within {timeout:?} (api_server.traffic.timeout)"
-                    ),
-                )),
+                Err(_) => Err(ApiError::gateway_timeout(format!(
+                    "the request did not finish within {timeout:?} (api_server.traffic.timeout)"
+                ))),
             }
         }))
     }

@@ -31,8 +31,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -288,7 +290,7 @@ struct Inner<In> {
 
 impl<In> Inner<In> {
     fn pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<In>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        self.pending.lock()
     }
 
     fn is_closed(&self) -> bool {

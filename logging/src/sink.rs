@@ -16,7 +16,9 @@
 //! reported when the process ends.
 
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -46,9 +48,10 @@ pub(crate) struct Sink {
 
 impl Sink {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A thread that panicked while holding the lock left whole lines
-        // (appends are single extend calls): keep using the buffer.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        // Never poisoned: a thread that panicked while holding the lock left
+        // whole lines (appends are single extend calls), so the buffer is
+        // still good to use.
+        self.state.lock()
     }
 
     /// Starts the writer thread, writing to `out`.
@@ -89,10 +92,9 @@ impl Sink {
         let mut st = self.lock();
         st.closed = true;
         self.wake.notify_all();
-        let _ = self
-            .wake
-            .wait_timeout_while(st, FINAL_FLUSH, |s| !s.finished)
-            .map(|(mut st, _)| st.finished = true);
+        self.wake
+            .wait_while_for(&mut st, |s| !s.finished, FINAL_FLUSH);
+        st.finished = true;
     }
 
     fn run(&self, mut out: impl Write) {
@@ -101,14 +103,11 @@ impl Sink {
             let mut st = self.lock();
             // Idle: sleep until a line arrives.
             while st.lines.is_empty() && !st.closed {
-                st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                self.wake.wait(&mut st);
             }
             // Busy: let more lines gather, unless the process is ending.
             if !st.closed {
-                st = self
-                    .wake
-                    .wait_timeout_while(st, GATHER, |s| !s.closed)
-                    .map_or_else(|e| e.into_inner().0, |(st, _)| st);
+                self.wake.wait_while_for(&mut st, |s| !s.closed, GATHER);
             }
             std::mem::swap(&mut st.lines, &mut batch);
             let closed = st.closed;
@@ -135,7 +134,7 @@ mod tests {
 
     impl Write for Shared {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let mut s = self.0.lock().unwrap();
+            let mut s = self.0.lock();
             s.0.extend_from_slice(b);
             s.1 += 1;
             Ok(b.len())
@@ -154,7 +153,7 @@ mod tests {
         }
         sink.close();
         handle.join().unwrap();
-        let (bytes, writes) = out.0.lock().unwrap().clone();
+        let (bytes, writes) = out.0.lock().clone();
         let text = String::from_utf8(bytes).unwrap();
         assert_eq!(text.lines().count(), 1000);
         assert!(

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::buckets::batch_size_buckets;
+use crate::count_guard::CountGuard;
 use crate::error::MetricsError;
 use crate::registry::{
     Counter, CounterChild, Gauge, GaugeChild, Histogram, HistogramChild, Registry,
@@ -155,8 +156,7 @@ impl RequestFamilies {
             let mut map = self.endpoints.write();
             self.entry(&mut map, endpoint).in_progress.clone()
         });
-        gauge.inc();
-        InProgressGuard { gauge }
+        CountGuard::enter(gauge)
     }
 
     fn finish(&self, endpoint: &str, status_code: u16, seconds: f64) {
@@ -238,17 +238,7 @@ fn version_label(version: &str) -> String {
 }
 
 /// Counts a request as in progress until dropped (so early returns and panics are covered).
-#[derive(Debug)]
-#[must_use = "the request counts as in progress only while the guard lives"]
-pub struct InProgressGuard {
-    gauge: GaugeChild,
-}
-
-impl Drop for InProgressGuard {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
-}
+pub type InProgressGuard = CountGuard<GaugeChild>;
 
 /// The API server's default families (`bentoml_api_server_*`); clones share the families and caches.
 #[derive(Clone)]

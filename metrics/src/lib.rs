@@ -44,6 +44,7 @@
 
 pub mod bentoml;
 pub mod buckets;
+pub mod count_guard;
 mod counter;
 mod error;
 mod family;
@@ -61,6 +62,7 @@ mod testutil;
 
 pub use bentoml::{ApiServerMetrics, InProgressGuard, RunnerMetrics};
 pub use buckets::{DEFAULT_DURATION_BUCKETS, batch_size_buckets};
+pub use count_guard::{Count, CountGuard};
 pub use error::{LabelProblem, MetricsError};
 pub use merge::{MergeConflict, Merged, WorkerId, merge, merge_report, retire};
 pub use registry::{

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tiffin_metrics::Count;
 use tokio::sync::Notify;
 
 /// Calls started and not yet finished.
@@ -45,6 +46,18 @@ impl InFlight {
             }
             idle.await;
         }
+    }
+}
+
+/// A call is held in flight by a [`tiffin_metrics::CountGuard`], so it ends
+/// however its answer goes (or does not).
+impl Count for InFlight {
+    fn up(&self) {
+        self.start();
+    }
+
+    fn down(&self) {
+        self.end();
     }
 }
 

@@ -23,6 +23,7 @@ use tiffin_telemetry::{Kind, Span, TraceContext, Tracer};
 use crate::batch::{BatchLimits, BatchSpans, Call, Dispatcher, Reply};
 use crate::in_flight::InFlight;
 use crate::{WorkerArgs, WorkerError};
+use tiffin_metrics::CountGuard;
 
 /// The worker's end of a data connection.
 type DataConn = Connection<DataResponse, DataRequest>;
@@ -33,7 +34,7 @@ struct Worker {
     dispatchers: HashMap<String, Dispatcher>,
     metrics: Option<RunnerMetrics>,
     requests: AtomicU64,
-    in_flight: InFlight,
+    in_flight: Arc<InFlight>,
     draining: AtomicBool,
     /// Open data connections, so a drain can tell every API server at once.
     connections: Mutex<Vec<DataConn>>,
@@ -104,7 +105,7 @@ impl Worker {
             dispatchers,
             metrics,
             requests: AtomicU64::new(0),
-            in_flight: InFlight::default(),
+            in_flight: Arc::default(),
             draining: AtomicBool::new(false),
             connections: Mutex::default(),
             tracer,
@@ -245,7 +246,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
                 None => {
                     tracing::info!("supervisor went away; exiting");
                     let _ = std::fs::remove_file(&socket);
-                    flush_traces(worker.tracer.clone()).await;
+                    tiffin_telemetry::flush_traces(worker.tracer.as_ref()).await;
                     return Ok(());
                 }
             },
@@ -264,7 +265,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         snapshot: metrics::global().snapshot(),
     })?;
     control.finish().await;
-    flush_traces(worker.tracer.clone()).await;
+    tiffin_telemetry::flush_traces(worker.tracer.as_ref()).await;
     tracing::info!("drained; exiting");
     Ok(())
 }
@@ -359,7 +360,9 @@ fn call(worker: &Arc<Worker>, conn: &DataConn, method: String, payload: Vec<u8>,
         answer(conn, id, Err(CallError::DeadlineExceeded));
         return;
     }
-    worker.in_flight.start();
+    // Held until the call is answered, so a drain waits for it (and a
+    // panic cannot leave it counted).
+    let counted = CountGuard::enter(Arc::clone(&worker.in_flight));
     // The worker's span: a child of the API server's, in this process.
     let span = match (&worker.tracer, &trace) {
         (Some(tracer), Some(parent)) => Some(tracer.start(
@@ -387,6 +390,7 @@ fn call(worker: &Arc<Worker>, conn: &DataConn, method: String, payload: Vec<u8>,
                 let result = finish(&worker, &method, started, result, &request_id, span);
                 drop(guard);
                 answer(&conn, id, result);
+                drop(counted);
             }),
         );
     } else {
@@ -394,6 +398,7 @@ fn call(worker: &Arc<Worker>, conn: &DataConn, method: String, payload: Vec<u8>,
         let result = finish(worker, &method, started, result, &request_id, span);
         drop(guard);
         answer(conn, id, result);
+        drop(counted);
     }
 }
 
@@ -437,7 +442,6 @@ fn finish(
         m.finish(endpoint, status, started.elapsed().as_secs_f64());
     }
     worker.requests.fetch_add(1, Ordering::Relaxed);
-    worker.in_flight.end();
     result
 }
 
@@ -453,14 +457,3 @@ fn tag_with_request(e: CallError, request_id: &str) -> CallError {
         other => other,
     }
 }
-
-/// Exports the worker's queued spans before it exits (bounded).
-async fn flush_traces(tracer: Option<Tracer>) {
-    if let Some(tracer) = tracer {
-        let flushed = tokio::task::spawn_blocking(move || tracer.shutdown(TRACE_FLUSH_LIMIT));
-        let _ = tokio::time::timeout(TRACE_FLUSH_LIMIT * 2, flushed).await;
-    }
-}
-
-/// How long an exiting worker waits for its last spans to be exported.
-const TRACE_FLUSH_LIMIT: Duration = Duration::from_secs(2);

@@ -85,13 +85,10 @@ impl IoDescriptor for Image {
             None => {}
             Some(e) if e.starts_with("image/") || e == "application/octet-stream" => {}
             Some(other) => {
-                return Err(ApiError::new(
-                    415,
-                    format!(
-                        "unsupported content type {other:?}; send an image/png or image/jpeg \
+                return Err(ApiError::unsupported_media_type(format!(
+                    "unsupported content type {other:?}; send an image/png or image/jpeg \
                          body, or multipart/form-data with the image as field 'image'"
-                    ),
-                ));
+                )));
             }
         }
         decode_image(&body)

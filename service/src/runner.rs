@@ -25,7 +25,9 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -56,7 +58,7 @@ impl RunnerInner {
     /// `name`, stored once: the same name always gives the same `&str`, so
     /// making handles in a loop stores nothing new.
     fn intern(&self, name: &str) -> &'static str {
-        let mut methods = self.methods.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut methods = self.methods.lock();
         if let Some(known) = methods.iter().find(|m| **m == name) {
             return known;
         }

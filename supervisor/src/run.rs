@@ -4,7 +4,9 @@
 //! pointless: then the rest is shut down the same way and the crash loop
 //! is the error the supervisor returns.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::net::UnixListener;

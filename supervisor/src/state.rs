@@ -22,7 +22,9 @@
 //! `lifecycle.rs`; talking to processes lives in `control.rs`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tiffin_ipc::Connection;
@@ -136,9 +138,10 @@ pub(crate) struct AutoscaleView {
 /// The state shared by the supervisor's tasks.
 pub(crate) type Shared = Arc<Mutex<State>>;
 
-/// Locks the state, recovering from a poisoned lock (a panicked task must not stop supervision).
+/// Locks the state. `parking_lot`'s lock is never poisoned: a panicked
+/// task must not stop supervision.
 pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
-    shared.lock().unwrap_or_else(|p| p.into_inner())
+    shared.lock()
 }
 
 impl State {

@@ -28,7 +28,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::accept::{self, HEARTBEAT, LoadBoard};
 use crate::connections::AcceptBackoff;
-use crate::count_guard::CountGuard;
+use tiffin_metrics::count_guard::CountGuard;
 
 /// A gRPC connection, counted as open while it lives.
 pub(crate) struct Held {

@@ -5,16 +5,20 @@
 //! down on drop, so a caller that gives up (client gone, deadline passed)
 //! or returns early never leaves a count raised.
 //!
-//! This is the API server's one guard type; what it counts is anything
-//! that implements [`Count`], reached through a reference or an `Arc`.
+//! This is the workspace's one guard type: the API server's counts, a
+//! runner worker's calls in flight (which a drain waits on), and BentoML's
+//! `request_in_progress` gauges ([`crate::InProgressGuard`]). What it
+//! counts is anything that implements [`Count`], owned, borrowed or shared
+//! through an `Arc`.
 
 use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tiffin_metrics::GaugeChild;
+use crate::GaugeChild;
 
 /// Something counted up and down by a [`CountGuard`].
-pub(crate) trait Count {
+pub trait Count {
     /// Counts one more.
     fn up(&self);
     /// Counts one fewer.
@@ -31,6 +35,26 @@ impl Count for AtomicUsize {
     }
 }
 
+impl<T: Count + ?Sized> Count for &T {
+    fn up(&self) {
+        (**self).up();
+    }
+
+    fn down(&self) {
+        (**self).down();
+    }
+}
+
+impl<T: Count + ?Sized> Count for Arc<T> {
+    fn up(&self) {
+        (**self).up();
+    }
+
+    fn down(&self) {
+        (**self).down();
+    }
+}
+
 impl Count for GaugeChild {
     fn up(&self) {
         self.inc();
@@ -41,11 +65,12 @@ impl Count for GaugeChild {
     }
 }
 
-/// One unit of the count `C` points to, released when dropped.
+/// One unit of the count `C`, released when dropped.
+#[derive(Debug)]
 #[must_use = "the count is held only while the guard lives"]
-pub(crate) struct CountGuard<C: Deref<Target: Count>>(C);
+pub struct CountGuard<C: Count>(C);
 
-impl<C: Deref<Target: Count>> CountGuard<C> {
+impl<C: Count> CountGuard<C> {
     /// Counts one more until the guard drops.
     pub fn enter(count: C) -> Self {
         count.up();
@@ -53,7 +78,7 @@ impl<C: Deref<Target: Count>> CountGuard<C> {
     }
 }
 
-impl<C: Deref<Target = AtomicUsize>> CountGuard<C> {
+impl<C: Count + Deref<Target = AtomicUsize>> CountGuard<C> {
     /// Counts one more until the guard drops; returns the guard and the
     /// count before it (read in the same atomic step, so a limit checked
     /// against it holds under concurrency).
@@ -63,7 +88,7 @@ impl<C: Deref<Target = AtomicUsize>> CountGuard<C> {
     }
 }
 
-impl<C: Deref<Target: Count>> Drop for CountGuard<C> {
+impl<C: Count> Drop for CountGuard<C> {
     fn drop(&mut self) {
         self.0.down();
     }
@@ -84,6 +109,16 @@ mod tests {
         assert_eq!((before_a, before_b, n.load(Ordering::Relaxed)), (0, 1, 3));
         drop((a, b, c));
         assert_eq!(n.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_guard_may_own_a_gauge_child() {
+        let gauge = crate::Gauge::new("count_guard_test_gauge", "x", &[]).unwrap();
+        let child = gauge.labels(&[]);
+        let held = CountGuard::enter(child.clone());
+        assert_eq!(child.get(), 1.0);
+        drop(held);
+        assert_eq!(child.get(), 0.0);
     }
 
     #[test]
