@@ -19,6 +19,12 @@ def median(*values):
     return statistics.median(float(v) for v in values)
 
 
+def ratio(a, b):
+    """a / b, or nan when b is 0 (a server that answered nothing): one dead
+    target should cost its own figures, not the rest of the run."""
+    return a / b if b else float("nan")
+
+
 def read_rows(path):
     """The rows of a rows file, split into fields, grouped by their label."""
     rows = {}
@@ -35,7 +41,8 @@ def column(rows, label, i):
 
 
 def med(rows, label, i):
-    return median(*column(rows, label, i))
+    values = column(rows, label, i)
+    return median(*values) if values else float("nan")
 
 
 def wrk_ms(value):
@@ -49,9 +56,20 @@ def non2xx(out):
     return bad.group(1) if bad else 0
 
 
+def wrk_finished(out, label):
+    """Whether wrk printed its summary; if not, says so on stderr with what it
+    printed, and the run counts as 0 req/s instead of stopping the bench."""
+    if "Requests/sec:" in out:
+        return True
+    print(f"bench: wrk printed no summary for {label}:\n{out}", file=sys.stderr)
+    return False
+
+
 def wrk(label):
     """wrk --latency's output on stdin -> "label rps p50_ms p99_ms non2xx"."""
     out = sys.stdin.read()
+    if not wrk_finished(out, label):
+        return f"{label} 0 nan nan 0"
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     # Anchor at line start: "+/- Stdev" columns such as 76.50% also contain "50%".
     p50 = wrk_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
@@ -62,15 +80,17 @@ def wrk(label):
 def wrk_cost(label, before, after, hz):
     """wrk's output on stdin and CPU ticks around it -> "label cpu_us/req rps non2xx"."""
     out = sys.stdin.read()
+    if not wrk_finished(out, label):
+        return f"{label} nan 0 0"
     reqs = float(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    cpu = 1e6 * (float(after) - float(before)) / float(hz) / reqs
+    cpu = 1e6 * ratio((float(after) - float(before)) / float(hz), reqs)
     print(f"{label} {cpu:.1f} {rps:.0f} {non2xx(out)}")
 
 
 def cpu_per_req(before, after, hz, rps, seconds):
     """CPU microseconds a request from ticks around a run of rps x seconds."""
-    cpu = 1e6 * (float(after) - float(before)) / float(hz) / (float(rps) * float(seconds))
+    cpu = 1e6 * ratio((float(after) - float(before)) / float(hz), float(rps) * float(seconds))
     print(f"{cpu:.1f}")
 
 
@@ -90,20 +110,20 @@ def throughput(path, n_rounds, baseline=""):
     for t in targets:
         r = med(rows, t, 1)
         bad = sum(int(x) for x in column(rows, t, 4))
-        print(f"{t:<18} {r:10.0f} {med(rows, t, 2):9.3f} {med(rows, t, 3):9.3f} {bad:>8} {100 * r / bare:8.1f}%   [{rounds(rows, t)} ]")
+        print(f"{t:<18} {r:10.0f} {med(rows, t, 2):9.3f} {med(rows, t, 3):9.3f} {bad:>8} {100 * ratio(r, bare):8.1f}%   [{rounds(rows, t)} ]")
     h, e, s = med(rows, "bare_hop", 1), med(rows, "tiffin_echo", 1), med(rows, "tiffin_sentiment", 1)
-    print(f"against bare hyper with one hop (the floor of any server that hands requests to another process): echo {100 * e / h:.1f}%, sentiment_analyzer {100 * s / h:.1f}%")
+    print(f"against bare hyper with one hop (the floor of any server that hands requests to another process): echo {100 * ratio(e, h):.1f}%, sentiment_analyzer {100 * ratio(s, h):.1f}%")
     if baseline:
         be, bs = med(rows, "baseline_echo", 1), med(rows, "baseline_sentiment", 1)
-        print(f"this build vs baseline {baseline}: echo {e:.0f} vs {be:.0f} req/s ({100 * e / be:.1f}%), "
-              f"sentiment_analyzer {s:.0f} vs {bs:.0f} req/s ({100 * s / bs:.1f}%); "
-              f"of bare hop: {100 * e / h:.1f}% vs {100 * be / h:.1f}% (echo), {100 * s / h:.1f}% vs {100 * bs / h:.1f}% (sentiment_analyzer)")
+        print(f"this build vs baseline {baseline}: echo {e:.0f} vs {be:.0f} req/s ({100 * ratio(e, be):.1f}%), "
+              f"sentiment_analyzer {s:.0f} vs {bs:.0f} req/s ({100 * ratio(s, bs):.1f}%); "
+              f"of bare hop: {100 * ratio(e, h):.1f}% vs {100 * ratio(be, h):.1f}% (echo), {100 * ratio(s, h):.1f}% vs {100 * ratio(bs, h):.1f}% (sentiment_analyzer)")
 
 
 def metrics(path):
     rows = read_rows(path)
     on, off = med(rows, "metrics_on", 1), med(rows, "metrics_off", 1)
-    print(f"metrics on / off throughput (medians {on} / {off} req/s): {100 * on / off:.1f}%")
+    print(f"metrics on / off throughput (medians {on} / {off} req/s): {100 * ratio(on, off):.1f}%")
 
 
 def batch_size():
@@ -121,7 +141,7 @@ def batching(label, path):
     rows = read_rows(path)
     on, off = f"{label}_batching_on", f"{label}_batching_off"
     print(f"{label} batching on / off throughput (medians {med(rows, on, 1)} / {med(rows, off, 1)} req/s): "
-          f"{med(rows, on, 1) / med(rows, off, 1):.2f}x; p99 on {med(rows, on, 3)} ms, off {med(rows, off, 3)} ms (max_latency_ms=100)")
+          f"{ratio(med(rows, on, 1), med(rows, off, 1)):.2f}x; p99 on {med(rows, on, 3)} ms, off {med(rows, off, 3)} ms (max_latency_ms=100)")
 
 
 def cost(path):
@@ -139,7 +159,7 @@ def observability(path, *modes):
     base = med(rows, "log_on", 1)
     for m in modes:
         r = med(rows, m, 1)
-        print(f"{m:<12} {r:10.0f} {100 * r / base:11.1f}% {med(rows, m, 5):12.1f}   [{rounds(rows, m)} ]")
+        print(f"{m:<12} {r:10.0f} {100 * ratio(r, base):11.1f}% {med(rows, m, 5):12.1f}   [{rounds(rows, m)} ]")
     print("(log_on vs log_off is the access log's cost; trace_* vs log_on is tracing's)")
 
 
@@ -147,11 +167,11 @@ def large(path, baseline=""):
     rows = read_rows(path)
     b, h, t = (med(rows, x, 1) for x in ("bare_1mb", "hop_1mb", "tiffin_1mb"))
     print(f"1 MB echo: bare hyper {b} req/s (p99 {med(rows, 'bare_1mb', 3)} ms), bare hop {h} req/s (p99 {med(rows, 'hop_1mb', 3)} ms), "
-          f"tiffin {t} req/s (p99 {med(rows, 'tiffin_1mb', 3)} ms): {100 * t / b:.1f}% of bare, {100 * t / h:.1f}% of the hop")
+          f"tiffin {t} req/s (p99 {med(rows, 'tiffin_1mb', 3)} ms): {100 * ratio(t, b):.1f}% of bare, {100 * ratio(t, h):.1f}% of the hop")
     if baseline:
         o = med(rows, "baseline_1mb", 1)
-        print(f"this build vs baseline {baseline}: 1 MB echo {t:.0f} vs {o:.0f} req/s ({100 * t / o:.1f}%), "
-              f"p99 {med(rows, 'tiffin_1mb', 3)} vs {med(rows, 'baseline_1mb', 3)} ms; of the hop {100 * t / h:.1f}% vs {100 * o / h:.1f}%")
+        print(f"this build vs baseline {baseline}: 1 MB echo {t:.0f} vs {o:.0f} req/s ({100 * ratio(t, o):.1f}%), "
+              f"p99 {med(rows, 'tiffin_1mb', 3)} vs {med(rows, 'baseline_1mb', 3)} ms; of the hop {100 * ratio(t, h):.1f}% vs {100 * ratio(o, h):.1f}%")
 
 
 def upload(path, size):
@@ -237,7 +257,7 @@ def metric_sum(prefix):
 
 
 def div(a, b):
-    print(float(a) / float(b))
+    print(ratio(float(a), float(b)))
 
 
 def ms(secs):
