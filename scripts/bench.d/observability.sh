@@ -4,7 +4,9 @@
 # not ours).
 echo "== access log and tracing cost on echo: $ROUNDS interleaved rounds (req/s, CPU us per request)"
 SINK_PORT=$(free_port)
-probe otlp-sink "$SINK_PORT" &
+# python3 itself in the background (not through probe(), whose subshell
+# would be the pid that stop and the exit trap signal).
+python3 "$BENCH_D/probe.py" otlp-sink "$SINK_PORT" &
 SINK_PID=$!; PIDS+=("$SINK_PID"); sleep 0.3
 TRACE="tracing.exporter_type=otlp tracing.otlp.endpoint=http://127.0.0.1:$SINK_PORT/v1/traces"
 declare -A OBS_OPTS=(
