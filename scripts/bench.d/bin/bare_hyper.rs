@@ -1,11 +1,13 @@
 //! The benchmark reference: a bare hyper 1 HTTP/1.1 server that answers every
 //! request with its body (or "hello"), on the same tokio runtime settings as
 //! tiffin's API server. `scripts/bench` reports tiffin's throughput as a ratio of this.
+//! Built as the root package's example `bare_hyper` (Cargo.toml).
+
+mod body;
 
 use std::convert::Infallible;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -23,18 +25,7 @@ async fn main() -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let body = if body.is_empty() {
-                    Bytes::from_static(b"hello")
-                } else {
-                    body
-                };
-                Ok::<_, Infallible>(Response::new(Full::new(body)))
+                Ok::<_, Infallible>(Response::new(Full::new(body::or_hello(req).await)))
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

@@ -10,14 +10,17 @@
 //! and no retry buffer: only the two extra processes' reads, writes and
 //! wake-ups that a hop cannot avoid. Frames are a 4-byte little-endian
 //! length and the bytes. `scripts/bench` reports tiffin's `echo` against it
-//! to separate what the hop costs from what tiffin adds to it.
+//! to separate what the hop costs from what tiffin adds to it. Built as the
+//! root package's example `bare_hop` (Cargo.toml).
+
+mod body;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -134,17 +137,7 @@ async fn front(addr: &str) -> std::io::Result<()> {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let hop = Arc::clone(&hop);
                     async move {
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let body = if body.is_empty() {
-                            Bytes::from_static(b"hello")
-                        } else {
-                            body
-                        };
+                        let body = body::or_hello(req).await;
                         let mut hop = hop.lock().await;
                         let (r, w) = &mut *hop;
                         let reply = match write_frame(w, &body).await {
