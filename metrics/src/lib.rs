@@ -46,6 +46,7 @@ pub mod bentoml;
 pub mod buckets;
 pub mod count_guard;
 mod counter;
+mod definition;
 mod error;
 mod family;
 mod gauge;
@@ -57,6 +58,7 @@ pub mod render;
 pub mod sketch;
 pub mod snapshot;
 mod summary;
+mod summary_store;
 #[cfg(test)]
 mod testutil;
 
