@@ -35,7 +35,9 @@
 //!
 //! The modules only depend "downwards": [`snapshot`] (with [`sketch`]) is the
 //! shared vocabulary; [`registry`] builds on it and on [`names`] and
-//! [`buckets`]; [`bentoml`] builds on [`registry`]; [`merge`](mod@merge) and
+//! [`buckets`], itself layered (what a definition is, then the generic family,
+//! then the registry, then the four kinds on top, so no two of them import
+//! each other); [`bentoml`] builds on [`registry`]; [`merge`](mod@merge) and
 //! [`render`](mod@render) only need [`snapshot`], so the supervisor's side never depends on
 //! how a worker records. [`MetricsError`], the one error type, sits in a
 //! private leaf module for the same reason. BentoML's families and their names
