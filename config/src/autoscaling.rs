@@ -42,10 +42,6 @@ use crate::{ConfigError, MAX_WORKERS, RunnersConfig};
 /// Largest `target_in_flight`: far past any worker's useful queue.
 pub const MAX_TARGET_IN_FLIGHT: f64 = 1_000_000.0;
 
-/// Largest `look_back_s` and `upscale_delay_s` / `downscale_delay_s`, in
-/// seconds: one day.
-pub const MAX_AUTOSCALING_SECONDS: f64 = 86_400.0;
-
 /// Autoscaling settings of a runner (`runners.autoscaling.*`, and
 /// `runners.<name>.autoscaling.*` over them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,13 +61,15 @@ pub struct AutoscalingConfig {
     pub target_in_flight: f64,
     /// Seconds of samples averaged into one decision (Ray Serve's
     /// `look_back_period_s`; default 10; > 0, at most
-    /// [`MAX_AUTOSCALING_SECONDS`]).
+    /// [`MAX_AUTOSCALING_SECONDS`](crate::MAX_AUTOSCALING_SECONDS)).
     pub look_back_s: Seconds<LookBack>,
     /// Seconds a desire for more workers must hold before workers are added
-    /// (default 3; >= 0, at most [`MAX_AUTOSCALING_SECONDS`]).
+    /// (default 3; >= 0, at most
+    /// [`MAX_AUTOSCALING_SECONDS`](crate::MAX_AUTOSCALING_SECONDS)).
     pub upscale_delay_s: Seconds<ScaleDelay>,
     /// Seconds a desire for fewer workers must hold before workers are
-    /// drained (default 60; >= 0, at most [`MAX_AUTOSCALING_SECONDS`]).
+    /// drained (default 60; >= 0, at most
+    /// [`MAX_AUTOSCALING_SECONDS`](crate::MAX_AUTOSCALING_SECONDS)).
     pub downscale_delay_s: Seconds<ScaleDelay>,
 }
 

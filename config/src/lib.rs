@@ -74,9 +74,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
-pub use autoscaling::{
-    Autoscaling, AutoscalingConfig, MAX_AUTOSCALING_SECONDS, MAX_TARGET_IN_FLIGHT, cpu_count,
-};
+pub use autoscaling::{Autoscaling, AutoscalingConfig, MAX_TARGET_IN_FLIGHT, cpu_count};
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
 pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE, MAX_CORS_MAX_AGE, OneOrMany};
 pub use load::{CLI_ORIGIN, CONFIG_ENV, OPTIONS_ENV, parse_options};
@@ -86,12 +84,11 @@ pub use logging::{
 };
 pub use runners::{BatchingConfig, RunnerConfig, RunnerSettings, RunnersConfig};
 pub use seconds::{
-    GracefulTimeout, HttpTimeout, HungWorkerTimeout, LookBack, Lower, ScaleDelay, Seconds,
-    SecondsRange, TracingTimeout, TrafficTimeout, seconds,
+    GracefulTimeout, HttpTimeout, HungWorkerTimeout, LookBack, Lower, MAX_AUTOSCALING_SECONDS,
+    MAX_TRACING_TIMEOUT, ScaleDelay, Seconds, SecondsRange, TracingTimeout, TrafficTimeout,
+    seconds,
 };
-pub use tracing::{
-    DEFAULT_TRACING_TIMEOUT, MAX_TRACING_TIMEOUT, OtlpConfig, OtlpProtocol, TracingConfig,
-};
+pub use tracing::{DEFAULT_TRACING_TIMEOUT, OtlpConfig, OtlpProtocol, TracingConfig};
 pub use validate::{
     DEFAULT_API_MAX_FAILED_STARTS, DEFAULT_RUNNER_MAX_FAILED_STARTS, MAX_BATCH_SIZE,
     MAX_CONCURRENCY, MAX_CONNECTIONS, MAX_FAILED_STARTS, MAX_GRACEFUL_TIMEOUT, MAX_HTTP_TIMEOUT,

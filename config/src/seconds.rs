@@ -15,12 +15,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::autoscaling::MAX_AUTOSCALING_SECONDS;
-use crate::tracing::MAX_TRACING_TIMEOUT;
 use crate::validate::{
     MAX_GRACEFUL_TIMEOUT, MAX_HTTP_TIMEOUT, MAX_HUNG_WORKER_TIMEOUT, MAX_TRAFFIC_TIMEOUT,
     MIN_HUNG_WORKER_TIMEOUT,
 };
+
+/// Largest `runners.autoscaling.look_back_s` and `upscale_delay_s` /
+/// `downscale_delay_s`, in seconds: one day. (Kept here, beside the range
+/// markers that use it, so this module imports nothing from the keys'
+/// own modules.)
+pub const MAX_AUTOSCALING_SECONDS: f64 = 86_400.0;
+
+/// Largest `tracing.timeout` / `tracing.otlp.timeout`, in seconds.
+pub const MAX_TRACING_TIMEOUT: f64 = 600.0;
 
 /// Where the range of a [`Seconds`] key starts.
 #[derive(Clone, Copy, Debug, PartialEq)]

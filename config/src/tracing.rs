@@ -20,9 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::ConfigError;
 use crate::seconds::{Seconds, TracingTimeout, seconds};
 
-/// Largest `tracing.timeout` / `tracing.otlp.timeout`, in seconds.
-pub const MAX_TRACING_TIMEOUT: f64 = 600.0;
-
 /// Export timeout when none is configured, in seconds (the OTLP default).
 pub const DEFAULT_TRACING_TIMEOUT: f64 = 10.0;
 
@@ -38,7 +35,8 @@ pub struct TracingConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<f64>,
     /// Seconds one export may take (BentoML's key; default
-    /// [`DEFAULT_TRACING_TIMEOUT`]; above 0 to [`MAX_TRACING_TIMEOUT`]).
+    /// [`DEFAULT_TRACING_TIMEOUT`]; above 0 to
+    /// [`MAX_TRACING_TIMEOUT`](crate::MAX_TRACING_TIMEOUT)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Seconds<TracingTimeout>>,
     /// The OTLP exporter (`tracing.otlp.*`).

@@ -6,9 +6,10 @@
 //! Its exposed name ends in `_total` exactly once, whether or not the name
 //! given does (see [`registry`](crate::registry)).
 
+use crate::definition::Spec;
 use crate::error::MetricsError;
 use crate::family::{MetricFamily, prometheus_series};
-use crate::registry::{Spec, global};
+use crate::registry::{global, lazy_in_global};
 
 /// A counter family; `labels()` / `with()` select one series.
 pub type Counter = MetricFamily<CounterChild>;
@@ -29,7 +30,7 @@ impl Counter {
         documentation: &'static str,
         labelnames: &'static [&'static str],
     ) -> Self {
-        MetricFamily::lazy_from(name, documentation, labelnames, Spec::Counter)
+        lazy_in_global(name, documentation, labelnames, Spec::Counter)
     }
 }
 

@@ -17,7 +17,8 @@
 //! - **lazy** — made by the `const fn` `X::lazy`, for a `static`. It holds
 //!   only the definition and defines it in the [`global`](crate::global)
 //!   registry at its first use (a [`OnceLock`], so exactly once however many
-//!   threads race). A definition that fails is logged once; from then on the
+//!   threads race), through the function it was made with: this module sits
+//!   below the registry and never names it. A definition that fails is logged once; from then on the
 //!   family records nothing, and the `try_` methods return that error, which
 //!   is why [`MetricsError`] is `Clone`.
 //!
@@ -27,25 +28,10 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use crate::error::{LabelProblem, MetricsError};
-use crate::registry::{Spec, global};
-use crate::summary::SummaryStore;
-
-/// The backend of one defined metric, by kind.
-#[derive(Clone)]
-pub enum Handle {
-    /// A counter's series.
-    Counter(prometheus::CounterVec),
-    /// A gauge's series.
-    Gauge(prometheus::GaugeVec),
-    /// A histogram's series.
-    Histogram(prometheus::HistogramVec),
-    /// A summary's series (the `prometheus` crate has no mergeable summary).
-    Summary(Arc<SummaryStore>),
-}
+use crate::definition::{Defined, Handle, Spec};
+use crate::error::MetricsError;
 
 /// What the generic family needs of a kind's series type (sealed: this
 /// module is private, so only the four kinds implement it).
@@ -73,11 +59,11 @@ macro_rules! prometheus_series {
             const KIND: &'static str = stringify!($kind);
 
             fn attach(
-                handle: &$crate::family::Handle,
+                handle: &$crate::definition::Handle,
                 values: &[&str],
             ) -> Result<Self, prometheus::Error> {
                 match handle {
-                    $crate::family::Handle::$kind(vec) => {
+                    $crate::definition::Handle::$kind(vec) => {
                         Ok(Self(Some(vec.get_metric_with_label_values(values)?)))
                     }
                     _ => Err($crate::family::wrong_kind::<Self>()),
@@ -88,99 +74,10 @@ macro_rules! prometheus_series {
 }
 pub(crate) use prometheus_series;
 
-/// Shared by all handles of one metric: what picking a series needs to validate and warn.
-pub struct Meta {
-    /// The metric name as exposed (counters end in `_total`).
-    pub name: String,
-    /// The label names, in definition order.
-    pub labelnames: Vec<String>,
-    warned: AtomicBool,
-}
-
-impl Meta {
-    /// The metadata of a metric just defined.
-    pub fn new(name: String, labelnames: &[&str]) -> Self {
-        Meta {
-            name,
-            labelnames: labelnames.iter().map(|l| (*l).to_owned()).collect(),
-            warned: AtomicBool::new(false),
-        }
-    }
-
-    /// Wraps a backend failure with the metric's name.
-    pub fn backend(&self, err: prometheus::Error) -> MetricsError {
-        MetricsError::Backend {
-            name: self.name.clone(),
-            message: err.to_string(),
-        }
-    }
-
-    /// Logs a rejected call once per metric, so a bad call on a hot path cannot flood the log.
-    fn warn_once(&self, err: &MetricsError) {
-        if !self.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(metric = %self.name, error = %err, "metric labels rejected; recording nothing (logged once per metric)");
-        }
-    }
-
-    fn check_count(&self, got: usize) -> Result<(), MetricsError> {
-        if got == self.labelnames.len() {
-            Ok(())
-        } else {
-            Err(MetricsError::LabelCount {
-                name: self.name.clone(),
-                expected: self.labelnames.len(),
-                got,
-            })
-        }
-    }
-
-    fn label_error(&self, label: &str, problem: LabelProblem) -> MetricsError {
-        MetricsError::LabelName {
-            name: self.name.clone(),
-            label: label.to_owned(),
-            problem,
-        }
-    }
-
-    /// Writes the values of named `labels` into `values` in definition order
-    /// (`values` has one slot per label name), or names the first label at fault.
-    fn order<'v>(
-        &self,
-        labels: &[(&str, &'v str)],
-        values: &mut [&'v str],
-    ) -> Result<(), MetricsError> {
-        for (j, &(label, value)) in labels.iter().enumerate() {
-            if labels[..j].iter().any(|(seen, _)| *seen == label) {
-                return Err(self.label_error(label, LabelProblem::Duplicate));
-            }
-            let i = self
-                .labelnames
-                .iter()
-                .position(|name| name == label)
-                .ok_or_else(|| self.label_error(label, LabelProblem::Unknown))?;
-            values[i] = value;
-        }
-        // Known and distinct names: fewer of them than label names means one is missing.
-        if labels.len() < self.labelnames.len()
-            && let Some(missing) = self
-                .labelnames
-                .iter()
-                .find(|name| !labels.iter().any(|(label, _)| label == name))
-        {
-            return Err(self.label_error(missing, LabelProblem::Missing));
-        }
-        Ok(())
-    }
-}
-
-/// A metric defined in a registry: its backend and its metadata.
-#[derive(Clone)]
-pub struct Defined {
-    /// The series store.
-    pub handle: Handle,
-    /// Name and label names.
-    pub meta: Arc<Meta>,
-}
+/// How a lazy family defines itself: the global registry's definition
+/// function, handed over when a kind's `const fn lazy` makes the family
+/// (this module sits below the registry, so it does not name the registry).
+pub type Define = fn(&str, &str, &[&str], Spec<'_>) -> Result<Defined, MetricsError>;
 
 /// What a lazy family defines in the global registry at its first use.
 #[derive(Clone, Copy)]
@@ -192,6 +89,8 @@ struct Definition {
     labelnames: &'static [&'static str],
     /// The kind, with its buckets or gauge mode.
     spec: Spec<'static>,
+    /// Defines it (in the global registry).
+    define: Define,
 }
 
 #[derive(Clone)]
@@ -226,12 +125,14 @@ impl<C> MetricFamily<C> {
         }
     }
 
-    /// A family that defines itself in the global registry at first use.
+    /// A family that defines itself at first use by calling `define` (the
+    /// global registry's definition function).
     pub(crate) const fn lazy_from(
         name: &'static str,
         help: &'static str,
         labelnames: &'static [&'static str],
         spec: Spec<'static>,
+        define: Define,
     ) -> Self {
         MetricFamily {
             state: State::Lazy {
@@ -240,6 +141,7 @@ impl<C> MetricFamily<C> {
                     help,
                     labelnames,
                     spec,
+                    define,
                 },
                 defined: OnceLock::new(),
             },
@@ -257,7 +159,7 @@ impl<C> MetricFamily<C> {
             } => defined
                 .get_or_init(|| {
                     let d = definition;
-                    let defined = global().define(d.name, d.help, d.labelnames, d.spec);
+                    let defined = (d.define)(d.name, d.help, d.labelnames, d.spec);
                     if let Err(err) = &defined {
                         // Logged once: this closure runs once per static.
                         tracing::warn!(metric = d.name, error = %err, "lazy metric definition failed; it records nothing");

@@ -6,9 +6,10 @@
 //! to combine the values of many processes (sum them, keep each, or take the
 //! largest or smallest), and it learns that only from the snapshot.
 
+use crate::definition::Spec;
 use crate::error::MetricsError;
 use crate::family::{MetricFamily, prometheus_series};
-use crate::registry::{Spec, global};
+use crate::registry::{global, lazy_in_global};
 use crate::snapshot::GaugeMode;
 
 /// A gauge family; `labels()` / `with()` select one series.
@@ -50,7 +51,7 @@ impl Gauge {
         labelnames: &'static [&'static str],
         mode: GaugeMode,
     ) -> Self {
-        MetricFamily::lazy_from(name, documentation, labelnames, Spec::Gauge(mode))
+        lazy_in_global(name, documentation, labelnames, Spec::Gauge(mode))
     }
 }
 

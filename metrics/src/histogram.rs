@@ -8,9 +8,10 @@
 //! means [`DEFAULT_DURATION_BUCKETS`](crate::DEFAULT_DURATION_BUCKETS), and a
 //! bad list is refused at definition (see [`buckets`](crate::buckets)).
 
+use crate::definition::Spec;
 use crate::error::MetricsError;
 use crate::family::{MetricFamily, prometheus_series};
-use crate::registry::{Spec, global};
+use crate::registry::{global, lazy_in_global};
 
 /// A histogram family; `labels()` / `with()` select one series.
 pub type Histogram = MetricFamily<HistogramChild>;
@@ -39,7 +40,7 @@ impl Histogram {
         labelnames: &'static [&'static str],
         buckets: &'static [f64],
     ) -> Self {
-        MetricFamily::lazy_from(name, documentation, labelnames, Spec::Histogram(buckets))
+        lazy_in_global(name, documentation, labelnames, Spec::Histogram(buckets))
     }
 }
 

@@ -35,7 +35,9 @@
 //!
 //! The modules only depend "downwards": [`snapshot`] (with [`sketch`]) is the
 //! shared vocabulary; [`registry`] builds on it and on [`names`] and
-//! [`buckets`]; [`bentoml`] builds on [`registry`]; [`merge`](mod@merge) and
+//! [`buckets`], itself layered (what a definition is, then the generic family,
+//! then the registry, then the four kinds on top, so no two of them import
+//! each other); [`bentoml`] builds on [`registry`]; [`merge`](mod@merge) and
 //! [`render`](mod@render) only need [`snapshot`], so the supervisor's side never depends on
 //! how a worker records. [`MetricsError`], the one error type, sits in a
 //! private leaf module for the same reason. BentoML's families and their names
@@ -46,6 +48,7 @@ pub mod bentoml;
 pub mod buckets;
 pub mod count_guard;
 mod counter;
+mod definition;
 mod error;
 mod family;
 mod gauge;
@@ -57,6 +60,7 @@ pub mod render;
 pub mod sketch;
 pub mod snapshot;
 mod summary;
+mod summary_store;
 #[cfg(test)]
 mod testutil;
 

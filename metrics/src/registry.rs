@@ -69,8 +69,8 @@ use parking_lot::Mutex;
 use prometheus::core::Collector;
 
 use crate::buckets::{DEFAULT_DURATION_BUCKETS, finite_bounds};
+use crate::definition::{Defined, Handle, Meta, Spec};
 use crate::error::MetricsError;
-use crate::family::{Defined, Handle, Meta};
 use crate::names::{NameError, check_label_names, check_metric_name};
 use crate::snapshot::{Family, GaugeMode, HistogramValue, Kind, Series, Snapshot, Value};
 
@@ -85,6 +85,29 @@ static GLOBAL: LazyLock<Registry> = LazyLock::new(Registry::new);
 /// The process-wide registry that `Counter::new` & co. (and every `lazy` static) register into and that the control socket snapshots.
 pub fn global() -> &'static Registry {
     &GLOBAL
+}
+
+/// A family for a `static` that defines itself in the [`global`] registry at
+/// its first use: what each kind's `const fn lazy` returns. The family module
+/// sits below this one, so it is handed the function to call rather than
+/// naming the registry.
+pub(crate) const fn lazy_in_global<C>(
+    name: &'static str,
+    help: &'static str,
+    labelnames: &'static [&'static str],
+    spec: Spec<'static>,
+) -> MetricFamily<C> {
+    MetricFamily::lazy_from(name, help, labelnames, spec, define_in_global)
+}
+
+/// Defines a metric in the [`global`] registry (a lazy family's first use).
+fn define_in_global(
+    name: &str,
+    help: &str,
+    labelnames: &[&str],
+    spec: Spec<'_>,
+) -> Result<Defined, MetricsError> {
+    global().define(name, help, labelnames, spec)
 }
 
 /// A set of metric definitions plus their current values.
@@ -108,15 +131,6 @@ struct Def {
     help: String,
     buckets: Vec<f64>,
     defined: Defined,
-}
-
-/// What to define: the kind, with what only that kind has.
-#[derive(Clone, Copy)]
-pub(crate) enum Spec<'a> {
-    Counter,
-    Gauge(GaugeMode),
-    Histogram(&'a [f64]),
-    Summary,
 }
 
 impl Default for Registry {

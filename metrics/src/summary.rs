@@ -2,26 +2,22 @@
 //! as a mergeable [`Sketch`] per series.
 //!
 //! A [`Summary`] is the generic [`MetricFamily`] over [`SummaryChild`]; this
-//! module owns how a summary is defined, its series store and what one series
-//! records. The `prometheus` crate has no summary, and its quantiles could not
-//! be merged across processes anyway, so the series live here, in a map keyed
-//! by a hash of their label values, and
-//! [`Registry::snapshot`](crate::Registry::snapshot) reads them
-//! beside the `prometheus` families.
+//! module owns how a summary is defined and what one series records. The
+//! `prometheus` crate has no summary, so a summary's series live in its own
+//! store (`summary_store.rs`, below this module and the definitions), which
+//! [`Registry::snapshot`](crate::Registry::snapshot) reads beside the
+//! `prometheus` families.
 
-use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
+use crate::definition::{Handle, Spec};
 use crate::error::MetricsError;
-use crate::family::{Handle, MetricFamily, Series as FamilySeries, wrong_kind};
-use crate::registry::{Spec, global};
-use crate::sketch::Sketch;
-use crate::snapshot::{Series, SummaryValue, Value};
+use crate::family::{MetricFamily, Series, wrong_kind};
+use crate::registry::{global, lazy_in_global};
+use crate::summary_store::SummaryState;
 
 /// A summary family (count, sum, mergeable quantiles); `labels()` / `with()` select one series.
 pub type Summary = MetricFamily<SummaryChild>;
@@ -29,74 +25,6 @@ pub type Summary = MetricFamily<SummaryChild>;
 /// One summary series (or a detached no-op one if its labels were rejected).
 #[derive(Clone, Default)]
 pub struct SummaryChild(Option<Arc<Mutex<SummaryState>>>);
-
-/// What one summary series has recorded.
-#[derive(Default)]
-pub struct SummaryState {
-    count: u64,
-    sum: f64,
-    sketch: Sketch,
-}
-
-/// Summary series keyed by a hash of their label values (collisions resolved by comparing the values).
-type SummaryMap = HashMap<u64, Vec<(Vec<String>, Arc<Mutex<SummaryState>>)>>;
-
-/// The series of one summary family.
-#[derive(Default)]
-pub struct SummaryStore {
-    children: RwLock<SummaryMap>,
-}
-
-impl SummaryStore {
-    /// The series for `values`, created at 0 on first use.
-    pub fn child(&self, values: &[&str]) -> Arc<Mutex<SummaryState>> {
-        let mut hasher = DefaultHasher::new();
-        values.hash(&mut hasher);
-        let key = hasher.finish();
-        let find = |map: &SummaryMap| {
-            map.get(&key)?
-                .iter()
-                .find(|(have, _)| have.iter().eq(values.iter().copied()))
-                .map(|(_, state)| state.clone())
-        };
-        if let Some(state) = find(&self.children.read()) {
-            return state;
-        }
-        let mut map = self.children.write();
-        if let Some(state) = find(&map) {
-            return state;
-        }
-        let state = Arc::<Mutex<SummaryState>>::default();
-        map.entry(key).or_default().push((
-            values.iter().map(|v| (*v).to_owned()).collect(),
-            state.clone(),
-        ));
-        state
-    }
-
-    /// Every series, labelled with `labelnames`, unsorted.
-    pub fn series(&self, labelnames: &[String]) -> Vec<Series> {
-        let map = self.children.read();
-        map.values()
-            .flatten()
-            .map(|(values, state)| {
-                let state = state.lock();
-                Series {
-                    labels: labelnames
-                        .iter()
-                        .cloned()
-                        .zip(values.iter().cloned())
-                        .collect(),
-                    value: Value::Summary(SummaryValue {
-                        count: state.count,
-                        sum: state.sum,
-                        sketch: state.sketch.clone(),
-                    }),
-                }
-            })
-            .collect()
-    }
-}
 
 impl Summary {
     /// Defines (or returns the existing) summary in the [`global`] registry.
@@ -110,11 +38,11 @@ impl Summary {
         documentation: &'static str,
         labelnames: &'static [&'static str],
     ) -> Self {
-        MetricFamily::lazy_from(name, documentation, labelnames, Spec::Summary)
+        lazy_in_global(name, documentation, labelnames, Spec::Summary)
     }
 }
 
-impl FamilySeries for SummaryChild {
+impl Series for SummaryChild {
     const KIND: &'static str = "Summary";
 
     fn attach(handle: &Handle, values: &[&str]) -> Result<Self, prometheus::Error> {
@@ -129,10 +57,7 @@ impl SummaryChild {
     /// Records one observation into count, sum and the quantile sketch.
     pub fn observe(&self, v: f64) {
         if let Some(state) = &self.0 {
-            let mut s = state.lock();
-            s.count = s.count.saturating_add(1);
-            s.sum += v;
-            s.sketch.add(v);
+            state.lock().observe(v);
         }
     }
 }
