@@ -15,7 +15,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::GaugeChild;
+use crate::gauge::GaugeChild;
 
 /// Something counted up and down by a [`CountGuard`].
 pub trait Count {
