@@ -26,12 +26,12 @@ fn restart_delays(log: &str, worker: &str) -> Vec<f64> {
     let exits: Vec<f64> = lines_of(log, "supervisor", &[EXITED])
         .into_iter()
         .filter(mine)
-        .map(|l| log_seconds(l))
+        .map(log_seconds)
         .collect();
     let starts: Vec<f64> = lines_of(log, "supervisor", &[STARTED])
         .into_iter()
         .filter(mine)
-        .map(|l| log_seconds(l))
+        .map(log_seconds)
         .collect();
     exits
         .iter()
