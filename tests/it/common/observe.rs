@@ -53,11 +53,15 @@ pub fn wait_log_line(server: &Server, needles: &[&str]) -> String {
 }
 
 /// The lines of `log` written by `process` (`supervisor`, `api_server:0`,
-/// ...) that contain every one of `needles`, in order.
+/// ...) that contain every one of `needles`, in order, each from its
+/// `[process]` prefix on: the processes share one stderr, and a child's
+/// unprefixed write (`tiffin: error: ...` of a worker that fails at start)
+/// can land at the start of a line the supervisor then completes.
 pub fn lines_of<'a>(log: &'a str, process: &str, needles: &[&str]) -> Vec<&'a str> {
     let prefix = format!("[{process}] ");
     log.lines()
-        .filter(|l| l.starts_with(&prefix) && needles.iter().all(|n| l.contains(n)))
+        .filter_map(|l| l.find(&prefix).map(|at| &l[at..]))
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
         .collect()
 }
 
@@ -147,6 +151,8 @@ mod tests {
         // 2026-12-07 is day 20_794 since 1970-01-01.
         assert_eq!(log_seconds(line), 20_794.0 * 86_400.0 + 28.0 * 60.0 + 16.25);
         let next_day = "[supervisor] 2026-12-08T00:00:00.000000Z  INFO x";
+        let joined = format!("tiffin: error: {next_day}");
+        assert_eq!(lines_of(&joined, "supervisor", &["INFO"]), vec![next_day]);
         assert_eq!(
             log_seconds(next_day) - log_seconds(line),
             86_400.0 - 28.0 * 60.0 - 16.25
