@@ -313,6 +313,67 @@ fn a_runner_at_zero_stays_ready_and_answers_its_next_call() {
 }
 
 #[test]
+fn a_call_waiting_on_a_runner_at_zero_is_bounded_by_the_request_timeout() {
+    // The `flaky` runner may scale to zero and its workers cannot start
+    // (their model does not load; the supervisor keeps retrying), so a call
+    // to it waits for a worker that never comes: for as long as
+    // `api_server.traffic.timeout` allows, no longer.
+    let server = Launch::http(&["--api-workers", "1"])
+        .bin(example_bin("custom_service"))
+        .env("CUSTOM_BROKEN_RUNNER", "1")
+        .env(
+            "TIFFIN_CONFIG_OPTIONS",
+            "runners.flaky.autoscaling.enabled=true runners.flaky.autoscaling.min_workers=0 \
+             runners.flaky.autoscaling.max_workers=1 runners.flaky.max_failed_starts=0 \
+             api_server.traffic.timeout=3",
+        )
+        .no_wait()
+        .start();
+    let calc_ready = eventually(EVENT_WITHIN, || {
+        http(
+            &server.addr,
+            "POST",
+            "/double",
+            &[("Content-Type", "application/json")],
+            b"2",
+        )
+        .is_ok_and(|r| r.status == 200)
+    });
+    assert!(
+        calc_ready,
+        "the calc runner never served; log:\n{}",
+        server.log()
+    );
+    let sent = Instant::now();
+    let r = server.post("/broken", "text/plain", b"ping");
+    let waited = sent.elapsed();
+    eprintln!(
+        "a call to a runner at zero that cannot start: {} after {waited:?}",
+        r.status
+    );
+    // It waited as long as its request may run (3 s), not the 1 s a call
+    // waits for a runner that does not scale to zero; and it was answered
+    // (the client would give up at 30 s). The deadline and the pool's wait
+    // end together, so the answer is the deadline's 504 or the pool's 503
+    // "no live worker", whichever comes first (api-server/src/pool.rs).
+    assert!(
+        waited >= Duration::from_secs(3),
+        "answered after {waited:?}, before the request's 3 s: {}",
+        r.text()
+    );
+    assert!(
+        [503, 504].contains(&r.status),
+        "{} {}\nlog:\n{}",
+        r.status,
+        r.text(),
+        server.log()
+    );
+    // The service keeps serving what does not need the broken runner.
+    let r = server.post("/double", "application/json", b"21");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
 fn tiffin_scale_pins_an_autoscaled_runner_until_auto() {
     let server = autoscaled(
         "runners.calc.autoscaling.min_workers=1 runners.calc.autoscaling.max_workers=3 \

@@ -121,12 +121,24 @@ fn connections_opened_at_once_are_spread_over_the_api_servers() {
 }
 
 /// Down to one API server (one drains), back to two (a new one starts),
-/// twice, 400 ms apart, while the caller's clients connect anew for every
-/// request.
-fn scale_down_and_up_twice(server: &Server) {
+/// twice, while the caller's clients connect anew for every request; before
+/// every step and after the last, the clients' `answered` count grows by
+/// [`ANSWERS_BETWEEN_STEPS`], so each server count carries load.
+fn scale_down_and_up_twice(server: &Server, answered: &AtomicUsize) {
+    let load_runs = || {
+        let from = answered.load(Ordering::Relaxed);
+        let ok = eventually(Duration::from_secs(20), || {
+            answered.load(Ordering::Relaxed) >= from + ANSWERS_BETWEEN_STEPS
+        });
+        assert!(
+            ok,
+            "the load stalled at {from} answers; log:\n{}",
+            server.log()
+        );
+    };
     for _ in 0..2 {
         for n in [1, 2] {
-            std::thread::sleep(Duration::from_millis(400));
+            load_runs();
             let out = server.cli(&["scale", "api-server", &n.to_string()]);
             assert!(out.status.success(), "{out:?}");
             let done = eventually(Duration::from_secs(20), || {
@@ -135,8 +147,11 @@ fn scale_down_and_up_twice(server: &Server) {
             assert!(done, "scaled to {n}: {:?}", server.children());
         }
     }
-    std::thread::sleep(Duration::from_millis(400));
+    load_runs();
 }
+
+/// Answers the load gets between two scaling steps.
+const ANSWERS_BETWEEN_STEPS: usize = 20;
 
 /// Opens an HTTP/2 connection as a gRPC client does (preface and SETTINGS)
 /// and waits for the server's first frame: proof that a server accepted it.
@@ -166,8 +181,18 @@ fn grpc_connections_opened_at_once_are_spread_over_the_api_servers() {
         "both gRPC API servers get ready:\n{}",
         server.log()
     );
-    // Let both publish a heartbeat on the board (every 100 ms).
-    std::thread::sleep(Duration::from_millis(300));
+    // Both have published a heartbeat on the board (every 100 ms), so each
+    // counts the other as a live peer.
+    let mut slots = Vec::new();
+    let published = eventually(Duration::from_secs(20), || {
+        slots = board_slots(&server);
+        slots.len() >= 2 && slots[..2].iter().all(|(heartbeat, _)| *heartbeat != 0)
+    });
+    assert!(
+        published,
+        "both API servers on the accept board: {:?}",
+        &slots[..slots.len().min(2)]
+    );
     let split = split_of_64_connections(&server, h2_handshake);
     for (pid, n) in &split {
         assert!(*n >= 26, "gRPC API server {pid} holds {n} of 64: {split:?}");
@@ -209,7 +234,7 @@ fn fresh_connections_through_an_api_server_scale_down_and_up_all_succeed() {
                 }
             });
         }
-        scale_down_and_up_twice(&server);
+        scale_down_and_up_twice(&server, &ok);
         stop.store(true, Ordering::Relaxed);
     });
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
@@ -262,7 +287,7 @@ fn fresh_grpc_connections_through_an_api_server_scale_down_and_up_all_succeed() 
                 }
             });
         }
-        scale_down_and_up_twice(&server);
+        scale_down_and_up_twice(&server, &ok);
         stop.store(true, Ordering::Relaxed);
     });
     let ok = ok.load(Ordering::Relaxed);

@@ -310,6 +310,8 @@ struct Chaos<'a> {
     slot_kills: BTreeMap<u64, u32>,
     kills: Vec<u32>,
     draining_kills: Vec<u32>,
+    /// The worker SIGSTOPped before a scale-down, for the next KillDraining.
+    held: Option<u32>,
     scales: usize,
     events: Vec<String>,
 }
@@ -320,7 +322,12 @@ impl Chaos<'_> {
         self.events.push(format!("+{at:.2}s {what}"));
     }
 
-    fn scale(&mut self, n: usize) {
+    /// Scales to `n`; with `hold_one`, first SIGSTOPs the ready worker the
+    /// scale-down will retire (the highest index, every worker being ready)
+    /// so that it is still draining when the next step, a
+    /// [`Step::KillDraining`], looks for one: a worker left to itself
+    /// drains in milliseconds, and that step would find nothing by luck.
+    fn scale(&mut self, n: usize, hold_one: bool) {
         // Every worker ready first, so a scale-down never keeps only a
         // worker that is waiting out its restart backoff.
         let mut rows = Vec::new();
@@ -335,6 +342,22 @@ impl Chaos<'_> {
             describe(&rows),
             self.server.log()
         );
+        if hold_one {
+            let held = rows
+                .iter()
+                .filter(|r| r.state == "ready" && r.pid != 0)
+                .max_by_key(|r| r.index)
+                .unwrap_or_else(|| panic!("no ready worker to hold: {}", describe(&rows)));
+            assert!(
+                held.index > n as u64,
+                "scale {n} keeps worker {}: {}",
+                held.index,
+                describe(&rows)
+            );
+            send_signal(held.pid, libc::SIGSTOP);
+            self.held = Some(held.pid);
+            self.event(format!("stop {} (runner {})", held.pid, held.index));
+        }
         let out = self
             .server
             .cli(&["scale", "nltk_sentiment", &n.to_string()]);
@@ -387,22 +410,29 @@ impl Chaos<'_> {
         self.event(format!("kill {pid} (runner {index})"));
     }
 
-    /// SIGKILLs a random draining runner worker, if one is still draining.
+    /// SIGKILLs the draining runner worker the scale-down before held
+    /// stopped (it cannot finish draining by itself), once the supervisor
+    /// shows it draining.
     fn kill_draining(&mut self) {
-        let children = child_pids(self.server, RUNNER);
-        let draining: Vec<(u64, u32)> = runner_rows(self.server)
-            .into_iter()
-            .filter(|r| r.state == "draining" && r.pid != 0 && children.contains(&r.pid))
-            .map(|r| (r.index, r.pid))
-            .collect();
-        if draining.is_empty() {
-            self.event("no draining worker left to kill".into());
-            return;
-        }
-        let (index, pid) = draining[self.rng.below(draining.len())];
-        sigkill(pid);
-        self.draining_kills.push(pid);
-        self.event(format!("kill {pid} (runner {index}, draining)"));
+        let held = self
+            .held
+            .take()
+            .expect("a KillDraining step follows a scale-down that held a worker");
+        let mut rows = Vec::new();
+        let draining = eventually(Duration::from_secs(10), || {
+            rows = runner_rows(self.server);
+            rows.iter().any(|r| r.state == "draining" && r.pid == held)
+        });
+        assert!(
+            draining,
+            "the held worker {held} never showed draining: {}\nlog:\n{}",
+            describe(&rows),
+            self.server.log()
+        );
+        let index = rows.iter().find(|r| r.pid == held).map_or(0, |r| r.index);
+        sigkill(held);
+        self.draining_kills.push(held);
+        self.event(format!("kill {held} (runner {index}, draining)"));
     }
 }
 
@@ -464,6 +494,7 @@ fn chaos_under_load_keeps_answers_right_and_counters_monotonic() {
         slot_kills: BTreeMap::new(),
         kills: Vec::new(),
         draining_kills: Vec::new(),
+        held: None,
         scales: 0,
         events: Vec::new(),
     };
@@ -483,13 +514,14 @@ fn chaos_under_load_keeps_answers_right_and_counters_monotonic() {
 
         std::thread::sleep(STEP);
         for (i, step) in schedule.iter().enumerate() {
+            let next_kills_draining = matches!(schedule.get(i + 1), Some(Step::KillDraining));
             match step {
-                Step::Scale(n) => chaos.scale(*n),
+                Step::Scale(n) => chaos.scale(*n, next_kills_draining),
                 Step::Kill => chaos.kill(),
                 Step::KillDraining => chaos.kill_draining(),
             }
             note_children(&server, &seen);
-            if matches!(schedule.get(i + 1), Some(Step::KillDraining)) {
+            if next_kills_draining {
                 continue;
             }
             // Note replacements and new workers as they appear, too.
@@ -522,10 +554,20 @@ fn chaos_under_load_keeps_answers_right_and_counters_monotonic() {
         last,
     } = scrapes;
 
-    // Final scrape once in-flight work has settled.
-    std::thread::sleep(Duration::from_millis(1500));
-    let final_text = server.metrics();
-    scrape_count += 1;
+    // Final scrape once the API server has counted every response the
+    // clients received (it counts a request as its answer goes out, so the
+    // count may trail the client by a moment); bounded, and (d) below says
+    // what differed if it never does.
+    let received = tally.responses + warmup_requests;
+    let mut final_text = String::new();
+    eventually(EVENT_WITHIN, || {
+        final_text = server.metrics();
+        scrape_count += 1;
+        parse_exposition(&final_text).sum(
+            "bentoml_api_server_request_total",
+            &[("endpoint", "/analysis")],
+        ) == received as f64
+    });
     let final_series = monotonic_series(&final_text);
     compare(scrape_count, &last, &final_series, &mut violations);
     let final_exp = parse_exposition(&final_text);
@@ -650,7 +692,6 @@ fn chaos_under_load_keeps_answers_right_and_counters_monotonic() {
         &violations[..violations.len().min(20)]
     );
     // (d) the API server counted exactly the responses the clients received.
-    let received = tally.responses + warmup_requests;
     assert_eq!(
         api_total, received as f64,
         "bentoml_api_server_request_total{{endpoint=\"/analysis\"}} (by code {by_code:?}) vs \
@@ -665,12 +706,23 @@ fn chaos_under_load_keeps_answers_right_and_counters_monotonic() {
          children {children:#?}\nlog:\n{}",
         server.log()
     );
-    let kill_steps = schedule.iter().filter(|s| matches!(s, Step::Kill)).count();
+    // Every step ran, each kind as often as the schedule has it.
+    let count = |kind: fn(&Step) -> bool| schedule.iter().filter(|s| kind(s)).count();
+    let kill_steps = count(|s| matches!(s, Step::Kill));
+    let draining_steps = count(|s| matches!(s, Step::KillDraining));
+    let scale_steps = count(|s| matches!(s, Step::Scale(_)));
+    assert!(kill_steps > 0 && draining_steps > 0 && scale_steps > 0);
     assert_eq!(
         kills.len(),
         kill_steps,
         "runner workers killed: {kills:?}; steps {events:?}"
     );
+    assert_eq!(
+        draining_kills.len(),
+        draining_steps,
+        "draining workers killed: {draining_kills:?}; steps {events:?}"
+    );
+    assert_eq!(scales, scale_steps, "scale steps run; steps {events:?}");
 
     // (f) no orphans after a graceful shutdown.
     let status = server.signal_and_wait(libc::SIGTERM);

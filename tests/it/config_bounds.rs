@@ -82,11 +82,6 @@ fn assert_refused(f: &Finished, what: &str, needles: &[&str]) {
         "{what}: a worker was started before the configuration was refused:\n{}",
         f.stderr
     );
-    assert!(
-        f.elapsed < Duration::from_secs(5),
-        "{what}: took {:?} to fail",
-        f.elapsed
-    );
 }
 
 #[test]
@@ -248,7 +243,8 @@ fn scaling_past_the_worker_range_is_refused_and_changes_nothing() {
     assert!(!out.status.success(), "scale to 257 should fail: {err}");
     assert!(err.contains("at most 256 workers"), "{err}");
     assert!(err.contains("got 257"), "{err}");
-    std::thread::sleep(Duration::from_millis(300));
+    // `tiffin scale` is answered once the supervisor's main loop has applied
+    // (here: refused) it, so a worker it started would exist already.
     assert_eq!(child_pids(&server, RUNNER), before);
     let out = server.cli(&["scale", "api-server", "100000"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -76,6 +76,71 @@ fn held_out_pngs_uploaded_over_http_are_classified_with_accuracy_above_095() {
     assert_eq!(correct.load(Ordering::Relaxed), 352);
 }
 
+/// The bits of the `probabilities` of a `/predict` answer (f32 values, as
+/// the service computes them).
+fn probability_bits(r: &Response) -> Vec<u32> {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["probabilities"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no probabilities: {}", r.text()))
+        .iter()
+        .map(|p| (p.as_f64().expect("a number") as f32).to_bits())
+        .collect()
+}
+
+/// `(count, sum)` of the digits runner's batch-size histogram: batches run,
+/// calls they held.
+fn batches(server: &Server) -> (f64, f64) {
+    let expo = parse_exposition(&server.metrics());
+    let labels = [("runner_name", "digits_clf"), ("method_name", "run")];
+    (
+        expo.sum("bentoml_runner_adaptive_batch_size_count", &labels),
+        expo.sum("bentoml_runner_adaptive_batch_size_sum", &labels),
+    )
+}
+
+#[test]
+fn every_held_out_image_gets_the_same_probability_bits_batched_over_http_as_alone() {
+    let server = start();
+    let data = held_out();
+    assert_eq!(data.len(), 360);
+    let predict = |png: &[u8]| {
+        let (ct, body) = form("image", "digit.png", "image/png", png);
+        server.post("/predict", &ct, &body)
+    };
+    // Alone: one request at a time, so every call is a batch of its own.
+    let alone: Vec<Vec<u32>> = data
+        .iter()
+        .map(|(png, _)| probability_bits(&predict(png)))
+        .collect();
+    assert_eq!(
+        batches(&server),
+        (360.0, 360.0),
+        "one call a batch while alone"
+    );
+    // Together: 24 clients at once; the runner stacks their calls.
+    const CLIENTS: usize = 24;
+    concurrent_clients(CLIENTS, data.len() / CLIENTS, |c, i| {
+        let n = i * CLIENTS + c;
+        assert_eq!(
+            probability_bits(&predict(&data[n].0)),
+            alone[n],
+            "held-out image {n}: batched bits differ from alone"
+        );
+    });
+    let (count, sum) = batches(&server);
+    let (count, sum) = (count - 360.0, sum - 360.0);
+    eprintln!(
+        "360 concurrent uploads in {count} batches, mean size {:.2}",
+        sum / count
+    );
+    assert_eq!(sum, 360.0, "every call went through one batch");
+    assert!(
+        count < 360.0,
+        "no batch held more than one call, so nothing was compared batched"
+    );
+}
+
 #[test]
 fn the_readme_curl_line_classifies_the_sample_digits() {
     let curl = require_tool("curl");

@@ -178,12 +178,32 @@ fn tonic_client_calls_apis_health_metadata_and_metrics() {
         "the gRPC port must not serve /metrics"
     );
 
-    // `tiffin status` sees the API server's requests.
-    let out = server.cli(&["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // `tiffin status` sees the API server's requests: every `Call` (answered
+    // or refused) and nothing else, as the request counter has them; and
+    // the runner's calls.
+    let status = status_json(&server);
+    let served = |role: &str| -> u64 {
+        status["workers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no workers in {status}"))
+            .iter()
+            .filter(|w| w["role"] == role)
+            .map(|w| w["requests"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(
+        served("api-server") as f64,
+        e.sum("bentoml_api_server_request_total", &[]),
+        "{status:#}"
+    );
+    assert_eq!(served("api-server"), 7, "{status:#}");
+    assert_eq!(
+        served("runner") as f64,
+        e.sum(
+            "bentoml_runner_request_total",
+            &[("runner_name", "nltk_sentiment")]
+        ),
+        "{status:#}"
     );
 
     let status = server.signal_and_wait(libc::SIGTERM);

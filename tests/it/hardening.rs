@@ -196,8 +196,19 @@ fn past_the_connection_limit_probes_still_answer_and_others_get_503() {
         )
         .start();
     let held: Vec<TcpStream> = (0..25).map(|_| connect(&server)).collect();
-    // Let the API server accept them all.
-    std::thread::sleep(Duration::from_millis(300));
+    // The API server has accepted them all once its slot of the accept
+    // board (api-server/src/balance.rs) counts 25 open connections.
+    let mut slots = Vec::new();
+    let accepted = eventually(EVENT_WITHIN, || {
+        slots = board_slots(&server);
+        slots.first().is_some_and(|(_, open)| *open >= 25)
+    });
+    assert!(
+        accepted,
+        "the API server never held the 25 connections: board {:?}; log:\n{}",
+        &slots[..slots.len().min(2)],
+        server.log()
+    );
     for probe in ["/readyz", "/livez", "/metrics"] {
         let r = server.get(probe);
         assert_eq!(r.status, 200, "{probe}: {}", r.text());
@@ -234,14 +245,26 @@ fn post_json(addr: &str, path: &str, body: &str) -> Response {
     .expect("an answer")
 }
 
+/// Waits until the `/slow` call sent on its thread runs in the `calc`
+/// runner's one worker.
+fn wait_slow_call_running(server: &Server) {
+    wait_metric(
+        server,
+        "bentoml_runner_request_in_progress",
+        &[("runner_name", "calc")],
+        1.0,
+        "the slow call running in the calc runner",
+    );
+}
+
 #[test]
 fn a_request_past_its_deadline_gets_504_and_a_queued_call_never_runs_late() {
     let server = custom("api_server.traffic.timeout=1");
     let addr = server.addr.clone();
-    // The one worker sleeps 3 s; the second call waits behind it in the
+    // The one worker sleeps 5 s; the second call waits behind it in the
     // worker's socket, and its deadline passes while it waits.
-    let slow = std::thread::spawn(move || post_json(&addr, "/slow", "3000"));
-    std::thread::sleep(Duration::from_millis(200));
+    let slow = std::thread::spawn(move || post_json(&addr, "/slow", "5000"));
+    wait_slow_call_running(&server);
     let queued = post_json(&server.addr, "/double", "21");
     assert_eq!(queued.status, 504, "{}", queued.text());
     assert!(queued.text().contains("api_server.traffic.timeout"));
@@ -281,8 +304,10 @@ fn a_request_past_its_deadline_gets_504_and_a_queued_call_never_runs_late() {
 fn requests_past_max_concurrency_get_429_and_probes_do_not_count() {
     let server = custom("api_server.traffic.max_concurrency=1");
     let addr = server.addr.clone();
-    let slow = std::thread::spawn(move || post_json(&addr, "/slow", "1500"));
-    std::thread::sleep(Duration::from_millis(300));
+    // Long enough that the slow call is still running when the second one
+    // comes, however late the waiting below returns.
+    let slow = std::thread::spawn(move || post_json(&addr, "/slow", "5000"));
+    wait_slow_call_running(&server);
     let refused = post_json(&server.addr, "/double", "21");
     assert_eq!(refused.status, 429, "{}", refused.text());
     assert!(refused.text().contains("max_concurrency"));

@@ -17,8 +17,9 @@
 //!   adapter's per-pod query (from `prometheus-adapter.yaml`, its template
 //!   filled in as the adapter does) gives each pod its own count, the
 //!   dashboard's service-wide sums equal the sums of the instances' own
-//!   `/metrics`, and the HPA's formula on those figures asks for the number
-//!   of pods the load implies.
+//!   `/metrics`. That is where the test stops: no HPA controller, adapter
+//!   or operator runs here, so what the HPA makes of those figures is not
+//!   tested (it is Kubernetes's documented algorithm).
 
 use crate::common;
 
@@ -39,9 +40,6 @@ use serde_json::Value;
 /// The Kubernetes version the manifests are validated against. The preStop
 /// `sleep` action needs 1.30 or later (it is rejected by 1.28's schema).
 const KUBERNETES_VERSION: &str = "1.32.0";
-
-/// The HPA's default tolerance (`--horizontal-pod-autoscaler-tolerance`).
-const HPA_TOLERANCE: f64 = 0.1;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -543,21 +541,6 @@ fn dashboard_query(needle: &str, service: &str) -> String {
         .replace("$service", service)
 }
 
-/// The HPA controller's replica count for a Pods metric with an
-/// AverageValue target (Kubernetes docs, "Algorithm details"): no change
-/// while the ratio is within the tolerance, else ceil(current x ratio),
-/// within [min, max].
-fn hpa_desired(current: usize, per_pod: &[f64], target: f64, min: usize, max: usize) -> usize {
-    let average = per_pod.iter().sum::<f64>() / per_pod.len() as f64;
-    let ratio = average / target;
-    let desired = if (ratio - 1.0).abs() <= HPA_TOLERANCE {
-        current
-    } else {
-        (current as f64 * ratio).ceil() as usize
-    };
-    desired.clamp(min, max)
-}
-
 /// The value of the instance's own aggregated `/metrics` (its metrics port).
 fn own(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let r = http(metrics, "GET", "/metrics", &[], b"").expect("own /metrics");
@@ -566,7 +549,7 @@ fn own(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 #[test]
-fn three_pods_scraped_by_one_prometheus_give_the_hpa_its_per_pod_figures() {
+fn three_pods_scraped_by_one_prometheus_give_the_adapter_query_each_pods_own_figure() {
     let (_, docs) = rendered();
     let deployment = object(&docs, "Deployment");
     let service = object(&docs, "Service");
@@ -581,8 +564,6 @@ fn three_pods_scraped_by_one_prometheus_give_the_hpa_its_per_pod_figures() {
         target >= 1.0 && target.fract() == 0.0,
         "whole target {target}"
     );
-    let min = hpa["spec"]["minReplicas"].as_u64().expect("minReplicas") as usize;
-    let max = hpa["spec"]["maxReplicas"].as_u64().expect("maxReplicas") as usize;
     let endpoint = &monitor["spec"]["endpoints"][0];
     let service_name = str_of(&service["metadata"]["name"], "service name");
     let container_name = str_of(&container(deployment)["name"], "container");
@@ -730,27 +711,13 @@ fn three_pods_scraped_by_one_prometheus_give_the_hpa_its_per_pod_figures() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
+    // What is checked ends here: the figures the adapter would hand the HPA
+    // are each pod's own. No HPA controller, adapter or operator runs; what
+    // the controller does with the figures is Kubernetes's.
     eprintln!(
-        "per-pod requests in progress (adapter query) {per_pod:?}, dashboard sum {dashboard_sum}"
+        "per-pod requests in progress (adapter query) {per_pod:?}, dashboard sum {dashboard_sum}, \
+         HPA target {target} per pod"
     );
-
-    // What the HPA does with these figures, and what the load implies.
-    let desired = hpa_desired(pods.len(), &per_pod, target, min, max);
-    let loads_f: Vec<f64> = loads.iter().map(|l| *l as f64).collect();
-    let implied = hpa_desired(pods.len(), &loads_f, target, min, max);
-    eprintln!(
-        "HPA: {} pods, average {} per pod, target {target}: desired {desired}",
-        pods.len(),
-        per_pod.iter().sum::<f64>() / pods.len() as f64
-    );
-    assert_eq!(desired, implied);
-    assert!(
-        desired > pods.len(),
-        "a load above the target by more than the tolerance asks for more pods: {desired}"
-    );
-    // Within the tolerance the controller leaves the count alone.
-    let near = [target * 1.05, target, target * 0.98];
-    assert_eq!(hpa_desired(3, &near, target, min, max), 3);
 
     stop.store(true, Ordering::SeqCst);
     for c in clients {

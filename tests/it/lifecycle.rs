@@ -127,6 +127,55 @@ fn sigterm_drains_and_exits_cleanly() {
 }
 
 #[test]
+fn shutdown_drains_the_api_servers_before_the_runners() {
+    let mut server = Launch::http(&["--api-workers", "2", "--runner-workers", "2"]).start();
+    analyse_ok(&server, "I love this product!");
+    let status = server.signal_and_wait(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+    wait_log_line(&server, &["supervisor stopped"]);
+    let log = server.log();
+    // The supervisor's log, in the order it acted: each retirement says
+    // "draining worker", each exit "worker exited".
+    let events: Vec<(&str, &str)> = lines_of(&log, "supervisor", &[])
+        .into_iter()
+        .filter_map(|l| {
+            let what = if l.contains("draining worker") {
+                "drain"
+            } else if l.contains("worker exited") {
+                "exit"
+            } else {
+                return None;
+            };
+            Some((what, field(l, "worker")?))
+        })
+        .collect();
+    let is_api = |w: &str| w.starts_with("api_server:");
+    let first_runner_drain = events
+        .iter()
+        .position(|(what, w)| *what == "drain" && !is_api(w))
+        .unwrap_or_else(|| panic!("no runner was drained: {events:?}\nlog:\n{log}"));
+    let api_exits = events[..first_runner_drain]
+        .iter()
+        .filter(|(what, w)| *what == "exit" && is_api(w))
+        .count();
+    let api_drains = events[..first_runner_drain]
+        .iter()
+        .filter(|(what, w)| *what == "drain" && is_api(w))
+        .count();
+    assert_eq!(
+        (api_drains, api_exits),
+        (2, 2),
+        "both API servers drained and exited before the first runner was drained: \
+         {events:?}"
+    );
+    let runner_drains = events
+        .iter()
+        .filter(|(what, w)| *what == "drain" && !is_api(w))
+        .count();
+    assert_eq!(runner_drains, 2, "{events:?}");
+}
+
+#[test]
 fn killed_supervisor_takes_its_children_down() {
     let mut server = Launch::http(&["--api-workers", "2", "--runner-workers", "2"]).start();
     let children = server.children();
@@ -163,13 +212,13 @@ fn crashed_runner_is_restarted_and_counted() {
     }
 
     let mut replacement = Vec::new();
-    let restarted = eventually(Duration::from_secs(3), || {
+    let restarted = eventually(EVENT_WITHIN, || {
         replacement = child_pids(&server, &format!("{RUNNER} --index 1 "));
         replacement.len() == 1 && replacement[0] != victim
     });
     assert!(
         restarted,
-        "no replacement for runner 1 within 3 s (now {replacement:?}); children {:#?}\nlog:\n{}",
+        "no replacement for runner 1 (now {replacement:?}); children {:#?}\nlog:\n{}",
         server.children(),
         server.log()
     );
@@ -317,7 +366,9 @@ fn scale_rejects_bad_requests_and_changes_nothing() {
         "message should quote the bad count: {err}"
     );
 
-    std::thread::sleep(Duration::from_millis(300));
+    // No wait needed: `tiffin scale` is answered by the supervisor's main
+    // loop once it has applied (here: refused) the request, so any process
+    // it would have started exists by the time the CLI returns.
     let mut a: Vec<u32> = before.iter().map(|(p, _)| *p).collect();
     let mut b: Vec<u32> = server.children().iter().map(|(p, _)| *p).collect();
     a.sort_unstable();
@@ -360,12 +411,12 @@ fn counters_survive_a_runner_crash() {
     unsafe {
         libc::kill(victim as i32, libc::SIGKILL);
     }
-    let restarted = eventually(Duration::from_secs(3), || {
+    let restarted = eventually(EVENT_WITHIN, || {
         let now = child_pids(&server, RUNNER);
         now.len() == 1 && now[0] != victim
     });
     assert!(restarted, "runner not restarted\nlog:\n{}", server.log());
-    server.wait_ready(Duration::from_secs(5));
+    server.wait_ready(EVENT_WITHIN);
 
     let (api_after, runner_after) = totals(&server.metrics());
     assert!(
@@ -403,27 +454,46 @@ fn slow_call(server: &Server, millis: u64) -> std::thread::JoinHandle<std::io::R
     })
 }
 
+/// Waits until `calls` calls of the `calc` runner of examples/custom_service.rs
+/// are running in its workers: the slow calls sent on their threads have
+/// reached the model.
+fn wait_calc_running(server: &Server, calls: f64) {
+    wait_metric(
+        server,
+        "bentoml_runner_request_in_progress",
+        &[("runner_name", "calc")],
+        calls,
+        "slow calls running in the calc runner",
+    );
+}
+
 #[test]
 fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
     let mut server = Launch::http(&[]).bin(example_bin("custom_service")).start();
-    let slow = slow_call(&server, 1500);
-    // Let the slow call reach the runner, then ask for a graceful stop.
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = slow_call(&server, 5000);
+    // Once the slow call runs in the runner, ask for a graceful stop.
+    wait_calc_running(&server, 1.0);
     // SAFETY: kill(2) on the supervisor we spawned and have not reaped.
     unsafe {
         libc::kill(server.pid() as i32, libc::SIGTERM);
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let refused = std::net::TcpStream::connect(&server.addr).is_err();
+    let refused = eventually(EVENT_WITHIN, || {
+        std::net::TcpStream::connect(&server.addr).is_err()
+    });
+    let still_running = !slow.is_finished();
     let resp = slow
         .join()
         .expect("client thread")
         .expect("slow request got a response");
     assert_eq!(resp.status, 200, "{}\nlog:\n{}", resp.text(), server.log());
-    assert_eq!(resp.json()["slept_ms"], 1500);
+    assert_eq!(resp.json()["slept_ms"], 5000);
     assert!(
         refused,
         "the port still accepted connections while draining"
+    );
+    assert!(
+        still_running,
+        "the port was refused only after the in-flight call had finished"
     );
     let status = server.signal_and_wait(0);
     assert!(
@@ -438,29 +508,31 @@ fn a_second_sigint_forces_exit_without_waiting_for_in_flight_work() {
     let mut server = Launch::http(&["--api-workers", "1"])
         .bin(example_bin("custom_service"))
         .start();
-    // A call that would keep a graceful drain busy for 8 s.
-    let _slow = slow_call(&server, 8000);
-    std::thread::sleep(Duration::from_millis(300));
+    // A call that would keep a graceful drain busy for 10 s.
+    let slow = slow_call(&server, 10_000);
+    wait_calc_running(&server, 1.0);
     let children: Vec<u32> = server.children().into_iter().map(|(p, _)| p).collect();
     // SAFETY: kill(2) on the supervisor we spawned and have not reaped.
     unsafe {
         libc::kill(server.pid() as i32, libc::SIGINT);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    wait_log_line(&server, &["SIGINT: shutting down gracefully"]);
+    wait_log_line(&server, &["draining worker"]);
     assert!(
         server.child.try_wait().expect("try_wait").is_none(),
         "the first SIGINT must drain, not exit at once"
     );
-    let started = std::time::Instant::now();
     let status = server.signal_and_wait(libc::SIGINT);
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "second SIGINT took {took:?} to stop the supervisor (the slow call needs 8 s)"
-    );
     assert!(
         status.code().is_some(),
         "supervisor exited by itself: {status:?}"
+    );
+    wait_log_line(&server, &["second SIGINT: forcing exit"]);
+    // The slow call was cut off, not waited for.
+    let cut = slow.join().expect("client thread");
+    assert!(
+        !cut.as_ref().is_ok_and(|r| r.status == 200),
+        "the in-flight call was answered, so the exit waited for it: {cut:?}"
     );
     assert!(
         eventually(Duration::from_secs(5), || children
@@ -488,14 +560,16 @@ fn scaling_down_under_load_fails_no_request() {
         server.log()
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..16)
         .map(|_| {
-            let (addr, stop) = (server.addr.clone(), stop.clone());
+            let (addr, stop, served) = (server.addr.clone(), stop.clone(), served.clone());
             std::thread::spawn(move || {
                 let (mut ok, mut failed) = (0u32, Vec::new());
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let r = post_text_to(&addr, "/analysis", "I love this product!")
                         .expect("a response");
+                    served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     if r.status == 200 {
                         ok += 1;
                     } else {
@@ -506,7 +580,14 @@ fn scaling_down_under_load_fails_no_request() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let progress = |answered: usize| {
+        let ok = eventually(EVENT_WITHIN, || {
+            served.load(std::sync::atomic::Ordering::SeqCst) >= answered
+        });
+        assert!(ok, "the load stalled below {answered} answers");
+    };
+    // The load runs before the scale-down...
+    progress(50);
     let out = server.cli(&["scale", "nltk_sentiment", "1"]);
     assert!(
         out.status.success(),
@@ -519,7 +600,8 @@ fn scaling_down_under_load_fails_no_request() {
             == 1),
         "runners did not drain to 1"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // ...and after it, on the one worker left.
+    progress(served.load(std::sync::atomic::Ordering::SeqCst) + 50);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (mut ok, mut failed) = (0, Vec::new());
     for c in clients {

@@ -38,5 +38,7 @@ mod model_store;
 mod onnx;
 mod openapi;
 mod prometheus_e2e;
+mod restart_backoff;
 mod runtime_dir;
+mod snapshots;
 mod tracing;

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
     Exposition, Launch, Server, child_pids, concurrent_clients, eventually, free_port, http,
@@ -988,11 +988,9 @@ fn counters_survive_a_runner_worker_kill() {
     check_histograms(&after);
 
     // New requests add on top of what the dead worker had counted.
-    let started = Instant::now();
     for i in 0..30 {
         analyse(&server, alternating(i, 1));
     }
-    assert!(started.elapsed() < Duration::from_secs(30));
     let later = scrape(&server);
     assert_eq!(
         later.sum("bentoml_runner_request_total", RUNNER_CALLS),

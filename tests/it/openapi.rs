@@ -101,7 +101,9 @@ fn check_service(service: &str, apis: &[(&str, &str, &str, &str)]) {
             op["responses"]["200"]["x-bentoml-io-descriptor"]["id"],
             "bentoml.io.JSON"
         );
-        for status in ["400", "404", "413", "415", "429", "500", "503", "504"] {
+        for status in [
+            "400", "404", "408", "413", "415", "429", "500", "503", "504",
+        ] {
             assert_eq!(
                 op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
                 "#/components/schemas/Error",

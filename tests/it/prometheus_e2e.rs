@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::prometheus::Prometheus;
-use common::{Launch, free_port, http, launch_grpc, post_text_to, require_tool, settle};
+use common::{
+    Exposition, Launch, free_port, http, launch_grpc, parse_exposition, post_text_to, require_tool,
+    settle,
+};
 
 const JOB: &str = "tiffin";
 const LOAD_FOR: Duration = Duration::from_secs(12);
@@ -152,30 +155,35 @@ fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
     let up = results[0].as_ref().unwrap();
     assert_eq!(up.len(), 1, "one target: {up:?}");
     assert_eq!(up[0].1, 1.0, "up == 1");
-    // Two series at most (200 only, with one instance), the rate roughly the
-    // load we drove (sent over ~LOAD_FOR, averaged over the 1m window).
+    // 200s only, from the one target; the rate is the load we drove.
     let rate = results[1].as_ref().unwrap();
     assert!(
         rate.iter()
             .all(|(m, _)| m["http_response_code"] == "200" && m["job"] == JOB),
         "{rate:?}"
     );
-    let per_second: f64 = rate.iter().map(|(_, v)| v).sum();
-    assert!(
-        per_second * 60.0 <= 2.0 * sent as f64,
-        "rate {per_second}/s over 1m is more than the {sent} requests sent allow"
-    );
+    assert_rate_is_what_was_sent(&prom, sent);
+    // The quantiles lie in the buckets the observations fell in, per
+    // tiffin's own final counts.
+    let own = parse_exposition(&server.metrics());
     let p99 = results[2].as_ref().unwrap();
+    let (low, high) = observed_between(
+        &own,
+        "bentoml_api_server_request_duration_seconds_bucket",
+        &[("endpoint", "/analysis")],
+    );
     assert!(
-        p99.iter().all(|(_, v)| *v <= 10.0),
-        "p99 within the bucket range: {p99:?}"
+        p99.iter().all(|(_, v)| *v >= low && *v <= high),
+        "p99 {p99:?} outside the buckets observed, {low} to {high} s"
     );
     let p95 = results[3].as_ref().unwrap();
+    let (low, high) = observed_between(&own, "inference_duration_bucket", &[]);
     assert!(
-        p95.iter().all(|(m, v)| *v <= 10.0
+        p95.iter().all(|(m, v)| *v >= low
+            && *v <= high
             && m["sentiment_cls"] == "SentimentIntensityAnalyzer"
             && m.get("nltk_version").is_some()),
-        "inference p95: {p95:?}"
+        "inference p95 {p95:?} outside the buckets observed, {low} to {high} s"
     );
     let polarity = results[5].as_ref().unwrap()[0].1;
     assert!(
@@ -202,6 +210,86 @@ fn prometheus_scrapes_tiffin_and_bentoml_promql_works() {
         active[0]["lastScrapeDuration"],
         test_started.elapsed()
     );
+}
+
+/// The request rate over 1m, evaluated at the time of Prometheus's last
+/// scrape (so it extrapolates nothing past it), times the 60 s window is at
+/// most the `sent` requests (Prometheus never extrapolates a counter's
+/// start below zero) and at least what the window saw the counter grow
+/// (its last value, which must be `sent`, less its first in the window).
+fn assert_rate_is_what_was_sent(prom: &Prometheus, sent: u64) {
+    let counter = "bentoml_api_server_request_total{service_name=\"sentiment_analyzer\",\
+                   endpoint=\"/analysis\"}";
+    let one = |r: Result<Vec<(serde_json::Value, f64)>, String>, q: &str| -> f64 {
+        let r = r.unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(r.len(), 1, "{q} => {r:?}");
+        r[0].1
+    };
+    let q = format!("max(timestamp({counter}))");
+    let last_scrape = one(prom.query(&q), &q);
+    let at = |q: String| one(prom.query_at(&q, last_scrape), &q);
+    let last = at(format!("sum({counter})"));
+    let first = at(format!("sum(min_over_time({counter}[1m]))"));
+    let increase = 60.0 * at(format!("sum(rate({counter}[1m]))"));
+    let sent = sent as f64;
+    eprintln!("rate x 60 s at the last scrape: {increase} (sent {sent}, first sample {first})");
+    assert_eq!(last, sent, "the last scrape counted every request sent");
+    // The tolerance is for the timestamp's millisecond rounding.
+    assert!(
+        increase <= sent * (1.0 + 1e-3),
+        "rate over 1m x 60 s = {increase}, more than the {sent} requests sent"
+    );
+    assert!(
+        increase >= (sent - first) * (1.0 - 1e-3),
+        "rate over 1m x 60 s = {increase}, less than the {} counted within the window",
+        sent - first
+    );
+}
+
+/// The range of the buckets of histogram `bucket` (cumulative `_bucket`
+/// samples with `labels`, summed over the other labels) that hold any
+/// observation: from the lower edge of the lowest non-empty bucket to the
+/// upper edge of the highest (the largest finite edge when that one is
+/// `+Inf`, as `histogram_quantile` answers then). Any quantile of the
+/// histogram lies in it.
+fn observed_between(expo: &Exposition, bucket: &str, labels: &[(&str, &str)]) -> (f64, f64) {
+    let mut by_le: Vec<(f64, f64)> = Vec::new();
+    for sample in expo.find(bucket, labels) {
+        let le: f64 = match sample.label("le") {
+            Some("+Inf") => f64::INFINITY,
+            Some(v) => v.parse().unwrap_or_else(|_| panic!("le {v:?}")),
+            None => panic!("{bucket} without le: {sample:?}"),
+        };
+        match by_le.iter_mut().find(|(l, _)| *l == le) {
+            Some((_, count)) => *count += sample.value,
+            None => by_le.push((le, sample.value)),
+        }
+    }
+    by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(!by_le.is_empty(), "no {bucket}{labels:?} samples");
+    let mut edges = Vec::new();
+    let mut below = (0.0, 0.0);
+    for &(le, count) in &by_le {
+        if count > below.1 {
+            edges.push((below.0, le));
+        }
+        below = (le, count);
+    }
+    let low = edges.first().map_or(0.0, |e| e.0);
+    let high = edges.last().map_or(0.0, |e| e.1);
+    let largest_finite = by_le
+        .iter()
+        .map(|(le, _)| *le)
+        .filter(|le| le.is_finite())
+        .fold(0.0, f64::max);
+    (
+        low,
+        if high.is_finite() {
+            high
+        } else {
+            largest_finite
+        },
+    )
 }
 
 /// Waits until Prometheus reports `up == 1` for `job`.

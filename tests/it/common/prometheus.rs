@@ -69,7 +69,31 @@ impl Prometheus {
 
     /// One instant query: `(labels, value)` per vector element, or why not.
     pub fn query(&self, promql: &str) -> Result<Vec<(serde_json::Value, f64)>, String> {
-        let path = format!("/api/v1/query?query={}", percent_encode(promql));
+        self.query_path(
+            promql,
+            format!("/api/v1/query?query={}", percent_encode(promql)),
+        )
+    }
+
+    /// [`Prometheus::query`] evaluated at `time` (seconds since the Unix
+    /// epoch, as `timestamp()` returns them) instead of now.
+    pub fn query_at(
+        &self,
+        promql: &str,
+        time: f64,
+    ) -> Result<Vec<(serde_json::Value, f64)>, String> {
+        let path = format!(
+            "/api/v1/query?query={}&time={time:.3}",
+            percent_encode(promql)
+        );
+        self.query_path(promql, path)
+    }
+
+    fn query_path(
+        &self,
+        promql: &str,
+        path: String,
+    ) -> Result<Vec<(serde_json::Value, f64)>, String> {
         let r = http(&self.addr, "GET", &path, &[], b"").map_err(|e| format!("GET {path}: {e}"))?;
         let body: serde_json::Value = serde_json::from_slice(&r.body)
             .map_err(|e| format!("{promql}: not JSON ({e}): {}", r.text()))?;
