@@ -228,12 +228,25 @@ impl RunnerPool {
     /// Like [`RunnerPool::pick`], but when no worker is live waits up to
     /// [`WORKER_WAIT`] for one to connect: a worker restarting after a crash,
     /// or the pool filling right after this API server started, should delay
-    /// a request, not fail it.
-    async fn pick_or_wait(&self, avoid: &[Arc<WorkerConn>]) -> Option<Arc<WorkerConn>> {
-        let wait = if self.scales_to_zero.load(Ordering::Relaxed) {
-            crate::deadline::remaining().unwrap_or(COLD_START_WAIT)
-        } else {
-            WORKER_WAIT
+    /// a request, not fail it. A runner that scales to zero is waited for
+    /// until the request's deadline, and a wait that ends there is the
+    /// deadline's (504), not the runner's (503): no worker could start in time.
+    async fn pick_or_wait(&self, avoid: &[Arc<WorkerConn>]) -> Result<Arc<WorkerConn>, CallError> {
+        let request_deadline = crate::deadline::remaining();
+        let (wait, at_deadline) = match (
+            self.scales_to_zero.load(Ordering::Relaxed),
+            request_deadline,
+        ) {
+            (true, Some(left)) => (left, true),
+            (true, None) => (COLD_START_WAIT, false),
+            (false, _) => (WORKER_WAIT, false),
+        };
+        let none_live = || {
+            if at_deadline {
+                CallError::DeadlineExceeded
+            } else {
+                CallError::Unavailable(format!("no live worker of runner '{}'", self.runner))
+            }
         };
         let deadline = tokio::time::Instant::now() + wait;
         let mut told = false;
@@ -243,7 +256,7 @@ impl RunnerPool {
             // Register before checking, so a connection made in between is not missed.
             changed.as_mut().enable();
             if let Some(w) = self.pick(avoid) {
-                return Some(w);
+                return Ok(w);
             }
             if !told && let Some(supervisor) = self.supervisor.get() {
                 told = true;
@@ -251,7 +264,7 @@ impl RunnerPool {
                 let _ = supervisor.send(ToSupervisor::CallWaiting { runner });
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return self.pick(avoid);
+                return self.pick(avoid).ok_or_else(none_live);
             }
         }
     }
@@ -300,15 +313,13 @@ impl RunnerPool {
         // Shared by every attempt: a retry sends the same bytes, uncopied.
         let payload = Bytes::from(payload);
         let _in_flight = CountGuard::enter(&self.in_flight);
-        let unavailable =
-            || CallError::Unavailable(format!("no live worker of runner '{}'", self.runner));
         // Workers already tried for this call. A draining worker refuses
         // without running the call, so moving on is always safe (scale-down
         // must fail no request); a worker lost mid-call is retried once.
         let mut tried: Vec<Arc<WorkerConn>> = Vec::new();
         let mut lost_retry_left = true;
         loop {
-            let worker = self.pick_or_wait(&tried).await.ok_or_else(unavailable)?;
+            let worker = self.pick_or_wait(&tried).await?;
             match self.call_once(&worker, &method, payload.clone()).await {
                 Attempt::Answered(reply) => return reply,
                 Attempt::Draining => {

@@ -212,7 +212,7 @@ fn calls_that_cannot_meet_max_latency_get_a_fast_503() {
 
 #[test]
 fn a_dense_model_is_batched_into_matrix_products_with_every_answer_unchanged() {
-    // examples/embedding_service.rs: batches of 6 or more rows take the
+    // tests/fixtures/embedding_service.rs: batches of 6 or more rows take the
     // blocked matrix product, smaller ones the row loop. Answers computed one
     // request at a time (batches of 1) are the reference for the batched run.
     let server = Launch::http(&[])

@@ -439,7 +439,7 @@ fn counters_survive_a_runner_crash() {
     assert!(api_final >= api + 5.0, "api total: {api} then {api_final}");
 }
 
-/// `POST /slow` of examples/custom_service.rs, which sleeps `millis` ms in
+/// `POST /slow` of tests/fixtures/custom_service.rs, which sleeps `millis` ms in
 /// the runner, sent on a thread of its own.
 fn slow_call(server: &Server, millis: u64) -> std::thread::JoinHandle<std::io::Result<Response>> {
     let addr = server.addr.clone();
@@ -454,7 +454,7 @@ fn slow_call(server: &Server, millis: u64) -> std::thread::JoinHandle<std::io::R
     })
 }
 
-/// Waits until `calls` calls of the `calc` runner of examples/custom_service.rs
+/// Waits until `calls` calls of the `calc` runner of tests/fixtures/custom_service.rs
 /// are running in its workers: the slow calls sent on their threads have
 /// reached the model.
 fn wait_calc_running(server: &Server, calls: f64) {
