@@ -85,7 +85,7 @@ fn bentoml_client_discovers_and_calls_sentiment_analyzer() {
 #[test]
 fn bentoml_client_discovers_and_calls_iris_classifier() {
     let server = Launch::http(&["iris_classifier", "--api-workers", "1"]).start();
-    // Rows 1, 51 and 101 of the Iris data (src/services/iris.csv), one of each class.
+    // Rows 1, 51 and 101 of the Iris data (builtins/src/iris.csv), one of each class.
     let rows = json!([
         [5.1, 3.5, 1.4, 0.2],
         [7.0, 3.2, 4.7, 1.4],
