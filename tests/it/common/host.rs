@@ -4,10 +4,32 @@
 
 use std::path::{Path, PathBuf};
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A TCP port that was free a moment ago on 127.0.0.1, for a flag that
+/// takes a fixed port (`--metrics-port`).
+///
+/// It comes from below the kernel's ephemeral range (32768 and up on Linux),
+/// never from `bind(0)`: every server a test starts binds port 0, and the
+/// kernel could hand the port a test just closed to one of them before the
+/// test's own server binds it ("already in use", seen once in seven runs).
+/// Each test runs in its own process (nextest), so candidates start at an
+/// offset from the pid and are checked by binding.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + start.wrapping_add(n.wrapping_mul(13)) % SPAN;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// Full path of an external tool the tests need; panics (the test fails,
