@@ -148,12 +148,35 @@ impl Runner {
 
     /// Calls `method` by name and decodes its result: the untyped form of
     /// [`Runner::method`], for code that learns method names at run time.
+    /// The name is not stored (a handle's is), so names that vary from call
+    /// to call cost nothing that lasts.
     pub async fn call<I: Serialize, O: DeserializeOwned + Send + 'static>(
         &self,
         method: &str,
         input: I,
     ) -> Result<O, RunnerError> {
-        self.method::<I, O>(method).call(input).await
+        self.inner.call(method, &input).await
+    }
+}
+
+impl RunnerInner {
+    /// Encodes `input` and hands it to the transport now, so the future it
+    /// returns borrows nothing; decodes the answer when it comes.
+    fn call<I: Serialize, O: DeserializeOwned + Send + 'static>(
+        &self,
+        method: &str,
+        input: &I,
+    ) -> impl Future<Output = Result<O, RunnerError>> + Send + 'static + use<I, O> {
+        let sent = match self.transport.get() {
+            None => Err(RunnerError::NotConnected(self.name.clone())),
+            Some(transport) => codec::encode(input)
+                .map_err(|e| RunnerError::Codec(e.to_string()))
+                .map(|payload| transport.call(method, payload)),
+        };
+        async move {
+            let out = sent?.await?;
+            codec::decode_owned(out).map_err(|e| RunnerError::Codec(e.to_string()))
+        }
     }
 }
 
@@ -197,15 +220,6 @@ impl<I: Serialize, O: DeserializeOwned + Send + 'static> Method<I, O> {
         &self,
         input: I,
     ) -> impl Future<Output = Result<O, RunnerError>> + Send + 'static + use<I, O> {
-        let sent = match self.runner.transport.get() {
-            None => Err(RunnerError::NotConnected(self.runner.name.clone())),
-            Some(transport) => codec::encode(&input)
-                .map_err(|e| RunnerError::Codec(e.to_string()))
-                .map(|payload| transport.call(self.name, payload)),
-        };
-        async move {
-            let out = sent?.await?;
-            codec::decode_owned(out).map_err(|e| RunnerError::Codec(e.to_string()))
-        }
+        self.runner.call(self.name, &input)
     }
 }
