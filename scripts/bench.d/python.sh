@@ -8,7 +8,7 @@
 # workers (default: the CPU count, BentoML's default for both; BentoML
 # allows more runner workers only through workers_per_resource). Per target:
 # req/s, p50/p99, RSS summed over every process of the server (sampled
-# halfway through the run) and CPU time per request of all of them.
+# halfway through the run; PSS too) and CPU time per request of all of them.
 # PY_TIFFIN=path (default $TARGET/pyvenv-python/bin/tiffin, made by
 # scripts/setup/25-python) and PY_BENTOML_VENV=path (default
 # $TARGET/pyvenv-frontdoor, made by scripts/setup/20-frontdoor) pick the two.
@@ -101,7 +101,7 @@ py_stop() {
 }
 
 # py_measure TARGET: one measurement, recorded as "label rps p50_ms p99_ms
-# non2xx rss_mb processes cpu_us_per_req" in $PY_ROWS.
+# non2xx rss_mb processes pss_mb cpu_us_per_req" in $PY_ROWS.
 py_measure() {
   local url="http://127.0.0.1:$PY_PORT/analysis" pids before after out row cpu
   warm "$url"

@@ -4,7 +4,7 @@ a server and their summed resident memory, and the closing table that sets
 the Python sentiment service under BentoML against the same file under
 tiffin, and tiffin's Python service against its Rust `sentiment_analyzer`.
 
-Rows are "label rps p50_ms p99_ms non2xx rss_mb processes cpu_us_per_req".
+Rows are "label rps p50_ms p99_ms non2xx rss_mb processes pss_mb cpu_us_per_req".
 Usage: python_stats.py SUBCOMMAND ARGS... (the functions named at the end).
 """
 
@@ -44,19 +44,20 @@ def tree(root):
 
 
 def rss_tree(root):
-    """"rss_mb processes": VmRSS summed over ROOT's tree (shared pages count
-    in every process that maps them, as in the memory section's per-process
-    figures), and how many processes that is."""
-    total, n = 0, 0
+    """"rss_mb processes pss_mb": VmRSS summed over ROOT's tree (a page
+    shared by several processes, such as an interpreter's code, counts in
+    each, as in the memory section's per-process figures), how many
+    processes that is, and their summed PSS (each shared page split between
+    the processes that map it: what the server as a whole holds)."""
+    rss, pss, n = 0, 0, 0
     for p in tree(root).split():
         try:
-            for line in open(f"/proc/{p}/status"):
-                if line.startswith("VmRSS"):
-                    total += int(line.split()[1])
-                    n += 1
-        except OSError:
+            rss += next(int(l.split()[1]) for l in open(f"/proc/{p}/status") if l.startswith("VmRSS"))
+            n += 1
+            pss += next(int(l.split()[1]) for l in open(f"/proc/{p}/smaps_rollup") if l.startswith("Pss:"))
+        except (OSError, StopIteration):
             pass
-    return f"{total / 1024:.1f} {n}"
+    return f"{rss / 1024:.1f} {n} {pss / 1024:.1f}"
 
 
 TARGETS = (
@@ -69,22 +70,26 @@ TARGETS = (
 def table(path, n_rounds):
     rows = read_rows(path)
     print(f"medians of {n_rounds} interleaved rounds (every round's req/s in brackets)")
-    print(f"{'target':<34} {'req/s':>9} {'p50_ms':>9} {'p99_ms':>9} {'non2xx':>7} {'rss_MB':>8} {'procs':>6} {'cpu_us/req':>11}   rounds")
+    print(f"{'target':<34} {'req/s':>9} {'p50_ms':>9} {'p99_ms':>9} {'non2xx':>7} {'rss_MB':>8} {'procs':>6} {'pss_MB':>8} {'cpu_us/req':>11}   rounds")
     for label, name in TARGETS:
         if label not in rows:
             continue
         bad = sum(int(x) for x in column(rows, label, 4))
         print(f"{name:<34} {med(rows, label, 1):9.0f} {med(rows, label, 2):9.3f} {med(rows, label, 3):9.3f} {bad:>7} "
-              f"{med(rows, label, 5):8.1f} {med(rows, label, 6):6.0f} {med(rows, label, 7):11.1f}   [{rounds(rows, label)} ]")
+              f"{med(rows, label, 5):8.1f} {med(rows, label, 6):6.0f} {med(rows, label, 7):8.1f} {med(rows, label, 8):11.1f}   [{rounds(rows, label)} ]")
     b, t, r = (med(rows, label, 1) for label, _ in TARGETS)
     bp, tp, rp = (med(rows, label, 3) for label, _ in TARGETS)
     bm, tm, rm = (med(rows, label, 5) for label, _ in TARGETS)
+    bs, ts, rs = (med(rows, label, 7) for label, _ in TARGETS)
+    bc, tc, rc = (med(rows, label, 8) for label, _ in TARGETS)
     if "bentoml_python" in rows and "tiffin_python" in rows:
         print(f"service.py, tiffin vs BentoML: {ratio(t, b):.2f}x the throughput, p99 {tp:.1f} vs {bp:.1f} ms "
-              f"({ratio(tp, bp):.3f} of BentoML's), RSS {tm:.0f} vs {bm:.0f} MB ({ratio(tm, bm):.2f} of BentoML's)")
+              f"({ratio(tp, bp):.3f} of BentoML's), RSS {tm:.0f} vs {bm:.0f} MB ({ratio(tm, bm):.2f} of BentoML's), "
+              f"PSS {ts:.0f} vs {bs:.0f} MB ({ratio(ts, bs):.2f}), "
+              f"CPU per request {tc:.0f} vs {bc:.0f} us ({ratio(bc, tc):.2f}x less)")
     if "tiffin_python" in rows and "tiffin_rust" in rows:
         print(f"tiffin, Python service.py vs the Rust sentiment_analyzer: {100 * ratio(t, r):.1f}% of its throughput, "
-              f"p99 {tp:.1f} vs {rp:.1f} ms, RSS {tm:.0f} vs {rm:.0f} MB")
+              f"p99 {tp:.1f} vs {rp:.1f} ms, RSS {tm:.0f} vs {rm:.0f} MB, PSS {ts:.0f} vs {rs:.0f} MB, CPU per request {tc:.0f} vs {rc:.0f} us")
     if "bentoml_python" in rows and "tiffin_rust" in rows:
         print(f"the Rust sentiment_analyzer vs BentoML's service.py: {ratio(r, b):.2f}x the throughput")
 
