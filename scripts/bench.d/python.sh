@@ -9,11 +9,17 @@
 # allows more runner workers only through workers_per_resource). Per target:
 # req/s, p50/p99, RSS summed over every process of the server (sampled
 # halfway through the run; PSS too) and CPU time per request of all of them.
-# PY_TIFFIN=path (default $TARGET/pyvenv-python/bin/tiffin, made by
-# scripts/setup/25-python) and PY_BENTOML_VENV=path (default
-# $TARGET/pyvenv-frontdoor, made by scripts/setup/20-frontdoor) pick the two.
+# PY_TIFFIN=path (default $TARGET/pyvenv-python/bin/tiffin: without
+# BENCH_SKIP_BUILD, scripts/setup/25-python and `scripts/wheel --release
+# --install` put the optimised wheel there first) and PY_BENTOML_VENV=path
+# (default $TARGET/pyvenv-frontdoor, made by scripts/setup/20-frontdoor)
+# pick the two; the output says whether PY_TIFFIN is the release or the dev build.
 # wrk's timeout is 30 s here (2 s by default): a request BentoML answers
 # after 2 s would otherwise drop out of its latency figures.
+if [ -z "${PY_TIFFIN:-}" ] && [ -z "${BENCH_SKIP_BUILD:-}" ]; then
+  scripts/setup/25-python
+  scripts/wheel --release --install "$TARGET/pyvenv-python"
+fi
 PY_TIFFIN=${PY_TIFFIN:-$TARGET/pyvenv-python/bin/tiffin}
 PY_BENTOML_VENV=${PY_BENTOML_VENV:-$TARGET/pyvenv-frontdoor}
 PY_WORKERS=${PY_WORKERS:-$(nproc)}
@@ -51,6 +57,10 @@ else
   PY_RUST_BIN=$BIN
 fi
 [ -x "$PY_RUST_BIN" ] && PY_TARGETS+=(tiffin_rust)
+PY_BUILD="a build of unknown profile"
+cmp -s "$PY_RUST_BIN" "$TARGET/debug/tiffin" 2>/dev/null && PY_BUILD="the dev build (target/debug/tiffin)"
+cmp -s "$PY_RUST_BIN" "$TARGET/release/tiffin" 2>/dev/null && PY_BUILD="the release build (target/release/tiffin)"
+echo "   tiffin binary: $PY_BUILD"
 echo "   tiffin: $PY_RUST_BIN; BentoML: $PY_BENTOML_VENV/bin/bentoml (BENTOML_CONFIG_OPTIONS=\"$PY_BENTOML_CONFIG\"); review text: \"$PY_REVIEW\""
 
 # py_start TARGET: starts it on a free port; sets PY_PORT and PY_PID (the
