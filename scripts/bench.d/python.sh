@@ -8,7 +8,8 @@
 # workers (default: the CPU count, BentoML's default for both; BentoML
 # allows more runner workers only through workers_per_resource). Per target:
 # req/s, p50/p99, RSS summed over every process of the server (sampled
-# halfway through the run; PSS too) and CPU time per request of all of them.
+# halfway through the run; PSS too), CPU time per request of all of them, and
+# the mean inference_duration (the scoring alone).
 # PY_TIFFIN=path (default $TARGET/pyvenv-python/bin/tiffin: without
 # BENCH_SKIP_BUILD, scripts/setup/25-python and `scripts/wheel --release
 # --install` put the optimised wheel there first) and PY_BENTOML_VENV=path
@@ -111,9 +112,12 @@ py_stop() {
 }
 
 # py_measure TARGET: one measurement, recorded as "label rps p50_ms p99_ms
-# non2xx rss_mb processes pss_mb cpu_us_per_req" in $PY_ROWS.
+# non2xx rss_mb processes pss_mb cpu_us_per_req inference_us" in $PY_ROWS;
+# inference_us is the mean of the guide's inference_duration histogram from
+# the server's /metrics (the scoring alone, in the runner: what the model
+# costs, apart from the server around it).
 py_measure() {
-  local url="http://127.0.0.1:$PY_PORT/analysis" pids before after out row cpu
+  local url="http://127.0.0.1:$PY_PORT/analysis" pids before after out row cpu infer
   warm "$url"
   pids=$(pystats tree "$PY_PID")
   ( sleep "$(stats div "$DUR" 2)"; pystats rss-tree "$PY_PID" > "$WORK/py.rss" ) & local rss_job=$!
@@ -125,7 +129,8 @@ py_measure() {
   wait "$rss_job"
   row=$(stats wrk "$1" <<< "$out")
   cpu=$(stats cpu-per-req "$before" "$after" "$CLK_TCK" "$(field 1 "$row")" "$DUR")
-  row="$row $(cat "$WORK/py.rss") $cpu"
+  infer=$(curl -s "http://127.0.0.1:$PY_PORT/metrics" | pystats histogram-mean-us inference_duration)
+  row="$row $(cat "$WORK/py.rss") $cpu $infer"
   echo "$row" >> "$PY_ROWS"
   echo "  round $round: $row"
   grep -h "Socket errors" <<< "$out" | sed "s/^/    $1: /" || true

@@ -4,11 +4,13 @@ a server and their summed resident memory, and the closing table that sets
 the Python sentiment service under BentoML against the same file under
 tiffin, and tiffin's Python service against its Rust `sentiment_analyzer`.
 
-Rows are "label rps p50_ms p99_ms non2xx rss_mb processes pss_mb cpu_us_per_req".
+Rows are "label rps p50_ms p99_ms non2xx rss_mb processes pss_mb cpu_us_per_req
+inference_us" (inference_us: the mean of the service's inference_duration).
 Usage: python_stats.py SUBCOMMAND ARGS... (the functions named at the end).
 """
 
 import os
+import sys
 
 from cli import run
 from stats import column, med, ratio, read_rows, rounds
@@ -60,6 +62,18 @@ def rss_tree(root):
     return f"{rss / 1024:.1f} {n} {pss / 1024:.1f}"
 
 
+def histogram_mean_us(name):
+    """A scrape on stdin -> the mean of histogram NAME over all its series,
+    in microseconds (nan when it has no observations)."""
+    total = count = 0.0
+    for line in sys.stdin:
+        if line.startswith((f"{name}_sum{{", f"{name}_sum ")):
+            total += float(line.split()[-1])
+        elif line.startswith((f"{name}_count{{", f"{name}_count ")):
+            count += float(line.split()[-1])
+    return f"{1e6 * ratio(total, count):.1f}"
+
+
 TARGETS = (
     ("bentoml_python", "BentoML 1.2.20, service.py"),
     ("tiffin_python", "tiffin, service.py"),
@@ -70,13 +84,13 @@ TARGETS = (
 def table(path, n_rounds):
     rows = read_rows(path)
     print(f"medians of {n_rounds} interleaved rounds (every round's req/s in brackets)")
-    print(f"{'target':<34} {'req/s':>9} {'p50_ms':>9} {'p99_ms':>9} {'non2xx':>7} {'rss_MB':>8} {'procs':>6} {'pss_MB':>8} {'cpu_us/req':>11}   rounds")
+    print(f"{'target':<34} {'req/s':>9} {'p50_ms':>9} {'p99_ms':>9} {'non2xx':>7} {'rss_MB':>8} {'procs':>6} {'pss_MB':>8} {'cpu_us/req':>11} {'infer_us':>9}   rounds")
     for label, name in TARGETS:
         if label not in rows:
             continue
         bad = sum(int(x) for x in column(rows, label, 4))
         print(f"{name:<34} {med(rows, label, 1):9.0f} {med(rows, label, 2):9.3f} {med(rows, label, 3):9.3f} {bad:>7} "
-              f"{med(rows, label, 5):8.1f} {med(rows, label, 6):6.0f} {med(rows, label, 7):8.1f} {med(rows, label, 8):11.1f}   [{rounds(rows, label)} ]")
+              f"{med(rows, label, 5):8.1f} {med(rows, label, 6):6.0f} {med(rows, label, 7):8.1f} {med(rows, label, 8):11.1f} {med(rows, label, 9):9.1f}   [{rounds(rows, label)} ]")
     b, t, r = (med(rows, label, 1) for label, _ in TARGETS)
     bp, tp, rp = (med(rows, label, 3) for label, _ in TARGETS)
     bm, tm, rm = (med(rows, label, 5) for label, _ in TARGETS)
@@ -95,4 +109,4 @@ def table(path, n_rounds):
 
 
 if __name__ == "__main__":
-    run(tree, rss_tree, table)
+    run(tree, rss_tree, histogram_mean_us, table)
