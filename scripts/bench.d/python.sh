@@ -18,8 +18,10 @@
 # wrk's timeout is 30 s here (2 s by default): a request BentoML answers
 # after 2 s would otherwise drop out of its latency figures.
 if [ -z "${PY_TIFFIN:-}" ] && [ -z "${BENCH_SKIP_BUILD:-}" ]; then
+  # Both make and use target/pyvenv-python whatever CARGO_TARGET_DIR says.
   scripts/setup/25-python
-  scripts/wheel --release --install "$TARGET/pyvenv-python"
+  scripts/wheel --release --install target/pyvenv-python
+  PY_TIFFIN=target/pyvenv-python/bin/tiffin
 fi
 PY_TIFFIN=${PY_TIFFIN:-$TARGET/pyvenv-python/bin/tiffin}
 PY_BENTOML_VENV=${PY_BENTOML_VENV:-$TARGET/pyvenv-frontdoor}
