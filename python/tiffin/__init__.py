@@ -14,10 +14,11 @@ from . import io, metrics
 from ._errors import Unsupported
 from ._runner import Runnable, Runner
 from ._service import Context, Service
+from ._new import api, service
 
 __version__ = "0.1.0"
 
-__all__ = ["Service", "Runnable", "Runner", "Context", "io", "metrics"]
+__all__ = ["Service", "Runnable", "Runner", "Context", "io", "metrics", "service", "api"]
 
 _SUPPORTED = ", ".join(__all__)
 
