@@ -39,6 +39,7 @@ mod onnx;
 mod openapi;
 mod prometheus_e2e;
 mod python_abi;
+mod python_package;
 mod restart_backoff;
 mod runtime_dir;
 mod snapshots;
