@@ -216,7 +216,7 @@ impl App {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        if !api.input.accepts(content_type) {
+        if !api.accepts_any_content_type && !api.input.accepts(content_type) {
             return Err(ApiError::unsupported_media_type(format!(
                 "unsupported content type {:?} for /{}; expected {}",
                 content_type.unwrap_or(""),

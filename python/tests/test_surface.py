@@ -37,6 +37,15 @@ class Descriptors(unittest.TestCase):
             d.from_http(b"[[1,2,3]]", None)
         self.assertEqual(d.spec()["bentoml"]["args"]["shape"], [-1, 2])
 
+    def test_ndarray_takes_the_declared_shape_when_it_can_as_bentoml_does(self):
+        d = NumpyNdarray(dtype="float32", shape=(-1, 3))
+        self.assertEqual(d.from_http(b"[1,2,3]", None).shape, (1, 3))
+        self.assertEqual(d.from_http(b"[1,2]", None).shape, (2,))
+
+    def test_json_refuses_nan_as_bentomls_encoder_does(self):
+        with self.assertRaisesRegex(ValueError, "not JSON compliant"):
+            JSON().to_http({"ratio": float("nan")})
+
     def test_image_and_file_take_a_raw_body_or_a_form_upload(self):
         from PIL import Image as PILImage
 
@@ -80,6 +89,16 @@ class Metrics(unittest.TestCase):
         g.dec()
         with self.assertRaisesRegex(TypeError, "unsupported arguments: bogus"):
             bentoml.metrics.Summary(name="unit_s", documentation="d", bogus=1)
+
+
+class Exceptions(unittest.TestCase):
+    def test_bentomls_exceptions_answer_with_their_status(self):
+        from tiffin._errors import status_of
+        from tiffin.exceptions import BadInput as BentoBadInput, NotFound
+
+        self.assertEqual(status_of(NotFound("no such thing")), (404, "no such thing"))
+        self.assertEqual(status_of(BentoBadInput("bad")), (400, "bad"))
+        self.assertEqual(status_of(ValueError("x")), (500, "ValueError: x"))
 
 
 class Unknown(unittest.TestCase):

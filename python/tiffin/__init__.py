@@ -10,7 +10,7 @@ any other ``bentoml.<name>`` fails when the file is imported, naming it.
 See README.md (Python services) and python/README.md.
 """
 
-from . import io, metrics
+from . import exceptions, io, metrics
 from ._errors import Unsupported
 from ._runner import Runnable, Runner
 from ._service import Context, Service
@@ -18,7 +18,7 @@ from ._new import api, service
 
 __version__ = "0.1.0"
 
-__all__ = ["Service", "Runnable", "Runner", "Context", "io", "metrics", "service", "api"]
+__all__ = ["Service", "Runnable", "Runner", "Context", "io", "metrics", "exceptions", "service", "api"]
 
 _SUPPORTED = ", ".join(__all__)
 

@@ -9,8 +9,9 @@ import sys
 
 def install():
     import tiffin
-    from tiffin import io, metrics
+    from tiffin import exceptions, io, metrics
 
     sys.modules["bentoml"] = tiffin
     sys.modules["bentoml.io"] = io
     sys.modules["bentoml.metrics"] = metrics
+    sys.modules["bentoml.exceptions"] = exceptions

@@ -21,6 +21,9 @@ def status_of(exc):
 
     if isinstance(exc, RunnerError) and len(exc.args) == 2:
         return int(exc.args[0]), str(exc.args[1])
+    code = getattr(exc, "error_code", None)
+    if code is not None:
+        return int(code), str(exc)
     if isinstance(exc, BadInput):
         return 400, str(exc)
     return 500, f"{type(exc).__name__}: {exc}"

@@ -83,7 +83,8 @@ def _default(o):
 
 
 def _dumps(value):
-    return _json.dumps(value, default=_default, separators=(",", ":")).encode("utf-8")
+    # NaN and infinities are not JSON: refused (a 500), as BentoML's encoder does.
+    return _json.dumps(value, default=_default, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def _loads(body):
@@ -164,12 +165,15 @@ class NumpyNdarray(IODescriptor):
             array = np.array(value, dtype=self._dtype)
         except (TypeError, ValueError) as e:
             raise BadInput(f"the body is not an array of {self._dtype or 'numbers'}: {e}") from None
-        if self._enforce_shape and self._shape is not None:
-            ok = len(self._shape) == array.ndim and all(
-                want in (-1, got) for want, got in zip(self._shape, array.shape)
-            )
-            if not ok:
-                raise BadInput(f"expected an array of shape {self._shape}, got {array.shape}")
+        if self._shape is not None:
+            # As BentoML: the array takes the declared shape when it can (a flat
+            # row for shape (-1, 3)); if it cannot, an enforced shape is a 400
+            # and an unenforced one keeps the array as sent.
+            try:
+                array = array.reshape(self._shape)
+            except ValueError:
+                if self._enforce_shape:
+                    raise BadInput(f"expected an array of shape {self._shape}, got {array.shape}") from None
         return array
 
     def to_http(self, value):

@@ -93,6 +93,10 @@ pub struct BodyDescription {
     /// An example body, if any.
     #[serde(default)]
     pub example: Option<serde_json::Value>,
+    /// For a request body: whether the handler takes any content type
+    /// (BentoML's descriptors read any body; the front door then skips its 415).
+    #[serde(default)]
+    pub any_content_type: bool,
 }
 
 /// The kinds a described body can have (the serialised form of [`IoKind`]).
@@ -175,6 +179,7 @@ impl Description {
                 output: a.output.kind(),
                 input_spec: a.input.spec(),
                 output_spec: a.output.spec(),
+                accepts_any_content_type: a.input.any_content_type,
             };
             service = service.raw_api(&a.name, a.route.as_deref(), io, api(a));
         }

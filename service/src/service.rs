@@ -53,6 +53,10 @@ pub struct Api {
     pub input_spec: IoSpec,
     /// What the documentation publishes about a successful response body.
     pub output_spec: IoSpec,
+    /// Whether the request's content type is left to the handler to judge
+    /// (a Python descriptor, which, as BentoML's, reads any body) instead of
+    /// being checked against `input` (415 otherwise).
+    pub accepts_any_content_type: bool,
     /// The path it is served at: `/<name>` unless set otherwise (BentoML's
     /// `@svc.api(route=...)`).
     path: String,
@@ -110,6 +114,8 @@ pub struct RawIo {
     pub input_spec: IoSpec,
     /// What the documentation publishes about the answer.
     pub output_spec: IoSpec,
+    /// Whether any request content type reaches the handler ([`Api::accepts_any_content_type`]).
+    pub accepts_any_content_type: bool,
 }
 
 /// A named service: its runners and its APIs.
@@ -171,6 +177,7 @@ impl Service {
             output: O::KIND,
             input_spec: I::spec(),
             output_spec: O::spec(),
+            accepts_any_content_type: false,
             path: format!("/{name}"),
             handler: Arc::new(erased),
         });
@@ -197,6 +204,7 @@ impl Service {
             output: io.output,
             input_spec: io.input_spec,
             output_spec: io.output_spec,
+            accepts_any_content_type: io.accepts_any_content_type,
             path,
             handler: Arc::new(handler),
         });
