@@ -26,6 +26,9 @@ pub struct Api {
     pub input_spec: IoSpec,
     /// What the documentation publishes about a successful response body.
     pub output_spec: IoSpec,
+    /// The path it is served at: `/<name>` unless set otherwise (BentoML's
+    /// `@svc.api(route=...)`).
+    path: String,
     handler: Arc<HandlerFn>,
 }
 
@@ -36,9 +39,9 @@ impl fmt::Debug for Api {
 }
 
 impl Api {
-    /// The route path, `/<name>`.
+    /// The route path: `/<name>`, or the route the API was declared with.
     pub fn route(&self) -> String {
-        format!("/{}", self.name)
+        self.path.clone()
     }
 
     /// Runs the handler on a raw body (already checked for content type and size).
@@ -55,6 +58,20 @@ impl Api {
     ) -> BoxFuture<Result<Bytes, ApiError>> {
         (self.handler)(body, content_type.map(str::to_string))
     }
+}
+
+/// The body kinds and published specs of a [`Service::raw_api`].
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct RawIo {
+    /// Input body kind (what content types the front door lets through).
+    pub input: IoKind,
+    /// Output body kind (the answer's content type).
+    pub output: IoKind,
+    /// What the documentation publishes about the request body.
+    pub input_spec: IoSpec,
+    /// What the documentation publishes about the answer.
+    pub output_spec: IoSpec,
 }
 
 /// A named service: its runners and its APIs.
@@ -116,7 +133,34 @@ impl Service {
             output: O::KIND,
             input_spec: I::spec(),
             output_spec: O::spec(),
+            path: format!("/{name}"),
             handler: Arc::new(erased),
+        });
+        self
+    }
+
+    /// Adds an API whose handler takes the raw body (and its content type)
+    /// and answers the raw body, for a handler that is not Rust code (a
+    /// Python handler decodes with its own descriptors). `route` is the path
+    /// it is served at (`None`: `/<name>`); the specs are what the
+    /// documentation publishes. Plumbing, not part of a service's API.
+    #[doc(hidden)]
+    pub fn raw_api<F>(mut self, name: &str, route: Option<&str>, io: RawIo, handler: F) -> Self
+    where
+        F: Fn(Bytes, Option<String>) -> BoxFuture<Result<Bytes, ApiError>> + Send + Sync + 'static,
+    {
+        let path = match route {
+            Some(r) => format!("/{}", r.trim_start_matches('/')),
+            None => format!("/{name}"),
+        };
+        self.apis.push(Api {
+            name: name.to_string(),
+            input: io.input,
+            output: io.output,
+            input_spec: io.input_spec,
+            output_spec: io.output_spec,
+            path,
+            handler: Arc::new(handler),
         });
         self
     }
