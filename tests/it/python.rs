@@ -115,19 +115,36 @@ fn json_body(v: Value) -> Body {
     body("application/json", v.to_string())
 }
 
-/// One file field of a `multipart/form-data` form, as `curl -F
-/// FIELD=@FILENAME` sends it (curl names the part's type from the file's
-/// extension).
-fn form_file(field: &str, filename: &str, content_type: &str, data: &[u8]) -> Body {
+/// One part of a `multipart/form-data` form: its field name, file name
+/// (`None` for a plain value), content type (`None`: no header) and data.
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A `multipart/form-data` form as `curl -F` sends it: `-F FIELD=@FILE`
+/// gives a file part typed from the file's extension, `-F FIELD=VALUE` a
+/// plain part with no type, `-F 'FIELD=VALUE;type=T'` one typed T.
+fn form(parts: &[Part]) -> Body {
     let boundary = "------------------------tiffinpythontests";
-    let mut bytes = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; \
-         filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
-    )
-    .into_bytes();
-    bytes.extend_from_slice(data);
-    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut bytes = Vec::new();
+    for (field, filename, content_type, data) in parts {
+        let mut head = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"");
+        if let Some(f) = filename {
+            head.push_str(&format!("; filename=\"{f}\""));
+        }
+        if let Some(t) = content_type {
+            head.push_str(&format!("\r\nContent-Type: {t}"));
+        }
+        head.push_str("\r\n\r\n");
+        bytes.extend_from_slice(head.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     body(&format!("multipart/form-data; boundary={boundary}"), bytes)
+}
+
+/// A form of one file field, as `curl -F FIELD=@FILENAME` sends it.
+fn form_file(field: &str, filename: &str, content_type: &str, data: &[u8]) -> Body {
+    form(&[(field, Some(filename), Some(content_type), data)])
 }
 
 /// What a request must get from tiffin.
@@ -345,6 +362,22 @@ fn file_cases() -> Vec<Case> {
     ]
 }
 
+fn multipart_cases() -> Vec<Case> {
+    let png = png();
+    let answer = || Expect::Json(json!({"caption": "HELLO", "size": [5, 3], "meta": {"a": 1}}));
+    let with_meta = |meta_type: Option<&str>| {
+        form(&[
+            ("caption", None, None, b"hello"),
+            ("image", Some("pixels.png"), Some("image/png"), &png),
+            ("meta", None, meta_type, br#"{"a": 1}"#),
+        ])
+    };
+    vec![
+        case("/caption", with_meta(Some("application/json")), answer()),
+        case("/caption", with_meta(None), answer()),
+    ]
+}
+
 fn failing_cases() -> Vec<Case> {
     let division = |n: i64, d: i64| json_body(json!({"numerator": n, "denominator": d}));
     vec![
@@ -398,6 +431,20 @@ fn an_image_is_taken_as_a_multipart_upload_and_as_a_raw_png() {
 fn a_file_is_taken_as_octet_stream_and_bytes_come_back() {
     let server = serve("file_service.py", &["--api-workers", "1"]);
     check_cases(&server, &file_cases());
+}
+
+#[test]
+fn a_multipart_form_gives_the_handler_each_field_decoded_by_its_descriptor() {
+    let server = serve("multipart_service.py", &["--api-workers", "1"]);
+    check_cases(&server, &multipart_cases());
+    // A form without one of the fields is the client's error, naming it.
+    let caption_only = form(&[("caption", None, None, b"hello")]);
+    let no_image = [case(
+        "/caption",
+        caption_only,
+        Expect::Error(400, &["image"]),
+    )];
+    check_cases(&server, &no_image);
 }
 
 #[test]
@@ -940,4 +987,9 @@ fn bentoml_and_tiffin_answer_the_failing_service_alike() {
 #[test]
 fn bentoml_and_tiffin_answer_the_metrics_service_alike() {
     same_answers("metrics_service.py", &metrics_cases());
+}
+
+#[test]
+fn bentoml_and_tiffin_answer_the_multipart_service_alike() {
+    same_answers("multipart_service.py", &multipart_cases());
 }
