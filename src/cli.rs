@@ -220,7 +220,7 @@ fn effective_config(
 fn serve(
     protocol: Protocol,
     args: ServeArgs,
-    cli: Vec<(String, String)>,
+    mut cli: Vec<(String, String)>,
     services: &[Service],
 ) -> Result<()> {
     let mut args = args;
@@ -243,6 +243,7 @@ fn serve(
             &own_service[..]
         }
         (None, Some((_, py))) => {
+            cli.splice(0..0, py.overrides.iter().cloned());
             own_service = [py.service.clone()];
             args.service = Some(py.service.name.clone());
             &own_service[..]

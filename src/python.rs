@@ -42,6 +42,9 @@ pub struct PythonService {
     pub python: PathBuf,
     /// Its arguments before the worker subcommand.
     pub args: Vec<OsString>,
+    /// Configuration the service's code sets (`bentoml.Runner(max_batch_size=...)`),
+    /// as keys that override the configuration's, as the code does in BentoML.
+    pub overrides: Vec<(String, String)>,
 }
 
 /// The interpreter: `$TIFFIN_PYTHON`, else the `python` beside this
@@ -68,10 +71,26 @@ pub fn describe(locator: &str) -> Result<PythonService> {
     let description = Description::from_json(&json).with_context(|| {
         format!("{} described the service '{locator}' in a form this tiffin cannot read (are the tiffin wheel and this binary the same version?)", python.display())
     })?;
+    let mut overrides = Vec::new();
+    for r in &description.runners {
+        if let Some(n) = r.max_batch_size {
+            overrides.push((
+                format!("runners.{}.batching.max_batch_size", r.name),
+                n.to_string(),
+            ));
+        }
+        if let Some(ms) = r.max_latency_ms {
+            overrides.push((
+                format!("runners.{}.batching.max_latency_ms", r.name),
+                ms.to_string(),
+            ));
+        }
+    }
     Ok(PythonService {
         service: description.skeleton(),
         python,
         args,
+        overrides,
     })
 }
 

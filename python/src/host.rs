@@ -24,15 +24,6 @@ pub fn describe_error(py: Python<'_>, e: &PyErr) -> String {
     format!("{kind}: {}", e.value(py))
 }
 
-/// The full traceback of a Python exception (a start failure names the file and line).
-pub fn traceback(py: Python<'_>, e: &PyErr) -> String {
-    let tb = e
-        .traceback(py)
-        .and_then(|tb| tb.format().ok())
-        .unwrap_or_default();
-    format!("{tb}{}", describe_error(py, e))
-}
-
 /// The API servers' service: every API's handler queues the request for
 /// the Python thread and waits for its [`Reply`](crate::inbox::Reply).
 pub fn api_service(description: &Description, inbox: Arc<Shared>) -> Service {
@@ -82,7 +73,10 @@ pub fn runner_service(description: &Description, runner: &str, host: Py<PyAny>) 
             let methods = r.methods.clone();
             let loader: RunnableLoader = Box::new(move || {
                 Python::with_gil(|py| {
-                    host.call_method0(py, "load").map_err(|e| traceback(py, &e))
+                    // `_RunnerHost.load` words the failure itself, with the
+                    // user's traceback (its own frames would only add noise).
+                    host.call_method0(py, "load")
+                        .map_err(|e| describe_error(py, &e))
                 })?;
                 let mut runnable = Runnable::new();
                 for m in &methods {

@@ -11,21 +11,29 @@ See README.md (Python services) and python/README.md.
 """
 
 from . import io, metrics
+from ._errors import Unsupported
 from ._runner import Runnable, Runner
 from ._service import Context, Service
+from ._new import api, service
 
 __version__ = "0.1.0"
 
-__all__ = ["Service", "Runnable", "Runner", "Context", "io", "metrics"]
+__all__ = ["Service", "Runnable", "Runner", "Context", "io", "metrics", "service", "api"]
 
 _SUPPORTED = ", ".join(__all__)
+
+
+def _is_submodule(name):
+    import importlib.util
+
+    return importlib.util.find_spec(f"{__name__}.{name}") is not None
 
 
 def __getattr__(name):
     # Module-level __getattr__ (PEP 562): a name BentoML has and tiffin does not
     # fails at the service file's import, naming it, not at its first request.
-    if name.startswith("__"):
+    if name.startswith("_") or _is_submodule(name):
+        # Dunders and tiffin's own submodules: `from . import batch` asks here
+        # first and imports the submodule only on an AttributeError.
         raise AttributeError(name)
-    raise AttributeError(
-        f"bentoml.{name} is not supported by tiffin (supported: {_SUPPORTED})"
-    )
+    raise Unsupported(f"bentoml.{name} is not supported by tiffin (supported: {_SUPPORTED})")

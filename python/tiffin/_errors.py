@@ -1,6 +1,14 @@
 """Errors a handler can raise to choose the HTTP status (BentoML's ``bentoml.exceptions``)."""
 
 
+class Unsupported(ImportError):
+    """A name of BentoML's that tiffin does not serve.
+
+    An ImportError, not an AttributeError: ``from bentoml.io import X`` turns an
+    AttributeError into a generic "cannot import name", losing which name tiffin lacks.
+    """
+
+
 class BadInput(Exception):
     """The request body is not acceptable input: answered with 400."""
 

@@ -110,6 +110,9 @@ class Runner:
         self.runnable_class = runnable_class
         self.name = (name or runnable_class.__name__).lower()
         self.runnable_init_params = dict(runnable_init_params or {})
+        for key, value in (("max_batch_size", max_batch_size), ("max_latency_ms", max_latency_ms)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"runner '{self.name}': {key} must be a whole number of at least 1, got {value!r}")
         self.max_batch_size = max_batch_size
         self.max_latency_ms = max_latency_ms
         self.methods = runnable_class._methods()
@@ -123,6 +126,8 @@ class Runner:
     def describe(self):
         return {
             "name": self.name,
+            "max_batch_size": self.max_batch_size,
+            "max_latency_ms": self.max_latency_ms,
             "methods": [
                 {"name": n, "batchable": bool(c.batchable)} for n, c in self.methods.items()
             ],

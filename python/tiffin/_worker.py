@@ -79,7 +79,13 @@ class _RunnerHost:
         self.instance = None
 
     def load(self):
-        self.instance = self.runner.runnable_class(**self.runner.runnable_init_params)
+        try:
+            self.instance = self.runner.runnable_class(**self.runner.runnable_init_params)
+        except Exception as e:
+            raise RuntimeError(
+                f"runner '{self.runner.name}': {self.runner.runnable_class.__name__}.__init__ failed:\n"
+                + user_traceback(e)
+            ) from None
 
     def call(self, method, payload):
         args, kwargs = pickle.loads(payload)
@@ -100,12 +106,27 @@ def _option(argv, name):
     return None
 
 
+def user_traceback(exc):
+    """The traceback of ``exc`` from the user's code: without importlib's and tiffin's own
+    frames, so its last lines name the service file and the line that failed."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    te = traceback.TracebackException.from_exception(exc)
+    kept = [
+        f
+        for f in te.stack
+        if not f.filename.startswith(("<frozen", here))
+        and os.sep + "importlib" + os.sep not in f.filename
+    ]
+    te.stack = traceback.StackSummary.from_list(kept)
+    return "".join(te.format())
+
+
 def _load(locator):
     install()
     try:
         return load_service(locator)
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as e:
+        sys.stderr.write(user_traceback(e))
         sys.stderr.flush()
         os._exit(1)
 

@@ -10,17 +10,15 @@ import io as _io
 import json as _json
 from email.parser import BytesParser
 
-from ._errors import BadInput
+from ._errors import BadInput, Unsupported
 
 __all__ = ["Text", "JSON", "NumpyNdarray", "Image", "File", "Multipart"]
 
 
 def __getattr__(name):
-    if name.startswith("__"):
+    if name.startswith("_"):
         raise AttributeError(name)
-    raise AttributeError(
-        f"bentoml.io.{name} is not supported by tiffin (supported: {', '.join(__all__)})"
-    )
+    raise Unsupported(f"bentoml.io.{name} is not supported by tiffin (supported: {', '.join(__all__)})")
 
 
 class IODescriptor:

@@ -7,15 +7,15 @@ BentoML's default families.
 
 from ._native import Metric
 
+from ._errors import Unsupported
+
 __all__ = ["Counter", "Gauge", "Histogram", "Summary"]
 
 
 def __getattr__(name):
-    if name.startswith("__"):
+    if name.startswith("_"):
         raise AttributeError(name)
-    raise AttributeError(
-        f"bentoml.metrics.{name} is not supported by tiffin (supported: {', '.join(__all__)})"
-    )
+    raise Unsupported(f"bentoml.metrics.{name} is not supported by tiffin (supported: {', '.join(__all__)})")
 
 
 class _Series:

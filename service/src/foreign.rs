@@ -42,6 +42,13 @@ pub struct RunnerDescription {
     pub name: String,
     /// Its methods.
     pub methods: Vec<MethodDescription>,
+    /// `bentoml.Runner(max_batch_size=...)`: set in code, it wins over the
+    /// configuration, as in BentoML (`first_not_none(code, config)`).
+    #[serde(default)]
+    pub max_batch_size: Option<usize>,
+    /// `bentoml.Runner(max_latency_ms=...)`, likewise.
+    #[serde(default)]
+    pub max_latency_ms: Option<u64>,
 }
 
 /// One method of a [`RunnerDescription`].
