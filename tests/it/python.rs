@@ -59,9 +59,18 @@ fn fixture(file: &str) -> PathBuf {
     repo("tests/fixtures/python").join(file)
 }
 
-/// `tiffin serve-http tests/fixtures/python/FILE:svc ARGS` from the wheel's venv.
-fn serve(file: &str, args: &[&str]) -> Server {
-    let locator = format!("{}:svc", fixture(file).display());
+/// A fixture's service: `FILE` (a classic service in its attribute `svc`)
+/// or `FILE:Class` (a new-style `@bentoml.service` class), as the file's
+/// name and the attribute.
+fn service_of(target: &str) -> (&str, &str) {
+    target.split_once(':').unwrap_or((target, "svc"))
+}
+
+/// `tiffin serve-http tests/fixtures/python/FILE:svc ARGS` (or
+/// `FILE:Class`, [`service_of`]) from the wheel's venv.
+fn serve(target: &str, args: &[&str]) -> Server {
+    let (file, attr) = service_of(target);
+    let locator = format!("{}:{attr}", fixture(file).display());
     let mut all = vec![locator.as_str()];
     all.extend_from_slice(args);
     Launch::http(&all).bin(python_tiffin()).start()
@@ -378,6 +387,38 @@ fn multipart_cases() -> Vec<Case> {
     ]
 }
 
+fn newstyle_cases() -> Vec<Case> {
+    let json = |v: Value| json_body(v);
+    vec![
+        case(
+            "/greet",
+            json(json!({"name": "ada"})),
+            Expect::Text("hello, ada"),
+        ),
+        case(
+            "/affine",
+            json(json!({"values": [1, 2.5]})),
+            Expect::Json(json!([3.0, 6.0])),
+        ),
+        case(
+            "/affine",
+            json(json!({"values": [1, 2.5], "factor": 3})),
+            Expect::Json(json!([4.0, 8.5])),
+        ),
+        case(
+            "/double",
+            json(json!({"rows": [[1, 2], [3, 4]]})),
+            Expect::Json(json!([[2, 4], [6, 8]])),
+        ),
+        case(
+            "/affine",
+            json(json!({"values": "x"})),
+            Expect::Error(400, &["values"]),
+        ),
+        case("/greet", json(json!({})), Expect::Error(400, &["name"])),
+    ]
+}
+
 fn failing_cases() -> Vec<Case> {
     let division = |n: i64, d: i64| json_body(json!({"numerator": n, "denominator": d}));
     vec![
@@ -445,6 +486,12 @@ fn a_multipart_form_gives_the_handler_each_field_decoded_by_its_descriptor() {
         Expect::Error(400, &["image"]),
     )];
     check_cases(&server, &no_image);
+}
+
+#[test]
+fn a_new_style_service_class_answers_each_api_method_with_its_parameters_from_a_json_object() {
+    let server = serve("newstyle_service.py:Calculator", &["--api-workers", "1"]);
+    check_cases(&server, &newstyle_cases());
 }
 
 #[test]
@@ -851,12 +898,21 @@ struct Bento {
 }
 
 impl Bento {
-    fn start(file: &str) -> Bento {
+    fn start(target: &str) -> Bento {
         use std::os::unix::process::CommandExt;
         let port = free_port();
+        let (file, attr) = service_of(target);
+        // `serve-http` serves a classic service; a new-style class is served
+        // by `serve` with its own worker count (one, by default).
+        let (command, workers): (&str, &[&str]) = if attr == "svc" {
+            ("serve-http", &["--api-workers", "1"])
+        } else {
+            ("serve", &[])
+        };
         let mut child = Command::new(bentoml_command())
-            .args(["serve-http", &format!("{file}:svc"), "--host", "127.0.0.1"])
-            .args(["--port", &port.to_string(), "--api-workers", "1"])
+            .args([command, &format!("{file}:{attr}"), "--host", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .args(workers)
             .current_dir(repo("tests/fixtures/python"))
             // BentoML writes its home (~/bentoml) on start; keep it out of the user's.
             .env(
@@ -919,7 +975,7 @@ impl Drop for Bento {
     }
 }
 
-/// Serves `file` under BentoML 1.2.20 and under tiffin, sends both every
+/// Serves `target` ([`service_of`]) under BentoML 1.2.20 and under tiffin, sends both every
 /// case, and compares the answers: the status and media type; for a
 /// success the body (JSON by value, so spacing and key order may differ but
 /// `10.0` is not `10`; anything else byte for byte); for a failure that each
@@ -927,9 +983,9 @@ impl Drop for Bento {
 /// failures differ by design: tiffin sends `{"error": "<Type>: <message>"}`
 /// (issue 24), BentoML a JSON string of its own words, and for a 500 not the
 /// exception at all (it points to its logs).
-fn same_answers(file: &str, cases: &[Case]) {
-    let bento = Bento::start(file);
-    let server = serve(file, &["--api-workers", "1"]);
+fn same_answers(target: &str, cases: &[Case]) {
+    let bento = Bento::start(target);
+    let server = serve(target, &["--api-workers", "1"]);
     for c in cases {
         let (ours, theirs) = (send(&server.addr, c), send(&bento.addr, c));
         let what = format!(
@@ -995,4 +1051,9 @@ fn bentoml_and_tiffin_answer_the_metrics_service_alike() {
 #[test]
 fn bentoml_and_tiffin_answer_the_multipart_service_alike() {
     same_answers("multipart_service.py", &multipart_cases());
+}
+
+#[test]
+fn bentoml_and_tiffin_answer_the_new_style_service_alike() {
+    same_answers("newstyle_service.py:Calculator", &newstyle_cases());
 }
