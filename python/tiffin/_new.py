@@ -41,7 +41,12 @@ class _Params(JSON):
     def __init__(self, func):
         super().__init__()
         sig = inspect.signature(func)
-        self._params = [p for n, p in sig.parameters.items() if n != "self"]
+        hints = _hints(func)
+        self._params = [
+            p.replace(annotation=hints.get(n, p.annotation))
+            for n, p in sig.parameters.items()
+            if n != "self"
+        ]
         # Arrays travel as nested lists and become numpy arrays after the check.
         self._arrays = {p.name for p in self._params if _is_ndarray(p.annotation)}
         self._model = None
@@ -82,6 +87,17 @@ class _Params(JSON):
             for name in self._arrays & value.keys():
                 value[name] = np.asarray(value[name])
         return value
+
+
+def _hints(func):
+    """The annotations of ``func`` resolved: ``from __future__ import annotations``
+    (as BentoML's quickstart writes) leaves them as strings."""
+    import typing
+
+    try:
+        return typing.get_type_hints(func)
+    except Exception:
+        return {}
 
 
 def _is_ndarray(annotation):
@@ -125,7 +141,7 @@ def _api_of(svc, runner, attr, mark):
     method = getattr(runner, attr)
     params = _Params(mark.func)
     first = params._params[0].name if params._params else None
-    returns = inspect.signature(mark.func).return_annotation
+    returns = _hints(mark.func).get("return", inspect.signature(mark.func).return_annotation)
     output = Text() if returns is str else JSON()
 
     async def handler(values):

@@ -32,7 +32,12 @@ class InferenceAPI:
         self.route = route
         self.is_async = inspect.iscoroutinefunction(func)
         params = list(inspect.signature(func).parameters)
-        self.takes_context = len(params) >= 2
+        from .io import Multipart
+
+        # A Multipart input reaches the handler as keyword arguments, one per
+        # part, as in BentoML; a `ctx` parameter is BentoML's request context.
+        self.by_keyword = isinstance(input, Multipart)
+        self.takes_context = "ctx" in params or (not self.by_keyword and len(params) >= 2)
 
     def describe(self):
         return {

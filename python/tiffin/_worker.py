@@ -9,6 +9,7 @@ under the GIL, when tiffin's runner worker hands it a call or a batch.
 """
 
 import asyncio
+import functools
 import json
 import os
 import pickle
@@ -38,7 +39,9 @@ class _ApiHost:
         self.calls = {}
         self.tasks = set()
         self.inbox = _native.Inbox()
-        self.pool = ThreadPoolExecutor(thread_name_prefix="tiffin-handler")
+        # Plain `def` handlers mostly wait on `runner.m.run()` without the GIL:
+        # as many threads as anyio gives BentoML's sync handlers (40).
+        self.pool = ThreadPoolExecutor(max_workers=40, thread_name_prefix="tiffin-handler")
         self.loop = asyncio.new_event_loop()
         self.loop.add_reader(self.inbox.fileno(), self.drain)
         threading.Thread(target=self.loop.run_forever, name="tiffin-asyncio", daemon=True).start()
@@ -58,11 +61,17 @@ class _ApiHost:
         api = self.apis[name]
         try:
             value = api.input.from_http(body, content_type)
-            args = (value, Context(content_type)) if api.takes_context else (value,)
+            args, kwargs = ((), dict(value)) if api.by_keyword else ((value,), {})
+            if api.takes_context:
+                if api.by_keyword:
+                    kwargs["ctx"] = Context(content_type)
+                else:
+                    args = (value, Context(content_type))
             if api.is_async:
-                out = await api.func(*args)
+                out = await api.func(*args, **kwargs)
             else:
-                out = await self.loop.run_in_executor(self.pool, api.func, *args)
+                call = functools.partial(api.func, *args, **kwargs)
+                out = await self.loop.run_in_executor(self.pool, call)
             reply.send(200, api.output.to_http(out))
         except BaseException as e:  # every failure is an answer; the loop goes on
             status, message = status_of(e)

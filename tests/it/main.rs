@@ -39,6 +39,7 @@ mod onnx;
 mod openapi;
 mod prometheus_e2e;
 mod python;
+mod python_abi;
 mod restart_backoff;
 mod runtime_dir;
 mod snapshots;
