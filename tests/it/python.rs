@@ -1,13 +1,17 @@
-//! Python services (issue 24): BentoML 1.2 classic service files, one per
-//! concern under `tests/fixtures/python/`, served unchanged by the `tiffin`
-//! command of the wheel (`target/pyvenv-python/bin/tiffin serve-http
-//! FILE.py:svc`, scripts/setup/25-python) over real HTTP: every IO
-//! descriptor, batching of a batchable Python runnable, Python exceptions,
-//! services that cannot start, a `kill -9` of a Python runner worker under
-//! load, and the custom metrics of BentoML's metrics guide summed over
-//! several processes. Then the same files under BentoML 1.2.20 itself
-//! (`target/pyvenv-frontdoor`, scripts/setup/20-frontdoor) and under tiffin
-//! get the same requests, and every answer is compared.
+//! Python services (issue 24): BentoML 1.2 service files, one per concern
+//! under `tests/fixtures/python/`, served unchanged by the `tiffin` command
+//! of the wheel (`target/pyvenv-python/bin/tiffin serve-http FILE.py:svc`;
+//! scripts/setup/25-python and `scripts/wheel --install`) over real HTTP:
+//! every IO descriptor (Text, JSON with pydantic, NumpyNdarray batched,
+//! Image, File, Multipart) and a new-style `@bentoml.service` class, Python
+//! exceptions, services that cannot start, a `kill -9` of a Python runner
+//! worker under load, and the custom metrics of BentoML's metrics guide
+//! summed over several processes. Then each file is served by BentoML
+//! 1.2.20 itself (`target/pyvenv-frontdoor`, scripts/setup/20-frontdoor) and
+//! by tiffin, both get the same requests, and every answer is compared.
+//!
+//! Each fixture's requests are one table (`*_cases`) with what tiffin must
+//! answer; the comparison tests send the same tables to both servers.
 
 use crate::common;
 
@@ -76,31 +80,44 @@ fn serve(target: &str, args: &[&str]) -> Server {
     Launch::http(&all).bin(python_tiffin()).start()
 }
 
-/// Workers of `status` as `(role, runner, index, pid, state, restarts, requests)`.
-type Row = (String, Option<String>, u64, u64, String, u64, u64);
+/// One worker of `tiffin status --json`.
+#[derive(Debug, Clone, PartialEq)]
+struct Worker {
+    /// `api-server` or `runner`.
+    role: String,
+    runner: Option<String>,
+    index: u64,
+    pid: u64,
+    /// Lower case: `ready`, `starting`, ...
+    state: String,
+    restarts: u64,
+    /// Requests the current process served, as of its last snapshot.
+    requests: u64,
+}
 
-fn rows(status: &Value) -> Vec<Row> {
-    let mut rows: Vec<Row> = status["workers"]
+/// The workers of `server` per `tiffin status --json`, sorted by role and index.
+fn workers(server: &Server) -> Vec<Worker> {
+    let status = status_json(server);
+    let mut workers: Vec<Worker> = status["workers"]
         .as_array()
         .unwrap_or_else(|| panic!("no workers array: {status:#}"))
         .iter()
         .map(|w| {
             let (role, runner, index) = worker_role(w);
             let n = |k: &str| w[k].as_u64().unwrap_or(u64::MAX);
-            let state = w["state"].as_str().unwrap_or("").to_ascii_lowercase();
-            (
+            Worker {
                 role,
                 runner,
                 index,
-                n("pid"),
-                state,
-                n("restarts"),
-                n("requests"),
-            )
+                pid: n("pid"),
+                state: w["state"].as_str().unwrap_or("").to_ascii_lowercase(),
+                restarts: n("restarts"),
+                requests: n("requests"),
+            }
         })
         .collect();
-    rows.sort();
-    rows
+    workers.sort_by(|a, b| (&a.role, &a.runner, a.index).cmp(&(&b.role, &b.runner, b.index)));
+    workers
 }
 
 /// An HTTP request body and how it is labelled.
@@ -558,7 +575,7 @@ fn a_batchable_ndarray_runnable_gets_concurrent_calls_batched_and_each_caller_it
 #[test]
 fn a_python_exception_in_a_handler_or_a_runnable_is_a_500_with_its_message_and_serving_goes_on() {
     let server = serve("failing_service.py", &["--api-workers", "1"]);
-    let before = rows(&status_json(&server));
+    let before = workers(&server);
     check_cases(&server, &failing_cases());
     // The handler's exception is the whole message, as the contract says.
     let r = server.post_text("/parse", "x1");
@@ -566,10 +583,11 @@ fn a_python_exception_in_a_handler_or_a_runnable_is_a_500_with_its_message_and_s
     check_cases(&server, &failing_cases());
 
     // The same processes still serve: none died, none was restarted.
-    let after = rows(&status_json(&server));
-    let pids = |rows: &[Row]| {
-        rows.iter()
-            .map(|r| (r.0.clone(), r.2, r.3, r.5))
+    let after = workers(&server);
+    let pids = |workers: &[Worker]| {
+        workers
+            .iter()
+            .map(|w| (w.role.clone(), w.index, w.pid, w.restarts))
             .collect::<Vec<_>>()
     };
     assert_eq!(
@@ -726,33 +744,33 @@ fn a_killed_python_runner_worker_is_restarted_and_custom_counters_never_go_backw
             "no load before the kill; log:\n{}",
             server.log()
         );
-        let runner = |rows: &[Row]| {
-            rows.iter()
-                .find(|r| r.0 == "runner" && r.1.as_deref() == Some("word_count") && r.2 == 1)
-                .cloned()
+        let runner = |workers: Vec<Worker>| {
+            workers.into_iter().find(|w| {
+                w.role == "runner" && w.runner.as_deref() == Some("word_count") && w.index == 1
+            })
         };
-        let before = runner(&rows(&status_json(&server)));
+        let before = runner(workers(&server));
         let victim = before
-            .map(|r| r.3)
+            .map(|w| w.pid)
             .unwrap_or_else(|| panic!("no runner word_count:1 in status; log:\n{}", server.log()));
-        // What both runner workers had counted, then the kill; from here on
-        // an answer's call ran on a live worker, but for the calls in flight
-        // on the victim (one a client at most).
-        let pre = custom_totals(&parse_exposition(&server.metrics()));
-        assert!(pre.1 > 0.0, "no inference_total before the kill: {pre:?}");
         let cmdline = std::fs::read(format!("/proc/{victim}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         assert!(
             cmdline.contains("__worker runner") && cmdline.contains("metrics_service.py"),
             "not the Python runner worker of the service: {cmdline}"
         );
+        // What both runner workers had counted, then the kill; from here on
+        // an answer's call ran on a live worker, but for the calls in flight
+        // on the victim (one a client at most).
+        let pre = custom_totals(&parse_exposition(&server.metrics()));
+        assert!(pre.1 > 0.0, "no inference_total before the kill: {pre:?}");
         send_signal(victim as u32, libc::SIGKILL);
         let ok_at_kill = ok.load(Ordering::Relaxed);
         let mut now = None;
         let restarted = eventually(EVENT_WITHIN, || {
-            now = runner(&rows(&status_json(&server)));
+            now = runner(workers(&server));
             now.as_ref()
-                .is_some_and(|r| r.3 != victim && r.4 == "ready" && r.5 == 1)
+                .is_some_and(|w| w.pid != victim && w.state == "ready" && w.restarts == 1)
         });
         // Load goes on after the restart too.
         let after_restart = ok.load(Ordering::Relaxed) + 40;
@@ -901,12 +919,21 @@ fn custom_metrics_sum_exactly_over_two_api_servers_and_three_runner_workers_and_
     promtool_check(&text);
 
     // The sums are over processes: both API servers and more than one runner worker served.
-    let rows = rows(&status_json(&server));
-    let served = |role: &str| rows.iter().filter(|r| r.0 == role && r.6 > 0).count();
-    assert_eq!(served("api-server"), 2, "API servers that served: {rows:?}");
+    let workers = workers(&server);
+    let served = |role: &str| {
+        workers
+            .iter()
+            .filter(|w| w.role == role && w.requests > 0)
+            .count()
+    };
+    assert_eq!(
+        served("api-server"),
+        2,
+        "API servers that served: {workers:?}"
+    );
     assert!(
         served("runner") >= 2,
-        "runner workers that served: {rows:?}"
+        "runner workers that served: {workers:?}"
     );
 }
 
