@@ -180,8 +180,8 @@ enum Expect {
     /// 200, `application/json`, this JSON value (numbers keep their kind:
     /// `10.0` is not `10`, as for a Python client).
     Json(Value),
-    /// 200, `application/octet-stream`, these bytes.
-    Bytes(Vec<u8>),
+    /// 200, this media type, these bytes.
+    Bytes(&'static str, Vec<u8>),
     /// 200, this media type, an image of this width and height.
     Image(&'static str, u32, u32),
     /// This status, with a JSON `{"error": ...}` naming every needle.
@@ -246,8 +246,8 @@ fn check_cases(server: &Server, cases: &[Case]) {
                 ok_as("application/json");
                 assert_eq!(&r.json(), v, "{what}");
             }
-            Expect::Bytes(b) => {
-                ok_as("application/octet-stream");
+            Expect::Bytes(media, b) => {
+                ok_as(media);
                 assert_eq!(&r.body, b, "{what}");
             }
             Expect::Image(media, width, height) => {
@@ -398,7 +398,7 @@ fn file_cases() -> Vec<Case> {
         case(
             "/reverse_bytes",
             octets(&data),
-            Expect::Bytes(b"\x10\xff\x00cba".to_vec()),
+            Expect::Bytes("application/octet-stream", b"\x10\xff\x00cba".to_vec()),
         ),
         case("/digest", octets(&data), digest(6, six)),
         case(
@@ -407,6 +407,12 @@ fn file_cases() -> Vec<Case> {
             digest(6, six),
         ),
         case("/digest", octets(b""), digest(0, empty)),
+        // File(mime_type=...) labels the answer so.
+        case(
+            "/csv_summary",
+            octets(&data),
+            Expect::Bytes("text/csv", b"size,first\n6,61\n".to_vec()),
+        ),
     ]
 }
 
@@ -508,7 +514,7 @@ fn an_image_is_taken_as_a_multipart_upload_or_a_raw_png_and_one_returned_is_a_jp
 }
 
 #[test]
-fn a_file_is_taken_as_octet_stream_and_bytes_come_back() {
+fn a_file_is_taken_as_octet_stream_or_an_upload_and_answered_as_bytes_of_its_mime_type() {
     let server = serve("file_service.py", &["--api-workers", "1"]);
     check_cases(&server, &file_cases());
 }
