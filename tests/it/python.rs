@@ -180,6 +180,8 @@ enum Expect {
     /// 200, `application/json`, this JSON value (numbers keep their kind:
     /// `10.0` is not `10`, as for a Python client).
     Json(Value),
+    /// This status and a JSON value, with this header.
+    JsonWith(u16, (&'static str, &'static str), Value),
     /// 200, this media type, these bytes.
     Bytes(&'static str, Vec<u8>),
     /// 200, this media type, an image of this width and height.
@@ -244,6 +246,12 @@ fn check_cases(server: &Server, cases: &[Case]) {
             }
             Expect::Json(v) => {
                 ok_as("application/json");
+                assert_eq!(&r.json(), v, "{what}");
+            }
+            Expect::JsonWith(status, (name, value), v) => {
+                assert_eq!(r.status, *status, "{what}\nlog:\n{}", log());
+                assert_eq!(media_type(&r), "application/json", "{what}");
+                assert_eq!(r.header(name), Some(*value), "{what}: {:?}", r.headers);
                 assert_eq!(&r.json(), v, "{what}");
             }
             Expect::Bytes(media, b) => {
@@ -464,6 +472,14 @@ fn newstyle_cases() -> Vec<Case> {
     ]
 }
 
+fn context_cases() -> Vec<Case> {
+    vec![case(
+        "/create",
+        text("tea"),
+        Expect::JsonWith(201, ("location", "/items/tea"), json!({"created": "tea"})),
+    )]
+}
+
 fn failing_cases() -> Vec<Case> {
     let division = |n: i64, d: i64| json_body(json!({"numerator": n, "denominator": d}));
     vec![
@@ -537,6 +553,12 @@ fn a_multipart_form_gives_the_handler_each_field_decoded_by_its_descriptor() {
 fn a_new_style_service_class_answers_each_api_method_with_its_parameters_from_a_json_object() {
     let server = serve("newstyle_service.py:Calculator", &["--api-workers", "1"]);
     check_cases(&server, &newstyle_cases());
+}
+
+#[test]
+fn a_handler_sets_its_answers_status_and_headers_through_the_request_context() {
+    let server = serve("context_service.py", &["--api-workers", "1"]);
+    check_cases(&server, &context_cases());
 }
 
 #[test]
@@ -1030,10 +1052,11 @@ impl Drop for Bento {
     }
 }
 
-/// Serves `target` ([`service_of`]) under BentoML 1.2.20 and under tiffin, sends both every
-/// case, and compares the answers: the status and media type; for a
-/// success the body (JSON by value, so spacing and key order may differ but
-/// `10.0` is not `10`; anything else byte for byte); for a failure that each
+/// Serves `target` ([`service_of`]) under BentoML 1.2.20 and under tiffin,
+/// sends both every case, and compares the answers: the status, media type
+/// and any header the case expects; for a success the body (JSON by value,
+/// so spacing and key order may differ but `10.0` is not `10`; anything
+/// else byte for byte); for a failure that each
 /// client error's body names what the case's needles name. The bodies of
 /// failures differ by design: tiffin sends `{"error": "<Type>: <message>"}`
 /// (issue 24), BentoML a JSON string of its own words, and for a 500 not the
@@ -1053,7 +1076,10 @@ fn same_answers(target: &str, cases: &[Case]) {
         );
         assert_eq!(ours.status, theirs.status, "{what}");
         assert_eq!(media_type(&ours), media_type(&theirs), "{what}");
-        if ours.status == 200 {
+        if let Expect::JsonWith(_, (name, _), _) = &c.expect {
+            assert_eq!(ours.header(name), theirs.header(name), "{name}: {what}");
+        }
+        if (200..300).contains(&ours.status) {
             if media_type(&ours) == "application/json" {
                 assert_eq!(ours.json(), theirs.json(), "{what}");
             } else {
@@ -1091,6 +1117,11 @@ fn bentoml_and_tiffin_answer_the_image_service_alike() {
 #[test]
 fn bentoml_and_tiffin_answer_the_file_service_alike() {
     same_answers("file_service.py", &file_cases());
+}
+
+#[test]
+fn bentoml_and_tiffin_answer_the_context_service_alike() {
+    same_answers("context_service.py", &context_cases());
 }
 
 #[test]
