@@ -562,6 +562,22 @@ fn a_handler_sets_its_answers_status_and_headers_through_the_request_context() {
 }
 
 #[test]
+fn a_runnable_without_cpu_multi_threading_runs_one_call_at_a_time() {
+    let server = serve("threading_service.py", &["--api-workers", "1"]);
+    let most = Mutex::new(Vec::new());
+    concurrent_clients(8, 5, |c, i| {
+        let r = server.post_text("/work", "20");
+        assert_eq!(r.status, 200, "client {c} call {i}: {}", r.text());
+        most.lock().unwrap().push(r.json()["most_at_once"].clone());
+    });
+    let most = most.into_inner().unwrap();
+    assert!(
+        most.iter().all(|m| m == &json!(1)),
+        "calls ran at once in the one runner worker: {most:?}"
+    );
+}
+
+#[test]
 fn a_batchable_ndarray_runnable_gets_concurrent_calls_batched_and_each_caller_its_own_rows() {
     let server = serve("ndarray_service.py", &["--api-workers", "1"]);
     // Calls of 1 to 3 rows, each row naming its client and request.
