@@ -56,6 +56,15 @@ class Runnable:
 _call_ids = itertools.count()
 
 
+def _api_host():
+    # Imported on first use: _worker imports this module.
+    from ._worker import api_host
+
+    global _api_host
+    _api_host = api_host
+    return api_host()
+
+
 class RunnerMethod:
     """``runner.<name>``: what a handler calls."""
 
@@ -72,9 +81,7 @@ class RunnerMethod:
 
     async def async_run(self, *args, **kwargs):
         """Calls the method (from an ``async def`` handler)."""
-        from . import _worker
-
-        host = _worker.api_host()
+        host = _api_host()
         payload = pickle.dumps((args, kwargs), protocol=_PICKLE)
         call_id = next(_call_ids)
         future = asyncio.get_running_loop().create_future()

@@ -43,6 +43,10 @@ class _ApiHost:
         # as many threads as anyio gives BentoML's sync handlers (40).
         self.pool = ThreadPoolExecutor(max_workers=40, thread_name_prefix="tiffin-handler")
         self.loop = asyncio.new_event_loop()
+        if hasattr(asyncio, "eager_task_factory"):
+            # Python 3.12+: a handler runs at once up to its first await,
+            # without a trip round the loop.
+            self.loop.set_task_factory(asyncio.eager_task_factory)
         self.loop.add_reader(self.inbox.fileno(), self.drain)
         threading.Thread(target=self.loop.run_forever, name="tiffin-asyncio", daemon=True).start()
 
@@ -155,6 +159,10 @@ def worker_main(argv):
     if locator is None:
         sys.stderr.write("tiffin: a Python worker needs --python LOCATOR\n")
         return 2
+    # A worker's output goes to the supervisor's terminal or log: line by line,
+    # as a user's print() in a handler expects, not in 8 KiB blocks.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)
     svc = _load(locator)
     description = json.dumps(svc.describe())
     code = 0
