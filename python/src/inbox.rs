@@ -22,7 +22,7 @@ use tiffin_service::{ApiError, RunnerError};
 use tokio::sync::oneshot;
 
 /// What an API's future waits for.
-pub type Answer = Result<Bytes, ApiError>;
+pub type Answer = Result<tiffin_service::Answer, ApiError>;
 
 /// One piece of work for the Python thread.
 pub enum Item {
@@ -159,18 +159,37 @@ pub struct Reply(Mutex<Option<oneshot::Sender<Answer>>>);
 
 #[pymethods]
 impl Reply {
-    /// Answers the request: `status` 200 with the encoded body, or an error
-    /// status with its message as `body`. A second answer, or an answer to a
+    /// Answers the request with the encoded body, and the status, content
+    /// type and headers the handler set (BentoML's `ctx.response`; `None`:
+    /// the output descriptor's type). A second answer, or an answer to a
     /// request whose client left, is dropped.
-    fn send(&self, status: u16, body: &[u8]) {
-        let Some(tx) = self.0.lock().take() else {
-            return;
-        };
-        let answer = if status == 200 {
-            Ok(Bytes::copy_from_slice(body))
-        } else {
-            Err(ApiError::new(status, String::from_utf8_lossy(body)))
-        };
-        let _ = tx.send(answer);
+    #[pyo3(signature = (body, status=200, content_type=None, headers=Vec::new()))]
+    fn send(
+        &self,
+        body: &[u8],
+        status: u16,
+        content_type: Option<String>,
+        headers: Vec<(String, String)>,
+    ) {
+        self.answer(Ok(tiffin_service::Answer {
+            body: Bytes::copy_from_slice(body),
+            status,
+            content_type,
+            headers,
+        }));
+    }
+
+    /// Answers the request with an error: `status` and its message, sent as
+    /// `{"error": message}`.
+    fn fail(&self, status: u16, message: &str) {
+        self.answer(Err(ApiError::new(status, message)));
+    }
+}
+
+impl Reply {
+    fn answer(&self, answer: Answer) {
+        if let Some(tx) = self.0.lock().take() {
+            let _ = tx.send(answer);
+        }
     }
 }

@@ -66,20 +66,34 @@ class _ApiHost:
         try:
             value = api.input.from_http(body, content_type)
             args, kwargs = ((), dict(value)) if api.by_keyword else ((value,), {})
+            ctx = None
             if api.takes_context:
+                ctx = Context(content_type)
                 if api.by_keyword:
-                    kwargs["ctx"] = Context(content_type)
+                    kwargs["ctx"] = ctx
                 else:
-                    args = (value, Context(content_type))
+                    args = (value, ctx)
             if api.is_async:
                 out = await api.func(*args, **kwargs)
             else:
                 call = functools.partial(api.func, *args, **kwargs)
                 out = await self.loop.run_in_executor(self.pool, call)
-            reply.send(200, api.output.to_http(out))
+            encoded = api.output.to_http(out)
+            if ctx is None:
+                reply.send(encoded, 200, api.output.response_type(out))
+            else:
+                r = ctx.response
+                headers = [(str(k), str(v)) for k, v in r.headers.items()]
+                set_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+                reply.send(
+                    encoded,
+                    int(r.status_code),
+                    set_type or api.output.response_type(out),
+                    [(k, v) for k, v in headers if k.lower() != "content-type"],
+                )
         except BaseException as e:  # every failure is an answer; the loop goes on
             status, message = status_of(e)
-            reply.send(status, message.encode("utf-8"))
+            reply.fail(status, message)
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
 

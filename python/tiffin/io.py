@@ -47,6 +47,10 @@ class IODescriptor:
     def to_http(self, value):
         raise NotImplementedError
 
+    def response_type(self, value):
+        """The answer's content type; None: what the body kind says (text, JSON, octet-stream)."""
+        return None
+
 
 class Text(IODescriptor):
     kind = "text"
@@ -239,6 +243,9 @@ class Image(IODescriptor):
             image = image.convert(self._pilmode)
         return image
 
+    def response_type(self, value):
+        return self._mime_type
+
     def to_http(self, value):
         from PIL import Image as PILImage
 
@@ -263,6 +270,9 @@ class File(IODescriptor):
     def from_http(self, body, content_type):
         data, _ = _first_file(body, content_type)
         return _io.BytesIO(data)
+
+    def response_type(self, value):
+        return self._mime_type or "application/octet-stream"
 
     def to_http(self, value):
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -300,6 +310,9 @@ class Multipart(IODescriptor):
         if missing:
             raise BadInput(f"the multipart body lacks the parts {missing}")
         return {n: d.from_http(parts[n][2], parts[n][1]) for n, d in self._inputs.items()}
+
+    def response_type(self, value):
+        return "multipart/form-data; boundary=tiffin-multipart-boundary"
 
     def to_http(self, value):
         boundary = "tiffin-multipart-boundary"

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::io::{IoKind, IoSpec};
 use crate::runnable::Runnable;
 use crate::runner::Runner;
-use crate::service::{RawIo, Service};
+use crate::service::{Answer, RawIo, Service};
 
 /// A service as another language's process describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -129,7 +129,7 @@ impl BodyDescription {
 /// The erased handler of a described API: raw body and content type in,
 /// raw answer out.
 pub type ApiHandler = Box<
-    dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<Bytes, ApiError>> + Send + Sync + 'static,
+    dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<Answer, ApiError>> + Send + Sync + 'static,
 >;
 
 /// How a described runner's workers load it.
