@@ -38,6 +38,7 @@ mod model_store;
 mod onnx;
 mod openapi;
 mod prometheus_e2e;
+mod python;
 mod python_abi;
 mod python_package;
 mod restart_backoff;
