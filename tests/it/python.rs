@@ -1034,17 +1034,24 @@ impl Bento {
                 }
             });
         }
-        let bento = Bento {
+        let mut bento = Bento {
             child,
             addr: format!("127.0.0.1:{port}"),
             log,
         };
+        // A BentoML that exits (a missing package, a bad file) fails the
+        // test at once instead of at the end of the bound.
+        let mut exited = None;
         let ready = eventually(Duration::from_secs(180), || {
+            if let Ok(Some(status)) = bento.child.try_wait() {
+                exited = Some(status);
+                return true;
+            }
             http(&bento.addr, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200)
         });
         assert!(
-            ready,
-            "bentoml never ready; log:\n{}",
+            ready && exited.is_none(),
+            "bentoml never ready (exited: {exited:?}); log:\n{}",
             bento.log.lock().unwrap()
         );
         bento
