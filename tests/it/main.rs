@@ -40,6 +40,7 @@ mod openapi;
 mod prometheus_e2e;
 mod python;
 mod python_abi;
+mod python_example;
 mod python_package;
 mod restart_backoff;
 mod runtime_dir;
