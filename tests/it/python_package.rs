@@ -87,3 +87,70 @@ fn a_python_service_answers_bentomls_grpc_call() {
         );
     });
 }
+
+/// One wrong start: the binary, its environment, the locator, what the error must name.
+type BadStart<'a> = (&'a Path, Vec<(&'a str, &'a str)>, String, &'a str);
+
+/// Every way of naming a Python service wrongly stops `serve-http` at once
+/// with one message naming what is wrong: a missing file, a missing
+/// attribute, an interpreter that does not exist, one without tiffin.
+#[test]
+fn bad_locators_and_interpreters_stop_serve_http_naming_what_is_wrong() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv_tiffin = root.join("target/pyvenv-python/bin/tiffin");
+    assert!(
+        venv_tiffin.is_file(),
+        "{} is missing: scripts/wheel --install target/pyvenv-python makes it",
+        venv_tiffin.display()
+    );
+    let fixture = root.join("tests/fixtures/python_abi/service.py");
+    let fixture = fixture.to_str().expect("utf-8 path");
+    let no_tiffin = root.join("target/pyvenv/bin/python");
+    assert!(
+        no_tiffin.is_file(),
+        "{} is missing: scripts/test makes it",
+        no_tiffin.display()
+    );
+    let no_tiffin = no_tiffin.to_str().expect("utf-8 path").to_string();
+    let cases: [BadStart; 4] = [
+        (
+            &venv_tiffin,
+            vec![],
+            "no_such_file.py:svc".to_string(),
+            "no service file no_such_file.py",
+        ),
+        (
+            &venv_tiffin,
+            vec![],
+            format!("{fixture}:nope"),
+            "has no attribute 'nope'",
+        ),
+        (
+            &tiffin_bin(),
+            vec![("TIFFIN_PYTHON", "/nonexistent/python")],
+            format!("{fixture}:svc"),
+            "cannot run the Python interpreter /nonexistent/python",
+        ),
+        (
+            &tiffin_bin(),
+            // The gRPC tests' venv (scripts/test makes it): a Python without tiffin.
+            vec![("TIFFIN_PYTHON", no_tiffin.as_str())],
+            format!("{fixture}:svc"),
+            "cannot import tiffin: install tiffin's wheel",
+        ),
+    ];
+    for (bin, env, locator, want) in cases {
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve-http", &locator, "--port", "0"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let f = run_with_timeout(&mut cmd, Duration::from_secs(120));
+        assert!(
+            f.status.is_some_and(|s| !s.success()) && f.stderr.contains(want),
+            "{locator}: want a failure naming {want:?}, got {:?}:\n{}",
+            f.status,
+            f.stderr
+        );
+    }
+}
