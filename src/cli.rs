@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use tiffin_config::Config;
 use tiffin_ipc::proto::{Protocol, StatusReport};
@@ -220,7 +220,7 @@ fn effective_config(
 fn serve(
     protocol: Protocol,
     args: ServeArgs,
-    cli: Vec<(String, String)>,
+    mut cli: Vec<(String, String)>,
     services: &[Service],
 ) -> Result<()> {
     let mut args = args;
@@ -229,18 +229,37 @@ fn serve(
         .as_deref()
         .map(crate::models::service_for)
         .transpose()?;
-    let model_service;
-    let services = match &model {
-        Some(model) => {
-            model_service = [model.service.clone()];
-            args.service = Some(model.service.name.clone());
-            &model_service[..]
+    let python = match args.service.as_deref() {
+        Some(target) if model.is_none() && crate::python::is_locator(target) => {
+            Some((target.to_string(), crate::python::describe(target)?))
         }
-        None => services,
+        _ => None,
+    };
+    let own_service;
+    let services = match (&model, &python) {
+        (Some(model), _) => {
+            own_service = [model.service.clone()];
+            args.service = Some(model.service.name.clone());
+            &own_service[..]
+        }
+        (None, Some((_, py))) => {
+            cli.splice(0..0, py.overrides.iter().cloned());
+            own_service = [py.service.clone()];
+            args.service = Some(py.service.name.clone());
+            &own_service[..]
+        }
+        (None, None) => services,
     };
     let (service, config, yaml) = effective_config(&args, protocol, services, cli)?;
     let _log = tiffin_logging::init("supervisor".into(), config.logging.format);
-    let exe = std::env::current_exe().context("cannot find the tiffin executable")?;
+    let (exe, exe_args, python) = match python {
+        Some((locator, py)) => (py.python, py.args, Some(locator)),
+        None => (
+            std::env::current_exe().context("cannot find the tiffin executable")?,
+            Vec::new(),
+            None,
+        ),
+    };
     let (host, port, metrics_port, metrics_host) = match protocol {
         Protocol::Http => {
             let http = &config.api_server.http;
@@ -266,7 +285,9 @@ fn serve(
         config,
         config_yaml: yaml,
         exe,
+        exe_args,
         model: model.map(|m| m.path),
+        python,
     })?;
     Ok(())
 }
@@ -384,16 +405,30 @@ fn scale(args: ScaleArgs) -> Result<()> {
 }
 
 fn worker(command: WorkerCommand, services: &[Service]) -> Result<()> {
-    let role = command.role();
-    let yaml = std::env::var(EFFECTIVE_CONFIG_ENV).unwrap_or_default();
-    let config = Config::from_yaml_str(&yaml)?;
-    let _log = tiffin_logging::init(role.to_string(), config.logging.format);
     let common = command.common();
+    if common.python.is_some() {
+        bail!(
+            "this is the native tiffin binary: a Python service's workers run under Python (python -m tiffin)"
+        );
+    }
     let service = match &common.model {
         Some(path) => crate::models::worker_service(&common.service, path)?,
         None => find_service(services, Some(&common.service))?,
     };
-    let runtime_dir = common.runtime_dir.clone();
+    run_worker(command, service)
+}
+
+/// Runs one worker process (an API server or a runner worker) of `service`:
+/// what `tiffin __worker` does once it has built its service. Also the entry
+/// of a Python service's workers (`python/src/lib.rs`), which build theirs
+/// from the Python file. Blocks until the worker exits.
+#[doc(hidden)]
+pub fn run_worker(command: WorkerCommand, service: Service) -> Result<()> {
+    let role = command.role();
+    let yaml = std::env::var(EFFECTIVE_CONFIG_ENV).unwrap_or_default();
+    let config = Config::from_yaml_str(&yaml)?;
+    let _log = tiffin_logging::init(role.to_string(), config.logging.format);
+    let runtime_dir = command.common().runtime_dir.clone();
     match command {
         WorkerCommand::ApiServer {
             index,

@@ -46,6 +46,14 @@
 
 mod cli;
 mod models;
+mod python;
+
+#[doc(hidden)]
+pub use cli::run_worker;
+#[doc(hidden)]
+pub use tiffin_ipc::runtime::EFFECTIVE_CONFIG_ENV;
+#[doc(hidden)]
+pub use tiffin_supervisor::spawn::WorkerCommand;
 
 /// Custom metrics (`static X: Counter = Counter::lazy(..)`, like `bentoml.metrics`).
 pub use tiffin_metrics as metrics;

@@ -16,6 +16,7 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tiffin_service::Answer;
 
 use tiffin_ipc::proto::{FromSupervisor, ToSupervisor};
 use tiffin_metrics::Format;
@@ -215,7 +216,7 @@ impl App {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        if !api.input.accepts(content_type) {
+        if !api.accepts_any_content_type && !api.input.accepts(content_type) {
             return Err(ApiError::unsupported_media_type(format!(
                 "unsupported content type {:?} for /{}; expected {}",
                 content_type.unwrap_or(""),
@@ -256,11 +257,8 @@ impl App {
                 )));
             }
         };
-        let out = api.handle_typed(body, content_type.as_deref()).await?;
-        let mut resp = Response::new(Full::new(out));
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(api.output.mime()));
-        Ok(resp)
+        let answer = api.answer(body, content_type.as_deref()).await?;
+        answer_response(api, answer)
     }
 
     async fn scrape(&self, headers: &HeaderMap) -> Response<Body> {
@@ -391,4 +389,33 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     }
     graceful.shutdown().await;
     app.state.drained().await
+}
+
+/// The response of an answer: its status, content type (the output
+/// descriptor's unless the handler set one) and headers. What a handler not
+/// written in Rust set is checked here: an invalid status, content type or
+/// header is the handler's bug, a 500 naming it.
+fn answer_response(api: &Api, answer: Answer) -> Result<Response<Body>, ApiError> {
+    let bad = |what: &str, value: &str| {
+        ApiError::internal(format!(
+            "the handler of /{} set an invalid {what}: {value:?}",
+            api.name
+        ))
+    };
+    let mut resp = Response::new(Full::new(answer.body));
+    *resp.status_mut() = StatusCode::from_u16(answer.status)
+        .map_err(|_| bad("status", &answer.status.to_string()))?;
+    let content_type = match &answer.content_type {
+        Some(ct) => HeaderValue::from_str(ct).map_err(|_| bad("content type", ct))?,
+        None => HeaderValue::from_static(api.output.mime()),
+    };
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, content_type);
+    for (name, value) in &answer.headers {
+        let n = hyper::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad("header name", name))?;
+        let v = HeaderValue::from_str(value).map_err(|_| bad("header value", value))?;
+        headers.append(n, v);
+    }
+    Ok(resp)
 }

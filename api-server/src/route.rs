@@ -106,6 +106,9 @@ impl Route<'_> {
 /// The routes of one service: its APIs by name, and the fixed paths.
 pub(crate) struct Routes {
     apis: HashMap<String, Api>,
+    /// The same APIs by path, without its leading `/` (an API may be
+    /// declared with a route other than its name).
+    paths: HashMap<String, Api>,
 }
 
 impl Routes {
@@ -113,6 +116,10 @@ impl Routes {
     pub fn new(apis: &[Api]) -> Self {
         Routes {
             apis: apis.iter().map(|a| (a.name.clone(), a.clone())).collect(),
+            paths: apis
+                .iter()
+                .map(|a| (a.route().trim_start_matches('/').to_string(), a.clone()))
+                .collect(),
         }
     }
 
@@ -136,7 +143,10 @@ impl Routes {
                 Route::Grpc(GrpcMethod::Reflection)
             }
             p if p.starts_with(swagger::PREFIX) => Route::DocsAsset(swagger::asset(p)),
-            p => self.api(p.trim_start_matches('/')),
+            p => self
+                .paths
+                .get(p.trim_start_matches('/'))
+                .map_or(Route::Unknown, Route::Api),
         }
     }
 

@@ -17,6 +17,7 @@
 pub mod codec;
 pub mod error;
 pub mod file;
+pub mod foreign;
 pub mod image;
 pub mod io;
 pub mod multipart;
@@ -41,7 +42,7 @@ pub use runner::RunnerTransport;
 pub use runner::{Method, Runner};
 /// The serde this crate's traits come from (for [`JsonOf`] types and runner payloads).
 pub use serde;
-pub use service::{Api, Service};
+pub use service::{Answer, Api, RawIo, Service};
 
 /// A boxed, sendable future, as stored in handler tables.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -159,6 +159,25 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// Calls `method` with a payload already encoded by the caller, and
+    /// answers the method's encoded output: for handlers that are not Rust
+    /// code (a Python handler calling a Python runnable), whose payloads the
+    /// runner's codec never sees. Plumbing, not part of a service's API.
+    #[doc(hidden)]
+    pub fn call_raw(
+        &self,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, RunnerError>> + Send + 'static + use<> {
+        let sent = match self.inner.transport.get() {
+            None => Err(RunnerError::NotConnected(self.inner.name.clone())),
+            Some(transport) => Ok(transport.call(method, payload)),
+        };
+        async move { Ok(sent?.await?) }
+    }
+}
+
 impl RunnerInner {
     /// Encodes `input` and hands it to the transport now, so the future it
     /// returns borrows nothing; decodes the answer when it comes.

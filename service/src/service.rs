@@ -11,7 +11,34 @@ use crate::BoxFuture;
 use crate::error::ApiError;
 use crate::io::{IoDescriptor, IoKind, IoSpec};
 use crate::runner::Runner;
-type HandlerFn = dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<Bytes, ApiError>> + Send + Sync;
+type HandlerFn = dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<Answer, ApiError>> + Send + Sync;
+
+/// What an API answers: the body, and what a handler not written in Rust
+/// may set about the response (BentoML's `ctx.response.status_code` and
+/// `headers`, a `File(mime_type=...)` answer's type). A Rust handler's
+/// answer is its encoded body with the output descriptor's content type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The encoded body.
+    pub body: Bytes,
+    /// The HTTP status of a successful answer (200 unless set).
+    pub status: u16,
+    /// The content type, if not the output descriptor's.
+    pub content_type: Option<String>,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<Bytes> for Answer {
+    fn from(body: Bytes) -> Self {
+        Answer {
+            body,
+            status: 200,
+            content_type: None,
+            headers: Vec::new(),
+        }
+    }
+}
 
 /// One API endpoint of a service, served at `/<name>`.
 #[derive(Clone)]
@@ -26,6 +53,13 @@ pub struct Api {
     pub input_spec: IoSpec,
     /// What the documentation publishes about a successful response body.
     pub output_spec: IoSpec,
+    /// Whether the request's content type is left to the handler to judge
+    /// (a Python descriptor, which, as BentoML's, reads any body) instead of
+    /// being checked against `input` (415 otherwise).
+    pub accepts_any_content_type: bool,
+    /// The path it is served at: `/<name>` unless set otherwise (BentoML's
+    /// `@svc.api(route=...)`).
+    path: String,
     handler: Arc<HandlerFn>,
 }
 
@@ -36,14 +70,14 @@ impl fmt::Debug for Api {
 }
 
 impl Api {
-    /// The route path, `/<name>`.
+    /// The route path: `/<name>`, or the route the API was declared with.
     pub fn route(&self) -> String {
-        format!("/{}", self.name)
+        self.path.clone()
     }
 
     /// Runs the handler on a raw body (already checked for content type and size).
     pub fn handle(&self, body: Bytes) -> BoxFuture<Result<Bytes, ApiError>> {
-        (self.handler)(body, None)
+        self.handle_typed(body, None)
     }
 
     /// Like [`Api::handle`], with the request's `Content-Type` for inputs
@@ -53,8 +87,35 @@ impl Api {
         body: Bytes,
         content_type: Option<&str>,
     ) -> BoxFuture<Result<Bytes, ApiError>> {
+        let answer = self.answer(body, content_type);
+        Box::pin(async move { answer.await.map(|a| a.body) })
+    }
+
+    /// Like [`Api::handle_typed`], with what the handler set about the
+    /// response besides its body (the HTTP front door sends all of it).
+    pub fn answer(
+        &self,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> BoxFuture<Result<Answer, ApiError>> {
         (self.handler)(body, content_type.map(str::to_string))
     }
+}
+
+/// The body kinds and published specs of a [`Service::raw_api`].
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct RawIo {
+    /// Input body kind (what content types the front door lets through).
+    pub input: IoKind,
+    /// Output body kind (the answer's content type).
+    pub output: IoKind,
+    /// What the documentation publishes about the request body.
+    pub input_spec: IoSpec,
+    /// What the documentation publishes about the answer.
+    pub output_spec: IoSpec,
+    /// Whether any request content type reaches the handler ([`Api::accepts_any_content_type`]).
+    pub accepts_any_content_type: bool,
 }
 
 /// A named service: its runners and its APIs.
@@ -102,12 +163,12 @@ impl Service {
         let handler = Arc::new(handler);
         let erased = move |body: Bytes,
                            content_type: Option<String>|
-              -> BoxFuture<Result<Bytes, ApiError>> {
+              -> BoxFuture<Result<Answer, ApiError>> {
             let handler = handler.clone();
             Box::pin(async move {
                 let value = I::decode_request(body, content_type.as_deref())?;
                 let out = handler(value).await?;
-                O::encode(out)
+                O::encode(out).map(Answer::from)
             })
         };
         self.apis.push(Api {
@@ -116,7 +177,36 @@ impl Service {
             output: O::KIND,
             input_spec: I::spec(),
             output_spec: O::spec(),
+            accepts_any_content_type: false,
+            path: format!("/{name}"),
             handler: Arc::new(erased),
+        });
+        self
+    }
+
+    /// Adds an API whose handler takes the raw body (and its content type)
+    /// and answers the raw body and what it sets about the response, for a handler that is not Rust code (a
+    /// Python handler decodes with its own descriptors). `route` is the path
+    /// it is served at (`None`: `/<name>`); the specs are what the
+    /// documentation publishes. Plumbing, not part of a service's API.
+    #[doc(hidden)]
+    pub fn raw_api<F>(mut self, name: &str, route: Option<&str>, io: RawIo, handler: F) -> Self
+    where
+        F: Fn(Bytes, Option<String>) -> BoxFuture<Result<Answer, ApiError>> + Send + Sync + 'static,
+    {
+        let path = match route {
+            Some(r) => format!("/{}", r.trim_start_matches('/')),
+            None => format!("/{name}"),
+        };
+        self.apis.push(Api {
+            name: name.to_string(),
+            input: io.input,
+            output: io.output,
+            input_spec: io.input_spec,
+            output_spec: io.output_spec,
+            accepts_any_content_type: io.accepts_any_content_type,
+            path,
+            handler: Arc::new(handler),
         });
         self
     }

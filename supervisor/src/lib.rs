@@ -56,14 +56,20 @@ pub struct SuperviseArgs {
     pub metrics_host: Option<String>,
     /// The protocol API servers speak.
     pub protocol: Protocol,
-    /// Binary to re-execute for workers.
+    /// Program to execute for workers: the supervisor's own binary, or the
+    /// Python interpreter of a Python service.
     pub exe: PathBuf,
+    /// Arguments before the worker subcommand (`-m tiffin` for Python).
+    pub exe_args: Vec<std::ffi::OsString>,
     /// The effective configuration as YAML, handed to every child.
     pub config_yaml: String,
     /// The model file of a `serve-http --model` service, handed to every
     /// child on its command line ([`spawn::WorkerCommon::model`]), from
     /// which each one builds `service` again.
     pub model: Option<PathBuf>,
+    /// The locator (`service.py:svc`) of a Python service, handed to every
+    /// child on its command line ([`spawn::WorkerCommon::python`]).
+    pub python: Option<String>,
 }
 
 pub use tiffin_ipc::proto::Protocol;

@@ -119,10 +119,12 @@ async fn supervise_in(
         events: events_tx,
         spec: SpawnSpec {
             exe: &args.exe,
+            exe_args: &args.exe_args,
             common: WorkerCommon {
                 runtime_dir: dir.to_path_buf(),
                 service: args.service.name.clone(),
                 model: args.model.clone(),
+                python: args.python.clone(),
             },
             config_yaml: &args.config_yaml,
             listener: std::cell::RefCell::new(Some(listener)),

@@ -71,6 +71,11 @@ pub struct WorkerCommon {
     /// this file instead of looking the name up among the binary's own.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// The locator of a Python service (`service.py:svc`, `module:svc`):
+    /// the worker is a Python process that imports it and builds its
+    /// service from what it finds (`python/tiffin/_worker.py`).
+    #[arg(long)]
+    pub python: Option<String>,
 }
 
 impl WorkerCommand {
@@ -146,6 +151,10 @@ impl WorkerCommand {
             args.push("--model".into());
             args.push(model.clone().into_os_string());
         }
+        if let Some(python) = &common.python {
+            args.push("--python".into());
+            args.push(python.into());
+        }
         args
     }
 }
@@ -155,8 +164,10 @@ pub const WORKER_SUBCOMMAND: &str = "__worker";
 
 /// What the child needs besides its role.
 pub struct SpawnSpec<'a> {
-    /// The binary to execute (the supervisor's own).
+    /// The program to execute (the supervisor's own binary, or Python).
     pub exe: &'a Path,
+    /// Its arguments before [`WORKER_SUBCOMMAND`] (`-m tiffin` for Python).
+    pub exe_args: &'a [OsString],
     /// What every worker's command line carries besides its role.
     pub common: WorkerCommon,
     /// The effective configuration as YAML, passed in [`EFFECTIVE_CONFIG_ENV`].
@@ -174,7 +185,9 @@ pub fn spawn(spec: &SpawnSpec<'_>, role: &Role) -> std::io::Result<Child> {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "cannot spawn a CLI role")
     })?;
     let mut cmd = Command::new(spec.exe);
-    cmd.arg(WORKER_SUBCOMMAND).args(command.to_args());
+    cmd.args(spec.exe_args)
+        .arg(WORKER_SUBCOMMAND)
+        .args(command.to_args());
     cmd.env(EFFECTIVE_CONFIG_ENV, spec.config_yaml);
     cmd.stdin(Stdio::null()).kill_on_drop(false);
     let pass_listener = matches!(role, Role::ApiServer { .. });
@@ -243,12 +256,17 @@ mod tests {
             runtime_dir: "/run/tiffin/42".into(),
             service: "svc".into(),
             model: None,
+            python: None,
         };
         let model = WorkerCommon {
             model: Some("/models/my model/model.onnx".into()),
             ..plain.clone()
         };
-        for common in [&plain, &model] {
+        let python = WorkerCommon {
+            python: Some("my dir/service.py:svc".into()),
+            ..plain.clone()
+        };
+        for common in [&plain, &model, &python] {
             for role in [
                 Role::ApiServer { index: 1 },
                 Role::Runner {

@@ -1,0 +1,101 @@
+//! Runner calls made by Python handlers: `runner.method.async_run(...)`
+//! ([`call`], answered through the [`Inbox`](crate::inbox::Inbox)) and
+//! `runner.method.run(...)` ([`call_blocking`], which waits without the GIL).
+//!
+//! Payloads are what Python encoded (pickles, `python/tiffin/_runner.py`):
+//! the runner worker hands them to the runnable's Python as they are.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use tiffin_service::{ApiError, Runner, RunnerError as CallFailure};
+use tokio::runtime::Handle;
+
+use crate::inbox::{Item, Shared};
+
+create_exception!(
+    _native,
+    RunnerError,
+    PyException,
+    "A runner call failed: args are (HTTP status, message)."
+);
+
+/// What this API-server process calls runners with, set when its service is built.
+pub struct Calls {
+    /// The service's runners by name.
+    pub runners: HashMap<String, Runner>,
+    /// Where the answers of `async_run` calls go.
+    pub inbox: Arc<Shared>,
+    /// How long a `run` call may wait (`api_server.traffic.timeout`).
+    pub bound: Duration,
+}
+
+/// Set once per API-server process (`host.rs`).
+pub static CALLS: OnceLock<Calls> = OnceLock::new();
+
+/// The API server's runtime, learnt from the first request it hands Python
+/// (handlers are the only callers of runners).
+pub static RUNTIME: OnceLock<Handle> = OnceLock::new();
+
+fn target(runner: &str) -> PyResult<(&'static Calls, Runner, Handle)> {
+    let calls = CALLS.get().ok_or_else(|| {
+        PyRuntimeError::new_err("runners are called from API handlers, in an API-server process")
+    })?;
+    let found = *calls.runners.get(runner).ok_or_else(|| {
+        PyRuntimeError::new_err(format!("this service has no runner named '{runner}'"))
+    })?;
+    let handle = RUNTIME.get().cloned().ok_or_else(|| {
+        PyRuntimeError::new_err("runners are called from API handlers, once the API server serves")
+    })?;
+    Ok((calls, found, handle))
+}
+
+fn raise(e: CallFailure) -> PyErr {
+    let status = ApiError::from(e.clone()).status;
+    RunnerError::new_err((status, e.to_string()))
+}
+
+/// Starts a call of `runner.method` with `payload`; its outcome arrives in
+/// the inbox as `(1, call_id, ...)`.
+#[pyfunction]
+pub fn call(runner: &str, method: &str, payload: &[u8], call_id: u64) -> PyResult<()> {
+    let (calls, runner, handle) = target(runner)?;
+    let fut = runner.call_raw(method, payload.to_vec());
+    let inbox = calls.inbox.clone();
+    handle.spawn(async move {
+        let result = fut.await;
+        inbox.push(Item::Done { call_id, result });
+    });
+    Ok(())
+}
+
+/// Calls `runner.method` and waits for its answer without holding the GIL
+/// (from a plain `def` handler, which runs on a thread of its own).
+#[pyfunction]
+pub fn call_blocking<'py>(
+    py: Python<'py>,
+    runner: &str,
+    method: &str,
+    payload: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let (calls, runner, handle) = target(runner)?;
+    let fut = runner.call_raw(method, payload.to_vec());
+    let bound = calls.bound;
+    let out = py.allow_threads(move || {
+        handle.block_on(async move {
+            match tokio::time::timeout(bound, fut).await {
+                Ok(r) => r.map_err(raise),
+                Err(_) => Err(RunnerError::new_err((
+                    504,
+                    format!("the runner call took longer than {} s", bound.as_secs_f64()),
+                ))),
+            }
+        })
+    })?;
+    Ok(PyBytes::new(py, &out))
+}

@@ -1,0 +1,141 @@
+"""``bentoml.Runnable`` and ``bentoml.Runner``: the model, in runner workers of its own.
+
+A runner's methods are called from handlers with ``runner.<method>.async_run(...)``
+or ``.run(...)``. The arguments travel pickled (both ends are Python) through
+tiffin's sockets to a runner worker, whose ``_RunnerHost`` (``_worker.py``) calls the
+runnable. Calls of a batchable method are grouped by tiffin's adaptive batching; the
+runnable gets them concatenated along ``batch_dim`` (``batch.py``), as in BentoML.
+"""
+
+import asyncio
+import itertools
+import pickle
+
+from . import _native
+
+_PICKLE = pickle.HIGHEST_PROTOCOL
+
+
+class _MethodConfig:
+    def __init__(self, func, batchable, batch_dim, input_spec, output_spec):
+        self.func = func
+        self.name = func.__name__
+        self.batchable = batchable
+        if isinstance(batch_dim, int):
+            batch_dim = (batch_dim, batch_dim)
+        self.batch_dim = tuple(batch_dim)
+
+
+class Runnable:
+    """Base class of a model: its ``__init__`` loads it, its methods run it."""
+
+    SUPPORTED_RESOURCES = ("cpu",)
+    SUPPORTS_CPU_MULTI_THREADING = False
+
+    @staticmethod
+    def method(func=None, *, batchable=False, batch_dim=0, input_spec=None, output_spec=None):
+        """Marks a method callable from handlers (``@bentoml.Runnable.method(batchable=True)``)."""
+
+        def mark(f):
+            f.__tiffin_method__ = _MethodConfig(f, batchable, batch_dim, input_spec, output_spec)
+            return f
+
+        return mark(func) if func is not None else mark
+
+    @classmethod
+    def _methods(cls):
+        found = {}
+        for klass in reversed(cls.__mro__):
+            for name, attr in vars(klass).items():
+                config = getattr(attr, "__tiffin_method__", None)
+                if config is not None:
+                    found[name] = config
+        return found
+
+
+_call_ids = itertools.count()
+
+
+def _api_host():
+    # Imported on first use: _worker imports this module.
+    from ._worker import api_host
+
+    global _api_host
+    _api_host = api_host
+    return api_host()
+
+
+class RunnerMethod:
+    """``runner.<name>``: what a handler calls."""
+
+    def __init__(self, runner, config):
+        self.runner = runner
+        self.name = config.name
+        self.config = config
+
+    def run(self, *args, **kwargs):
+        """Calls the method and waits (from a plain ``def`` handler)."""
+        payload = pickle.dumps((args, kwargs), protocol=_PICKLE)
+        out = _native.call_blocking(self.runner.name, self.name, payload)
+        return pickle.loads(out)
+
+    async def async_run(self, *args, **kwargs):
+        """Calls the method (from an ``async def`` handler)."""
+        host = _api_host()
+        payload = pickle.dumps((args, kwargs), protocol=_PICKLE)
+        call_id = next(_call_ids)
+        future = asyncio.get_running_loop().create_future()
+        host.calls[call_id] = future
+        try:
+            _native.call(self.runner.name, self.name, payload, call_id)
+            ok, out = await future
+        finally:
+            host.calls.pop(call_id, None)
+        if ok:
+            return pickle.loads(out)
+        raise _native.RunnerError(*out)
+
+
+class Runner:
+    """``bentoml.Runner(RunnableClass, name=..., max_batch_size=..., max_latency_ms=...)``."""
+
+    def __init__(
+        self,
+        runnable_class,
+        *,
+        name=None,
+        runnable_init_params=None,
+        models=None,
+        max_batch_size=None,
+        max_latency_ms=None,
+        method_configs=None,
+        embedded=False,
+        scheduling_strategy=None,
+    ):
+        if not (isinstance(runnable_class, type) and issubclass(runnable_class, Runnable)):
+            raise TypeError(f"bentoml.Runner() takes a bentoml.Runnable subclass, not {runnable_class!r}")
+        self.runnable_class = runnable_class
+        self.name = (name or runnable_class.__name__).lower()
+        self.runnable_init_params = dict(runnable_init_params or {})
+        for key, value in (("max_batch_size", max_batch_size), ("max_latency_ms", max_latency_ms)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"runner '{self.name}': {key} must be a whole number of at least 1, got {value!r}")
+        self.max_batch_size = max_batch_size
+        self.max_latency_ms = max_latency_ms
+        self.methods = runnable_class._methods()
+        if not self.methods:
+            raise ValueError(
+                f"runner '{self.name}': {runnable_class.__name__} has no method marked @bentoml.Runnable.method"
+            )
+        for method_name, config in self.methods.items():
+            setattr(self, method_name, RunnerMethod(self, config))
+
+    def describe(self):
+        return {
+            "name": self.name,
+            "max_batch_size": self.max_batch_size,
+            "max_latency_ms": self.max_latency_ms,
+            "methods": [
+                {"name": n, "batchable": bool(c.batchable)} for n, c in self.methods.items()
+            ],
+        }

@@ -1,0 +1,201 @@
+"""The Python half of tiffin's worker processes (``python -m tiffin __worker ...``).
+
+An API server keeps one asyncio loop on a thread of its own: tiffin's Rust server
+queues each request in the ``Inbox`` the loop watches, and the loop runs the
+handler (``async def`` on the loop, plain ``def`` on a thread pool, as BentoML
+does), then answers through the request's ``Reply``. The Rust server runs on the
+main thread without the GIL. A runner worker loads the runnable once and calls it,
+under the GIL, when tiffin's runner worker hands it a call or a batch.
+"""
+
+import asyncio
+import functools
+import json
+import os
+import pickle
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+from . import _native, batch
+from ._alias import install
+from ._errors import status_of
+from ._load import load_service
+from ._service import Context
+
+_HOST = None
+
+
+def api_host():
+    if _HOST is None:
+        raise RuntimeError("async_run() is called from API handlers, in a tiffin API server")
+    return _HOST
+
+
+class _ApiHost:
+    def __init__(self, svc):
+        self.apis = svc.apis
+        self.calls = {}
+        self.tasks = set()
+        self.inbox = _native.Inbox()
+        # Plain `def` handlers mostly wait on `runner.m.run()` without the GIL:
+        # as many threads as anyio gives BentoML's sync handlers (40).
+        self.pool = ThreadPoolExecutor(max_workers=40, thread_name_prefix="tiffin-handler")
+        self.loop = asyncio.new_event_loop()
+        if hasattr(asyncio, "eager_task_factory"):
+            # Python 3.12+: a handler runs at once up to its first await,
+            # without a trip round the loop.
+            self.loop.set_task_factory(asyncio.eager_task_factory)
+        self.loop.add_reader(self.inbox.fileno(), self.drain)
+        threading.Thread(target=self.loop.run_forever, name="tiffin-asyncio", daemon=True).start()
+
+    def drain(self):
+        for item in self.inbox.take():
+            if item[0] == 0:
+                task = self.loop.create_task(self.handle(*item[1:]))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            else:
+                future = self.calls.get(item[1])
+                if future is not None and not future.done():
+                    future.set_result((item[2], item[3]))
+
+    async def handle(self, name, body, content_type, reply):
+        api = self.apis[name]
+        try:
+            value = api.input.from_http(body, content_type)
+            args, kwargs = ((), dict(value)) if api.by_keyword else ((value,), {})
+            ctx = None
+            if api.takes_context:
+                ctx = Context(content_type)
+                if api.by_keyword:
+                    kwargs["ctx"] = ctx
+                else:
+                    args = (value, ctx)
+            if api.is_async:
+                out = await api.func(*args, **kwargs)
+            else:
+                call = functools.partial(api.func, *args, **kwargs)
+                out = await self.loop.run_in_executor(self.pool, call)
+            encoded = api.output.to_http(out)
+            if ctx is None:
+                reply.send(encoded, 200, api.output.response_type(out))
+            else:
+                r = ctx.response
+                headers = [(str(k), str(v)) for k, v in r.headers.items()]
+                set_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+                reply.send(
+                    encoded,
+                    int(r.status_code),
+                    set_type or api.output.response_type(out),
+                    [(k, v) for k, v in headers if k.lower() != "content-type"],
+                )
+        except BaseException as e:  # every failure is an answer; the loop goes on
+            status, message = status_of(e)
+            reply.fail(status, message)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+
+
+class _RunnerHost:
+    """What tiffin's runner worker calls: ``load`` once, then ``call`` / ``call_batch``."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.instance = None
+
+    def load(self):
+        try:
+            self.instance = self.runner.runnable_class(**self.runner.runnable_init_params)
+        except Exception as e:
+            raise RuntimeError(
+                f"runner '{self.runner.name}': {self.runner.runnable_class.__name__}.__init__ failed:\n"
+                + user_traceback(e)
+            ) from None
+
+    def call(self, method, payload):
+        args, kwargs = pickle.loads(payload)
+        out = getattr(self.instance, method)(*args, **kwargs)
+        return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def call_batch(self, method, payloads):
+        calls = [pickle.loads(p) for p in payloads]
+        config = self.runner.methods[method]
+        outs = batch.run(getattr(self.instance, method), calls, config.batch_dim)
+        return [pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL) for o in outs]
+
+
+def _option(argv, name):
+    for i, a in enumerate(argv[:-1]):
+        if a == name:
+            return argv[i + 1]
+    return None
+
+
+def user_traceback(exc):
+    """The traceback of ``exc`` from the user's code: without importlib's and tiffin's own
+    frames, so its last lines name the service file and the line that failed."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    te = traceback.TracebackException.from_exception(exc)
+    kept = [
+        f
+        for f in te.stack
+        if not f.filename.startswith(("<frozen", here))
+        and os.sep + "importlib" + os.sep not in f.filename
+    ]
+    te.stack = traceback.StackSummary.from_list(kept)
+    return "".join(te.format())
+
+
+def _load(locator):
+    install()
+    try:
+        return load_service(locator)
+    except BaseException as e:
+        sys.stderr.write(user_traceback(e))
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def describe_main(locator):
+    """``python -m tiffin __describe LOCATOR``: the service's description as JSON."""
+    svc = _load(locator)
+    sys.stdout.write(json.dumps(svc.describe()))
+    sys.stdout.flush()
+    return 0
+
+
+def worker_main(argv):
+    """``python -m tiffin __worker ROLE ...``: runs one of tiffin's workers of the service."""
+    global _HOST
+    locator = _option(argv, "--python")
+    if locator is None:
+        sys.stderr.write("tiffin: a Python worker needs --python LOCATOR\n")
+        return 2
+    # A worker's output goes to the supervisor's terminal or log: line by line,
+    # as a user's print() in a handler expects, not in 8 KiB blocks.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)
+    svc = _load(locator)
+    description = json.dumps(svc.describe())
+    code = 0
+    try:
+        if argv[0] == "api-server":
+            _HOST = _ApiHost(svc)
+            _native.worker(argv, description, inbox=_HOST.inbox)
+        else:
+            name = _option(argv, "--runner")
+            runner = next((r for r in svc.runners if r.name == name), None)
+            if runner is None:
+                sys.stderr.write(f"tiffin: service '{svc.name}' has no runner '{name}'\n")
+                return 2
+            _native.worker(argv, description, runnable=_RunnerHost(runner))
+    except RuntimeError as e:
+        sys.stderr.write(f"tiffin: error: {e}\n")
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not a normal interpreter exit: that would wait for handler threads still
+    # running when the Rust worker has already drained and answered.
+    os._exit(code)
