@@ -1,7 +1,10 @@
-//! The Python package's own unit tests (`python/tests/`: batching along
-//! `batch_dim`, the `bentoml.io` descriptors, `bentoml.metrics` label checks,
-//! unsupported names), run with `unittest` against the wheel `scripts/test`
-//! installed into `target/pyvenv-python`: the code a user's `pip install` gets.
+//! The Python package beyond the fixture suite of `python.rs`: its own unit
+//! tests (`python/tests/`: batching along `batch_dim`, the `bentoml.io`
+//! descriptors, `bentoml.metrics` label checks, unsupported names), run with
+//! `unittest` against the wheel `scripts/test` installed into
+//! `target/pyvenv-python` (the code a user's `pip install` gets); gRPC; bad
+//! locators; and the Rust machinery's limits (a request's deadline,
+//! hung-worker detection) applied to a Python runner.
 
 use std::path::Path;
 use std::process::Command;
@@ -153,4 +156,70 @@ fn bad_locators_and_interpreters_stop_serve_http_naming_what_is_wrong() {
             f.stderr
         );
     }
+}
+
+fn slow_service(options: &str) -> Server {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tiffin = root.join("target/pyvenv-python/bin/tiffin");
+    assert!(
+        tiffin.is_file(),
+        "{} is missing: scripts/wheel --install target/pyvenv-python makes it",
+        tiffin.display()
+    );
+    let locator = root.join("tests/fixtures/python_abi/slow_service.py:svc");
+    Launch::http(&[locator.to_str().expect("utf-8 path"), "--api-workers", "1"])
+        .bin(tiffin)
+        .env("TIFFIN_CONFIG_OPTIONS", options)
+        .start()
+}
+
+/// `api_server.traffic.timeout` bounds a request whose Python runner call
+/// takes longer: 504, and the server goes on answering.
+#[test]
+fn a_python_runner_call_past_the_requests_deadline_is_a_504_and_serving_goes_on() {
+    let server = slow_service("api_server.traffic.timeout=1");
+    let late = server.post_text("/slow", "5");
+    assert_eq!(late.status, 504, "{}", late.text());
+    let quick = eventually(Duration::from_secs(20), || {
+        server.post_text("/slow", "0").status == 200
+    });
+    assert!(quick, "no answer after the 504; log:\n{}", server.log());
+}
+
+/// A stopped Python runner worker is taken for hung, replaced and counted,
+/// as a Rust one is (`hardening.rs`), while a Python method that merely takes
+/// long (here 6 s, twice the hung-worker timeout) is not.
+#[test]
+fn a_stopped_python_runner_is_replaced_and_a_slow_one_is_not_taken_for_hung() {
+    let server = slow_service("supervisor.hung_worker_timeout=3 api_server.traffic.timeout=30");
+    let slow = server.post_text("/slow", "6");
+    assert_eq!(slow.status, 200, "{}", slow.text());
+    let hung = |s: &Server| {
+        parse_exposition(&s.metrics()).sum(
+            "tiffin_supervisor_worker_hung_total",
+            &[("runner_name", "sleeper")],
+        )
+    };
+    assert_eq!(
+        hung(&server),
+        0.0,
+        "a slow Python method was taken for hung"
+    );
+    let before = child_pids(&server, "__worker runner --runner sleeper");
+    assert_eq!(before.len(), 1, "one runner worker: {before:?}");
+    send_signal(before[0], libc::SIGSTOP);
+    let replaced = eventually(Duration::from_secs(30), || {
+        server.post_text("/slow", "0").status == 200
+            && !child_pids(&server, "__worker runner --runner sleeper").contains(&before[0])
+    });
+    assert!(
+        replaced,
+        "the stopped Python runner was never replaced; log:\n{}",
+        server.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || hung(&server) == 1.0),
+        "tiffin_supervisor_worker_hung_total is {}",
+        hung(&server)
+    );
 }
