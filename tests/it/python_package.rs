@@ -223,3 +223,35 @@ fn a_stopped_python_runner_is_replaced_and_a_slow_one_is_not_taken_for_hung() {
         hung(&server)
     );
 }
+
+/// A Python runner autoscaled with `min_workers: 0` goes to zero when idle,
+/// the service stays ready, and its next call starts a Python worker and is
+/// answered (the autoscaler is the Rust one; the cold start is an interpreter).
+#[test]
+fn an_autoscaled_python_runner_goes_to_zero_and_its_next_call_is_answered() {
+    let server = slow_service(
+        "runners.sleeper.autoscaling.enabled=true runners.sleeper.autoscaling.min_workers=0 \
+         runners.sleeper.autoscaling.max_workers=2 runners.sleeper.autoscaling.look_back_s=1 \
+         runners.sleeper.autoscaling.downscale_delay_s=1 api_server.traffic.timeout=60",
+    );
+    let workers = |s: &Server| child_pids(s, "__worker runner --runner sleeper").len();
+    assert!(
+        eventually(Duration::from_secs(30), || workers(&server) == 0),
+        "the idle Python runner never went to zero; log:\n{}",
+        server.log()
+    );
+    assert_eq!(
+        server.get("/readyz").status,
+        200,
+        "zero on purpose is ready"
+    );
+    let answer = server.post_text("/slow", "0");
+    assert_eq!(
+        answer.status,
+        200,
+        "{}\nlog:\n{}",
+        answer.text(),
+        server.log()
+    );
+    assert_eq!(answer.json()["slept"], 0.0);
+}
