@@ -1041,13 +1041,22 @@ impl Bento {
         };
         // A BentoML that exits (a missing package, a bad file) fails the
         // test at once instead of at the end of the bound.
+        // BentoML's API workers share the port and each answers /readyz for
+        // itself: several 200s in a row, each on a fresh connection, before
+        // any worker that is still connecting to its runners can take a
+        // compared request (one CI run got a 500 from such a worker).
         let mut exited = None;
+        let mut streak = 0;
         let ready = eventually(Duration::from_secs(180), || {
             if let Ok(Some(status)) = bento.child.try_wait() {
                 exited = Some(status);
                 return true;
             }
-            http(&bento.addr, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200)
+            match http(&bento.addr, "GET", "/readyz", &[], b"") {
+                Ok(r) if r.status == 200 => streak += 1,
+                _ => streak = 0,
+            }
+            streak >= 8
         });
         assert!(
             ready && exited.is_none(),
