@@ -29,28 +29,6 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// A tool of a venv a setup script makes; a missing one fails the test,
-/// naming the script.
-fn venv_tool(path: &str, script: &str) -> PathBuf {
-    let tool = repo(path);
-    assert!(
-        tool.is_file(),
-        "{} is missing: run {script} (scripts/test runs it)",
-        tool.display()
-    );
-    tool
-}
-
-/// The `tiffin` command the wheel installs into the venv
-/// scripts/setup/25-python makes (scripts/test runs `scripts/wheel --install
-/// target/pyvenv-python`).
-fn python_tiffin() -> PathBuf {
-    venv_tool(
-        "target/pyvenv-python/bin/tiffin",
-        "scripts/setup/25-python, then scripts/wheel --install target/pyvenv-python",
-    )
-}
-
 /// `BentoML`'s own command, 1.2.20 (scripts/setup/20-frontdoor).
 fn bentoml_command() -> PathBuf {
     venv_tool(
@@ -883,28 +861,6 @@ fn a_killed_python_runner_worker_is_restarted_and_custom_counters_never_go_backw
         refused.len(),
         scrapes.len(),
         pre.1
-    );
-}
-
-/// Runs `promtool check metrics` on `text` and fails with what it said.
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new(require_tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(text.as_bytes()).expect("write to promtool");
-    drop(stdin);
-    let out = child.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\nmetrics:\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -6,9 +6,8 @@
 //! the guide's two custom families exactly over every process, with the guide's
 //! label names, and passes `promtool check metrics`.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
@@ -28,13 +27,8 @@ fn runner_workers_ready(server: &Server) -> usize {
 #[test]
 fn the_metrics_guide_service_in_python_answers_as_the_rust_one_and_sums_its_metrics_after_a_scale()
 {
-    let venv = root().join("target/pyvenv-python/bin");
-    let tiffin = venv.join("tiffin");
-    assert!(
-        tiffin.is_file(),
-        "{} is missing: scripts/setup/25-python and scripts/wheel --install target/pyvenv-python make it",
-        tiffin.display()
-    );
+    let tiffin = python_tiffin();
+    let venv = tiffin.parent().expect("the venv's bin/").to_path_buf();
     let rust = Launch::http(&["sentiment_analyzer"]).start();
     let locator = root().join("examples/python/service.py:svc");
     let python = Launch::http(&[
@@ -157,24 +151,5 @@ fn the_metrics_guide_service_in_python_answers_as_the_rust_one_and_sums_its_metr
         "every worker serves: {busy:?}"
     );
 
-    let mut promtool = Command::new(require_tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    promtool
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = promtool.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&text);
 }

@@ -15,11 +15,9 @@ use crate::common::*;
 #[test]
 fn the_python_packages_unit_tests_pass_against_the_installed_wheel() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("target/pyvenv-python/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: scripts/setup/25-python and scripts/wheel --install target/pyvenv-python make it",
-        python.display()
+    let python = venv_tool(
+        "target/pyvenv-python/bin/python",
+        "scripts/setup/25-python, then scripts/wheel --install target/pyvenv-python",
     );
     let f = run_with_timeout(
         Command::new(&python)
@@ -55,12 +53,7 @@ fn a_python_service_answers_bentomls_grpc_call() {
     use tiffin_api_server::grpc::proto::response;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tiffin = root.join("target/pyvenv-python/bin/tiffin");
-    assert!(
-        tiffin.is_file(),
-        "{} is missing: scripts/wheel --install target/pyvenv-python makes it",
-        tiffin.display()
-    );
+    let tiffin = python_tiffin();
     let locator = root.join("tests/fixtures/python_abi/service.py:svc");
     let server = launch_grpc(&[locator.to_str().expect("utf-8 path")])
         .bin(tiffin)
@@ -100,20 +93,10 @@ type BadStart<'a> = (&'a Path, Vec<(&'a str, &'a str)>, String, &'a str);
 #[test]
 fn bad_locators_and_interpreters_stop_serve_http_naming_what_is_wrong() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv_tiffin = root.join("target/pyvenv-python/bin/tiffin");
-    assert!(
-        venv_tiffin.is_file(),
-        "{} is missing: scripts/wheel --install target/pyvenv-python makes it",
-        venv_tiffin.display()
-    );
+    let venv_tiffin = python_tiffin();
     let fixture = root.join("tests/fixtures/python_abi/service.py");
     let fixture = fixture.to_str().expect("utf-8 path");
-    let no_tiffin = root.join("target/pyvenv/bin/python");
-    assert!(
-        no_tiffin.is_file(),
-        "{} is missing: scripts/test makes it",
-        no_tiffin.display()
-    );
+    let no_tiffin = venv_tool("target/pyvenv/bin/python", "scripts/test");
     let no_tiffin = no_tiffin.to_str().expect("utf-8 path").to_string();
     let cases: [BadStart; 4] = [
         (
@@ -160,12 +143,7 @@ fn bad_locators_and_interpreters_stop_serve_http_naming_what_is_wrong() {
 
 fn slow_service(options: &str) -> Server {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tiffin = root.join("target/pyvenv-python/bin/tiffin");
-    assert!(
-        tiffin.is_file(),
-        "{} is missing: scripts/wheel --install target/pyvenv-python makes it",
-        tiffin.display()
-    );
+    let tiffin = python_tiffin();
     let locator = root.join("tests/fixtures/python_abi/slow_service.py:svc");
     Launch::http(&[locator.to_str().expect("utf-8 path"), "--api-workers", "1"])
         .bin(tiffin)

@@ -13,6 +13,7 @@ mod load;
 mod observe;
 mod process;
 pub mod prometheus;
+mod python;
 mod server;
 mod wait;
 
@@ -23,5 +24,6 @@ pub use http::*;
 pub use load::*;
 pub use observe::*;
 pub use process::*;
+pub use python::*;
 pub use server::*;
 pub use wait::*;
