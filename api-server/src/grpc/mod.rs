@@ -69,11 +69,11 @@ impl Bento {
         let out = self
             .state
             .traffic
-            .within(api.handle_typed(body, content_type.as_deref()))
+            .within(api.answer(body, content_type.as_deref()))
             .await
             .map_err(status::status_from_api_error)?;
         Ok(proto::Response {
-            content: Some(content::response_content(api, out)?),
+            content: Some(content::response_content(api, out.body)?),
         })
     }
 }
