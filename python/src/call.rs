@@ -13,7 +13,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tiffin_service::{ApiError, Runner, RunnerError as CallFailure};
+use tiffin_service::{ApiError, CallError, Runner, RunnerError as CallFailure};
 use tokio::runtime::Handle;
 
 use crate::inbox::{Item, Shared};
@@ -31,7 +31,7 @@ pub struct Calls {
     pub runners: HashMap<String, Runner>,
     /// Where the answers of `async_run` calls go.
     pub inbox: Arc<Shared>,
-    /// How long a `run` call may wait (`api_server.traffic.timeout`).
+    /// How long a runner call may wait (`api_server.traffic.timeout`).
     pub bound: Duration,
 }
 
@@ -67,8 +67,12 @@ pub fn call(runner: &str, method: &str, payload: &[u8], call_id: u64) -> PyResul
     let (calls, runner, handle) = target(runner)?;
     let fut = runner.call_raw(method, payload.to_vec());
     let inbox = calls.inbox.clone();
+    let bound = calls.bound;
     handle.spawn(async move {
-        let result = fut.await;
+        // Bounded as `run` is, so an awaiting handler always gets an answer.
+        let result = tokio::time::timeout(bound, fut)
+            .await
+            .unwrap_or(Err(CallFailure::Call(CallError::DeadlineExceeded)));
         inbox.push(Item::Done { call_id, result });
     });
     Ok(())
