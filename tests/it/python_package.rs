@@ -233,3 +233,28 @@ fn an_autoscaled_python_runner_goes_to_zero_and_its_next_call_is_answered() {
     );
     assert_eq!(answer.json()["slept"], 0.0);
 }
+
+/// What a Python handler sets about its answer is checked before it is sent:
+/// an invalid status, header name or header value is a 500 naming it (the
+/// handler's bug), and a valid one reaches the client.
+#[test]
+fn invalid_statuses_and_headers_set_by_a_python_handler_are_a_500_naming_them() {
+    let server = slow_service("");
+    let ok = server.post_text("/answer_as", "201 X-Made yes");
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    assert_eq!(ok.header("x-made"), Some("yes"));
+    for (sent, names) in [
+        ("99 X-Made yes", "invalid status: \"99\""),
+        ("200 Bad\tName yes", "invalid header name"),
+        ("200 X-Made bad\nvalue", "invalid header value"),
+    ] {
+        let r = server.post_text("/answer_as", sent);
+        assert_eq!(r.status, 500, "{sent:?}: {}", r.text());
+        let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(error.contains(names), "{sent:?}: {error}");
+    }
+    assert_eq!(
+        server.post_text("/answer_as", "200 X-Made again").status,
+        200
+    );
+}
