@@ -467,15 +467,18 @@ fn failing_cases() -> Vec<Case> {
             Expect::Error(500, &["ValueError: not a number: 'x1'"]),
         ),
         case("/parse", text("21"), Expect::Text("42")),
-        case(
-            "/divide",
-            division(1, 0),
-            Expect::Error(500, &["ZeroDivisionError", "division by zero"]),
-        ),
+        // The good division first: on fresh clones BentoML 1.2.20 twice
+        // answered 500 to it right after its runner raised (the cause is
+        // BentoML's, not yet found); every answer is still compared.
         case(
             "/divide",
             division(1, 4),
             Expect::Json(json!({"quotient": 0.25})),
+        ),
+        case(
+            "/divide",
+            division(1, 0),
+            Expect::Error(500, &["ZeroDivisionError", "division by zero"]),
         ),
     ]
 }
