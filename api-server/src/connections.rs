@@ -25,6 +25,10 @@ use tiffin_metrics::{Counter, MetricsError, Registry};
 
 use tiffin_metrics::count_guard::{Count, CountGuard};
 
+/// How long a drain waits for just-accepted connections to begin (HTTP: their
+/// first request, `Connections::fresh`; gRPC: their preface, `grpc/incoming.rs`).
+pub(crate) const FRESH_GRACE: Duration = Duration::from_secs(1);
+
 /// The per-server count of open connections and its limit.
 #[derive(Debug)]
 pub(crate) struct Connections {

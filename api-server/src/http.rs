@@ -23,17 +23,13 @@ use tiffin_metrics::Format;
 use tiffin_service::{Api, ApiError};
 
 use crate::accept::{self, HEARTBEAT, LoadBoard, inherit_listener};
-use crate::connections::{AcceptBackoff, Activity, Connections};
+use crate::connections::{AcceptBackoff, Activity, Connections, FRESH_GRACE};
 use crate::cors::{Cors, CorsRequest};
 use crate::observation::Observation;
 use crate::route::Route;
 use crate::state::{Flow, ServerState};
 use crate::swagger;
 use crate::{ApiServerArgs, ApiServerError};
-
-/// How long a drain waits for just-accepted connections to begin their first
-/// request (`Connections::fresh`).
-const FRESH_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a `/metrics` request waits for the supervisor's aggregate.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -302,3 +302,107 @@ fn fresh_grpc_connections_through_an_api_server_scale_down_and_up_all_succeed() 
         server.log()
     );
 }
+
+/// Connects to `server`'s one API server without sending a byte, and waits
+/// (bounded) until that server holds the connection: accepted, nothing read.
+fn accepted_silent_connection(server: &Server) -> TcpStream {
+    let port: u16 = server
+        .addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let api = child_pids(server, "api-server");
+    assert_eq!(api.len(), 1, "{:?}", server.children());
+    let stream = TcpStream::connect(&server.addr).expect("connect");
+    let held = eventually(Duration::from_secs(10), || {
+        sockets_by_pid(&api, port).values().sum::<usize>() == 1
+    });
+    assert!(held, "the API server never accepted the connection");
+    stream
+}
+
+/// Asks the supervisor to shut down, and waits until the API server says it
+/// is draining: from here on, nothing new is accepted.
+fn drain_the_api_server(server: &Server) {
+    send_signal(server.pid(), libc::SIGTERM);
+    wait_log_line(server, &["[api_server:0]", "draining"]);
+}
+
+#[test]
+fn an_http_connection_accepted_before_a_drain_is_served_when_its_request_comes_after() {
+    let server = Launch::http(&["echo", "--api-workers", "1"]).start();
+    let mut stream = accepted_silent_connection(&server);
+    drain_the_api_server(&server);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    assert!(
+        request(&mut stream, "late"),
+        "the request on a connection accepted before the drain was not served; log:\n{}",
+        server.log()
+    );
+}
+
+/// Hands tonic one already-open TCP stream as its connection.
+#[derive(Clone)]
+struct OneStream(std::sync::Arc<std::sync::Mutex<Option<TcpStream>>>);
+
+impl tiffin_api_server::tonic::codegen::Service<tiffin_api_server::tonic::codegen::http::Uri>
+    for OneStream
+{
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: tiffin_api_server::tonic::codegen::http::Uri) -> Self::Future {
+        let taken = self.0.lock().ok().and_then(|mut s| s.take());
+        std::future::ready(match taken {
+            Some(stream) => stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(stream))
+                .map(hyper_util::rt::TokioIo::new),
+            None => Err(std::io::Error::other("the one stream is used")),
+        })
+    }
+}
+
+#[test]
+fn a_grpc_connection_accepted_before_a_drain_is_served_when_its_preface_comes_after() {
+    use tiffin_api_server::grpc::proto::bento_service_client::BentoServiceClient;
+    use tiffin_api_server::grpc::proto::response;
+
+    let server = launch_grpc(&["echo", "--api-workers", "1"]).start();
+    let rt = runtime();
+    rt.block_on(async {
+        let ch = channel(&server.addr).await;
+        wait_serving(&server, &ch).await;
+    });
+    let stream = accepted_silent_connection(&server);
+    drain_the_api_server(&server);
+    // Only now does the client send its preface and call: hyper-util's
+    // protocol detection would take a graceful shutdown here for a cancel.
+    let answer = rt.block_on(async {
+        let one = OneStream(std::sync::Arc::new(std::sync::Mutex::new(Some(stream))));
+        let ch = tiffin_api_server::tonic::transport::Endpoint::from_static("http://tiffin")
+            .timeout(Duration::from_secs(10))
+            .connect_with_connector(one)
+            .await?;
+        let answer = BentoServiceClient::new(ch)
+            .call(tonic_request(text_request("echo", "late")))
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(answer.into_inner().content)
+    });
+    assert!(
+        matches!(&answer, Ok(Some(response::Content::Text(t))) if t == "late"),
+        "the call on a connection accepted before the drain: {answer:?}; log:\n{}",
+        server.log()
+    );
+}

@@ -423,9 +423,12 @@ fn prometheus_scrapes_batch_sizes_and_a_grpc_server_at_its_metrics_port() {
         "histogram_quantile(0.75, rate(bentoml_runner_adaptive_batch_size_bucket\
          {service_name=\"iris_classifier\"}[1m]))",
     );
+    // Every batch holds 1 to max_batch_size (100) calls, but
+    // histogram_quantile interpolates inside a bucket, and the first bucket
+    // (le="1") is interpolated from 0: a p75 that falls in it is in (0, 1].
     assert!(
-        q75.iter().all(|(_, v)| *v >= 1.0 && *v <= 100.0),
-        "batch-size p75 within [1, max_batch_size]: {q75:?}"
+        q75.iter().all(|(_, v)| *v > 0.0 && *v <= 100.0),
+        "batch-size p75 within (0, max_batch_size]: {q75:?}"
     );
     // gRPC requests are counted in the API-server families, scraped at `/`.
     let grpc_rate = eventually_positive(

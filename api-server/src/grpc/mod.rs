@@ -27,7 +27,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_health::ServingStatus;
 
 use crate::accept::{LoadBoard, inherit_listener};
-use crate::connections::AcceptBackoff;
+use crate::connections::{AcceptBackoff, FRESH_GRACE};
 use crate::route::Route;
 use crate::state::{Flow, ServerState};
 use crate::{ApiServerArgs, ApiServerError};
@@ -211,7 +211,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         .map_err(|e| tracing::warn!(error = %e, "accepting without balancing"))
         .ok();
     let backoff = AcceptBackoff::new(state.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
-    let incoming = incoming::incoming(listener, board, backoff);
+    let (incoming, door) = incoming::incoming(listener, board, backoff);
     let serve = Server::builder()
         .layer(observe::ObserveLayer {
             state: state.clone(),
@@ -243,8 +243,22 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         return Ok(());
     }
     tracing::info!("draining: no longer accepting, finishing in-flight requests");
+    door.close();
     let _ = stop_health.send(true);
     let _ = health_task.await;
+    // A connection accepted just now has a call on its way that tonic's
+    // graceful shutdown would cancel (incoming.rs): keep serving until each
+    // is past its preface, for at most FRESH_GRACE.
+    let waited = tokio::time::Instant::now();
+    while door.fresh() > 0 && waited.elapsed() < FRESH_GRACE {
+        tokio::select! {
+            result = &mut serve => {
+                result?;
+                return state.drained().await;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
     let _ = stop_tx.send(());
     serve.await?;
     state.drained().await
