@@ -39,37 +39,22 @@ class BadInput(BentoMLException, _BadInputBase):
     error_code = HTTPStatus.BAD_REQUEST
 
 
-class InvalidArgument(BentoMLException):
-    error_code = HTTPStatus.BAD_REQUEST
+def _with_status(name, status):
+    """A ``BentoMLException`` subclass named as BentoML names it, answering ``status``."""
+    return type(
+        name,
+        (BentoMLException,),
+        {"error_code": status, "__module__": __name__, "__doc__": f"Answers {status.value} {status.phrase}."},
+    )
 
 
-class NotFound(BentoMLException):
-    error_code = HTTPStatus.NOT_FOUND
-
-
-class Forbidden(BentoMLException):
-    error_code = HTTPStatus.FORBIDDEN
-
-
-class Unauthorized(BentoMLException):
-    error_code = HTTPStatus.UNAUTHORIZED
-
-
-class Conflict(BentoMLException):
-    error_code = HTTPStatus.CONFLICT
-
-
-class UnprocessableEntity(BentoMLException):
-    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
-
-
-class TooManyRequests(BentoMLException):
-    error_code = HTTPStatus.TOO_MANY_REQUESTS
-
-
-class InternalServerError(BentoMLException):
-    error_code = HTTPStatus.INTERNAL_SERVER_ERROR
-
-
-class ServiceUnavailable(BentoMLException):
-    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+# BentoML's classes, each only a name for its status.
+InvalidArgument = _with_status("InvalidArgument", HTTPStatus.BAD_REQUEST)
+NotFound = _with_status("NotFound", HTTPStatus.NOT_FOUND)
+Forbidden = _with_status("Forbidden", HTTPStatus.FORBIDDEN)
+Unauthorized = _with_status("Unauthorized", HTTPStatus.UNAUTHORIZED)
+Conflict = _with_status("Conflict", HTTPStatus.CONFLICT)
+UnprocessableEntity = _with_status("UnprocessableEntity", HTTPStatus.UNPROCESSABLE_ENTITY)
+TooManyRequests = _with_status("TooManyRequests", HTTPStatus.TOO_MANY_REQUESTS)
+InternalServerError = _with_status("InternalServerError", HTTPStatus.INTERNAL_SERVER_ERROR)
+ServiceUnavailable = _with_status("ServiceUnavailable", HTTPStatus.SERVICE_UNAVAILABLE)
