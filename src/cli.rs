@@ -450,6 +450,7 @@ pub fn run_worker(command: WorkerCommand, service: Service) -> Result<()> {
                 config,
                 service,
                 protocol,
+                model_index: Some(crate::models::store_index()),
             }))?;
         }
         WorkerCommand::Runner { runner, index, .. } => {

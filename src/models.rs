@@ -126,6 +126,32 @@ fn resolve(spec: &str) -> Result<(String, PathBuf)> {
     Ok((entry.metadata.name, entry.model_path))
 }
 
+/// The version a model file is served as: its store version when it is a
+/// store entry's file (`<name>/<version>/model.onnx` beside its metadata),
+/// else `1`. The supervisor and every worker derive it from the same
+/// absolute path, so they cannot disagree.
+pub fn version_of(path: &Path) -> String {
+    let entry = path.parent().filter(|dir| {
+        path.file_name()
+            .is_some_and(|f| f == tiffin_models::MODEL_FILE)
+            && dir.join(tiffin_models::METADATA_FILE).is_file()
+    });
+    entry
+        .and_then(|dir| dir.file_name())
+        .map_or_else(|| "1".to_string(), |v| v.to_string_lossy().into_owned())
+}
+
+/// The model store as the Open Inference Protocol's repository index lists
+/// it: every name and version under `$TIFFIN_HOME/models`, read anew for
+/// each request (an empty list when there is no store).
+pub fn store_index() -> tiffin_oip::metadata::ModelIndex {
+    tiffin_oip::metadata::ModelIndex::new(|| {
+        Store::open_default()
+            .and_then(|store| store.tags())
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// The service of `serve-http --model SPEC` and the file it was built from.
 pub struct ModelService {
     /// The service, named after the model.
@@ -139,14 +165,14 @@ pub fn service_for(spec: &str) -> Result<ModelService> {
     let (name, path) = resolve(spec)?;
     let path = std::path::absolute(&path)
         .with_context(|| format!("cannot resolve the model path {}", path.display()))?;
-    let (service, _) = tiffin_onnx::serve::service(&name, &path)?;
+    let (service, _) = tiffin_onnx::serve::service(&name, &version_of(&path), &path)?;
     Ok(ModelService { service, path })
 }
 
 /// The service `name` of a worker its supervisor handed the model file
 /// `path` (`WorkerCommon::model`).
 pub fn worker_service(name: &str, path: &Path) -> Result<Service> {
-    let (service, _) = tiffin_onnx::serve::service(name, path)
+    let (service, _) = tiffin_onnx::serve::service(name, &version_of(path), path)
         .map_err(|e| anyhow!("the model this worker serves: {e}"))?;
     Ok(service)
 }

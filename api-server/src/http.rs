@@ -26,7 +26,7 @@ use crate::accept::{self, HEARTBEAT, LoadBoard, inherit_listener};
 use crate::connections::{AcceptBackoff, Activity, Connections, FRESH_GRACE};
 use crate::cors::{Cors, CorsRequest};
 use crate::observation::Observation;
-use crate::route::Route;
+use crate::route::{OipRoute, Route};
 use crate::state::{Flow, ServerState};
 use crate::swagger;
 use crate::{ApiServerArgs, ApiServerError};
@@ -49,6 +49,15 @@ type Body = Full<Bytes>;
 fn json_error(status: u16, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "error": message }).to_string();
     let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A JSON answer with `status`.
+fn json_value((status, body): (u16, serde_json::Value)) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -198,6 +207,14 @@ impl App {
                 Ok(resp) => resp,
                 Err(e) => json_error(e.status, &e.message),
             },
+            Route::Oip(OipRoute::Index) if method != Method::POST => json_error(
+                405,
+                &format!("method {method} not allowed on {path}; use POST"),
+            ),
+            Route::Oip(oip) if oip.is_get() => {
+                get_only(json_value(crate::oip::answer(&self.state, oip, path).await))
+            }
+            Route::Oip(oip) => json_value(crate::oip::answer(&self.state, oip, path).await),
             // gRPC's paths are routes of a gRPC API server only.
             Route::Grpc(_) | Route::Unknown => json_error(404, &format!("no route for {path}")),
         }

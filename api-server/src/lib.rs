@@ -30,6 +30,7 @@ mod endpoint_label;
 pub mod grpc;
 mod http;
 mod observation;
+mod oip;
 mod openapi;
 pub mod pool;
 mod request_id;
@@ -79,6 +80,9 @@ pub struct ApiServerArgs {
     pub service: Service,
     /// HTTP or gRPC.
     pub protocol: Protocol,
+    /// The models of the repository the Open Inference Protocol's index
+    /// lists beside the served ones (`None`: only those).
+    pub model_index: Option<tiffin_oip::metadata::ModelIndex>,
 }
 
 /// Why an API server could not start.

@@ -16,7 +16,8 @@
 
 use std::collections::HashMap;
 
-use tiffin_service::Api;
+use tiffin_oip::path::{ModelRef, OipPath};
+use tiffin_service::{Api, ModelCard};
 
 use crate::swagger;
 
@@ -56,15 +57,52 @@ pub(crate) enum Route<'a> {
     DocsAsset(Option<(&'static str, &'static [u8])>),
     /// A method of the gRPC services.
     Grpc(GrpcMethod),
+    /// A `GET` route of the Open Inference Protocol (its inference routes
+    /// are [`Route::Api`]s of the service).
+    Oip(OipRoute<'a>),
     /// Anything else.
     Unknown,
+}
+
+/// What the Open Inference Protocol's `GET` routes (and its repository
+/// index, a `POST`) name on this server (crate `oip/`).
+#[derive(Clone, Copy)]
+pub(crate) enum OipRoute<'a> {
+    /// `/v2/health/live`: a probe.
+    Live,
+    /// `/v2/health/ready`: a probe.
+    Ready,
+    /// `/v2`: the server's metadata.
+    Server,
+    /// `/v2/models/{name}[/versions/{v}]`: a model's metadata.
+    Model(&'a ModelCard),
+    /// `/v2/models/{name}[/versions/{v}]/ready`.
+    ModelReady(&'a ModelCard),
+    /// `POST /v2/repository/index`.
+    Index,
+    /// A model or version this server does not serve (404 `{"error"}`).
+    NoModel,
+}
+
+impl OipRoute<'_> {
+    /// Whether the route is answered to `GET` (and `HEAD`) only: all but
+    /// the index, and a path naming no model, which is 404 to any method.
+    pub fn is_get(self) -> bool {
+        !matches!(self, OipRoute::Index | OipRoute::NoModel)
+    }
 }
 
 impl Route<'_> {
     /// Probes and scrapes over HTTP: answered even past the connection
     /// limit, and never refused for concurrency.
     pub fn is_infrastructure(self) -> bool {
-        matches!(self, Route::Live | Route::Ready | Route::Metrics)
+        matches!(
+            self,
+            Route::Live
+                | Route::Ready
+                | Route::Metrics
+                | Route::Oip(OipRoute::Live | OipRoute::Ready)
+        )
     }
 
     /// Probes and scrapes of either front door, which the access log leaves
@@ -88,6 +126,14 @@ impl Route<'_> {
                 | Route::Docs
                 | Route::DocsPage
                 | Route::DocsAsset(Some(_))
+                | Route::Oip(
+                    OipRoute::Live
+                        | OipRoute::Ready
+                        | OipRoute::Server
+                        | OipRoute::Model(_)
+                        | OipRoute::ModelReady(_)
+                        | OipRoute::Index
+                )
         )
     }
 
@@ -109,12 +155,15 @@ pub(crate) struct Routes {
     /// The same APIs by path, without its leading `/` (an API may be
     /// declared with a route other than its name).
     paths: HashMap<String, Api>,
+    /// The models the service declares, for the protocol's routes.
+    models: Vec<ModelCard>,
 }
 
 impl Routes {
-    /// The routes of a service with `apis`.
-    pub fn new(apis: &[Api]) -> Self {
+    /// The routes of a service with `apis` and `models`.
+    pub fn new(apis: &[Api], models: &[ModelCard]) -> Self {
         Routes {
+            models: models.to_vec(),
             apis: apis.iter().map(|a| (a.name.clone(), a.clone())).collect(),
             paths: apis
                 .iter()
@@ -143,11 +192,35 @@ impl Routes {
                 Route::Grpc(GrpcMethod::Reflection)
             }
             p if p.starts_with(swagger::PREFIX) => Route::DocsAsset(swagger::asset(p)),
-            p => self
-                .paths
-                .get(p.trim_start_matches('/'))
-                .map_or(Route::Unknown, Route::Api),
+            p => match self.paths.get(p.trim_start_matches('/')) {
+                Some(api) => Route::Api(api),
+                None => tiffin_oip::path::parse(p).map_or(Route::Unknown, |oip| self.oip(oip)),
+            },
         }
+    }
+
+    /// What a path of the protocol names here. An inference path reaches
+    /// this only when no API has it: its model is not served.
+    fn oip(&self, path: OipPath<'_>) -> Route<'_> {
+        let card = |m: ModelRef<'_>| {
+            self.models
+                .iter()
+                .find(|c| c.name == m.name && m.version.is_none_or(|v| v == c.version))
+        };
+        Route::Oip(match path {
+            OipPath::Live => OipRoute::Live,
+            OipPath::Ready => OipRoute::Ready,
+            OipPath::Server => OipRoute::Server,
+            OipPath::Index => OipRoute::Index,
+            OipPath::Model(m) => card(m).map_or(OipRoute::NoModel, OipRoute::Model),
+            OipPath::ModelReady(m) => card(m).map_or(OipRoute::NoModel, OipRoute::ModelReady),
+            OipPath::Infer(_) => OipRoute::NoModel,
+        })
+    }
+
+    /// The models the service declares.
+    pub fn models(&self) -> &[ModelCard] {
+        &self.models
     }
 
     /// The API called `name` (a gRPC `Call`'s `api_name`), or
@@ -170,7 +243,7 @@ mod tests {
 
     #[test]
     fn fixed_paths_resolve_to_their_routes_and_the_rest_is_unknown() {
-        let routes = Routes::new(&[]);
+        let routes = Routes::new(&[], &[]);
         assert!(matches!(routes.resolve("/livez"), Route::Live));
         assert!(matches!(routes.resolve("/healthz"), Route::Live));
         assert!(matches!(routes.resolve("/schema"), Route::Docs));
@@ -194,7 +267,7 @@ mod tests {
         let service = Service::new("s")
             .api("classify", Text, Text, echo)
             .api("livez", Text, Text, echo);
-        let routes = Routes::new(service.apis());
+        let routes = Routes::new(service.apis(), service.models());
         let Route::Api(api) = routes.resolve("/classify") else {
             panic!("/classify is an API");
         };
@@ -207,7 +280,7 @@ mod tests {
 
     #[test]
     fn probes_of_both_front_doors_are_probes_but_only_http_ones_are_infrastructure() {
-        let routes = Routes::new(&[]);
+        let routes = Routes::new(&[], &[]);
         let watch = routes.resolve("/grpc.health.v1.Health/Watch");
         assert!(watch.is_probe() && !watch.is_infrastructure() && watch.names_grpc_span());
         let metrics = routes.resolve("/metrics");

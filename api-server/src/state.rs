@@ -56,6 +56,8 @@ pub(crate) struct ServerState {
     pub access_log: Option<AccessLog>,
     /// The tracer, when `tracing.exporter_type` is set.
     pub tracer: Option<Tracer>,
+    /// The model repository the protocol's index lists (`ApiServerArgs::model_index`).
+    pub model_index: Option<tiffin_oip::metadata::ModelIndex>,
 }
 
 impl ServerState {
@@ -112,7 +114,7 @@ impl ServerState {
             pool.connect_supervisor(control.clone(), scales_to_zero);
         }
         let state = ServerState {
-            routes: Routes::new(args.service.apis()),
+            routes: Routes::new(args.service.apis(), args.service.models()),
             pools,
             by_name,
             metrics,
@@ -122,6 +124,7 @@ impl ServerState {
             traffic: TrafficLimits::new(&cfg.traffic),
             access_log: AccessLog::new(&cfg.logging.access, args.config.logging.format),
             tracer,
+            model_index: args.model_index.clone(),
         };
         Ok((state, events))
     }

@@ -459,6 +459,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Every name and version in the store, by name then version, without
+    /// reading or checking the entries (cheap enough for a request, as the
+    /// Open Inference Protocol's repository index asks).
+    pub fn tags(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.names()? {
+            for version in self.versions(&name)? {
+                out.push((name.clone(), version));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes one version; the tag must name it explicitly.
     pub fn delete(&self, tag: &Tag) -> Result<String, StoreError> {
         let Some(version) = &tag.version else {

@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use tiffin_service::{
-    ApiError, IoDescriptor, IoKind, IoSpec, NdArray, NdSpec, NumpyNdarray, Runner, Service,
+    ApiError, IoDescriptor, IoKind, IoSpec, ModelCard, NdArray, NdSpec, NumpyNdarray, Runner,
+    Service, TensorCard,
 };
 
 use crate::{ModelInfo, OnnxError, OnnxModel, Outputs, RUN_METHOD, inspect, runnable};
@@ -118,9 +119,30 @@ pub fn runner(name: &str, path: &Path) -> Runner {
     })
 }
 
-/// The service serving the model at `path` as `name` (see the module docs),
-/// and what the model declares.
-pub fn service(name: &str, path: &Path) -> Result<(Service, ModelInfo), OnnxError> {
+/// What the service says of the model it serves (`ModelCard`): `name` at
+/// `version`, on the `onnx` platform, with the tensors `info` declares.
+pub fn card(name: &str, version: &str, info: &ModelInfo) -> ModelCard {
+    let tensors = |list: &[crate::TensorInfo]| {
+        list.iter()
+            .map(|t| TensorCard {
+                name: t.name.clone(),
+                dtype: t.dtype.clone(),
+                shape: t.shape.clone(),
+            })
+            .collect()
+    };
+    ModelCard {
+        name: name.to_string(),
+        version: version.to_string(),
+        platform: "onnx".into(),
+        inputs: tensors(&info.inputs),
+        outputs: tensors(&info.outputs),
+    }
+}
+
+/// The service serving the model at `path` as `name`, version `version`
+/// (see the module docs), and what the model declares.
+pub fn service(name: &str, version: &str, path: &Path) -> Result<(Service, ModelInfo), OnnxError> {
     let info = inspect(path)?;
     let spec = info.input_spec().ok_or_else(|| OnnxError::Unsupported {
         path: path.to_path_buf(),
@@ -153,5 +175,16 @@ pub fn service(name: &str, path: &Path) -> Result<(Service, ModelInfo), OnnxErro
             },
         )
         .describe_api(PREDICT_API, Some(input_doc), output_doc);
+    // The same model over the Open Inference Protocol (crate `oip/`): its
+    // inference routes are APIs of this service, run by the same runner.
+    let service = tiffin_oip::serve_model(
+        service,
+        card(name, version, &info),
+        move |input| async move { Ok(run.call(input).await?) },
+    )
+    .map_err(|e| OnnxError::Unsupported {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     Ok((service, info))
 }

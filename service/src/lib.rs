@@ -20,6 +20,7 @@ pub mod file;
 pub mod foreign;
 pub mod image;
 pub mod io;
+pub mod model_card;
 pub mod multipart;
 pub mod ndarray;
 pub mod runnable;
@@ -35,6 +36,7 @@ pub use error::{ApiError, CallError, RunnerError};
 pub use file::{File, FileInput};
 pub use image::Image;
 pub use io::{Binary, IoDescriptor, IoKind, IoSpec, Json, JsonOf, Text};
+pub use model_card::{ModelCard, TensorCard};
 pub use ndarray::{DType, NdArray, NdData, NdSpec, NumpyNdarray};
 pub use runnable::{MethodKind, Runnable};
 #[doc(hidden)]

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::BoxFuture;
 use crate::error::ApiError;
 use crate::io::{IoDescriptor, IoKind, IoSpec};
+use crate::model_card::ModelCard;
 use crate::runner::Runner;
 type HandlerFn = dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<Answer, ApiError>> + Send + Sync;
 
@@ -127,6 +128,7 @@ pub struct Service {
     pub version: Option<String>,
     runners: Vec<Runner>,
     apis: Vec<Api>,
+    models: Vec<ModelCard>,
 }
 
 impl Service {
@@ -137,6 +139,7 @@ impl Service {
             version: None,
             runners: Vec::new(),
             apis: Vec::new(),
+            models: Vec::new(),
         }
     }
 
@@ -246,6 +249,19 @@ impl Service {
     /// The service's APIs.
     pub fn apis(&self) -> &[Api] {
         &self.apis
+    }
+
+    /// Declares a model the service serves (`model_card.rs`): what a
+    /// protocol that names models, such as the Open Inference Protocol,
+    /// publishes about it.
+    pub fn model(mut self, card: ModelCard) -> Self {
+        self.models.push(card);
+        self
+    }
+
+    /// The models the service declares.
+    pub fn models(&self) -> &[ModelCard] {
+        &self.models
     }
 
     /// `service_version` label value.
