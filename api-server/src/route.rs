@@ -34,6 +34,11 @@ pub(crate) enum GrpcMethod {
     HealthWatch,
     /// Server reflection, `v1` or `v1alpha` (served only when enabled).
     Reflection,
+    /// `inference.GRPCInferenceService`'s `ServerLive`, `ServerReady` or
+    /// `ModelReady`: a probe.
+    InferenceHealth,
+    /// `inference.GRPCInferenceService`'s metadata calls and `ModelInfer`.
+    Inference,
 }
 
 /// What a path names on this server.
@@ -111,7 +116,9 @@ impl Route<'_> {
         self.is_infrastructure()
             || matches!(
                 self,
-                Route::Grpc(GrpcMethod::HealthCheck | GrpcMethod::HealthWatch)
+                Route::Grpc(
+                    GrpcMethod::HealthCheck | GrpcMethod::HealthWatch | GrpcMethod::InferenceHealth
+                )
             )
     }
 
@@ -191,6 +198,14 @@ impl Routes {
             | "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo" => {
                 Route::Grpc(GrpcMethod::Reflection)
             }
+            "/inference.GRPCInferenceService/ServerLive"
+            | "/inference.GRPCInferenceService/ServerReady"
+            | "/inference.GRPCInferenceService/ModelReady" => {
+                Route::Grpc(GrpcMethod::InferenceHealth)
+            }
+            "/inference.GRPCInferenceService/ServerMetadata"
+            | "/inference.GRPCInferenceService/ModelMetadata"
+            | "/inference.GRPCInferenceService/ModelInfer" => Route::Grpc(GrpcMethod::Inference),
             p if p.starts_with(swagger::PREFIX) => Route::DocsAsset(swagger::asset(p)),
             p => match self.paths.get(p.trim_start_matches('/')) {
                 Some(api) => Route::Api(api),

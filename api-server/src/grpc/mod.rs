@@ -1,6 +1,8 @@
 //! The gRPC front door: BentoML's `bentoml.grpc.v1.BentoService` (`Call`,
-//! `ServiceMetadata`), the standard `grpc.health.v1.Health` service, and
-//! server reflection when `api_server.grpc.reflection.enabled`.
+//! `ServiceMetadata`), the Open Inference Protocol's
+//! `inference.GRPCInferenceService` (`oip.rs`), the standard
+//! `grpc.health.v1.Health` service, and server reflection when
+//! `api_server.grpc.reflection.enabled`.
 //!
 //! `Call` maps the request's content onto the API's body exactly as the HTTP
 //! front door would receive it (`content.rs`: text, JSON, arrays, files and
@@ -16,6 +18,7 @@
 mod content;
 mod incoming;
 mod observe;
+mod oip;
 pub mod proto;
 mod status;
 
@@ -179,6 +182,16 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(max_message);
 
+    // The Open Inference Protocol's service, beside BentoML's (oip.rs).
+    let inference =
+        proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer::new(
+            oip::Inference {
+                state: state.clone(),
+            },
+        )
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+
     let (reporter, health) = tonic_health::server::health_reporter();
     let (stop_health, health_stop) = tokio::sync::watch::channel(false);
     // Not serving until the first readiness check says otherwise.
@@ -194,6 +207,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         let builder = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(proto::inference::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
         (
@@ -217,6 +231,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
             state: state.clone(),
         })
         .add_service(bento)
+        .add_service(inference)
         .add_service(health)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
