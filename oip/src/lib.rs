@@ -233,3 +233,6 @@ where
     }
     Ok(service)
 }
+
+#[cfg(test)]
+mod tests;
