@@ -251,6 +251,20 @@ def autoscale(mode, t0, t1, wrk_out, workers):
     print(f"   {mode:<22} {rps:9.0f} {to_steady:12.1f} {p99:9.1f} {errors:9d} {ws:9.1f} in {span:.0f}s (max {most:.0f} workers)")
 
 
+def oip(path):
+    """The Open Inference Protocol's routes against /predict, same model and row."""
+    rows = read_rows(path)
+    print("medians of the interleaved rounds (every round's req/s in brackets)")
+    print(f"{'target':<16} {'req/s':>10} {'p50_ms':>9} {'p99_ms':>9} {'errors':>8}   rounds")
+    for t in ["predict_json", "oip_json", "oip_binary", "grpc_ndarray", "grpc_oip"]:
+        bad = sum(int(x) for x in column(rows, t, 4))
+        print(f"{t:<16} {med(rows, t, 1):10.0f} {med(rows, t, 2):9.3f} {med(rows, t, 3):9.3f} {bad:>8}   [{rounds(rows, t)} ]")
+    m = lambda t: med(rows, t, 1)
+    print(f"OIP JSON vs /predict: {100 * ratio(m('oip_json'), m('predict_json')):.1f}% (goal >= 90%); "
+          f"binary vs JSON: {100 * ratio(m('oip_binary'), m('oip_json')):.1f}% (goal > 100%); "
+          f"gRPC ModelInfer vs BentoService/Call with an NDArray: {100 * ratio(m('grpc_oip'), m('grpc_ndarray')):.1f}%")
+
+
 def metric_sum(prefix):
     """A scrape on stdin -> the sum of the samples whose line starts with prefix."""
     print(f"{sum(float(l.split()[-1]) for l in sys.stdin if l.startswith(prefix)):.0f}")
@@ -265,4 +279,4 @@ def ms(secs):
 
 
 if __name__ == "__main__":
-    run(median, wrk, wrk_cost, cpu_per_req, throughput, metrics, batch_size, batching, cost, observability, large, upload, oha, latency, autoscale, metric_sum, ms, div)
+    run(median, wrk, wrk_cost, cpu_per_req, throughput, metrics, batch_size, batching, cost, observability, large, upload, oha, latency, autoscale, oip, metric_sum, ms, div)
