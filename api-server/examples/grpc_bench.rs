@@ -57,7 +57,7 @@ impl Call {
                     shape: vec![1, i64::try_from(row.len()).map_err(|e| e.to_string())?],
                     ..Default::default()
                 }],
-                raw_input_contents: vec![raw.into()],
+                raw_input_contents: vec![raw],
                 ..Default::default()
             })
         } else {
