@@ -267,3 +267,69 @@ fn serve_http_model_name_serves_the_stored_model() {
     let status = status_json(&server);
     assert_eq!(status["service"], "mnist8", "{status}");
 }
+
+#[test]
+fn a_stored_model_is_asked_for_over_the_open_inference_protocol_by_its_store_name_and_version() {
+    let home = Home::new("oip");
+    let m = repo("models/digits/digits.onnx");
+    let m = m.to_str().unwrap();
+    let tag = |out: String| out.trim().rsplit(':').next().unwrap().to_string();
+    let old = tag(home.ok(&["models", "import", m, "--name", "mnist8"]));
+    let new = tag(home.ok(&["models", "import", m, "--name", "mnist8"]));
+    let other = tag(home.ok(&["models", "import", m, "--name", "other"]));
+    let server = Launch::http(&["--model", "mnist8:latest"])
+        .env("TIFFIN_HOME", home.0.to_str().unwrap())
+        .start();
+
+    let meta = server.get("/v2/models/mnist8");
+    assert_eq!(meta.status, 200, "{}", meta.text());
+    assert_eq!(meta.json()["versions"], serde_json::json!([new]));
+    assert_eq!(
+        server
+            .get(&format!("/v2/models/mnist8/versions/{new}"))
+            .status,
+        200
+    );
+    let gone = server.get(&format!("/v2/models/mnist8/versions/{old}"));
+    assert_eq!(gone.status, 404, "{}", gone.text());
+    assert!(
+        gone.json()["error"].as_str().unwrap().contains(&new),
+        "{}",
+        gone.text()
+    );
+
+    let row = vec!["0"; 64].join(",");
+    let body = format!(
+        r#"{{"inputs":[{{"name":"pixels","shape":[1,64],"datatype":"FP32","data":[{row}]}}]}}"#
+    );
+    let r = server.post(
+        &format!("/v2/models/mnist8/versions/{new}/infer"),
+        "application/json",
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["model_name"], "mnist8");
+    assert_eq!(r.json()["model_version"], new.as_str());
+
+    let index = server.post("/v2/repository/index", "application/json", b"{}");
+    assert_eq!(index.status, 200, "{}", index.text());
+    let rows: Vec<(String, String, String)> = index
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_string();
+            (s("name"), s("version"), s("state"))
+        })
+        .collect();
+    let row = |n: &str, v: &str, s: &str| (n.to_string(), v.to_string(), s.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            row("mnist8", &new, "READY"),
+            row("mnist8", &old, "UNAVAILABLE"),
+            row("other", &other, "UNAVAILABLE"),
+        ]
+    );
+}
