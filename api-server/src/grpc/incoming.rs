@@ -13,19 +13,23 @@
 //! pending ones stay queued for the other servers. Dropping the stream drops
 //! the [`LoadBoard`], which takes this server off it.
 //!
-//! A drain must not close a connection that was accepted but has not sent
-//! its HTTP/2 preface yet: hyper-util's protocol detection treats a graceful
-//! shutdown in that state as a cancel and drops the socket, and the client,
-//! whose call is already on its way, sees "connection closed". So a drain
-//! first closes the [`Door`] (no more accepts, off the board), then waits
-//! until every connection is past its preface ([`Door::fresh`], bounded by
-//! the caller), and only then asks tonic to shut down gracefully; HTTP does
+//! A drain must not close a connection whose first call is on its way.
+//! hyper-util's protocol detection takes a graceful shutdown before the
+//! HTTP/2 preface for a cancel and drops the socket; after the preface, the
+//! GOAWAY that starts a graceful shutdown makes a client that has not yet
+//! sent its first request refuse to send it. Either way the client, which
+//! connected before the drain, sees its call fail. So every connection is
+//! fresh until its first call reaches the server (the observe layer marks
+//! it through [`ConnInfo`], which tonic puts in every request's
+//! extensions), and a drain first closes the [`Door`] (no more accepts, off
+//! the board), then waits until no connection is fresh ([`Door::fresh`],
+//! bounded by the caller), and only then asks tonic to shut down; HTTP does
 //! the same with its own count (`connections.rs`).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -40,35 +44,62 @@ use crate::accept::{self, HEARTBEAT, LoadBoard};
 use crate::connections::AcceptBackoff;
 use tiffin_metrics::count_guard::CountGuard;
 
-/// The bytes of the HTTP/2 client preface (RFC 9113, section 3.4), which
-/// hyper-util reads before it hands a connection to HTTP/2.
-const PREFACE_LEN: usize = 24;
-
-/// A gRPC connection, counted as open while it lives, and as fresh until
-/// its preface has been read.
-pub(crate) struct Held {
-    stream: TcpStream,
-    _open: CountGuard<Arc<AtomicUsize>>,
-    fresh: Option<CountGuard<Arc<AtomicUsize>>>,
-    preface_left: usize,
+/// Counted among a server's fresh connections until its first call begins
+/// or it ends, whichever comes first.
+pub(crate) struct Fresh {
+    count: Arc<AtomicUsize>,
+    fresh: AtomicBool,
 }
 
-impl Held {
-    /// `read` more bytes arrived (0: the peer closed): once the preface is
-    /// in, the connection is no longer fresh.
-    fn arrived(&mut self, read: usize) {
-        self.preface_left = self.preface_left.saturating_sub(read);
-        if read == 0 || self.preface_left == 0 {
-            self.fresh = None;
+impl Fresh {
+    fn new(count: &Arc<AtomicUsize>) -> Arc<Self> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Self {
+            count: Arc::clone(count),
+            fresh: AtomicBool::new(true),
+        })
+    }
+
+    /// A call began on the connection (or it ended): no longer fresh.
+    pub fn begun(&self) {
+        if self.fresh.swap(false, Ordering::Relaxed) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
-impl Connected for Held {
-    type ConnectInfo = TcpConnectInfo;
+/// What tonic puts in the extensions of every request on a [`Held`]
+/// connection: the peer's address, and the connection's [`Fresh`] mark.
+#[derive(Clone)]
+pub(crate) struct ConnInfo {
+    /// The peer, as tonic's own `TcpConnectInfo` has it.
+    pub tcp: TcpConnectInfo,
+    /// Cleared by the connection's first call.
+    pub fresh: Arc<Fresh>,
+}
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+/// A gRPC connection, counted as open while it lives, and as fresh until
+/// its first call begins.
+pub(crate) struct Held {
+    stream: TcpStream,
+    _open: CountGuard<Arc<AtomicUsize>>,
+    fresh: Arc<Fresh>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.fresh.begun();
+    }
+}
+
+impl Connected for Held {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        ConnInfo {
+            tcp: self.stream.connect_info(),
+            fresh: Arc::clone(&self.fresh),
+        }
     }
 }
 
@@ -78,17 +109,7 @@ impl AsyncRead for Held {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        match &polled {
-            Poll::Ready(Ok(())) if self.fresh.is_some() => {
-                let read = buf.filled().len().saturating_sub(before);
-                self.arrived(read);
-            }
-            Poll::Ready(Err(_)) => self.fresh = None,
-            _ => {}
-        }
-        polled
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
@@ -145,7 +166,7 @@ impl Door {
         let _ = self.close.send(true);
     }
 
-    /// Connections accepted whose HTTP/2 preface has not arrived yet.
+    /// Connections accepted on which no call has begun yet.
     pub fn fresh(&self) -> usize {
         self.fresh.load(Ordering::Relaxed)
     }
@@ -176,7 +197,7 @@ pub(crate) fn incoming(
             if *st.closed.borrow() {
                 drop(st);
                 // tonic keeps polling until its own shutdown signal, which
-                // comes once the fresh connections are past their preface.
+                // comes once no connection is fresh.
                 return std::future::pending().await;
             }
             let open = &st.open;
@@ -206,8 +227,7 @@ pub(crate) fn incoming(
                         let held = Held {
                             stream,
                             _open: counted,
-                            fresh: Some(CountGuard::enter(Arc::clone(&st.fresh))),
-                            preface_left: PREFACE_LEN,
+                            fresh: Fresh::new(&st.fresh),
                         };
                         return Some((Ok(held), st));
                     }

@@ -263,7 +263,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let _ = health_task.await;
     // A connection accepted just now has a call on its way that tonic's
     // graceful shutdown would cancel (incoming.rs): keep serving until each
-    // is past its preface, for at most FRESH_GRACE.
+    // has begun its first call, for at most FRESH_GRACE.
     let waited = tokio::time::Instant::now();
     while door.fresh() > 0 && waited.elapsed() < FRESH_GRACE {
         tokio::select! {

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::Code;
-use tonic::transport::server::TcpConnectInfo;
 
 use super::status::http_status_for_code;
 use crate::observation::Observation;
@@ -72,8 +71,12 @@ where
         let route = state.routes.resolve(&path);
         let client = req
             .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(|info| info.remote_addr());
+            .get::<super::incoming::ConnInfo>()
+            .and_then(|info| {
+                // The connection's first call has begun: a drain need not wait for it.
+                info.fresh.begun();
+                info.tcp.remote_addr()
+            });
         let observed = Observation::begin(
             &state,
             route,
