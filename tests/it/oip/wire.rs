@@ -58,11 +58,17 @@ fn infer_errors_are_json_with_the_status_the_protocol_gives_and_the_server_keeps
     let server = serve_http();
     let images = held_out();
     let good = infer_body(None, &[&images[0]], json!({}), json!([]));
-    let bad_shape = r#"{"inputs":[{"name":"pixels","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#;
+    let bad_shape =
+        r#"{"inputs":[{"name":"pixels","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#;
     let bad_type = good.replace("\"FP32\"", "\"FP99\"");
     let bodies = script(
         "bodies.py",
-        &["--images", "models/digits/test", "--out", &scratch("bodies-errors")],
+        &[
+            "--images",
+            "models/digits/test",
+            "--out",
+            &scratch("bodies-errors"),
+        ],
         &[&server],
     );
     let binary = std::fs::read(bodies["binary"]["path"].as_str().expect("path")).unwrap();
@@ -80,7 +86,11 @@ fn infer_errors_are_json_with_the_status_the_protocol_gives_and_the_server_keeps
             404,
         ),
         ("bad datatype", post_json(&server, INFER, &bad_type), 400),
-        ("malformed JSON", post_json(&server, INFER, r#"{"inputs": ["#), 400),
+        (
+            "malformed JSON",
+            post_json(&server, INFER, r#"{"inputs": ["#),
+            400,
+        ),
         (
             "binary header length past the body",
             http(
@@ -118,7 +128,12 @@ fn the_request_id_is_echoed_and_requested_outputs_are_honoured() {
     let want = &predict_answers_of(&server, &images[..3]);
     let rows: Vec<&[f32]> = images[..3].iter().map(Vec::as_slice).collect();
 
-    let body = infer_body(Some("oip-id-7"), &rows, json!({}), json!([{"name": "label"}]));
+    let body = infer_body(
+        Some("oip-id-7"),
+        &rows,
+        json!({}),
+        json!([{"name": "label"}]),
+    );
     let r = post_json(&server, INFER, &body);
     assert_eq!(r.status, 200, "{}", r.text());
     let answer = r.json();
@@ -136,7 +151,11 @@ fn the_request_id_is_echoed_and_requested_outputs_are_honoured() {
     // versioned route too, and the model's version in the answer.
     let version = assert_digits_metadata(&server.get("/v2/models/digits").json());
     let path = format!("/v2/models/digits/versions/{version}/infer");
-    let r = post_json(&server, &path, &infer_body(None, &rows, json!({}), json!([])));
+    let r = post_json(
+        &server,
+        &path,
+        &infer_body(None, &rows, json!({}), json!([])),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let answer = r.json();
     assert_eq!(answer["model_version"], json!(version), "{answer}");
@@ -163,14 +182,21 @@ fn predict_answers_of(server: &Server, rows: &[Vec<f32>]) -> Vec<Answer> {
     let images = held_out();
     rows.iter()
         .map(|row| {
-            let i = images.iter().position(|r| r == row).expect("a held-out row");
+            let i = images
+                .iter()
+                .position(|r| r == row)
+                .expect("a held-out row");
             all[i].clone()
         })
         .collect()
 }
 
+/// Each output of a binary-data answer: its name, and its bytes where it
+/// came as binary data (`None`: its data is in the JSON header).
+type BinaryOutputs = Vec<(String, Option<Vec<u8>>)>;
+
 /// A binary-data answer split into its JSON header and each output's bytes.
-fn split_binary(r: &Response) -> (Value, Vec<(String, Option<Vec<u8>>)>) {
+fn split_binary(r: &Response) -> (Value, BinaryOutputs) {
     let length: usize = r
         .header("Inference-Header-Content-Length")
         .unwrap_or_else(|| panic!("no Inference-Header-Content-Length: {:?}", r.headers))
@@ -237,10 +263,17 @@ fn binary_tensor_outputs_carry_the_bits_predict_answers() {
         {"name": "probabilities", "parameters": {"binary_data": true}},
         {"name": "label", "parameters": {"binary_data": false}},
     ]);
-    let r = post_json(&server, INFER, &infer_body(None, &rows, json!({}), outputs_asked));
+    let r = post_json(
+        &server,
+        INFER,
+        &infer_body(None, &rows, json!({}), outputs_asked),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let (header, outputs) = split_binary(&r);
-    let probs = outputs.iter().find(|(n, _)| n == "probabilities").expect("probabilities");
+    let probs = outputs
+        .iter()
+        .find(|(n, _)| n == "probabilities")
+        .expect("probabilities");
     assert_eq!(f32_bits(probs.1.as_deref().expect("binary")), want_probs);
     let label = header["outputs"]
         .as_array()
@@ -277,7 +310,10 @@ fn tritonclient_request_bodies_replay_as_wrk_sends_them() {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().expect("a value").to_string()))
             .collect();
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let r = http(&server.addr, "POST", INFER, &headers, &body).expect("POST");
         assert_eq!(r.status, 200, "{kind}: {}", r.text());
         // Both bodies ask each output in the encoding they carry.
@@ -312,7 +348,14 @@ fn tritonclient_request_bodies_replay_as_wrk_sends_them() {
                     .collect(),
             )
         };
-        assert_eq!(Answer { label, probabilities }, want[0], "{kind}");
+        assert_eq!(
+            Answer {
+                label,
+                probabilities
+            },
+            want[0],
+            "{kind}"
+        );
     }
     let _ = std::fs::remove_dir_all(&out);
 }
