@@ -30,8 +30,15 @@ fn infer_body(id: Option<&str>, rows: &[&[f32]], parameters: Value, outputs: Val
         .replace("\"data\":[]", &format!("\"data\":[{}]", data.join(",")))
 }
 
-fn post_json(server: &Server, path: &str, body: &str) -> Response {
-    server.post(path, "application/json", body.as_bytes())
+fn post_json(addr: &str, path: &str, body: &str) -> Response {
+    http(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .expect("POST")
 }
 
 /// The `error` string of a JSON error answer.
@@ -53,88 +60,105 @@ fn names_shape(text: &str, shape: &[i64]) -> bool {
     })
 }
 
-#[test]
-fn infer_errors_are_json_with_the_status_the_protocol_gives_and_the_server_keeps_serving() {
-    let server = serve_http();
-    let images = held_out();
-    let good = infer_body(None, &[&images[0]], json!({}), json!([]));
-    let bad_shape =
-        r#"{"inputs":[{"name":"pixels","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#;
-    let bad_type = good.replace("\"FP32\"", "\"FP99\"");
+const BAD_SHAPE: &str =
+    r#"{"inputs":[{"name":"pixels","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#;
+
+/// A good one-row infer body (JSON).
+fn good_body() -> String {
+    infer_body(None, &[&held_out()[0]], json!({}), json!([]))
+}
+
+/// tritonclient's binary body for one row (bodies.py), written under `out`.
+fn tritonclient_binary_body(out: &str) -> Vec<u8> {
     let bodies = script(
         "bodies.py",
-        &[
-            "--images",
-            "models/digits/test",
-            "--out",
-            &scratch("bodies-errors"),
-        ],
-        &[&server],
+        &["--images", "models/digits/test", "--out", out],
+        &[],
     );
-    let binary = std::fs::read(bodies["binary"]["path"].as_str().expect("path")).unwrap();
+    std::fs::read(bodies["binary"]["path"].as_str().expect("path")).unwrap()
+}
+
+/// The bad requests of the contract sent to `addr`: (what, answer, the
+/// status the contract gives it).
+fn error_cases(addr: &str, binary: &[u8]) -> Vec<(&'static str, Response, u16)> {
+    let good = good_body();
+    let bad_type = good.replace("\"FP32\"", "\"FP99\"");
     let past = (binary.len() + 1).to_string();
-    let cases: Vec<(&str, Response, u16)> = vec![
-        ("wrong shape", post_json(&server, INFER, bad_shape), 400),
+    let get = |path: &str| http(addr, "GET", path, &[], b"").expect("GET");
+    vec![
+        ("wrong shape", post_json(addr, INFER, BAD_SHAPE), 400),
         (
             "unknown model",
-            post_json(&server, "/v2/models/no-such-model/infer", &good),
+            post_json(addr, "/v2/models/no-such-model/infer", &good),
             404,
         ),
         (
             "unknown model's metadata",
-            server.get("/v2/models/no-such-model"),
+            get("/v2/models/no-such-model"),
             404,
         ),
-        ("bad datatype", post_json(&server, INFER, &bad_type), 400),
+        ("bad datatype", post_json(addr, INFER, &bad_type), 400),
         (
             "malformed JSON",
-            post_json(&server, INFER, r#"{"inputs": ["#),
+            post_json(addr, INFER, r#"{"inputs": ["#),
             400,
         ),
         (
             "binary header length past the body",
             http(
-                &server.addr,
+                addr,
                 "POST",
                 INFER,
                 &[
                     ("Inference-Header-Content-Length", &past),
                     ("Content-Type", "application/octet-stream"),
                 ],
-                &binary,
+                binary,
             )
             .expect("POST"),
             400,
         ),
-    ];
-    for (what, r, status) in &cases {
-        assert_eq!(r.status, *status, "{what}: {}", r.text());
-        let error = error_of(r, what);
-        assert!(!error.is_empty(), "{what}");
-        let again = post_json(&server, INFER, &good);
-        assert_eq!(again.status, 200, "after {what}: {}", again.text());
+    ]
+}
+
+/// One error case answered as the contract says: its status and a JSON
+/// `{"error": "..."}`; the wrong shape's error names both shapes.
+fn assert_error_case(what: &str, r: &Response, status: u16) {
+    assert_eq!(r.status, status, "{what}: {}", r.text());
+    let error = error_of(r, what);
+    assert!(!error.is_empty(), "{what}");
+    if what == "wrong shape" {
+        assert!(
+            names_shape(&error, &[-1, 64]) && names_shape(&error, &[1, 3]),
+            "the wrong-shape error names both shapes: {error}"
+        );
     }
-    let shape_error = error_of(&cases[0].1, "wrong shape");
-    assert!(
-        names_shape(&shape_error, &[-1, 64]) && names_shape(&shape_error, &[1, 3]),
-        "the wrong-shape error names both shapes: {shape_error}"
-    );
 }
 
 #[test]
-fn the_request_id_is_echoed_and_requested_outputs_are_honoured() {
+fn infer_errors_are_json_with_the_status_the_protocol_gives_and_the_server_keeps_serving() {
     let server = serve_http();
-    let images = held_out();
-    let want = &predict_answers_of(&server, &images[..3]);
-    let rows: Vec<&[f32]> = images[..3].iter().map(Vec::as_slice).collect();
+    let out = scratch("bodies-errors");
+    let binary = tritonclient_binary_body(&out);
+    let good = good_body();
+    for (what, r, status) in error_cases(&server.addr, &binary) {
+        assert_error_case(what, &r, status);
+        let again = post_json(&server.addr, INFER, &good);
+        assert_eq!(again.status, 200, "after {what}: {}", again.text());
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
 
+/// A JSON infer of `rows` with an id and `outputs` naming only `label`:
+/// the id echoed, the model named, `label` alone, with `want`'s labels.
+fn assert_id_and_label_only(addr: &str, rows: &[&[f32]], want: &[Answer]) {
     let body = infer_body(
         Some("oip-id-7"),
-        &rows,
+        rows,
         json!({}),
         json!([{"name": "label"}]),
     );
-    let r = post_json(&server, INFER, &body);
+    let r = post_json(addr, INFER, &body);
     assert_eq!(r.status, 200, "{}", r.text());
     let answer = r.json();
     assert_eq!(answer["id"], "oip-id-7", "{answer}");
@@ -143,16 +167,25 @@ fn the_request_id_is_echoed_and_requested_outputs_are_honoured() {
     assert_eq!(outputs.len(), 1, "only the output asked for: {answer}");
     assert_eq!(outputs[0]["name"], "label");
     assert_eq!(outputs[0]["datatype"], "INT64");
-    assert_eq!(shape(&outputs[0]["shape"]), vec![3]);
+    assert_eq!(shape(&outputs[0]["shape"]), vec![rows.len() as i64]);
     let labels: Vec<i64> = want.iter().map(|a| a.label).collect();
     assert_eq!(outputs[0]["data"], json!(labels));
+}
+
+#[test]
+fn the_request_id_is_echoed_and_requested_outputs_are_honoured() {
+    let server = serve_http();
+    let images = held_out();
+    let want = &predict_answers_of(&server, &images[..3]);
+    let rows: Vec<&[f32]> = images[..3].iter().map(Vec::as_slice).collect();
+    assert_id_and_label_only(&server.addr, &rows, want);
 
     // Both outputs when none is asked for, in the model's order, on the
     // versioned route too, and the model's version in the answer.
     let version = assert_digits_metadata(&server.get("/v2/models/digits").json());
     let path = format!("/v2/models/digits/versions/{version}/infer");
     let r = post_json(
-        &server,
+        &server.addr,
         &path,
         &infer_body(None, &rows, json!({}), json!([])),
     );
@@ -240,12 +273,19 @@ fn binary_tensor_outputs_carry_the_bits_predict_answers() {
     let images = held_out();
     let want = &predict_answers_of(&server, &images[..2]);
     let rows: Vec<&[f32]> = images[..2].iter().map(Vec::as_slice).collect();
+    assert_binary_outputs(&server.addr, &rows, want);
+}
+
+/// `rows` asked with every output binary (`binary_data_output`), then with
+/// `binary_data` on `probabilities` alone: the bytes carry `want`'s bits,
+/// and an output not asked binary stays JSON.
+fn assert_binary_outputs(addr: &str, rows: &[&[f32]], want: &[Answer]) {
     let want_probs: Vec<String> = want.iter().flat_map(|a| a.probabilities.clone()).collect();
     let want_labels: Vec<i64> = want.iter().map(|a| a.label).collect();
 
     // Every output binary (`binary_data_output`).
-    let body = infer_body(None, &rows, json!({"binary_data_output": true}), json!([]));
-    let r = post_json(&server, INFER, &body);
+    let body = infer_body(None, rows, json!({"binary_data_output": true}), json!([]));
+    let r = post_json(addr, INFER, &body);
     assert_eq!(r.status, 200, "{}", r.text());
     let (header, outputs) = split_binary(&r);
     assert_eq!(outputs.len(), 2, "{header}");
@@ -264,9 +304,9 @@ fn binary_tensor_outputs_carry_the_bits_predict_answers() {
         {"name": "label", "parameters": {"binary_data": false}},
     ]);
     let r = post_json(
-        &server,
+        addr,
         INFER,
-        &infer_body(None, &rows, json!({}), outputs_asked),
+        &infer_body(None, rows, json!({}), outputs_asked),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let (header, outputs) = split_binary(&r);
@@ -296,10 +336,18 @@ fn tritonclient_request_bodies_replay_as_wrk_sends_them() {
     let server = serve_http();
     let want = predict_answers_of(&server, &held_out()[..1]);
     let out = scratch("bodies");
+    assert_bodies_replay(&server.addr, &want[0], &out);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// bodies.py's binary and JSON bodies (written under `out`) POSTed to
+/// `addr` with the headers it names, as wrk or oha would: each answers
+/// `want`, in the encoding it asked.
+fn assert_bodies_replay(addr: &str, want: &Answer, out: &str) {
     let bodies = script(
         "bodies.py",
-        &["--images", "models/digits/test", "--out", &out],
-        &[&server],
+        &["--images", "models/digits/test", "--out", out],
+        &[],
     );
     assert_eq!(bodies["route"], INFER);
     for kind in ["binary", "json"] {
@@ -314,7 +362,7 @@ fn tritonclient_request_bodies_replay_as_wrk_sends_them() {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let r = http(&server.addr, "POST", INFER, &headers, &body).expect("POST");
+        let r = http(addr, "POST", INFER, &headers, &body).expect("POST");
         assert_eq!(r.status, 200, "{kind}: {}", r.text());
         // Both bodies ask each output in the encoding they carry.
         let (label, probabilities) = if kind == "binary" {
@@ -353,17 +401,16 @@ fn tritonclient_request_bodies_replay_as_wrk_sends_them() {
                 label,
                 probabilities
             },
-            want[0],
+            *want,
             "{kind}"
         );
     }
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
 fn the_repository_index_lists_the_served_model() {
     let server = serve_http();
-    let r = post_json(&server, "/v2/repository/index", "{}");
+    let r = post_json(&server.addr, "/v2/repository/index", "{}");
     assert_eq!(r.status, 200, "{}", r.text());
     let index = r.json();
     let digits = index
@@ -380,14 +427,12 @@ fn the_repository_index_lists_the_served_model() {
 #[test]
 fn every_infer_is_counted_under_its_route_in_bentoml_request_total() {
     let server = serve_http();
-    let images = held_out();
-    let good = infer_body(None, &[&images[0]], json!({}), json!([]));
+    let good = good_body();
     for _ in 0..5 {
-        let r = post_json(&server, INFER, &good);
+        let r = post_json(&server.addr, INFER, &good);
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    let bad = r#"{"inputs":[{"name":"pixels","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#;
-    assert_eq!(post_json(&server, INFER, bad).status, 400);
+    assert_eq!(post_json(&server.addr, INFER, BAD_SHAPE).status, 400);
     let count = |code: &str| {
         parse_exposition(&server.metrics()).sum(
             "bentoml_api_server_request_total",
@@ -403,3 +448,6 @@ fn every_infer_is_counted_under_its_route_in_bentoml_request_total() {
         server.metrics()
     );
 }
+
+#[path = "reference.rs"]
+mod reference;
