@@ -440,4 +440,5 @@ fn the_rest_surface_passes_schemathesis_against_the_open_inference_spec() {
     );
 }
 
+mod deploy;
 mod wire;
