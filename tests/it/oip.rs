@@ -228,22 +228,26 @@ fn assert_same_answers(got: &[Answer], want: &[Answer], what: &str) {
     }
 }
 
+/// classify.py's document for `client` against `url` (`extra`: more of its
+/// flags).
+fn classify(client: &str, url: &str, extra: &[&str], servers: &[&Server]) -> Value {
+    let mut args = vec![
+        "--url",
+        url,
+        "--client",
+        client,
+        "--images",
+        "models/digits/test",
+    ];
+    args.extend_from_slice(extra);
+    script("classify.py", &args, servers)
+}
+
 /// Runs classify.py with `client` against `url` and compares every answer
 /// with `/predict`'s on `http`.
 fn classify_as_predict_does(client: &str, url: &str, http: &Server, servers: &[&Server]) {
     let want = predict_answers(http);
-    let run = script(
-        "classify.py",
-        &[
-            "--url",
-            url,
-            "--client",
-            client,
-            "--images",
-            "models/digits/test",
-        ],
-        servers,
-    );
+    let run = classify(client, url, &[], servers);
     let version = assert_digits_metadata(&run["metadata"]);
     assert_eq!(run["version"], json!(version), "classify.py's version");
     assert_same_answers(

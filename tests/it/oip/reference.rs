@@ -64,17 +64,8 @@ impl KServe {
         );
         assert_eq!(r.status, 200, "{}", r.text());
         let answer = r.json();
-        let output = |n: &str| {
-            answer["outputs"]
-                .as_array()
-                .expect("outputs")
-                .iter()
-                .find(|o| o["name"] == n)
-                .unwrap_or_else(|| panic!("{n}: {answer}"))
-                .clone()
-        };
-        let labels = output("label")["data"].clone();
-        let probs: Vec<String> = output("probabilities")["data"]
+        let labels = output_named(&answer, "label")["data"].clone();
+        let probs: Vec<String> = output_named(&answer, "probabilities")["data"]
             .as_array()
             .expect("data")
             .iter()
@@ -149,20 +140,7 @@ fn reference_kserve_classifies_with_every_client_alike_and_lists_no_version() {
         ("kserve-rest", &kserve.http),
         ("kserve-grpc", &kserve.grpc),
     ] {
-        let run = script(
-            "classify.py",
-            &[
-                "--url",
-                url,
-                "--client",
-                client,
-                "--images",
-                "models/digits/test",
-                "--limit",
-                "40",
-            ],
-            &[],
-        );
+        let run = classify(client, url, &["--limit", "40"], &[]);
         // KServe's metadata lists `versions: null`: the contract's
         // `assert_digits_metadata` would refuse it, so only its tensors here.
         assert_eq!(run["version"], Value::Null, "{client}");

@@ -41,6 +41,17 @@ fn post_json(addr: &str, path: &str, body: &str) -> Response {
     .expect("POST")
 }
 
+/// The output named `name` of a JSON infer answer.
+fn output_named(answer: &Value, name: &str) -> Value {
+    answer["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("{name}: {answer}"))
+        .clone()
+}
+
 /// The `error` string of a JSON error answer.
 fn error_of(r: &Response, what: &str) -> String {
     let body: Value = serde_json::from_slice(&r.body)
@@ -377,15 +388,7 @@ fn assert_bodies_replay(addr: &str, want: &Answer, out: &str) {
             (i64s(&get("label"))[0], f32_bits(&get("probabilities")))
         } else {
             let answer = r.json();
-            let output = |n: &str| {
-                answer["outputs"]
-                    .as_array()
-                    .expect("outputs")
-                    .iter()
-                    .find(|o| o["name"] == n)
-                    .unwrap_or_else(|| panic!("{n}: {answer}"))
-                    .clone()
-            };
+            let output = |n: &str| output_named(&answer, n);
             (
                 output("label")["data"][0].as_i64().expect("label"),
                 output("probabilities")["data"]
