@@ -35,6 +35,7 @@ mod lifecycle;
 mod memory;
 mod metrics;
 mod model_store;
+mod oip;
 mod onnx;
 mod openapi;
 mod prometheus_e2e;
