@@ -254,6 +254,13 @@ impl App {
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
         // Multipart and image inputs need the content type after the body is read.
         let content_type = content_type.map(str::to_string);
+        // The Open Inference Protocol's binary data announces where its JSON
+        // ends; the route reads the JSON itself, so only a header that
+        // disagrees with the body needs the header's value (oip/src/request.rs).
+        let header_length = req
+            .headers()
+            .get(tiffin_oip::response::HEADER_LENGTH)
+            .map(|v| v.to_str().unwrap_or("").to_string());
         let body = Limited::new(req.into_body(), limit).collect();
         let body = match tokio::time::timeout(self.body_timeout, body).await {
             Ok(Ok(collected)) => collected.to_bytes(),
@@ -270,6 +277,14 @@ impl App {
                 )));
             }
         };
+        if let Some(length) = header_length
+            && matches!(
+                tiffin_oip::path::parse(&api.route()),
+                Some(tiffin_oip::path::OipPath::Infer(_))
+            )
+        {
+            tiffin_oip::request::check_header_length(&body, &length)?;
+        }
         let answer = api.answer(body, content_type.as_deref()).await?;
         answer_response(api, answer)
     }

@@ -101,6 +101,29 @@ fn split(body: &[u8]) -> Result<(&str, &[u8]), OipError> {
     Ok((json, body.get(end..).unwrap_or_default()))
 }
 
+/// Checks an `Inference-Header-Content-Length` value against `body`: a
+/// byte count within the body, at which the request's JSON ends.
+pub fn check_header_length(body: &[u8], value: &str) -> Result<(), OipError> {
+    let length: usize = value.trim().parse().map_err(|_| {
+        OipError::bad(format!(
+            "Inference-Header-Content-Length must be a byte count, received {value:?}"
+        ))
+    })?;
+    if length > body.len() {
+        return Err(OipError::bad(format!(
+            "Inference-Header-Content-Length is {length}, past the body's {} bytes",
+            body.len()
+        )));
+    }
+    let end = body.len() - split(body)?.1.len();
+    if end != length {
+        return Err(OipError::bad(format!(
+            "Inference-Header-Content-Length is {length}, but the request's JSON ends after {end} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// The element count of `shape`, every dimension checked.
 fn element_count(name: &str, shape: &[i64]) -> Result<(Vec<usize>, usize), OipError> {
     let dims = shape
@@ -257,7 +280,8 @@ pub fn parse(model: &Model, body: &[u8]) -> Result<InferRequest, OipError> {
         .map_err(|e| OipError::bad(format!("input '{}': {}", model.input.name, e.message)))?;
 
     let all_binary = flag(header.parameters.as_ref(), "binary_data_output")?.unwrap_or(false);
-    let outputs = match header.outputs {
+    // No outputs named (absent, or `[]` as tritonclient sends): all of them.
+    let outputs = match header.outputs.filter(|asked| !asked.is_empty()) {
         None => model
             .card
             .outputs

@@ -241,3 +241,30 @@ fn a_model_the_protocol_cannot_serve_is_refused_at_start() {
     strings.inputs[0].dtype = "object".into();
     assert!(matches!(Model::new(strings), Err(ModelError::Dtype { .. })));
 }
+
+#[test]
+fn the_header_length_must_be_where_the_json_ends() {
+    use crate::request::check_header_length;
+    let body = binary_request(&[1.0; 4], b"");
+    let end = body.len() - 16;
+    assert!(check_header_length(&body, &end.to_string()).is_ok());
+    for (value, needle) in [
+        ("x", "must be a byte count"),
+        ("100000", "past the body's"),
+        ("3", "the request's JSON ends after"),
+    ] {
+        let e = check_header_length(&body, value).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.contains(needle),
+            "{needle:?} not in {:?}",
+            e.message
+        );
+    }
+}
+
+#[test]
+fn an_empty_outputs_list_asks_for_every_output() {
+    let body = br#"{"inputs":[{"name":"pixels","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}],"outputs":[]}"#;
+    assert_eq!(parse(&model(), body).unwrap().outputs.len(), 2);
+}
