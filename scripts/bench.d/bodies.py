@@ -54,6 +54,15 @@ def oip_binary(out, row_path):
     open(out + ".len", "w").write(str(len(header)))
 
 
+def predict_from_oip(out, oip_json_path):
+    """The /predict body ([[...]] rows of 64) of the rows an Open Inference
+    Protocol JSON request carries (e.g. one tritonclient wrote)."""
+    tensor = json.load(open(oip_json_path))["inputs"][0]
+    data, width = tensor["data"], tensor["shape"][-1]
+    rows = [data[i:i + width] for i in range(0, len(data), width)]
+    open(out, "w").write(json.dumps(rows))
+
+
 def noise_png(out):
     """A 256x256 RGB PNG of noise: it barely compresses, about 200 KB."""
     random.seed(12)
@@ -85,4 +94,4 @@ def iris_rows(out):
 
 
 if __name__ == "__main__":
-    run(digit_form, digit_row, oip_json, oip_binary, noise_png, iris_rows)
+    run(digit_form, digit_row, oip_json, oip_binary, predict_from_oip, noise_png, iris_rows)
