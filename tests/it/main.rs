@@ -46,3 +46,4 @@ mod restart_backoff;
 mod runtime_dir;
 mod snapshots;
 mod tracing;
+mod vader;

@@ -89,7 +89,7 @@ HAND = [
     "OK.", "ok", "ok.", "Ok!", "FAV", "fav", "XD", ":P", ":p",
     # non-ASCII: accents, other scripts, Unicode casing
     "Café is good.", "naïve but nice", "Ich bin überrascht", "Это хорошо good",
-    "私は幸せです", "Γειά σου ΚΌΣΜΕ good", "ΣΟΦΟΣ bad", "İstanbul is GREAT", "ǅemal is good",
+    "私は幸せです", "Γειά σου ΚΌΣΜΕ good", "ΣΟΦΟΣ bad", "İstanbul is GREAT", "ǅemal is good", "ǅEMAL is good", "GOOD ǅEMAL", "ᾈ GOOD day",
     "The KELVIN \u212ainD of good", "\u212aind of good", "ﬁne good", "good\u00a0bad",
     "good\u2003very good", "good\u3000great", "\u00e9\u00e9! nice", "straße good",
     # Python whitespace that Rust's char::is_whitespace does not count

@@ -98,6 +98,12 @@ pub fn polarity_scores(text: &str) -> Scores {
     score::scores(&sentiments, &text)
 }
 
+/// Parses the compiled-in lexicons now; they are otherwise parsed on the
+/// first call (a few milliseconds). A server calls it when its model loads.
+pub fn load() {
+    lexicon::lexicon();
+}
+
 /// The compound score of `text` alone (see [`polarity_scores`]).
 pub fn compound(text: &str) -> f64 {
     polarity_scores(text).compound
