@@ -367,6 +367,11 @@ impl Lexicon {
         self.emojis.get(&c).copied()
     }
 
+    /// Some emoji is an ASCII character, so ASCII text needs the emoji scan.
+    pub fn ascii_emoji(&self) -> bool {
+        self.ascii_emoji
+    }
+
     /// The number of lexicon words and of single-character emojis.
     #[cfg(test)]
     pub fn sizes(&self) -> (usize, usize) {

@@ -78,6 +78,9 @@ pub(crate) fn is_upper(word: &str) -> bool {
 /// nothing is put after it, so "😁!" ends in "eyes!". Borrowed when the
 /// text holds no emoji, as almost every text does.
 pub(crate) fn substitute_emojis<'t>(lexicon: &Lexicon, text: &'t str) -> Cow<'t, str> {
+    if text.is_ascii() && !lexicon.ascii_emoji() {
+        return Cow::Borrowed(text);
+    }
     let Some(first) = text
         .char_indices()
         .find(|&(_, c)| lexicon.emoji(c).is_some())
