@@ -9,6 +9,9 @@
 //! the doubles. Both sides round the same way (Python's `round` to 3 or 4
 //! decimals), so a disagreement in any step before it shows up unless the
 //! rounding hides it, and the corpus is large enough that it does not.
+//! The reference is the venv's Python 3.11: from 3.12 on, `sum` of floats
+//! is compensated, which could move a score's last bit and, rarely, a
+//! rounded digit; tiffin_vader adds left to right as 3.11 does.
 
 use std::path::Path;
 use std::process::Command;

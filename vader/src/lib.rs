@@ -53,8 +53,9 @@
 //! are compiled in and parsed once into one hash map whose entry answers
 //! every question a rule asks of a word. A call borrows the words from the
 //! text, lowercases ASCII words into a stack buffer for the one lookup per
-//! word, and returns a `Copy` [`Scores`]; it allocates two small vectors
-//! (and a string only for text holding an emoji).
+//! word, and returns a `Copy` [`Scores`]; it allocates two small vectors,
+//! plus a string only for a text holding an emoji and for each non-ASCII
+//! word (lowercased with Unicode's full case mapping, as Python does).
 
 mod lexicon;
 mod rules;
