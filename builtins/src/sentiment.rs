@@ -1,8 +1,9 @@
 //! `sentiment_analyzer`: the service from BentoML's metrics guide, with its
 //! two custom metrics.
 //!
-//! The runner `nltk_sentiment` scores each sentence with VADER (the
-//! `vader_sentiment` crate reproduces Python VADER's scores) and answers
+//! The runner `nltk_sentiment` scores each sentence with VADER
+//! (`tiffin_vader`, whose scores are identical to Python's vaderSentiment
+//! 3.3.2, checked by tests/it/vader.rs) and answers
 //! whether the mean compound score is positive, observing
 //! `inference_duration` in the runner worker. The `analysis` API counts
 //! `polarity_total` in the API server.
@@ -12,10 +13,9 @@ use std::time::Instant;
 use serde_json::json;
 use tiffin_metrics::{Counter, DEFAULT_DURATION_BUCKETS, Histogram};
 use tiffin_service::{Json, Runnable, Runner, Service, Text};
-use vader_sentiment::SentimentIntensityAnalyzer;
 
 /// Label value for `nltk_version`: what does the scoring, like BentoML's `nltk.__version__`.
-const SCORER_VERSION: &str = "vader_sentiment-0.1.1";
+const SCORER_VERSION: &str = "tiffin-vader-3.3.2";
 
 static INFERENCE_DURATION: Histogram = Histogram::lazy(
     "inference_duration",
@@ -63,16 +63,10 @@ pub fn sentences(text: &str) -> Vec<&str> {
 }
 
 /// Mean VADER compound score of the sentences is positive.
-pub fn is_positive(analyzer: &SentimentIntensityAnalyzer<'_>, text: &str) -> bool {
+pub fn is_positive(text: &str) -> bool {
     let scores: Vec<f64> = sentences(text)
         .iter()
-        .map(|s| {
-            analyzer
-                .polarity_scores(s)
-                .get("compound")
-                .copied()
-                .unwrap_or(0.0)
-        })
+        .map(|s| tiffin_vader::compound(s))
         .collect();
     if scores.is_empty() {
         return false;
@@ -81,10 +75,12 @@ pub fn is_positive(analyzer: &SentimentIntensityAnalyzer<'_>, text: &str) -> boo
 }
 
 fn load() -> Runnable {
-    let analyzer = SentimentIntensityAnalyzer::new();
+    // The lexicon is parsed when the runner loads, not in the first call's
+    // inference_duration.
+    tiffin_vader::load();
     Runnable::new().method("is_positive", move |text: String| {
         let start = Instant::now();
-        let positive = is_positive(&analyzer, &text);
+        let positive = is_positive(&text);
         INFERENCE_DURATION
             .with(&[
                 ("nltk_version", SCORER_VERSION),
@@ -136,9 +132,10 @@ mod tests {
 
     #[test]
     fn reference_examples() {
-        let a = SentimentIntensityAnalyzer::new();
-        assert!(is_positive(&a, "I love this product!"));
-        assert!(!is_positive(&a, "This is terrible. I hate it."));
-        assert!(!is_positive(&a, ""));
+        assert!(is_positive("I love this product!"));
+        assert!(!is_positive("This is terrible. I hate it."));
+        assert!(!is_positive(""));
+        // vaderSentiment's "no" rule, which the old vader_sentiment crate lacked.
+        assert!(is_positive("No problems so far."));
     }
 }

@@ -47,3 +47,4 @@ mod restart_backoff;
 mod runtime_dir;
 mod snapshots;
 mod tracing;
+mod vader;
