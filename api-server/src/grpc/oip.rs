@@ -61,55 +61,35 @@ fn tensors(list: &[TensorCard]) -> Vec<TensorMetadata> {
         .collect()
 }
 
+/// Appends each of `values` as `bytes` writes it.
+fn put<T: Copy, const N: usize>(out: &mut Vec<u8>, values: &[T], bytes: impl Fn(T) -> [u8; N]) {
+    values
+        .iter()
+        .for_each(|&v| out.extend_from_slice(&bytes(v)));
+}
+
 /// Typed `contents` as the little-endian bytes `raw_input_contents` would
 /// carry for `datatype` (`BYTES`: each element after its 4-byte length).
+/// The protocol carries the narrow integer types in the 32-bit fields, so
+/// they are narrowed here as a client widened them.
 fn contents_bytes(datatype: &str, c: &pb::InferTensorContents) -> Vec<u8> {
     let mut out = Vec::new();
+    let o = &mut out;
     match Datatype::parse(datatype) {
-        Some(Datatype::Bool) => out.extend(c.bool_contents.iter().map(|&b| u8::from(b))),
-        Some(Datatype::Int8) => c
-            .int_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&(x as i8).to_le_bytes())),
-        Some(Datatype::Int16) => c
-            .int_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&(x as i16).to_le_bytes())),
-        Some(Datatype::Int32) => c
-            .int_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&x.to_le_bytes())),
-        Some(Datatype::Int64) => c
-            .int64_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&x.to_le_bytes())),
-        Some(Datatype::Uint8) => c
-            .uint_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&(x as u8).to_le_bytes())),
-        Some(Datatype::Uint16) => c
-            .uint_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&(x as u16).to_le_bytes())),
-        Some(Datatype::Uint32) => c
-            .uint_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&x.to_le_bytes())),
-        Some(Datatype::Uint64) => c
-            .uint64_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&x.to_le_bytes())),
-        Some(Datatype::Fp32) => c
-            .fp32_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&x.to_le_bytes())),
-        Some(Datatype::Fp64) => c
-            .fp64_contents
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&x.to_le_bytes())),
+        Some(Datatype::Bool) => put(o, &c.bool_contents, |b| [u8::from(b)]),
+        Some(Datatype::Int8) => put(o, &c.int_contents, |x| (x as i8).to_le_bytes()),
+        Some(Datatype::Int16) => put(o, &c.int_contents, |x| (x as i16).to_le_bytes()),
+        Some(Datatype::Int32) => put(o, &c.int_contents, i32::to_le_bytes),
+        Some(Datatype::Int64) => put(o, &c.int64_contents, i64::to_le_bytes),
+        Some(Datatype::Uint8) => put(o, &c.uint_contents, |x| (x as u8).to_le_bytes()),
+        Some(Datatype::Uint16) => put(o, &c.uint_contents, |x| (x as u16).to_le_bytes()),
+        Some(Datatype::Uint32) => put(o, &c.uint_contents, u32::to_le_bytes),
+        Some(Datatype::Uint64) => put(o, &c.uint64_contents, u64::to_le_bytes),
+        Some(Datatype::Fp32) => put(o, &c.fp32_contents, f32::to_le_bytes),
+        Some(Datatype::Fp64) => put(o, &c.fp64_contents, f64::to_le_bytes),
         Some(Datatype::Bytes) => c.bytes_contents.iter().for_each(|b| {
-            out.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes());
-            out.extend_from_slice(b);
+            o.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes());
+            o.extend_from_slice(b);
         }),
         // FP16 has no typed field, and an unknown datatype is refused by the route.
         Some(Datatype::Fp16) | None => {}
