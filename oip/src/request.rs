@@ -161,9 +161,22 @@ fn from_le(datatype: Datatype, bytes: &[u8]) -> Option<NdData> {
 
 /// Reads `body` as a request to `model`.
 pub fn parse(model: &Model, body: &[u8]) -> Result<InferRequest, OipError> {
-    let (json, mut binary) = split(body)?;
-    let header: Header<'_> = serde_json::from_str(json)
-        .map_err(|e| OipError::bad(format!("the request is not a valid inference request: {e}")))?;
+    // JSON alone, the common case of JSON tensors, is read in one pass; a
+    // body with binary data after its JSON (or any error, to name it) is
+    // split first.
+    let whole = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Header<'_>>(text).ok());
+    let (header, mut binary) = match whole {
+        Some(header) => (header, &[][..]),
+        None => {
+            let (json, binary) = split(body)?;
+            let header: Header<'_> = serde_json::from_str(json).map_err(|e| {
+                OipError::bad(format!("the request is not a valid inference request: {e}"))
+            })?;
+            (header, binary)
+        }
+    };
     let [input] = header.inputs.as_slice() else {
         return Err(OipError::bad(format!(
             "model '{}' takes one input ('{}'), received {}",
