@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 
 use foldhash::fast::FixedState;
 
-use crate::text::py_strip;
+use crate::python_str::py_strip;
 
 /// The word-valence lexicon of vaderSentiment 3.3.2: `word<TAB>mean<TAB>sd<TAB>ratings`.
 const LEXICON: &str = include_str!("../data/vader_lexicon.txt");

@@ -58,6 +58,7 @@
 //! word (lowercased with Unicode's full case mapping, as Python does).
 
 mod lexicon;
+mod python_str;
 mod rules;
 mod score;
 mod text;

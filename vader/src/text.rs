@@ -11,18 +11,7 @@
 use std::borrow::Cow;
 
 use crate::lexicon::{Entry, Lexicon};
-
-/// Python's `str.isspace()` for one character: Unicode White_Space (Rust's
-/// definition) plus the four ASCII information separators, which Python
-/// counts as whitespace (bidirectional class B or S).
-pub(crate) fn is_py_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
-}
-
-/// Python's `s.strip()`.
-pub(crate) fn py_strip(s: &str) -> &str {
-    s.trim_matches(is_py_space)
-}
+use crate::python_str::is_py_space;
 
 /// vaderSentiment's `_strip_punc_if_word`: a token loses its leading and
 /// trailing ASCII punctuation (`string.punctuation` is exactly Rust's
