@@ -217,11 +217,7 @@ impl Routes {
     /// What a path of the protocol names here. An inference path reaches
     /// this only when no API has it: its model is not served.
     fn oip(&self, path: OipPath<'_>) -> Route<'_> {
-        let card = |m: ModelRef<'_>| {
-            self.models
-                .iter()
-                .find(|c| c.name == m.name && m.version.is_none_or(|v| v == c.version))
-        };
+        let card = |m: ModelRef<'_>| self.model(m.name, m.version);
         Route::Oip(match path {
             OipPath::Live => OipRoute::Live,
             OipPath::Ready => OipRoute::Ready,
@@ -231,6 +227,13 @@ impl Routes {
             OipPath::ModelReady(m) => card(m).map_or(OipRoute::NoModel, OipRoute::ModelReady),
             OipPath::Infer(_) => OipRoute::NoModel,
         })
+    }
+
+    /// The served model `name`, at `version` when one is named.
+    pub fn model(&self, name: &str, version: Option<&str>) -> Option<&ModelCard> {
+        self.models
+            .iter()
+            .find(|c| c.name == name && version.is_none_or(|v| v == c.version))
     }
 
     /// The models the service declares.

@@ -12,22 +12,33 @@ use crate::Datatype;
 /// The protocol extensions tiffin serves, as `GET /v2` lists them.
 pub const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
 
+/// The server's name in its metadata.
+pub const SERVER_NAME: &str = "tiffin";
+
 /// `GET /v2`: the server's name, version and extensions.
 pub fn server(version: &str) -> Value {
-    json!({ "name": "tiffin", "version": version, "extensions": EXTENSIONS })
+    json!({ "name": SERVER_NAME, "version": version, "extensions": EXTENSIONS })
+}
+
+/// A tensor's datatype as the protocol spells it (`FP32`), or its numpy
+/// name as it is when the protocol has none.
+pub fn datatype(t: &TensorCard) -> &str {
+    match Datatype::from_numpy(&t.dtype) {
+        Some(d) => d.as_str(),
+        None => &t.dtype,
+    }
+}
+
+/// A tensor's shape as the protocol writes it: `-1` for a free dimension.
+pub fn shape(t: &TensorCard) -> Vec<i64> {
+    t.shape
+        .iter()
+        .map(|d| d.and_then(|n| i64::try_from(n).ok()).unwrap_or(-1))
+        .collect()
 }
 
 fn tensor(t: &TensorCard) -> Value {
-    let shape: Vec<i64> = t
-        .shape
-        .iter()
-        .map(|d| d.and_then(|n| i64::try_from(n).ok()).unwrap_or(-1))
-        .collect();
-    let datatype: &str = match Datatype::from_numpy(&t.dtype) {
-        Some(d) => d.as_str(),
-        None => &t.dtype,
-    };
-    json!({ "name": t.name, "datatype": datatype, "shape": shape })
+    json!({ "name": t.name, "datatype": datatype(t), "shape": shape(t) })
 }
 
 /// `GET /v2/models/{name}[/versions/{version}]`.

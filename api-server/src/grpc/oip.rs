@@ -33,30 +33,31 @@ pub(super) struct Inference {
     pub(super) state: Arc<ServerState>,
 }
 
+/// A model's version as a gRPC request names it: empty is none.
+fn version(v: &str) -> Option<&str> {
+    (!v.is_empty()).then_some(v)
+}
+
+/// NOT_FOUND for model `name` at `version`, naming the served ones.
+fn no_model(state: &ServerState, name: &str, version: Option<&str>) -> Status {
+    let path = tiffin_oip::path::infer(name, version);
+    Status::not_found(crate::oip::no_model(state, &path))
+}
+
 /// The card of model `name` at `version` (any when empty), or NOT_FOUND.
-fn card<'a>(state: &'a ServerState, name: &str, version: &str) -> Result<&'a ModelCard, Status> {
+fn card<'a>(state: &'a ServerState, name: &str, v: &str) -> Result<&'a ModelCard, Status> {
     state
         .routes
-        .models()
-        .iter()
-        .find(|c| c.name == name && (version.is_empty() || c.version == version))
-        .ok_or_else(|| {
-            let path = tiffin_oip::path::infer(name, (!version.is_empty()).then_some(version));
-            Status::not_found(crate::oip::no_model(state, &path))
-        })
+        .model(name, version(v))
+        .ok_or_else(|| no_model(state, name, version(v)))
 }
 
 fn tensors(list: &[TensorCard]) -> Vec<TensorMetadata> {
     list.iter()
         .map(|t| TensorMetadata {
             name: t.name.clone(),
-            datatype: Datatype::from_numpy(&t.dtype)
-                .map_or_else(|| t.dtype.clone(), |d| d.as_str().to_string()),
-            shape: t
-                .shape
-                .iter()
-                .map(|d| d.and_then(|n| i64::try_from(n).ok()).unwrap_or(-1))
-                .collect(),
+            datatype: tiffin_oip::metadata::datatype(t).to_string(),
+            shape: tiffin_oip::metadata::shape(t),
         })
         .collect()
 }
@@ -229,9 +230,11 @@ impl Inference {
         req: &pb::ModelInferRequest,
     ) -> Result<pb::ModelInferResponse, Status> {
         let Route::Api(api) = route else {
-            let version = (!req.model_version.is_empty()).then_some(req.model_version.as_str());
-            let path = tiffin_oip::path::infer(&req.model_name, version);
-            return Err(Status::not_found(crate::oip::no_model(&self.state, &path)));
+            return Err(no_model(
+                &self.state,
+                &req.model_name,
+                version(&req.model_version),
+            ));
         };
         let body = rest_body(req)?;
         let answer = self
@@ -278,7 +281,7 @@ impl GrpcInferenceService for Inference {
         _: Request<pb::ServerMetadataRequest>,
     ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
         Ok(Response::new(pb::ServerMetadataResponse {
-            name: "tiffin".into(),
+            name: tiffin_oip::metadata::SERVER_NAME.into(),
             version: crate::oip::SERVER_VERSION.into(),
             extensions: tiffin_oip::metadata::EXTENSIONS
                 .iter()
@@ -308,9 +311,8 @@ impl GrpcInferenceService for Inference {
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         let req = request.into_inner();
-        let version = (!req.model_version.is_empty()).then_some(req.model_version.as_str());
         // Metered as HTTP's `POST` to the same route would be.
-        let path = tiffin_oip::path::infer(&req.model_name, version);
+        let path = tiffin_oip::path::infer(&req.model_name, version(&req.model_version));
         let route = match self.state.routes.resolve(&path) {
             api @ Route::Api(_) => api,
             _ => Route::Oip(OipRoute::NoModel),
