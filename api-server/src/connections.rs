@@ -16,7 +16,7 @@
 //! its answer ([`Connections::admit`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::time::Instant as TokioInstant;
@@ -25,16 +25,52 @@ use tiffin_metrics::{Counter, MetricsError, Registry};
 
 use tiffin_metrics::count_guard::{Count, CountGuard};
 
-/// How long a drain waits for just-accepted connections to begin (HTTP: their
-/// first request, `Connections::fresh`; gRPC: their preface, `grpc/incoming.rs`).
+/// How long a drain waits for just-accepted connections to begin their
+/// first request or call ([`Fresh`]; HTTP here, gRPC in `grpc/incoming.rs`).
 pub(crate) const FRESH_GRACE: Duration = Duration::from_secs(1);
+
+/// Marks one connection as fresh in a server's count until its first
+/// request or call begins, or it ends, whichever comes first. A graceful
+/// shutdown would close a fresh connection under a client whose request is
+/// on its way, so a drain waits for the count to reach zero ([`settle`]).
+#[derive(Debug)]
+pub(crate) struct Fresh {
+    count: Arc<AtomicUsize>,
+    fresh: AtomicBool,
+}
+
+impl Fresh {
+    /// A connection accepted now, counted in `count`.
+    pub fn new(count: &Arc<AtomicUsize>) -> Arc<Self> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Self {
+            count: Arc::clone(count),
+            fresh: AtomicBool::new(true),
+        })
+    }
+
+    /// Its first request began (or it ended): no longer fresh.
+    pub fn begun(&self) {
+        if self.fresh.swap(false, Ordering::Relaxed) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Resolves once no connection in `count` is fresh, or after [`FRESH_GRACE`].
+pub(crate) async fn settle(count: &AtomicUsize) {
+    let waited = TokioInstant::now();
+    while count.load(Ordering::Relaxed) > 0 && waited.elapsed() < FRESH_GRACE {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
 
 /// The per-server count of open connections and its limit.
 #[derive(Debug)]
 pub(crate) struct Connections {
     open: Arc<AtomicUsize>,
-    /// Accepted connections whose first request has not begun.
-    fresh: AtomicUsize,
+    /// Accepted connections whose first request has not begun ([`Fresh`]).
+    fresh: Arc<AtomicUsize>,
     max: usize,
     /// How long a connection may go without a request in flight.
     pub idle: Duration,
@@ -52,7 +88,7 @@ impl Connections {
     pub fn new(max: usize, idle: Duration) -> Arc<Self> {
         Arc::new(Self {
             open: Arc::default(),
-            fresh: AtomicUsize::new(0),
+            fresh: Arc::default(),
             max,
             idle,
         })
@@ -67,12 +103,10 @@ impl Connections {
         }
     }
 
-    /// Connections accepted whose first request has not begun yet. A
-    /// graceful shutdown would take them for idle and close them, resetting
-    /// a client whose request is on its way, so a drain waits for them
-    /// first (bounded: `http.rs`).
-    pub fn fresh(&self) -> usize {
-        self.fresh.load(Ordering::Relaxed)
+    /// Connections accepted whose first request has not begun yet: a
+    /// drain [`settle`]s them before its graceful shutdown (`http.rs`).
+    pub fn fresh(&self) -> &AtomicUsize {
+        &self.fresh
     }
 
     /// Connections open now.
@@ -90,8 +124,7 @@ pub(crate) struct Activity {
     /// Milliseconds after `epoch` of the last request start or end.
     last_ms: AtomicU64,
     /// Counted in [`Connections::fresh`] until its first request begins.
-    fresh: Option<Arc<Connections>>,
-    first: std::sync::atomic::AtomicBool,
+    fresh: Option<Arc<Fresh>>,
 }
 
 impl Drop for Activity {
@@ -124,27 +157,23 @@ impl Activity {
 
     /// The activity of a connection accepted now, counted as fresh in
     /// `connections` until its first request begins.
-    pub fn accepted(connections: &Arc<Connections>) -> Arc<Self> {
-        connections.fresh.fetch_add(1, Ordering::Relaxed);
-        Self::with(Some(connections.clone()))
+    pub fn accepted(connections: &Connections) -> Arc<Self> {
+        Self::with(Some(Fresh::new(&connections.fresh)))
     }
 
-    fn with(fresh: Option<Arc<Connections>>) -> Arc<Self> {
+    fn with(fresh: Option<Arc<Fresh>>) -> Arc<Self> {
         Arc::new(Self {
             epoch: TokioInstant::now(),
             in_flight: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
-            first: std::sync::atomic::AtomicBool::new(fresh.is_some()),
             fresh,
         })
     }
 
     /// The first request began (or the connection ended): no longer fresh.
     fn begun(&self) {
-        if self.first.swap(false, Ordering::Relaxed)
-            && let Some(c) = &self.fresh
-        {
-            c.fresh.fetch_sub(1, Ordering::Relaxed);
+        if let Some(fresh) = &self.fresh {
+            fresh.begun();
         }
     }
 

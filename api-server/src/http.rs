@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -23,7 +23,7 @@ use tiffin_metrics::Format;
 use tiffin_service::{Api, ApiError};
 
 use crate::accept::{self, HEARTBEAT, LoadBoard, inherit_listener};
-use crate::connections::{AcceptBackoff, Activity, Connections, FRESH_GRACE};
+use crate::connections::{self, AcceptBackoff, Activity, Connections};
 use crate::cors::{Cors, CorsRequest};
 use crate::observation::Observation;
 use crate::route::{OipRoute, Route};
@@ -411,10 +411,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     // Connections accepted just now have requests on their way that the
     // graceful shutdown would not wait for (it closes connections without
     // a request in flight): let them begin first, for at most FRESH_GRACE.
-    let waited = Instant::now();
-    while connections.fresh() > 0 && waited.elapsed() < FRESH_GRACE {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    connections::settle(connections.fresh()).await;
     graceful.shutdown().await;
     app.state.drained().await
 }

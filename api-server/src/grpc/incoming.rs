@@ -29,7 +29,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -41,32 +41,8 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::accept::{self, HEARTBEAT, LoadBoard};
-use crate::connections::AcceptBackoff;
+use crate::connections::{AcceptBackoff, Fresh};
 use tiffin_metrics::count_guard::CountGuard;
-
-/// Counted among a server's fresh connections until its first call begins
-/// or it ends, whichever comes first.
-pub(crate) struct Fresh {
-    count: Arc<AtomicUsize>,
-    fresh: AtomicBool,
-}
-
-impl Fresh {
-    fn new(count: &Arc<AtomicUsize>) -> Arc<Self> {
-        count.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Self {
-            count: Arc::clone(count),
-            fresh: AtomicBool::new(true),
-        })
-    }
-
-    /// A call began on the connection (or it ended): no longer fresh.
-    pub fn begun(&self) {
-        if self.fresh.swap(false, Ordering::Relaxed) {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// What tonic puts in the extensions of every request on a [`Held`]
 /// connection: the peer's address, and the connection's [`Fresh`] mark.
@@ -167,8 +143,8 @@ impl Door {
     }
 
     /// Connections accepted on which no call has begun yet.
-    pub fn fresh(&self) -> usize {
-        self.fresh.load(Ordering::Relaxed)
+    pub fn fresh(&self) -> &AtomicUsize {
+        &self.fresh
     }
 }
 

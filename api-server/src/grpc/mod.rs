@@ -30,7 +30,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_health::ServingStatus;
 
 use crate::accept::{LoadBoard, inherit_listener};
-use crate::connections::{AcceptBackoff, FRESH_GRACE};
+use crate::connections::{AcceptBackoff, settle};
 use crate::route::Route;
 use crate::state::{Flow, ServerState};
 use crate::{ApiServerArgs, ApiServerError};
@@ -264,15 +264,12 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     // A connection accepted just now has a call on its way that tonic's
     // graceful shutdown would cancel (incoming.rs): keep serving until each
     // has begun its first call, for at most FRESH_GRACE.
-    let waited = tokio::time::Instant::now();
-    while door.fresh() > 0 && waited.elapsed() < FRESH_GRACE {
-        tokio::select! {
-            result = &mut serve => {
-                result?;
-                return state.drained().await;
-            }
-            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+    tokio::select! {
+        result = &mut serve => {
+            result?;
+            return state.drained().await;
         }
+        () = settle(door.fresh()) => {}
     }
     let _ = stop_tx.send(());
     serve.await?;
