@@ -29,31 +29,6 @@ def digit_row(out):
     open(out, "w").write("[[" + ",".join(str(random.randint(0, 16)) for _ in range(64)) + "]]\n")
 
 
-def oip_json(out, row_path):
-    """The Open Inference Protocol's JSON request for the row in row_path
-    ([[...]]), as tritonclient writes one with binary_data=False."""
-    row = json.load(open(row_path))[0]
-    body = {"inputs": [{"name": "pixels", "shape": [1, len(row)], "datatype": "FP32", "data": row}],
-            "outputs": [{"name": "probabilities", "parameters": {"binary_data": False}},
-                        {"name": "label", "parameters": {"binary_data": False}}]}
-    open(out, "w").write(json.dumps(body))
-
-
-def oip_binary(out, row_path):
-    """The same request with binary tensor data (tritonclient's default): the
-    JSON, then the row as little-endian float32; the JSON's length goes to
-    out + ".len" for the Inference-Header-Content-Length header."""
-    row = json.load(open(row_path))[0]
-    raw = struct.pack("<%df" % len(row), *row)
-    header = json.dumps({
-        "inputs": [{"name": "pixels", "shape": [1, len(row)], "datatype": "FP32",
-                    "parameters": {"binary_data_size": len(raw)}}],
-        "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}},
-                    {"name": "label", "parameters": {"binary_data": True}}]}).encode()
-    open(out, "wb").write(header + raw)
-    open(out + ".len", "w").write(str(len(header)))
-
-
 def predict_from_oip(out, oip_json_path):
     """The /predict body ([[...]] rows of 64) of the rows an Open Inference
     Protocol JSON request carries (e.g. one tritonclient wrote)."""
@@ -94,4 +69,4 @@ def iris_rows(out):
 
 
 if __name__ == "__main__":
-    run(digit_form, digit_row, oip_json, oip_binary, predict_from_oip, noise_png, iris_rows)
+    run(digit_form, digit_row, predict_from_oip, noise_png, iris_rows)

@@ -5,25 +5,19 @@
 # them; wrk), over gRPC BentoService/Call with an NDArray against ModelInfer
 # with raw_input_contents (api-server/examples/grpc_bench.rs). Each round
 # alternates the order of its targets.
-# The protocol's bodies are tritonclient's own bytes when its venv is there
-# (scripts/setup/26-oip; tests/fixtures/oip/bodies.py, the first held-out
-# image), and /predict gets the same row; else bodies.py writes both alike.
+# The protocol's bodies are tritonclient's own (tests/fixtures/oip/bodies.py,
+# the first held-out image, in the venv scripts/setup/26-oip makes; it does
+# nothing when the venv is there), and /predict gets the same row.
 ROW=$WORK/digit.json
 OIP_JSON=$WORK/oip.json
 OIP_BIN=$WORK/oip.bin
-OIP_PY=${CARGO_TARGET_DIR:-target}/pyvenv-oip/bin/python
-if [ -x "$OIP_PY" ]; then
-  written=$("$OIP_PY" tests/fixtures/oip/bodies.py --images models/digits/test --out "$WORK/oip-bodies")
-  cp "$WORK/oip-bodies/json.body" "$OIP_JSON"; cp "$WORK/oip-bodies/binary.body" "$OIP_BIN"
-  python3 -c 'import json,sys; print(json.loads(sys.argv[1])["binary"]["header_length"], end="")' "$written" > "$OIP_BIN.len"
-  bodies predict-from-oip "$ROW" "$OIP_JSON"
-  echo "-- bodies: tritonclient's own (tests/fixtures/oip/bodies.py)"
-else
-  bodies digit-row "$ROW"
-  bodies oip-json "$OIP_JSON" "$ROW"
-  bodies oip-binary "$OIP_BIN" "$ROW"
-  echo "-- bodies: scripts/bench.d/bodies.py (no target/pyvenv-oip: run scripts/setup/26-oip for tritonclient's own)"
-fi
+scripts/setup/26-oip
+written=$(target/pyvenv-oip/bin/python tests/fixtures/oip/bodies.py \
+  --images models/digits/test --out "$WORK/oip-bodies")
+cp "$WORK/oip-bodies/json.body" "$OIP_JSON"
+cp "$WORK/oip-bodies/binary.body" "$OIP_BIN"
+python3 -c 'import json,sys; print(json.loads(sys.argv[1])["binary"]["header_length"], end="")' "$written" > "$OIP_BIN.len"
+bodies predict-from-oip "$ROW" "$OIP_JSON"
 PIXELS=$(tr -d '[] \n' < "$ROW")
 GRPC_CLIENT=$TARGET/release/examples/grpc_bench
 [ -x "$GRPC_CLIENT" ] || cargo build --release -p tiffin-api-server --example grpc_bench -q
