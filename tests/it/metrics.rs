@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::{
     Exposition, Launch, Server, child_pids, concurrent_clients, eventually, free_port, http,
-    parse_exposition, post_text_to, require_tool, run_with_timeout, settle, status_json,
+    parse_exposition, post_text_to, promtool_check, run_with_timeout, settle, status_json,
     worker_role,
 };
 
@@ -807,7 +807,6 @@ fn disabled_metrics_answer_404_json_and_the_api_still_works() {
 
 #[test]
 fn promtool_check_metrics_reports_no_errors() {
-    let promtool = require_tool("promtool");
     let server = start(&["--runner-workers", "2"]);
     for text in POSITIVE.iter().chain(NEGATIVE) {
         analyse(&server, text);
@@ -817,38 +816,16 @@ fn promtool_check_metrics_reports_no_errors() {
         server.post("/analysis", "application/json", b"{}").status,
         415
     );
-    let text = server.metrics();
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(text.as_bytes()).expect("write to promtool");
-    }
-    let out = child.wait_with_output().expect("promtool output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     // promtool exits 1 on parse errors (and on lint problems); lint
-    // findings are printed as "<metric> <problem>" lines. Parse errors
-    // print "error while linting: ...". Fail on either.
-    if !stdout.trim().is_empty() || !stderr.trim().is_empty() {
-        eprintln!("promtool says:\n{stdout}{stderr}");
+    // findings are printed as "<metric> <problem>" lines, parse errors as
+    // "error while linting: ...". Fail on either.
+    let said = promtool_check(&server.metrics());
+    if !said.trim().is_empty() {
+        eprintln!("promtool says:\n{said}");
     }
     assert!(
-        out.status.success(),
-        "promtool check metrics failed ({}):\n{stdout}{stderr}\n--- exposition ---\n{text}",
-        out.status
-    );
-    assert!(
-        !format!("{stdout}{stderr}")
-            .to_ascii_lowercase()
-            .contains("error"),
-        "promtool reported errors:\n{stdout}{stderr}"
+        !said.to_ascii_lowercase().contains("error"),
+        "promtool reported errors:\n{said}"
     );
 }
 

@@ -174,8 +174,9 @@ pub fn parse_exposition(text: &str) -> Exposition {
     out
 }
 
-/// Runs `promtool check metrics` on `text` and fails with what it said.
-pub fn promtool_check(text: &str) {
+/// Runs `promtool check metrics` on `text`, fails with what it said unless
+/// it exits 0, and returns what it printed (stdout, then stderr).
+pub fn promtool_check(text: &str) -> String {
     use std::io::Write;
     let mut child = std::process::Command::new(super::host::require_tool("promtool"))
         .args(["check", "metrics"])
@@ -188,10 +189,14 @@ pub fn promtool_check(text: &str) {
     stdin.write_all(text.as_bytes()).expect("write to promtool");
     drop(stdin);
     let out = child.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\nmetrics:\n{text}",
+    let said = format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {said}\nmetrics:\n{text}"
+    );
+    said
 }
