@@ -327,3 +327,80 @@ impl GrpcInferenceService for Inference {
             .map(Response::new)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(
+        contents: Option<pb::InferTensorContents>,
+    ) -> pb::model_infer_request::InferInputTensor {
+        pb::model_infer_request::InferInputTensor {
+            name: "pixels".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 2],
+            contents,
+            ..Default::default()
+        }
+    }
+
+    fn refused(req: pb::ModelInferRequest, needle: &str) {
+        let e = rest_body(&req).expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(
+            e.message().contains(needle),
+            "{needle:?} not in {:?}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn raw_contents_that_do_not_pair_with_the_inputs_are_invalid_arguments() {
+        let fp32 = || pb::InferTensorContents {
+            fp32_contents: vec![1.0, 2.0],
+            ..Default::default()
+        };
+        refused(
+            pb::ModelInferRequest {
+                inputs: vec![input(None), input(None)],
+                raw_input_contents: vec![vec![0; 8]],
+                ..Default::default()
+            },
+            "1 raw_input_contents for 2 inputs",
+        );
+        refused(
+            pb::ModelInferRequest {
+                inputs: vec![input(Some(fp32()))],
+                raw_input_contents: vec![vec![0; 8]],
+                ..Default::default()
+            },
+            "both contents and raw_input_contents",
+        );
+        refused(
+            pb::ModelInferRequest {
+                inputs: vec![input(None)],
+                ..Default::default()
+            },
+            "neither contents nor raw_input_contents",
+        );
+    }
+
+    #[test]
+    fn typed_contents_become_the_bytes_raw_contents_would_carry() {
+        let req = pb::ModelInferRequest {
+            inputs: vec![input(Some(pb::InferTensorContents {
+                fp32_contents: vec![1.5, -2.0],
+                ..Default::default()
+            }))],
+            ..Default::default()
+        };
+        let body = rest_body(&req).expect("a body");
+        let mut raw = 1.5f32.to_le_bytes().to_vec();
+        raw.extend_from_slice(&(-2.0f32).to_le_bytes());
+        assert!(body.ends_with(&raw));
+        let json_len = body.len() - raw.len();
+        let header: serde_json::Value = serde_json::from_slice(&body[..json_len]).expect("JSON");
+        assert_eq!(header["inputs"][0]["parameters"]["binary_data_size"], 8);
+        assert_eq!(header["parameters"]["binary_data_output"], true);
+    }
+}
