@@ -26,6 +26,7 @@ mod access_log;
 mod connections;
 mod cors;
 mod deadline;
+mod embedded;
 mod endpoint_label;
 pub mod grpc;
 mod http;

@@ -88,6 +88,18 @@ impl ServerState {
         let mut pools = Vec::new();
         let mut by_name = HashMap::new();
         for runner in args.service.runners() {
+            if args.config.runners.embedded(runner.name()) {
+                // Loaded here, in every API server: no pool, no workers.
+                let embedded = tiffin_runner_worker::Embedded::load(
+                    &args.service,
+                    runner.name(),
+                    &args.config,
+                    args.index,
+                )
+                .map_err(|e| ApiServerError::Config(e.to_string()))?;
+                runner.connect(Arc::new(crate::embedded::EmbeddedTransport(embedded)));
+                continue;
+            }
             let pool = RunnerPool::new(runner.name());
             runner.connect(Arc::new(crate::pool::PoolTransport(pool.clone())));
             by_name.insert(runner.name().to_string(), pool.clone());

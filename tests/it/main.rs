@@ -25,6 +25,7 @@ mod deploy;
 mod digits;
 mod docs;
 mod drain_counts;
+mod embedded;
 mod examples;
 mod foundation;
 mod grpc;
