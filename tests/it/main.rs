@@ -47,5 +47,6 @@ mod python_package;
 mod restart_backoff;
 mod runtime_dir;
 mod snapshots;
+mod soak;
 mod tracing;
 mod vader;
