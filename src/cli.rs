@@ -536,7 +536,7 @@ pub fn run_worker(command: WorkerCommand, service: Service) -> Result<()> {
                 .worker_threads(threads)
                 .enable_all()
                 .build()?;
-            rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {
+            let served = rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {
                 index,
                 listen_fd: fd,
                 runtime_dir,
@@ -544,7 +544,12 @@ pub fn run_worker(command: WorkerCommand, service: Service) -> Result<()> {
                 service,
                 protocol,
                 model_index: Some(crate::models::store_index()),
-            }))?;
+            }));
+            // Drained: every request is answered. A call of an embedded model
+            // that outlived its request (a timeout) may still hold a blocking
+            // thread; the process need not wait for it.
+            rt.shutdown_timeout(std::time::Duration::from_millis(200));
+            served?;
         }
         WorkerCommand::Runner { runner, index, .. } => {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -195,3 +195,63 @@ fn an_embedded_call_is_bounded_by_the_traffic_timeout() {
     });
     assert!(ok);
 }
+
+#[test]
+fn an_embedded_batchable_method_goes_through_the_api_servers_batcher_with_the_same_answers() {
+    let texts: Vec<String> = (0..24)
+        .map(|i| format!("question {i} about {}", i * 7))
+        .collect();
+    let answers = |server: &Server| -> Vec<serde_json::Value> {
+        let mut out = vec![serde_json::Value::Null; texts.len()];
+        let results = std::sync::Mutex::new(&mut out);
+        concurrent_clients(8, 3, |c, i| {
+            let k = c * 3 + i;
+            let r = server.post_text("/embed", &texts[k]);
+            assert_eq!(r.status, 200, "{}", r.text());
+            results.lock().expect("lock")[k] = r.json()["embedding"].clone();
+        });
+        out
+    };
+    let hop = Launch::http(&[])
+        .bin(example_bin("embedding_service"))
+        .start();
+    let by_worker = answers(&hop);
+    drop(hop);
+    let embedded = Launch::http(&["--api-workers", "2"])
+        .bin(example_bin("embedding_service"))
+        .env("TIFFIN_CONFIG_OPTIONS", "runners.embedder.embedded=true")
+        .start();
+    // Equal within the fixture's float tolerance: a batch of 6 or more rows
+    // takes the blocked matrix product (tests/it/batching.rs), and which
+    // batch a call lands in differs between runs.
+    for (k, (got, want)) in answers(&embedded).iter().zip(&by_worker).enumerate() {
+        let (got, want) = (
+            got.as_array().expect("array"),
+            want.as_array().expect("array"),
+        );
+        assert_eq!(got.len(), want.len());
+        let diff = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a.as_f64().unwrap_or(f64::NAN) - b.as_f64().unwrap_or(f64::NAN)).abs())
+            .fold(0.0, f64::max);
+        assert!(diff < 1e-5, "text {k}: embedded answer off by {diff}");
+    }
+    // Every call was one row of a batch of the API servers' own batchers.
+    let labels = [("runner_name", "embedder"), ("method_name", "embed")];
+    assert_eq!(
+        metric(&embedded, "bentoml_runner_adaptive_batch_size_sum", &labels),
+        texts.len() as f64
+    );
+    let status = status_json(&embedded);
+    let roles: Vec<_> = status["workers"]
+        .as_array()
+        .expect("workers list")
+        .iter()
+        .map(worker_role)
+        .collect();
+    assert!(
+        roles.iter().all(|(role, _, _)| role == "api-server"),
+        "{roles:?}"
+    );
+}
