@@ -1,7 +1,7 @@
 //! The HTTP front door: the accept loop, and for each request its route's
 //! answer (`route.rs` resolves the path once), body limits, error bodies,
-//! CORS and the connection limit; metering and observation are shared with
-//! gRPC (`state.rs`, `observation.rs`).
+//! CORS, bearer tokens (`App::admit`) and the connection limit; metering
+//! and observation are shared with gRPC (`state.rs`, `observation.rs`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -162,8 +162,38 @@ impl App {
         self.state.metered(route, path, answer, status).await
     }
 
+    /// Whether `req` may have its route's answer, checked before any
+    /// handler runs and before the body is read: bearer tokens (`auth.rs`)
+    /// when `api_server.auth` is on. The refusal to send otherwise.
+    /// `/metrics` takes any valid token here; other credentials for the
+    /// scrape belong here too.
+    fn admit(
+        &self,
+        req: &Request<Incoming>,
+        route: Route<'_>,
+        path: &str,
+    ) -> Result<(), Response<Body>> {
+        let Some(auth) = &self.state.auth else {
+            return Ok(());
+        };
+        match auth.check(route, path, req.headers(), req.uri().query()) {
+            Ok(_) => Ok(()),
+            Err(refusal) => {
+                let mut resp = json_error(refusal.status(), &refusal.message());
+                resp.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(refusal.challenge()),
+                );
+                Err(resp)
+            }
+        }
+    }
+
     /// The answer to a request for `route`.
     async fn answer(&self, req: Request<Incoming>, route: Route<'_>, path: &str) -> Response<Body> {
+        if let Err(refused) = self.admit(&req, route, path) {
+            return refused;
+        }
         let method = req.method().clone();
         let get_only = |resp: Response<Body>| {
             if method == Method::GET || method == Method::HEAD {

@@ -59,6 +59,7 @@
 //! `bentoml_runner_adaptive_batch_size`. Neither list contains `+Inf`: the
 //! metrics layer adds it.
 
+mod auth;
 mod autoscaling;
 mod buckets;
 mod cors;
@@ -74,6 +75,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthConfig, MAX_TOKEN_LEN, MIN_TOKEN_LEN, TokenEntry};
 pub use autoscaling::{Autoscaling, AutoscalingConfig, MAX_TARGET_IN_FLIGHT, cpu_count};
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
 pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE, MAX_CORS_MAX_AGE, OneOrMany};
@@ -169,6 +171,8 @@ pub struct ApiServerConfig {
     pub metrics: MetricsConfig,
     /// The access log (`api_server.logging.*`).
     pub logging: ApiServerLogging,
+    /// Bearer tokens on the APIs (`api_server.auth.*`, tiffin's own; off by default).
+    pub auth: AuthConfig,
 }
 
 impl Default for ApiServerConfig {
@@ -182,6 +186,7 @@ impl Default for ApiServerConfig {
             traffic: TrafficConfig::default(),
             metrics: MetricsConfig::with_namespace("bentoml_api_server"),
             logging: ApiServerLogging::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
