@@ -2,7 +2,7 @@
 //! `tiffin_config::AuthConfig::load`): which routes need a token, whether a
 //! request's token is one of ours and may call what it asks for, and how a
 //! refusal is answered and counted. Both front doors ask the same
-//! questions: HTTP in `http.rs` (`App::admit`, before the handler and
+//! questions: HTTP in `http.rs` (`App::refusal`, before the handler and
 //! before the body is read), gRPC in `grpc/auth.rs` (a tower layer for the
 //! token, then `permit` once the call's message names its API).
 //!

@@ -1,6 +1,6 @@
 //! The HTTP front door: the accept loop, and for each request its route's
 //! answer (`route.rs` resolves the path once), body limits, error bodies,
-//! CORS, bearer tokens (`App::admit`) and the connection limit; metering
+//! CORS, bearer tokens (`App::refusal`) and the connection limit; metering
 //! and observation are shared with gRPC (`state.rs`, `observation.rs`).
 
 use std::convert::Infallible;
@@ -162,36 +162,32 @@ impl App {
         self.state.metered(route, path, answer, status).await
     }
 
-    /// Whether `req` may have its route's answer, checked before any
-    /// handler runs and before the body is read: bearer tokens (`auth.rs`)
-    /// when `api_server.auth` is on. The refusal to send otherwise.
-    /// `/metrics` takes any valid token here; other credentials for the
-    /// scrape belong here too.
-    fn admit(
+    /// The refusal of `req`, if it may not have its route's answer:
+    /// checked before any handler runs and before the body is read, with
+    /// bearer tokens (`auth.rs`) when `api_server.auth` is on. `/metrics`
+    /// takes any valid token here; other credentials for the scrape belong
+    /// here too.
+    fn refusal(
         &self,
         req: &Request<Incoming>,
         route: Route<'_>,
         path: &str,
-    ) -> Result<(), Response<Body>> {
-        let Some(auth) = &self.state.auth else {
-            return Ok(());
-        };
-        match auth.check(route, path, req.headers(), req.uri().query()) {
-            Ok(_) => Ok(()),
-            Err(refusal) => {
-                let mut resp = json_error(refusal.status(), &refusal.message());
-                resp.headers_mut().insert(
-                    WWW_AUTHENTICATE,
-                    HeaderValue::from_static(refusal.challenge()),
-                );
-                Err(resp)
-            }
-        }
+    ) -> Option<Response<Body>> {
+        let auth = self.state.auth.as_ref()?;
+        let refusal = auth
+            .check(route, path, req.headers(), req.uri().query())
+            .err()?;
+        let mut resp = json_error(refusal.status(), &refusal.message());
+        resp.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(refusal.challenge()),
+        );
+        Some(resp)
     }
 
     /// The answer to a request for `route`.
     async fn answer(&self, req: Request<Incoming>, route: Route<'_>, path: &str) -> Response<Body> {
-        if let Err(refused) = self.admit(&req, route, path) {
+        if let Some(refused) = self.refusal(&req, route, path) {
             return refused;
         }
         let method = req.method().clone();

@@ -20,29 +20,14 @@ use crate::auth::Grant;
 use crate::route::Route;
 use crate::state::ServerState;
 
-/// The layer (see the module docs), added with `Server::builder().layer`.
-#[derive(Clone)]
-pub(super) struct AuthLayer {
-    /// The API server's state: routes and the token table.
-    pub(super) state: Arc<ServerState>,
-}
-
-impl<S> tower_layer::Layer<S> for AuthLayer {
-    type Service = Authenticate<S>;
-
-    fn layer(&self, inner: S) -> Authenticate<S> {
-        Authenticate {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// The service [`AuthLayer`] makes.
+/// The service the layer makes (see the module docs): `inner` behind the
+/// token check. `grpc/mod.rs` adds it with `tower_layer::layer_fn`.
 #[derive(Clone)]
 pub(super) struct Authenticate<S> {
-    inner: S,
-    state: Arc<ServerState>,
+    /// The services behind the check.
+    pub(super) inner: S,
+    /// The API server's state: routes and the token table.
+    pub(super) state: Arc<ServerState>,
 }
 
 impl<S, ReqBody, ResBody> tower_service::Service<hyper::Request<ReqBody>> for Authenticate<S>

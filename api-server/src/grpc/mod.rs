@@ -236,9 +236,13 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
             state: state.clone(),
         })
         // Inside the observing layer: a refused call is observed too.
-        .layer(auth::AuthLayer {
-            state: state.clone(),
-        })
+        .layer(tower_layer::layer_fn({
+            let state = state.clone();
+            move |inner| auth::Authenticate {
+                inner,
+                state: state.clone(),
+            }
+        }))
         .add_service(bento)
         .add_service(inference)
         .add_service(health)
