@@ -12,6 +12,7 @@
 mod common;
 
 mod access_log;
+mod auth;
 mod autoscaling;
 mod balance;
 mod batching;
