@@ -17,6 +17,9 @@ import collections
 import sys
 
 import grpc
+
+# The sibling client's reporting (tests/grpc_client.py): same lines, same exit.
+from grpc_client import check, fail  # noqa: E402
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,15 +31,6 @@ SERVICE = "bentoml.grpc.v1.BentoService"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
 
-def fail(msg):
-    print(f"FAIL: {msg}", flush=True)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    print(f"ok: {msg}", flush=True)
 
 
 class _Details(

@@ -183,6 +183,14 @@ class Soak:
         """pids of live children whose role starts with `kind`."""
         return [pid for pid in children(self.proc.pid) if (who(pid) or "").startswith(kind)]
 
+    def kill_one(self, kind):
+        """SIGKILL to one live process of `kind`, chosen at random."""
+        pids = self.workers(kind)
+        if pids:
+            pid = random.choice(pids)
+            self.note(f"kill -9 {who(pid)} (pid {pid})")
+            os.kill(pid, signal.SIGKILL)
+
     def chaos(self):
         a = self.args
         next_runner_kill, next_scale, next_api_kill, next_scrape = a.kill_runner_every, a.scale_every, a.kill_api_every, 0
@@ -195,11 +203,7 @@ class Soak:
                 last = self.scrape(last)
             if now >= next_runner_kill:
                 next_runner_kill += a.kill_runner_every
-                pids = self.workers("runner")
-                if pids:
-                    pid = random.choice(pids)
-                    self.note(f"kill -9 {who(pid)} (pid {pid})")
-                    os.kill(pid, signal.SIGKILL)
+                self.kill_one("runner")
             if now >= next_scale:
                 next_scale += a.scale_every
                 out = self.cli("scale", RUNNER, str(scale_to))
@@ -207,11 +211,7 @@ class Soak:
                 scale_to = 1 if scale_to == 4 else 4
             if now >= next_api_kill:
                 next_api_kill += a.kill_api_every
-                pids = self.workers("api-server")
-                if pids:
-                    pid = random.choice(pids)
-                    self.note(f"kill -9 {who(pid)} (pid {pid})")
-                    os.kill(pid, signal.SIGKILL)
+                self.kill_one("api-server")
             self.stop.wait(0.2)
 
     def scrape(self, last):

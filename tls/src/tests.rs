@@ -15,9 +15,10 @@ struct Pki {
     dir: PathBuf,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl` with `args` (split at spaces) in `dir`.
+fn openssl(dir: &Path, args: &str) {
     let out = Command::new("openssl")
-        .args(args)
+        .args(args.split_whitespace())
         .current_dir(dir)
         .output()
         .expect("openssl runs (Debian package openssl)");
@@ -40,23 +41,7 @@ impl Pki {
         .unwrap();
         openssl(
             &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=test ca",
-            ],
+            "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=testca",
         );
         Pki { dir }
     }
@@ -70,40 +55,15 @@ impl Pki {
         );
         openssl(
             &self.dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                "/CN=localhost",
-            ],
+            &format!(
+                "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {key} -out {csr} -subj /CN=localhost"
+            ),
         );
         openssl(
             &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                "ext",
-            ],
+            &format!(
+                "x509 -req -in {csr} -CA ca.crt -CAkey ca.key -CAcreateserial -out {crt} -days 2 -extfile ext"
+            ),
         );
         (self.dir.join(crt), self.dir.join(key))
     }
@@ -163,18 +123,7 @@ fn an_encrypted_pkcs8_key_loads_with_its_password_only() {
     let (crt, key) = pki.server("a");
     openssl(
         &pki.dir,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            "a.key",
-            "-out",
-            "enc.key",
-            "-passout",
-            "pass:hunter2",
-            "-v2",
-            "aes-256-cbc",
-        ],
+        "pkcs8 -topk8 -in a.key -out enc.key -passout pass:hunter2 -v2 aes-256-cbc",
     );
     let mut files = pki.files(&crt, &pki.dir.join("enc.key"));
     assert!(error(&files).contains("is encrypted: set api_server.ssl.keyfile_password"));
@@ -194,16 +143,7 @@ fn openssls_legacy_encrypted_form_is_refused_with_the_command_that_converts_it()
     let (crt, _) = pki.server("a");
     openssl(
         &pki.dir,
-        &[
-            "ec",
-            "-in",
-            "a.key",
-            "-out",
-            "legacy.key",
-            "-aes256",
-            "-passout",
-            "pass:x",
-        ],
+        "ec -in a.key -out legacy.key -aes256 -passout pass:x",
     );
     let err = error(&pki.files(&crt, &pki.dir.join("legacy.key")));
     assert!(err.contains("openssl pkcs8 -topk8"), "{err}");
