@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """An hour (or any time) under chaos (issue 28, section 4).
 
-Serves sentiment_analyzer and, while oha offers 50% of the rate it was
-measured to sustain, runs a schedule of faults against it:
+Serves sentiment_analyzer and, while wrk offers 50% of the rate it was
+measured to sustain (paced by wrk's `delay()` hook), runs a schedule of
+faults against it:
 
 - every 60 s a runner worker is killed with SIGKILL;
 - every 90 s the runner is scaled 1 -> 4 -> 1 (`tiffin scale`);
@@ -21,7 +22,7 @@ first window, the warm-up). It exits 1 when a counter went backwards, when a
 window had failures without a kill to explain them, or when the server
 stopped answering; tests/it/soak.rs runs a short version.
 
-Usage: soak.py --bin TIFFIN --oha OHA [--seconds 3600] [--window 300]
+Usage: soak.py --bin TIFFIN [--wrk WRK] [--seconds 3600] [--window 300]
        [--hostile 100] [--scale-every 90] [--kill-runner-every 60]
        [--kill-api-every 300]
 Stdlib only.
@@ -44,6 +45,16 @@ import urllib.request
 REVIEW = "I love this product, it works great! The battery could be better."
 RUNNER = "nltk_sentiment"
 COUNTER_SUFFIXES = ("_total", "_count", "_bucket", "_sum")
+CONNECTIONS = 32
+
+
+def wrk_ms(out, percentile):
+    """A latency percentile of wrk's --latency table, in ms."""
+    m = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if not m:
+        return 0.0
+    x = float(m.group(1))
+    return x / 1000 if m.group(2) == "us" else x * 1000 if m.group(2) == "s" else x
 
 
 def free_port():
@@ -123,7 +134,8 @@ class Soak:
     def __init__(self, args):
         self.args = args
         self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="tiffin-soak-", suffix=".log", delete=False)
+        self.work = tempfile.mkdtemp(prefix="tiffin-soak-")
+        self.log = open(os.path.join(self.work, "server.log"), "w")
         self.events = []  # (seconds since start, what)
         self.regressions = []
         self.scrape_failures = 0
@@ -159,24 +171,34 @@ class Soak:
         return subprocess.run([self.args.bin, *args, "--pid", str(self.proc.pid)],
                               capture_output=True, text=True, timeout=30)
 
-    def oha(self, seconds, rate=None):
-        cmd = [self.args.oha, "-z", f"{seconds}s", "-c", "32", "--no-tui", "--output-format", "json",
-               "-m", "POST", "-T", "text/plain", "-d", REVIEW]
-        if rate:
-            cmd += ["-q", str(rate), "--latency-correction"]
-        out = subprocess.run(cmd + [f"http://127.0.0.1:{self.port}/analysis"],
-                             capture_output=True, text=True, timeout=seconds + 60)
-        d = json.loads(out.stdout)
-        codes = d.get("statusCodeDistribution", {})
-        ok = sum(v for k, v in codes.items() if k.startswith("2"))
-        non2xx = sum(v for k, v in codes.items() if not k.startswith("2"))
-        errors = sum(d.get("errorDistribution", {}).values())
-        p = d.get("latencyPercentiles", {})
+    def wrk(self, seconds, rate=None):
+        """One wrk run of `seconds` at `rate` req/s (None: as fast as it can).
+
+        wrk is closed-loop; a rate comes from its `delay()` hook: each of the
+        CONNECTIONS waits CONNECTIONS/rate seconds after every answer, which
+        offers about `rate` while answers are much faster than that wait."""
+        script = os.path.join(self.work, "soak.lua")
+        delay_ms = 1000.0 * CONNECTIONS / rate if rate else 0
+        with open(script, "w") as f:
+            f.write(f"""wrk.method = "POST"
+wrk.body = {json.dumps(REVIEW)}
+wrk.headers["Content-Type"] = "text/plain"
+function delay() return {delay_ms:.3f} end
+""")
+        out = subprocess.run(
+            [self.args.wrk, "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--timeout", "10s",
+             "--latency", "-s", script, f"http://127.0.0.1:{self.port}/analysis"],
+            capture_output=True, text=True, timeout=seconds + 60,
+        ).stdout
+        number = lambda pattern: float(m.group(1)) if (m := re.search(pattern, out)) else 0.0
+        total = int(number(r"(\d+) requests in"))
+        non2xx = int(number(r"Non-2xx or 3xx responses: (\d+)"))
+        errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
         return {
-            "rps": d["summary"].get("requestsPerSec") or 0,
-            "ok": ok, "non2xx": non2xx, "errors": errors, "codes": codes,
-            "error_kinds": d.get("errorDistribution", {}),
-            "p50": 1000 * (p.get("p50") or 0), "p99": 1000 * (p.get("p99") or 0),
+            "rps": number(r"Requests/sec:\s+([\d.]+)"),
+            "ok": total - non2xx, "non2xx": non2xx, "errors": errors,
+            "detail": " ".join(l.strip() for l in out.splitlines() if "errors" in l or "Non-2xx" in l),
+            "p50": wrk_ms(out, "50%"), "p99": wrk_ms(out, "99%"),
         }
 
     def workers(self, kind):
@@ -269,7 +291,7 @@ class Soak:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
-    ap.add_argument("--oha", required=True)
+    ap.add_argument("--wrk", default="wrk")
     ap.add_argument("--seconds", type=int, default=3600)
     ap.add_argument("--window", type=int, default=300)
     ap.add_argument("--hostile", type=int, default=100)
@@ -291,7 +313,7 @@ def main():
 
 
 def run(soak, args):
-    top = soak.oha(5)
+    top = soak.wrk(5)
     rate = max(1, int(top["rps"] * 0.5))
     print(f"soak: sentiment_analyzer, 2 API servers, 1 runner worker to start; sustained {top['rps']:.0f} req/s "
           f"unthrottled; offering {rate} req/s (50%) for {args.seconds} s in windows of {args.window} s")
@@ -304,7 +326,7 @@ def run(soak, args):
     while time.monotonic() - soak.t0 < args.seconds - 1:
         left = args.seconds - (time.monotonic() - soak.t0)
         w0 = time.monotonic() - soak.t0
-        result = soak.oha(max(1, int(min(args.window, left))), rate)
+        result = soak.wrk(max(1, int(min(args.window, left))), rate)
         w1 = time.monotonic() - soak.t0
         with soak.lock:
             # A call in flight on a killed process fails within about a second
@@ -337,7 +359,7 @@ def report(soak, windows, samples, ready):
         print(f"{w0:5.0f}-{w1:<6.0f}s {r['rps']:8.0f} {r['ok']:9d} {r['non2xx']:7d} {r['errors']:7d} "
               f"{r['p50']:8.2f} {r['p99']:8.2f}  {len(kills)}{explained}")
         if bad:
-            print(f"{'':16}statuses {r['codes']} errors {r['error_kinds']}")
+            print(f"{'':16}{r['detail']}")
     print(f"served {total_ok} requests; {total_bad} failed "
           f"({100 * total_bad / max(1, total_ok + total_bad):.3f}%), all in windows with a kill: {not failed}")
     print(f"events: {len(soak.events)} ({sum(1 for _, e in soak.events if e.startswith('kill'))} kills, "

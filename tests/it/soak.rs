@@ -12,14 +12,14 @@ use crate::common::*;
 
 #[test]
 fn a_minute_under_kills_scaling_scrapes_and_hostile_clients_loses_nothing_it_should_not() {
-    let oha = venv_tool("target/tools/bin/oha", "scripts/setup/28-soak");
+    let wrk = require_tool("wrk");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench.d/soak.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script)
         .arg("--bin")
         .arg(tiffin_bin())
-        .arg("--oha")
-        .arg(&oha)
+        .arg("--wrk")
+        .arg(&wrk)
         .args(["--seconds", "60", "--window", "15", "--hostile", "30"])
         .args([
             "--kill-runner-every",

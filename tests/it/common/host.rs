@@ -43,8 +43,8 @@ pub fn require_tool(name: &str) -> PathBuf {
         }
     }
     panic!(
-        "`{name}` is not on PATH; run scripts/test, which installs Debian's `prometheus` \
-         package (it provides `promtool` and `prometheus`)"
+        "`{name}` is not on PATH; run scripts/test, which installs the tools the tests \
+         need (Debian's `prometheus` for `promtool` and `prometheus`, scripts/setup/* the rest)"
     );
 }
 
