@@ -13,7 +13,7 @@
 //! | probes: `/livez`, `/healthz`, `/readyz`, `/v2/health/live`, `/v2/health/ready`, gRPC's `grpc.health.v1.Health` | nothing |
 //! | `/docs.json` (and `/schema.json`, `/schema`), the Swagger UI (`/`, its assets), gRPC reflection | nothing with `public_docs: true`, else any valid token |
 //! | an API | a token for every API, or one listing it |
-//! | anything else, `/metrics` included | any valid token |
+//! | anything else, `/metrics` included | any valid token (`/metrics`: a user of the web configuration file instead, when it names any; `http.rs`) |
 //!
 //! An unknown path needs a token too: without one a client learns nothing
 //! of the routes (401, not 404).
