@@ -46,5 +46,6 @@ mod python_package;
 mod restart_backoff;
 mod runtime_dir;
 mod snapshots;
+mod tls;
 mod tracing;
 mod vader;
