@@ -59,11 +59,21 @@ pub fn curl(args: &[&str], url: &str) -> Curl {
     let mut w = write_out.split_whitespace();
     let status = w.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let version = w.next().unwrap_or("0").to_string();
-    // `-i` prints every header block (a 100 Continue's too): the body
-    // follows the last one.
-    let (headers, body) = match response.rfind("\r\n\r\n") {
-        Some(i) if status != 0 => (&response[..i], &response[i + 4..]),
-        _ => (response, ""),
+    // `-i` prints every header block, an interim 1xx answer's too: the
+    // body follows the first block that is not 1xx.
+    let mut rest = response;
+    let (headers, body) = loop {
+        let Some((head, tail)) = rest.split_once("\r\n\r\n") else {
+            break (rest, "");
+        };
+        let interim = head
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|code| code.starts_with('1'));
+        if !interim {
+            break (head, tail);
+        }
+        rest = tail;
     };
     Curl {
         exit: out.status.and_then(|s| s.code()),
