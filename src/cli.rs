@@ -79,6 +79,60 @@ struct ServeArgs {
     /// Line format of every process's log, access log included: text or json (logging.format).
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
+    #[command(flatten)]
+    ssl: SslArgs,
+    /// Prometheus web configuration file for the scrape endpoints: TLS and
+    /// basic auth (api_server.web_config_file; docs/security.md).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+}
+
+/// BentoML's TLS flags (`api_server.ssl.*`); any of them turns TLS on.
+#[derive(Args)]
+struct SslArgs {
+    /// PEM certificate chain to serve TLS with (api_server.ssl.certfile).
+    #[arg(long)]
+    ssl_certfile: Option<PathBuf>,
+    /// PEM private key of the certificate (api_server.ssl.keyfile).
+    #[arg(long)]
+    ssl_keyfile: Option<PathBuf>,
+    /// Password of an encrypted key file (api_server.ssl.keyfile_password).
+    #[arg(long)]
+    ssl_keyfile_password: Option<String>,
+    /// Python's ssl protocol constant, 17 or 2 (api_server.ssl.version).
+    #[arg(long)]
+    ssl_version: Option<i64>,
+    /// Client certificates: 0 none, 1 optional, 2 required (api_server.ssl.cert_reqs).
+    #[arg(long)]
+    ssl_cert_reqs: Option<i64>,
+    /// PEM CA certificates that client certificates must chain to (api_server.ssl.ca_certs).
+    #[arg(long)]
+    ssl_ca_certs: Option<PathBuf>,
+    /// Cipher string; only BentoML's default TLSv1 (api_server.ssl.ciphers).
+    #[arg(long)]
+    ssl_ciphers: Option<String>,
+}
+
+impl SslArgs {
+    /// The `(key, YAML value)` overrides these flags set.
+    fn overrides(&self) -> Vec<(String, String)> {
+        let path =
+            |p: &Option<PathBuf>| p.as_ref().map(|p| format!("{:?}", p.display().to_string()));
+        let text = |t: &Option<String>| t.as_ref().map(|t| format!("{t:?}"));
+        let number = |n: &Option<i64>| n.map(|n| n.to_string());
+        [
+            ("certfile", path(&self.ssl_certfile)),
+            ("keyfile", path(&self.ssl_keyfile)),
+            ("keyfile_password", text(&self.ssl_keyfile_password)),
+            ("version", number(&self.ssl_version)),
+            ("cert_reqs", number(&self.ssl_cert_reqs)),
+            ("ca_certs", path(&self.ssl_ca_certs)),
+            ("ciphers", text(&self.ssl_ciphers)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (format!("api_server.ssl.{k}"), v)))
+        .collect()
+    }
 }
 
 #[derive(Args)]
@@ -210,6 +264,13 @@ fn effective_config(
     if let Some(f) = &args.log_format {
         set("logging.format", f.clone());
     }
+    if let Some(f) = &args.web_config_file {
+        set(
+            "api_server.web_config_file",
+            format!("{:?}", f.display().to_string()),
+        );
+    }
+    cli.extend(args.ssl.overrides());
     let config = Config::from_sources(file.as_deref(), options.as_deref(), &cli)?;
     let runner_names: Vec<&str> = service.runners().iter().map(|r| r.name()).collect();
     config.check_runners(&runner_names)?;
@@ -252,6 +313,7 @@ fn serve(
     };
     let (service, config, yaml) = effective_config(&args, protocol, services, cli)?;
     let _log = tiffin_logging::init("supervisor".into(), config.logging.format);
+    check_tls_files(&config, protocol)?;
     let (exe, exe_args, python) = match python {
         Some((locator, py)) => (py.python, py.args, Some(locator)),
         None => (
@@ -289,6 +351,37 @@ fn serve(
         model: model.map(|m| m.path),
         python,
     })?;
+    Ok(())
+}
+
+/// Loads the TLS files and the web configuration file once before any
+/// process starts, so that a bad one stops `serve-*` naming its key and file
+/// (every API server would otherwise fail to start, over and over); a
+/// certificate outside its validity dates only warns, as Python's `ssl`
+/// serves it too.
+fn check_tls_files(config: &Config, protocol: Protocol) -> Result<()> {
+    let alpn = match protocol {
+        Protocol::Http => tiffin_tls::Alpn::Http,
+        Protocol::Grpc => tiffin_tls::Alpn::Grpc,
+    };
+    let mut files = Vec::new();
+    if let Some(f) = tiffin_api_server::tls::files(&config.api_server.ssl, alpn) {
+        files.push(f);
+    }
+    if let Some(path) = &config.api_server.web_config_file {
+        let named = tiffin_tls::Named::new("api_server.web_config_file", path);
+        let web = tiffin_tls::WebConfig::load(&named).context("the web configuration file")?;
+        files.extend(web.tls);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for f in files {
+        let (_, identity) = f.build().context("TLS")?;
+        if let Some(warning) = identity.validity.warning(now) {
+            eprintln!("warning: {}: the certificate {warning}", f.cert);
+        }
+    }
     Ok(())
 }
 

@@ -322,6 +322,9 @@ impl App {
 pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let fd = args.listen_fd;
     let listener = inherit_listener(fd)?;
+    // Before connecting to the supervisor, which forwards SIGHUP to
+    // connected API servers only (tls.rs).
+    let tls = crate::tls::DoorTls::start(&args.config, tiffin_tls::Alpn::Http)?;
     let (state, mut events) = ServerState::start(&args).await?;
     // Accepts are spread over the API servers (accept.rs); without the
     // board, this one accepts as it always did.
@@ -383,7 +386,10 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
                     let activity = activity.clone();
                     async move { Ok::<_, Infallible>(app.observe(req, activity, over_limit, client).await) }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = builder.serve_connection_with_upgrades(
+                    TokioIo::new(crate::tls::wrap(tls.as_ref(), stream)),
+                    service,
+                );
                 let conn = graceful.watch(conn.into_owned());
                 let idle = connections.idle;
                 tokio::spawn(async move {

@@ -38,6 +38,7 @@ mod request_scope;
 mod route;
 mod state;
 mod swagger;
+pub mod tls;
 mod trace;
 mod traffic;
 

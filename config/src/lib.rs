@@ -66,6 +66,7 @@ mod load;
 mod logging;
 mod runners;
 mod seconds;
+mod ssl;
 mod tracing;
 mod validate;
 
@@ -88,6 +89,7 @@ pub use seconds::{
     MAX_TRACING_TIMEOUT, ScaleDelay, Seconds, SecondsRange, TracingTimeout, TrafficTimeout,
     seconds,
 };
+pub use ssl::{DEFAULT_CIPHERS, PROTOCOL_TLS, PROTOCOL_TLS_SERVER, SslConfig};
 pub use tracing::{DEFAULT_TRACING_TIMEOUT, OtlpConfig, OtlpProtocol, TracingConfig};
 pub use validate::{
     DEFAULT_API_MAX_FAILED_STARTS, DEFAULT_RUNNER_MAX_FAILED_STARTS, MAX_BATCH_SIZE,
@@ -169,6 +171,11 @@ pub struct ApiServerConfig {
     pub metrics: MetricsConfig,
     /// The access log (`api_server.logging.*`).
     pub logging: ApiServerLogging,
+    /// TLS on the API port (`api_server.ssl.*`, BentoML's keys; docs/security.md).
+    pub ssl: SslConfig,
+    /// Prometheus's web configuration file for the scrape endpoints
+    /// (`api_server.web_config_file`, `--web.config.file`; docs/security.md).
+    pub web_config_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiServerConfig {
@@ -182,6 +189,8 @@ impl Default for ApiServerConfig {
             traffic: TrafficConfig::default(),
             metrics: MetricsConfig::with_namespace("bentoml_api_server"),
             logging: ApiServerLogging::default(),
+            ssl: SslConfig::default(),
+            web_config_file: None,
         }
     }
 }

@@ -66,6 +66,23 @@ impl Config {
                 value: value.clone(),
             });
         }
+        // BentoML's rule: an `api_server.ssl.*` setting given from the
+        // environment or the command line turns TLS on, unless it says otherwise.
+        if overrides
+            .iter()
+            .any(|o| o.key.starts_with("api_server.ssl."))
+            && !overrides.iter().any(|o| o.key == "api_server.ssl.enabled")
+        {
+            let origin = overrides
+                .iter()
+                .find(|o| o.key.starts_with("api_server.ssl."))
+                .map_or(CLI_ORIGIN, |o| o.origin);
+            overrides.push(Override {
+                origin,
+                key: "api_server.ssl.enabled".into(),
+                value: "true".into(),
+            });
+        }
         let mut replaced = Vec::new();
         for (by, o) in overrides.iter().enumerate() {
             if let Some((path, value)) = replaced_by(&tree, &o.key) {

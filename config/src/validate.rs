@@ -127,6 +127,7 @@ impl Config {
         non_empty("api_server.grpc.metrics.host", &api.grpc.metrics.host)?;
         validate_metrics("api_server.metrics", &api.metrics)?;
         api.logging.validate()?;
+        api.ssl.validate()?;
         self.tracing.validate()?;
         validate_metrics("runners.metrics", &self.runners.metrics)?;
         self.runners.validate()

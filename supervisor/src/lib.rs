@@ -98,6 +98,9 @@ pub enum SupervisorError {
     /// Metrics setup failed.
     #[error(transparent)]
     Metrics(#[from] tiffin_metrics::MetricsError),
+    /// TLS files or the web configuration file cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tiffin_tls::TlsError),
     /// A worker slot's processes kept exiting before they became ready, as
     /// many times in a row as its `max_failed_starts` allows; the supervisor
     /// stopped restarting it and shut the service down.

@@ -110,7 +110,14 @@ async fn supervise_in(
     );
     if let Some(port) = args.metrics_port {
         let host = args.metrics_host.as_deref().unwrap_or(&args.host);
-        crate::metrics_port::serve(host, port, shared.clone(), metrics.clone()).await?;
+        let web = match &args.config.api_server.web_config_file {
+            Some(path) => tiffin_tls::WebConfig::load(&tiffin_tls::Named::new(
+                "api_server.web_config_file",
+                path,
+            ))?,
+            None => tiffin_tls::WebConfig::default(),
+        };
+        crate::metrics_port::serve(host, port, shared.clone(), metrics.clone(), web).await?;
     }
 
     let sup = Supervisor {
@@ -160,10 +167,16 @@ async fn supervise_in(
         terminate: signal(SignalKind::terminate())
             .map_err(SupervisorError::io("cannot watch SIGTERM"))?,
     };
+    // SIGHUP reloads certificates (docs/security.md): the API servers and
+    // the metrics port each follow their own files, and this tells them to
+    // look now. It no longer ends the supervisor, as it would by default.
+    let mut hangup =
+        signal(SignalKind::hangup()).map_err(SupervisorError::io("cannot watch SIGHUP"))?;
     let outcome = loop {
         tokio::select! {
             _ = signals.interrupt.recv() => { tracing::info!("SIGINT: shutting down gracefully (again to force)"); break Ok(()); }
             _ = signals.terminate.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); break Ok(()); }
+            _ = hangup.recv() => forward_hangup(&sup.shared, args.config.api_server.ssl.enabled),
             Some(event) = events.recv() => {
                 sup.handle(event);
                 if let Some(error) = sup.gave_up.take() {
@@ -174,4 +187,29 @@ async fn supervise_in(
     };
     crate::shutdown::drain_all(&sup, &mut events, &mut signals).await;
     outcome
+}
+
+/// Passes a SIGHUP on to every API server when they serve TLS (each then
+/// reloads its certificate files); without TLS there is nothing to reload.
+fn forward_hangup(shared: &Shared, tls: bool) {
+    if !tls {
+        tracing::info!("SIGHUP: the API port serves no TLS, nothing to reload there");
+        return;
+    }
+    let pids: Vec<u32> = crate::state::lock(shared)
+        .slots
+        .iter()
+        // Connected ones only: an API server has installed its SIGHUP
+        // handler before it connects (api-server/src/tls.rs); one still
+        // starting reads the files anyway.
+        .filter(|(role, slot)| matches!(role, Role::ApiServer { .. }) && slot.conn.is_some())
+        .filter_map(|(_, slot)| slot.pid)
+        .collect();
+    tracing::info!(
+        api_servers = pids.len(),
+        "SIGHUP: reloading TLS certificates"
+    );
+    for pid in pids {
+        crate::process::kill(pid, nix::sys::signal::Signal::SIGHUP);
+    }
 }

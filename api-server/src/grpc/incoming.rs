@@ -32,16 +32,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-use futures::Stream;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Interval, MissedTickBehavior};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::accept::{self, HEARTBEAT, LoadBoard};
 use crate::connections::{AcceptBackoff, Fresh};
+use crate::tls::{DoorTls, Stream};
 use tiffin_metrics::count_guard::CountGuard;
 
 /// What tonic puts in the extensions of every request on a [`Held`]
@@ -57,7 +56,8 @@ pub(crate) struct ConnInfo {
 /// A gRPC connection, counted as open while it lives, and as fresh until
 /// its first call begins.
 pub(crate) struct Held {
-    stream: TcpStream,
+    stream: Stream,
+    tcp: TcpConnectInfo,
     _open: CountGuard<Arc<AtomicUsize>>,
     fresh: Arc<Fresh>,
 }
@@ -73,7 +73,7 @@ impl Connected for Held {
 
     fn connect_info(&self) -> ConnInfo {
         ConnInfo {
-            tcp: self.stream.connect_info(),
+            tcp: self.tcp.clone(),
             fresh: Arc::clone(&self.fresh),
         }
     }
@@ -127,6 +127,9 @@ struct Accepting {
     backoff: AcceptBackoff,
     heartbeat: Interval,
     closed: watch::Receiver<bool>,
+    /// TLS for every accepted connection (`api_server.ssl`), with the watch
+    /// that reloads its files: it ends when accepting does.
+    tls: Option<DoorTls>,
 }
 
 /// The accepting side of a gRPC server, as its drain sees it.
@@ -154,7 +157,8 @@ pub(crate) fn incoming(
     listener: AsyncFd<std::net::TcpListener>,
     board: Option<LoadBoard>,
     backoff: AcceptBackoff,
-) -> (impl Stream<Item = io::Result<Held>>, Door) {
+    tls: Option<DoorTls>,
+) -> (impl futures::Stream<Item = io::Result<Held>>, Door) {
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (close, closed) = watch::channel(false);
@@ -167,6 +171,7 @@ pub(crate) fn incoming(
         backoff,
         heartbeat,
         closed,
+        tls,
     };
     let stream = futures::stream::unfold(state, |mut st| async move {
         loop {
@@ -200,8 +205,10 @@ pub(crate) fn incoming(
                         if let Some(board) = &st.board {
                             board.publish(before + 1);
                         }
+                        let tcp = stream.connect_info();
                         let held = Held {
-                            stream,
+                            stream: crate::tls::wrap(st.tls.as_ref(), stream),
+                            tcp,
                             _open: counted,
                             fresh: Fresh::new(&st.fresh),
                         };

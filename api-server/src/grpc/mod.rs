@@ -169,6 +169,9 @@ async fn track_health(
 /// Runs a gRPC API server until the supervisor asks it to drain or goes away.
 pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let listener = inherit_listener(args.listen_fd)?;
+    // Before connecting to the supervisor, which forwards SIGHUP to
+    // connected API servers only (tls.rs).
+    let tls = crate::tls::DoorTls::start(&args.config, tiffin_tls::Alpn::Grpc)?;
     let (state, mut events) = ServerState::start(&args).await?;
     let state = Arc::new(state);
     let grpc_cfg = &args.config.api_server.grpc;
@@ -225,7 +228,7 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         .map_err(|e| tracing::warn!(error = %e, "accepting without balancing"))
         .ok();
     let backoff = AcceptBackoff::new(state.metrics.as_ref().map(|_| tiffin_metrics::global()))?;
-    let (incoming, door) = incoming::incoming(listener, board, backoff);
+    let (incoming, door) = incoming::incoming(listener, board, backoff, tls);
     let serve = Server::builder()
         .layer(observe::ObserveLayer {
             state: state.clone(),
