@@ -128,14 +128,6 @@ fn prometheus_scrapes_the_metrics_port_over_tls_with_basic_auth() {
     let r = curl(&strs(&[ca.clone(), basic(PASSWORD)].concat()), &url);
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains("bentoml_api_server_request_total"), "{r:?}");
-    // The API port's /metrics (plain HTTP here) asks for the same user.
-    let api = format!("http://{}/metrics", server.addr);
-    assert_401(
-        &curl(&[], &api),
-        "the API port's /metrics without credentials",
-    );
-    assert_eq!(curl(&strs(&basic(PASSWORD)), &api).status, 200);
-
     let ca_file = pki.file("ca.pem");
     let prom = Prometheus::start(&format!(
         "{}{}",
@@ -174,6 +166,38 @@ fn prometheus_scrapes_the_metrics_port_over_tls_with_basic_auth() {
             .ok()
             .and_then(|v| v.first().map(|(_, x)| *x)),
         Some(0.0)
+    );
+}
+
+#[test]
+fn the_api_ports_metrics_ask_for_the_users_of_the_web_config() {
+    let pki = Pki::new();
+    let web = web_config(&pki, "");
+    let server = Launch::http(&[
+        "--api-workers",
+        "1",
+        "--metrics-port",
+        &free_port().to_string(),
+        "--web.config.file",
+        &web.display().to_string(),
+    ])
+    .start();
+    // Plain HTTP on the API port here: its TLS is api_server.ssl's, not the file's.
+    let api = format!("http://{}/metrics", server.addr);
+    assert_401(
+        &curl(&[], &api),
+        "the API port's /metrics without credentials",
+    );
+    assert_401(
+        &curl(&strs(&basic("wrong")), &api),
+        "the API port's /metrics with a wrong password",
+    );
+    let r = curl(&strs(&basic(PASSWORD)), &api);
+    assert_eq!(r.status, 200, "{r:?}");
+    // The probes stay open.
+    assert_eq!(
+        curl(&[], &format!("http://{}/readyz", server.addr)).status,
+        200
     );
 }
 

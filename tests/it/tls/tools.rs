@@ -12,7 +12,6 @@ use crate::common::{require_tool, run_with_timeout};
 use super::pki::fixture;
 
 /// What one curl run saw.
-#[derive(Debug)]
 pub struct Curl {
     /// curl's exit code (0: a response arrived; 35, 56, 58, 60: TLS
     /// failures), `None` if it was killed at the bound.
@@ -26,6 +25,26 @@ pub struct Curl {
     pub body: String,
     /// curl's error message (`-sS`), empty on success.
     pub stderr: String,
+}
+
+/// Failure messages show the body's start only (a `/metrics` page is long).
+impl std::fmt::Debug for Curl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cut = self
+            .body
+            .char_indices()
+            .nth(400)
+            .map_or(self.body.len(), |(i, _)| i);
+        f.debug_struct("Curl")
+            .field("exit", &self.exit)
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .field("headers", &self.headers)
+            .field("body", &&self.body[..cut])
+            .field("body_bytes", &self.body.len())
+            .field("stderr", &self.stderr)
+            .finish()
+    }
 }
 
 impl Curl {
