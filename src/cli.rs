@@ -228,7 +228,8 @@ fn find_service(services: &[Service], name: Option<&str>) -> Result<Service> {
 }
 
 /// Builds the effective configuration: file < `$TIFFIN_CONFIG_OPTIONS` < `cli`
-/// (plus the common flags), and checks it against the service's runners.
+/// (plus the common flags), and checks it against the service's runners
+/// and APIs (`api_server.auth`'s tokens).
 fn effective_config(
     args: &ServeArgs,
     protocol: Protocol,
@@ -274,6 +275,9 @@ fn effective_config(
     let config = Config::from_sources(file.as_deref(), options.as_deref(), &cli)?;
     let runner_names: Vec<&str> = service.runners().iter().map(|r| r.name()).collect();
     config.check_runners(&runner_names)?;
+    // The tokens are read here too, so a bad source stops the start naming its key.
+    let api_names: Vec<&str> = service.apis().iter().map(|a| a.name.as_str()).collect();
+    config.api_server.auth.load(&api_names)?;
     let yaml = serde_yaml_ng::to_string(&config).context("cannot serialise the configuration")?;
     Ok((service, config, yaml))
 }
@@ -536,7 +540,7 @@ pub fn run_worker(command: WorkerCommand, service: Service) -> Result<()> {
                 .worker_threads(threads)
                 .enable_all()
                 .build()?;
-            rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {
+            let served = rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {
                 index,
                 listen_fd: fd,
                 runtime_dir,
@@ -544,7 +548,12 @@ pub fn run_worker(command: WorkerCommand, service: Service) -> Result<()> {
                 service,
                 protocol,
                 model_index: Some(crate::models::store_index()),
-            }))?;
+            }));
+            // Drained: every request is answered. A call of an embedded model
+            // that outlived its request (a timeout) may still hold a blocking
+            // thread; the process need not wait for it.
+            rt.shutdown_timeout(std::time::Duration::from_millis(200));
+            served?;
         }
         WorkerCommand::Runner { runner, index, .. } => {
             let rt = tokio::runtime::Builder::new_current_thread()

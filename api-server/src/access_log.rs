@@ -22,6 +22,17 @@
 //! `status`, `response_type`, `response_length`, `latency_ms`, `trace_id`,
 //! `span_id`, `sampled`, `request_id`).
 //!
+//! # What is never written
+//!
+//! The line has the path without its query string, and of the request's
+//! headers only `Content-Type` and `Content-Length`: no `Authorization`
+//! header, no bearer token, and no token sent as an `access_token` or
+//! `token` query parameter (which the front door refuses with 400 when
+//! `api_server.auth` is on, `auth.rs`) is ever logged. The path and the
+//! request id, which a client chooses, are escaped in a text line
+//! (control characters, `"` and `\`) and written as JSON strings in a
+//! JSON line.
+//!
 //! # Skipped paths
 //!
 //! Probes and scrapes (`/livez`, `/healthz`, `/readyz`, `/metrics`, and
@@ -144,7 +155,7 @@ impl AccessLog {
         buf.extend_from_slice(b",method=");
         tiffin_logging::visible(buf, e.method.as_str());
         buf.extend_from_slice(b",path=");
-        tiffin_logging::visible(buf, logged_path(e.path));
+        escaped(buf, logged_path(e.path));
         if self.request_type {
             buf.extend_from_slice(b",type=");
             header(buf, e.request_type);
@@ -180,7 +191,7 @@ impl AccessLog {
         } else {
             b",sampled=0,request_id="
         });
-        tiffin_logging::visible(buf, e.request_id);
+        escaped(buf, e.request_id);
         buf.push(b')');
         Ok(())
     }
@@ -224,6 +235,21 @@ fn logged_path(path: &str) -> &str {
         end -= 1;
     }
     &path[..end]
+}
+
+/// A client's text (a path, a request id) in a text line: control
+/// characters escaped as `tiffin_logging::visible` writes them, and `"`
+/// and `\` escaped with a backslash, so that no client can end a field,
+/// forge a line or make one escape look like another.
+fn escaped(buf: &mut Vec<u8>, s: &str) {
+    let mut rest = s;
+    while let Some(at) = rest.find(['"', '\\']) {
+        tiffin_logging::visible(buf, &rest[..at]);
+        buf.push(b'\\');
+        buf.push(rest.as_bytes()[at]);
+        rest = &rest[at + 1..];
+    }
+    tiffin_logging::visible(buf, rest);
 }
 
 /// A header's value in a text line (`?` for bytes that are not visible
@@ -351,6 +377,18 @@ mod tests {
              (status=200,type=application/json,length=3) 0.512ms \
              (trace=000000000000000000000000000000ab,span=00000000000000cd,sampled=1,request_id=req-1)"
         );
+    }
+
+    #[test]
+    fn a_clients_quotes_backslashes_and_control_characters_are_escaped_in_path_and_id() {
+        let mut e = entry();
+        e.path = "/a\"b\\c\nd";
+        e.request_id = "id\"),x=\\";
+        let mut buf = Vec::new();
+        log(false).text(&mut buf, &e).unwrap();
+        let line = String::from_utf8(buf).unwrap();
+        assert!(line.contains(",path=/a\\\"b\\\\c\\x0ad,"), "{line}");
+        assert!(line.ends_with(",request_id=id\\\"),x=\\\\)"), "{line}");
     }
 
     #[test]

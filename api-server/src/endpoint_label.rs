@@ -24,7 +24,7 @@ const MAX_UNKNOWN_ENDPOINTS: usize = 100;
 const MAX_UNKNOWN_ENDPOINT_LEN: usize = 64;
 /// `endpoint` label for unknown endpoints past [`MAX_UNKNOWN_ENDPOINTS`] or
 /// longer than [`MAX_UNKNOWN_ENDPOINT_LEN`].
-const OTHER_ENDPOINT: &str = "/__unmatched__";
+pub(crate) const OTHER_ENDPOINT: &str = "/__unmatched__";
 
 /// The unknown endpoints labelled by themselves so far.
 #[derive(Default)]

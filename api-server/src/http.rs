@@ -1,7 +1,7 @@
 //! The HTTP front door: the accept loop, and for each request its route's
 //! answer (`route.rs` resolves the path once), body limits, error bodies,
-//! CORS and the connection limit; metering and observation are shared with
-//! gRPC (`state.rs`, `observation.rs`).
+//! CORS, bearer tokens (`App::refusal`) and the connection limit; metering
+//! and observation are shared with gRPC (`state.rs`, `observation.rs`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -42,6 +42,9 @@ struct App {
     body_timeout: Duration,
     /// `api_server.http.cors`, when enabled.
     cors: Option<Cors>,
+    /// The users of the web configuration file (`--web.config.file`), who
+    /// alone may scrape `/metrics` here when it names any.
+    scrape_users: Option<Arc<tiffin_tls::BasicAuth>>,
 }
 
 type Body = Full<Bytes>;
@@ -162,8 +165,39 @@ impl App {
         self.state.metered(route, path, answer, status).await
     }
 
+    /// The refusal of `req`, if it may not have its route's answer:
+    /// checked before any handler runs and before the body is read, with
+    /// bearer tokens (`auth.rs`) when `api_server.auth` is on. `/metrics`
+    /// takes any valid token here; other credentials for the scrape belong
+    /// here too.
+    fn refusal(
+        &self,
+        req: &Request<Incoming>,
+        route: Route<'_>,
+        path: &str,
+    ) -> Option<Response<Body>> {
+        let auth = self.state.auth.as_ref()?;
+        let refusal = auth
+            .check(route, path, req.headers(), req.uri().query())
+            .err()?;
+        let mut resp = json_error(refusal.status(), &refusal.message());
+        resp.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(refusal.challenge()),
+        );
+        Some(resp)
+    }
+
     /// The answer to a request for `route`.
     async fn answer(&self, req: Request<Incoming>, route: Route<'_>, path: &str) -> Response<Body> {
+        let refused = match (&self.scrape_users, route) {
+            // The web configuration file's users replace tokens for the scrape.
+            (Some(users), Route::Metrics) => scrape_refusal(users, &req).await,
+            _ => self.refusal(&req, route, path),
+        };
+        if let Some(refused) = refused {
+            return refused;
+        }
         let method = req.method().clone();
         let get_only = |resp: Response<Body>| {
             if method == Method::GET || method == Method::HEAD {
@@ -318,6 +352,34 @@ impl App {
     }
 }
 
+/// A 401 asking for basic auth, unless `req` names one of `users` (bcrypt
+/// runs on the blocking pool: it is slow on purpose).
+async fn scrape_refusal(
+    users: &Arc<tiffin_tls::BasicAuth>,
+    req: &Request<Incoming>,
+) -> Option<Response<Body>> {
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    let users = Arc::clone(users);
+    let allowed = tokio::task::spawn_blocking(move || users.allows(header.as_deref()))
+        .await
+        .unwrap_or(false);
+    if allowed {
+        return None;
+    }
+    let mut resp = json_error(
+        401,
+        "unauthorized: /metrics asks for a user of the web configuration file (--web.config.file)",
+    );
+    resp.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(tiffin_tls::web_config::BASIC_CHALLENGE),
+    );
+    Some(resp)
+}
+
 /// Runs an HTTP API server until the supervisor asks it to drain or goes away.
 pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     let fd = args.listen_fd;
@@ -344,6 +406,15 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         docs: Bytes::from(docs.to_string()),
         body_timeout: http.body_read_timeout.duration(),
         cors: Cors::from_config(&http.cors).map_err(|e| ApiServerError::Config(e.to_string()))?,
+        scrape_users: match &args.config.api_server.web_config_file {
+            Some(path) => {
+                let file = tiffin_tls::Named::new("api_server.web_config_file", path);
+                tiffin_tls::WebConfig::load(&file)
+                    .map_err(|e| ApiServerError::Config(e.to_string()))?
+                    .basic_auth
+            }
+            None => None,
+        },
     });
     app.state.announce_ready()?;
 

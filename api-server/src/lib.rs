@@ -17,15 +17,18 @@
 //!   `route.rs` resolves the path once, `observation.rs` gives it an id
 //!   (`request_id.rs`), a span (`trace.rs`) and an access-log line
 //!   (`access_log.rs`), `traffic.rs` bounds API requests, `pool.rs` carries
-//!   runner calls to the workers. `endpoint_label.rs` caps the metrics'
+//!   runner calls to the workers; `auth.rs` decides who may call what
+//!   (bearer tokens, `api_server.auth`). `endpoint_label.rs` caps the metrics'
 //!   labels for unknown paths; every count of things in flight is held by
 //!   `tiffin_metrics::CountGuard` (`metrics/src/count_guard.rs`).
 
 mod accept;
 mod access_log;
+mod auth;
 mod connections;
 mod cors;
 mod deadline;
+mod embedded;
 mod endpoint_label;
 pub mod grpc;
 mod http;

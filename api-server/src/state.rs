@@ -19,6 +19,7 @@ use tiffin_metrics::{self as metrics, ApiServerMetrics};
 use tiffin_telemetry::Tracer;
 
 use crate::access_log::AccessLog;
+use crate::auth::Auth;
 use crate::endpoint_label::EndpointLabels;
 use crate::pool::RunnerPool;
 use crate::route::{Route, Routes};
@@ -58,6 +59,8 @@ pub(crate) struct ServerState {
     pub tracer: Option<Tracer>,
     /// The model repository the protocol's index lists (`ApiServerArgs::model_index`).
     pub model_index: Option<tiffin_oip::metadata::ModelIndex>,
+    /// Bearer tokens (`api_server.auth`), when on.
+    pub auth: Option<Auth>,
 }
 
 impl ServerState {
@@ -88,6 +91,18 @@ impl ServerState {
         let mut pools = Vec::new();
         let mut by_name = HashMap::new();
         for runner in args.service.runners() {
+            if args.config.runners.embedded(runner.name()) {
+                // Loaded here, in every API server: no pool, no workers.
+                let embedded = tiffin_runner_worker::Embedded::load(
+                    &args.service,
+                    runner.name(),
+                    &args.config,
+                    args.index,
+                )
+                .map_err(|e| ApiServerError::Config(e.to_string()))?;
+                runner.connect(Arc::new(crate::embedded::EmbeddedTransport(embedded)));
+                continue;
+            }
             let pool = RunnerPool::new(runner.name());
             runner.connect(Arc::new(crate::pool::PoolTransport(pool.clone())));
             by_name.insert(runner.name().to_string(), pool.clone());
@@ -106,6 +121,13 @@ impl ServerState {
         let tracer =
             Tracer::from_config(&args.config.tracing, &args.service.name, &role.to_string())
                 .map_err(|e| ApiServerError::Config(e.to_string()))?;
+        // Read before connecting: bad tokens end this process before it
+        // says hello (the supervisor checked them already, at start).
+        let auth = Auth::start(
+            &cfg.auth,
+            &args.service,
+            cfg.metrics.enabled.then(metrics::global),
+        )?;
         let (control, events) =
             ControlClient::connect(&args.runtime_dir, role, Some(snapshot)).await?;
         for (name, pool) in &by_name {
@@ -125,6 +147,7 @@ impl ServerState {
             access_log: AccessLog::new(&cfg.logging.access, args.config.logging.format),
             tracer,
             model_index: args.model_index.clone(),
+            auth,
         };
         Ok((state, events))
     }

@@ -59,6 +59,7 @@
 //! `bentoml_runner_adaptive_batch_size`. Neither list contains `+Inf`: the
 //! metrics layer adds it.
 
+mod auth;
 mod autoscaling;
 mod buckets;
 mod cors;
@@ -75,6 +76,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthConfig, MAX_TOKEN_LEN, MIN_TOKEN_LEN, TokenEntry};
 pub use autoscaling::{Autoscaling, AutoscalingConfig, MAX_TARGET_IN_FLIGHT, cpu_count};
 pub use buckets::{DEFAULT_DURATION_BUCKETS, MAX_GENERATED_BUCKETS, batch_size_buckets};
 pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE, MAX_CORS_MAX_AGE, OneOrMany};
@@ -176,6 +178,8 @@ pub struct ApiServerConfig {
     /// Prometheus's web configuration file for the scrape endpoints
     /// (`api_server.web_config_file`, `--web.config.file`; docs/security.md).
     pub web_config_file: Option<std::path::PathBuf>,
+    /// Bearer tokens on the APIs (`api_server.auth.*`, tiffin's own; off by default).
+    pub auth: AuthConfig,
 }
 
 impl Default for ApiServerConfig {
@@ -191,6 +195,7 @@ impl Default for ApiServerConfig {
             logging: ApiServerLogging::default(),
             ssl: SslConfig::default(),
             web_config_file: None,
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct RunnerSettings {
     pub batching: BatchingConfig,
     /// Autoscaling (`autoscaling.*`, off by default).
     pub autoscaling: AutoscalingConfig,
+    /// Run the runnable inside every API-server process instead of in
+    /// worker processes of its own (BentoML's `embedded`; default false;
+    /// docs/models.md#embedded-runners).
+    pub embedded: bool,
 }
 
 impl Default for RunnerSettings {
@@ -77,6 +81,7 @@ impl Default for RunnerSettings {
             max_failed_starts: DEFAULT_RUNNER_MAX_FAILED_STARTS,
             batching: BatchingConfig::default(),
             autoscaling: AutoscalingConfig::default(),
+            embedded: false,
         }
     }
 }
@@ -105,6 +110,13 @@ impl RunnerSettings {
             1,
             MAX_LATENCY_MS,
         )?;
+        if self.embedded && self.autoscaling.enabled {
+            return Err(ConfigError::invalid(
+                key("embedded"),
+                "an embedded runner runs in every API server and has no workers to autoscale: \
+                 set autoscaling.enabled to false, or embedded to false",
+            ));
+        }
         self.autoscaling
             .validate(&|field| key(&format!("autoscaling.{field}")))
     }
@@ -172,7 +184,13 @@ impl Default for RunnersConfig {
 }
 
 /// The keys of [`RunnerSettings`]: under `runners:`, the shared settings.
-const SETTINGS_KEYS: [&str; 4] = ["workers", "max_failed_starts", "batching", "autoscaling"];
+const SETTINGS_KEYS: [&str; 5] = [
+    "workers",
+    "max_failed_starts",
+    "batching",
+    "autoscaling",
+    "embedded",
+];
 
 impl RunnersConfig {
     /// The keys directly under `runners:` that are settings, not runner names.
@@ -189,6 +207,11 @@ impl RunnersConfig {
         self.per_runner
             .get(runner)
             .map_or(&self.shared, RunnerConfig::settings)
+    }
+
+    /// Whether `runner` runs inside the API servers (`embedded`).
+    pub fn embedded(&self, runner: &str) -> bool {
+        self.settings(runner).embedded
     }
 
     /// Number of worker processes to start for `runner`.
@@ -464,7 +487,13 @@ mod tests {
         assert_eq!(
             e,
             "unknown configuration key 'runners.r.metrics' (expected one of workers, \
-             max_failed_starts, batching, autoscaling)"
+             max_failed_starts, batching, autoscaling, embedded)"
+        );
+        let e =
+            load("runners: { r: { embedded: true, autoscaling: { enabled: true } } }").unwrap_err();
+        assert!(
+            e.starts_with("invalid value for 'runners.r.embedded': an embedded runner runs in every API server"),
+            "{e}"
         );
     }
 }

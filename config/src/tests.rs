@@ -1002,3 +1002,72 @@ fn hung_worker_timeout_is_ten_seconds_and_bounded_by_two_liveness_requests_and_a
         );
     }
 }
+
+#[test]
+fn ssl_has_bentomls_defaults_and_any_override_of_it_turns_tls_on() {
+    let ssl = Config::default().api_server.ssl;
+    assert!(!ssl.enabled);
+    assert_eq!((ssl.version, ssl.cert_reqs), (17, 0));
+    assert_eq!(ssl.ciphers.as_deref(), Some("TLSv1"));
+    let c = Config::load(
+        None,
+        Some("api_server.ssl.certfile=/c.pem api_server.ssl.keyfile=/k.pem"),
+    )
+    .unwrap();
+    assert!(c.api_server.ssl.enabled);
+    // ...unless the same source says otherwise.
+    let c = Config::load(
+        None,
+        Some("api_server.ssl.certfile=/c.pem api_server.ssl.enabled=false"),
+    )
+    .unwrap();
+    assert!(!c.api_server.ssl.enabled);
+    // In the file, `enabled` is what it says (BentoML's rule is for overrides).
+    let file = TempYaml::new("api_server: { ssl: { certfile: /c.pem, keyfile: /k.pem } }\n");
+    assert!(
+        !Config::load(Some(&file.0), None)
+            .unwrap()
+            .api_server
+            .ssl
+            .enabled
+    );
+}
+
+#[test]
+fn ssl_settings_rustls_cannot_honour_are_refused_naming_the_key() {
+    let on = "api_server.ssl.certfile=/c api_server.ssl.keyfile=/k";
+    for (extra, says) in [
+        (
+            "api_server.ssl.version=5",
+            "invalid value for 'api_server.ssl.version': 5 is not supported",
+        ),
+        (
+            "api_server.ssl.cert_reqs=3",
+            "invalid value for 'api_server.ssl.cert_reqs': expected 0",
+        ),
+        (
+            "api_server.ssl.ciphers=RC4",
+            "invalid value for 'api_server.ssl.ciphers': 'RC4' is not supported",
+        ),
+        (
+            "api_server.ssl.cert_reqs=2",
+            "invalid value for 'api_server.ssl.ca_certs': must be set",
+        ),
+    ] {
+        let e = Config::load(None, Some(&format!("{on} {extra}")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(says), "{extra}: {e}");
+    }
+    let e = with("api_server.ssl.keyfile", "/k").unwrap_err();
+    assert!(
+        e.starts_with("invalid value for 'api_server.ssl.certfile': must be set"),
+        "{e}"
+    );
+    for ok in [
+        "api_server.ssl.version=2",
+        "api_server.ssl.cert_reqs=1 api_server.ssl.ca_certs=/ca",
+    ] {
+        Config::load(None, Some(&format!("{on} {ok}"))).unwrap();
+    }
+}

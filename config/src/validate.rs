@@ -128,6 +128,7 @@ impl Config {
         validate_metrics("api_server.metrics", &api.metrics)?;
         api.logging.validate()?;
         api.ssl.validate()?;
+        api.auth.validate()?;
         self.tracing.validate()?;
         validate_metrics("runners.metrics", &self.runners.metrics)?;
         self.runners.validate()

@@ -8,6 +8,8 @@
 //! control connection (metric snapshots, drain).
 
 pub mod batch;
+mod embedded;
+mod host;
 mod in_flight;
 mod liveness;
 mod serve;
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use tiffin_config::Config;
 use tiffin_service::Service;
 
+pub use embedded::Embedded;
 pub use serve::run;
 
 /// Everything a runner worker needs to know, from its command line.

@@ -10,7 +10,8 @@ probe() { python3 "$BENCH_D/probe.py" "$@"; }
 bodies() { python3 "$BENCH_D/bodies.py" "$@"; }
 
 # want SECTION: whether SECTIONS (comma-separated, or all) names it.
-want() { [ "$SECTIONS" = all ] || [[ ",$SECTIONS," == *",$1,"* ]]; }
+# `soak` runs only when named: it takes an hour.
+want() { { [ "$SECTIONS" = all ] && [ "$1" != soak ]; } || [[ ",$SECTIONS," == *",$1,"* ]]; }
 
 # bench_init: a scratch directory ($WORK) and a trap that stops every server
 # started through this file (their pids are in PIDS) and removes it.

@@ -265,6 +265,26 @@ def oip(path):
           f"gRPC ModelInfer vs BentoService/Call with an NDArray: {100 * ratio(m('grpc_oip'), m('grpc_ndarray')):.1f}%")
 
 
+def embedded(path):
+    """Issue 28's table: hop mode and embedded runners against the references."""
+    rows = read_rows(path)
+    print("medians of the interleaved rounds (every round's req/s in brackets)")
+    print(f"{'target':<20} {'req/s':>10} {'p50_ms':>9} {'p99_ms':>9} {'non2xx':>8}   rounds")
+    targets = ["bare_hyper", "bare_hop", "echo_hop", "echo_embedded", "sentiment_hop", "sentiment_embedded", "digits_row"]
+    for t in targets:
+        bad = sum(int(x) for x in column(rows, t, 4))
+        print(f"{t:<20} {med(rows, t, 1):10.0f} {med(rows, t, 2):9.3f} {med(rows, t, 3):9.3f} {bad:>8}   [{rounds(rows, t)} ]")
+    m = lambda t: med(rows, t, 1)
+    for what, a, b, goal in [
+        ("echo vs bare_hop (hop mode)", "echo_hop", "bare_hop", ">= 0.95"),
+        ("sentiment_analyzer, 12-word review, vs echo (hop mode)", "sentiment_hop", "echo_hop", ">= 0.85"),
+        ("echo embedded vs bare hyper", "echo_embedded", "bare_hyper", ">= 0.85"),
+        ("sentiment_analyzer embedded, 12-word review, vs bare hyper", "sentiment_embedded", "bare_hyper", ">= 0.75"),
+        ("serve-http --model digits.onnx, one [1,64] row, vs echo (hop mode)", "digits_row", "echo_hop", "report"),
+    ]:
+        print(f"{what}: {ratio(m(a), m(b)):.2f} (goal {goal})")
+
+
 def tls(path):
     """HTTPS against plain HTTP: keep-alive and a new connection per request
     (`_close`), tiffin's sentiment_analyzer and bare hyper with and without rustls."""
@@ -299,4 +319,4 @@ def ms(secs):
 
 
 if __name__ == "__main__":
-    run(median, wrk, wrk_cost, cpu_per_req, throughput, metrics, batch_size, batching, cost, observability, large, upload, oha, latency, autoscale, oip, tls, metric_sum, ms, div)
+    run(median, wrk, wrk_cost, cpu_per_req, throughput, metrics, batch_size, batching, cost, observability, large, upload, oha, latency, autoscale, oip, embedded, tls, metric_sum, ms, div)

@@ -304,6 +304,12 @@ impl Supervisor<'_> {
                     index: i,
                 }),
             )
+        } else if st.embedded.iter().any(|r| r == target) {
+            return Err(format!(
+                "runner '{target}' is embedded (runners.{target}.embedded: true): it runs inside \
+                 every API server and has no workers of its own; scale the API servers instead \
+                 (tiffin scale api-server N), or set embedded to false to give it workers"
+            ));
         } else {
             return Err(format!(
                 "unknown scale target '{target}'; expected 'api-server' or one of the runners: {}",

@@ -79,19 +79,23 @@ async fn supervise_in(
         std::fs::set_permissions(&control_path, std::fs::Permissions::from_mode(0o600))
             .map_err(SupervisorError::io("cannot set control socket mode"))?;
     }
-    let runners: Vec<String> = args
+    // An embedded runner runs inside the API servers: it has no workers of
+    // its own to start, scale or autoscale (runner-worker/src/embedded.rs).
+    let (embedded, runners): (Vec<String>, Vec<String>) = args
         .service
         .runners()
         .iter()
         .map(|r| r.name().to_string())
-        .collect();
+        .partition(|name| args.config.runners.embedded(name));
     let graceful_timeout = args.config.api_server.graceful_timeout.duration();
-    let shared: Shared = Arc::new(Mutex::new(State::new(
+    let mut state = State::new(
         args.service.name.clone(),
         runners.clone(),
         local.to_string(),
         graceful_timeout,
-    )));
+    );
+    state.embedded = embedded;
+    let shared: Shared = Arc::new(Mutex::new(state));
     let metrics = Arc::new(SupervisorMetrics::new()?);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     crate::control::serve(

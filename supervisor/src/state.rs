@@ -107,6 +107,8 @@ pub(crate) struct State {
     pub service: String,
     /// Names of the service's runners, in order.
     pub runners: Vec<String>,
+    /// Names of the runners embedded in the API servers (no workers of their own).
+    pub embedded: Vec<String>,
     /// Every worker slot.
     pub slots: BTreeMap<Role, Slot>,
     /// Metrics of every process that has exited.
@@ -155,6 +157,7 @@ impl State {
         Self {
             service,
             runners,
+            embedded: Vec::new(),
             slots: BTreeMap::new(),
             retired: Snapshot::default(),
             shutting_down: false,

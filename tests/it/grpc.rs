@@ -296,7 +296,7 @@ fn health_reports_not_serving_until_runners_are_ready() {
 /// The venv with grpcio for tests/grpc_client.py: scripts/test creates it;
 /// when it is missing (e.g. `cargo nextest run` alone) this creates it, and
 /// fails loudly (never skips) when it cannot.
-fn python_with_grpcio() -> PathBuf {
+pub(crate) fn python_with_grpcio() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let venv = root.join("target").join("pyvenv");
     let python = venv.join("bin").join("python");

@@ -12,6 +12,7 @@
 mod common;
 
 mod access_log;
+mod auth;
 mod autoscaling;
 mod balance;
 mod batching;
@@ -25,6 +26,7 @@ mod deploy;
 mod digits;
 mod docs;
 mod drain_counts;
+mod embedded;
 mod examples;
 mod foundation;
 mod grpc;
@@ -46,6 +48,7 @@ mod python_package;
 mod restart_backoff;
 mod runtime_dir;
 mod snapshots;
+mod soak;
 mod tls;
 mod tracing;
 mod vader;

@@ -59,7 +59,9 @@ enum State {
 /// A server-side connection that becomes TLS on first use (module docs).
 pub struct TlsConn {
     state: State,
-    deadline: Pin<Box<Sleep>>,
+    /// The handshake's bound; dropped once it is done, so a long-lived
+    /// connection holds no timer.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl TlsConn {
@@ -67,7 +69,7 @@ impl TlsConn {
     pub fn new(stream: TcpStream, config: Arc<ServerConfig>) -> TlsConn {
         TlsConn {
             state: State::Sniff(stream, config),
-            deadline: Box::pin(tokio::time::sleep(HANDSHAKE_TIMEOUT)),
+            deadline: Some(Box::pin(tokio::time::sleep(HANDSHAKE_TIMEOUT))),
         }
     }
 
@@ -120,7 +122,10 @@ impl TlsConn {
                 }
                 State::Handshake(accept) => match Pin::new(accept.as_mut()).poll(cx) {
                     Poll::Pending => return self.pending_or_timeout(cx),
-                    Poll::Ready(Ok(tls)) => self.state = State::Ready(Box::new(tls)),
+                    Poll::Ready(Ok(tls)) => {
+                        self.state = State::Ready(Box::new(tls));
+                        self.deadline = None;
+                    }
                     Poll::Ready(Err(e)) => {
                         self.state = State::Done;
                         return Poll::Ready(Err(e));
@@ -147,7 +152,11 @@ impl TlsConn {
 
     /// `Pending`, unless the handshake deadline has passed.
     fn pending_or_timeout(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        if self
+            .deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+        {
             self.state = State::Done;
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,

@@ -70,13 +70,12 @@ impl std::fmt::Display for Named {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("{file}: cannot read the file: {source}")]
+    #[error("{file}: cannot read the file: {cause}")]
     Read {
         /// The file and its setting.
         file: Named,
-        /// What the system said.
-        #[source]
-        source: std::io::Error,
+        /// What the system said (in the message: a CLI prints only the top error).
+        cause: std::io::Error,
     },
     /// A file was read but does not hold what the setting needs.
     #[error("{file}: {reason}")]
@@ -90,13 +89,12 @@ pub enum TlsError {
     #[error("{0}")]
     Settings(String),
     /// rustls refused the certificate, key or CA bundle.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Rustls {
         /// What was being built.
         context: String,
         /// rustls's reason.
-        #[source]
-        source: rustls::Error,
+        cause: rustls::Error,
     },
 }
 
@@ -111,3 +109,6 @@ pub enum TlsError {
 pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::ring::default_provider())
 }
+
+#[cfg(test)]
+mod tests;

@@ -73,9 +73,9 @@ fn date(secs: i64) -> String {
 
 /// Reads `file` whole.
 fn read(file: &Named) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(&file.path).map_err(|source| TlsError::Read {
+    std::fs::read(&file.path).map_err(|cause| TlsError::Read {
         file: file.clone(),
-        source,
+        cause,
     })
 }
 
@@ -173,11 +173,22 @@ impl Identity {
             .load_private_key(key_der)
             .map_err(|e| content(key, format!("holds a key rustls cannot use ({e})")))?;
         let certified = CertifiedKey::new(chain, signing);
-        certified.keys_match().map_err(|_| {
-            TlsError::Settings(format!(
-                "{key} does not hold the private key of the certificate in {cert}"
-            ))
-        })?;
+        match certified.keys_match() {
+            Ok(()) => {}
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                return Err(TlsError::Settings(format!(
+                    "{key} does not hold the private key of the certificate in {cert}"
+                )));
+            }
+            // The key cannot tell its public half: rustls checks at the handshake.
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(e) => {
+                return Err(content(
+                    cert,
+                    format!("holds a certificate rustls cannot serve ({e})"),
+                ));
+            }
+        }
         Ok(Identity {
             certified: Arc::new(certified),
             validity,

@@ -4,14 +4,13 @@
 //! Kubernetes secret's projected volume, which swaps a symlink). A
 //! [`Reloading`] config is read by every new connection
 //! ([`Reloading::current`]); [`Reloading::watch`] looks at the files'
-//! metadata every [`CHECK_EVERY`] and on SIGHUP, and rebuilds the config
+//! contents every [`CHECK_EVERY`] and on SIGHUP, and rebuilds the config
 //! when something changed. A file that cannot be used (half-written, a key
 //! that does not match yet, garbage) leaves the old config serving: the
 //! caller is told, to log and count it, and the next change or SIGHUP tries
 //! again. A connection keeps the config it began its handshake with, so
 //! rotation never drops one.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,28 +20,22 @@ use rustls::ServerConfig;
 
 use crate::{TlsError, TlsFiles, Validity};
 
-/// How often the files' metadata is compared with what was loaded.
+/// How often the files are compared with what was loaded.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// What identifies one version of a file: a rename or an in-place write
-/// changes at least one of these.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
+/// What identifies one version of a file: a hash of its bytes. Metadata
+/// is not enough: a file rewritten in place within one tick of the
+/// kernel's coarse clock keeps its mtime, and a new certificate often has
+/// the old one's length. Reading a few kilobytes a second costs nothing.
+type Stamp = u64;
 
 fn stamp(path: &Path) -> Option<Stamp> {
+    use std::hash::{Hash, Hasher};
     // Follows symlinks: a Kubernetes secret volume swaps the link's target.
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        dev: m.dev(),
-        ino: m.ino(),
-        len: m.len(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-    })
+    let bytes = std::fs::read(path).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// A TLS server config rebuilt from its files when they change.

@@ -81,9 +81,9 @@ impl TlsFiles {
             } else {
                 TLS12_AND_13
             })
-            .map_err(|source| TlsError::Rustls {
+            .map_err(|cause| TlsError::Rustls {
                 context: "TLS protocol versions".into(),
-                source,
+                cause,
             })?;
         let builder = match (self.client_auth, &self.ca) {
             (ClientAuth::None, _) => builder.with_no_client_auth(),

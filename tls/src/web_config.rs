@@ -79,9 +79,9 @@ struct HttpServerConfig {
 impl WebConfig {
     /// Reads the web configuration file `file`.
     pub fn load(file: &Named) -> Result<WebConfig, TlsError> {
-        let text = std::fs::read_to_string(&file.path).map_err(|source| TlsError::Read {
+        let text = std::fs::read_to_string(&file.path).map_err(|cause| TlsError::Read {
             file: file.clone(),
-            source,
+            cause,
         })?;
         let bad = |reason: String| TlsError::Content {
             file: file.clone(),

@@ -13,8 +13,10 @@
 //! mapped back to HTTP the way BentoML's gRPC interceptor does
 //! ([`http_status_for_code`]). Every call, to any of the services, gets a
 //! request id, a span and an access-log line as an HTTP request does
-//! (`observe.rs`).
+//! (`observe.rs`), and, with `api_server.auth`, is checked for a bearer
+//! token (`auth.rs`).
 
+mod auth;
 mod content;
 mod incoming;
 mod observe;
@@ -87,14 +89,17 @@ impl BentoService for Bento {
         &self,
         request: Request<proto::Request>,
     ) -> Result<Response<proto::Response>, Status> {
-        let req = request.into_inner();
+        let (_, extensions, req) = request.into_parts();
         // Metered as HTTP's `POST /<api_name>` would be.
         let path = format!("/{}", req.api_name);
         let route = self.state.routes.api(&req.api_name);
         let status = |result: &Result<proto::Response, Status>| {
             http_status_for_code(result.as_ref().map_or_else(Status::code, |_| Code::Ok))
         };
-        let result = self.dispatch(route, req);
+        let result = async {
+            auth::permit(&self.state, &extensions, route, &path)?;
+            self.dispatch(route, req).await
+        };
         self.state
             .metered(route, &path, result, status)
             .await
@@ -233,6 +238,14 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         .layer(observe::ObserveLayer {
             state: state.clone(),
         })
+        // Inside the observing layer: a refused call is observed too.
+        .layer(tower_layer::layer_fn({
+            let state = state.clone();
+            move |inner| auth::Authenticate {
+                inner,
+                state: state.clone(),
+            }
+        }))
         .add_service(bento)
         .add_service(inference)
         .add_service(health)

@@ -310,7 +310,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
-        let req = request.into_inner();
+        let (_, extensions, req) = request.into_parts();
         // Metered as HTTP's `POST` to the same route would be.
         let path = tiffin_oip::path::infer(&req.model_name, version(&req.model_version));
         let route = match self.state.routes.resolve(&path) {
@@ -320,7 +320,10 @@ impl GrpcInferenceService for Inference {
         let status = |result: &Result<pb::ModelInferResponse, Status>| {
             http_status_for_code(result.as_ref().map_or_else(Status::code, |_| Code::Ok))
         };
-        let result = self.infer(route, &req);
+        let result = async {
+            super::auth::permit(&self.state, &extensions, route, &path)?;
+            self.infer(route, &req).await
+        };
         self.state
             .metered(route, &path, result, status)
             .await

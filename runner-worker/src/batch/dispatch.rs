@@ -381,7 +381,8 @@ fn run_guarded(method: &BatchFn, payloads: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, C
     })
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+/// The message of a caught panic.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())

@@ -1,0 +1,31 @@
+//! The transport of an embedded runner (`runners.<name>.embedded`): a
+//! `Runner::call` in a handler becomes a call of the runnable loaded in
+//! this process (`tiffin_runner_worker::Embedded`), carrying what a call
+//! to a worker carries: the request's deadline, its id and its span.
+
+use tiffin_runner_worker::Embedded;
+use tiffin_service::{BoxFuture, CallError, RunnerTransport};
+
+/// The [`RunnerTransport`] of an embedded runner.
+pub(crate) struct EmbeddedTransport(pub Embedded);
+
+impl RunnerTransport for EmbeddedTransport {
+    fn call(&self, method: &str, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, CallError>> {
+        let embedded = self.0.clone();
+        let method = method.to_string();
+        let expires = crate::deadline::remaining().map(|left| std::time::Instant::now() + left);
+        let request_id = crate::request_scope::current(|r| r.id.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let mut span = crate::trace::start_runner_call(embedded.name(), &method);
+        let trace = span.as_ref().map(tiffin_telemetry::Span::context);
+        Box::pin(async move {
+            let result = embedded
+                .call(method, payload, expires, request_id, trace)
+                .await;
+            if let (Some(span), Err(e)) = (&mut span, &result) {
+                span.set_error(e.to_string());
+            }
+            result
+        })
+    }
+}

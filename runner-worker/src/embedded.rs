@@ -1,0 +1,79 @@
+//! A runner embedded in an API-server process (`runners.<name>.embedded`,
+//! BentoML's word): its runnable is loaded in every API server, and a call
+//! is a function call, with no socket, frame or second process.
+//!
+//! Everything else about the runner holds, because the call runs through
+//! the same [`Host`] as in a worker process: the `bentoml_runner_*`
+//! families with the same labels (the worker index is the API server's
+//! index), the runnable's custom metrics, adaptive batching (a dispatcher
+//! per API server), deadlines, spans, and the request id on a model's
+//! error. A non-batchable method runs on the blocking pool, so the API
+//! server's I/O threads keep answering other requests, `/livez` and
+//! `/metrics` while a model computes or hangs; a panic in the model is
+//! that call's error, and the process lives on. What does not apply is
+//! refused where it is asked for: a supervisor starts no worker for an
+//! embedded runner, `tiffin scale` refuses it, and its configuration
+//! cannot autoscale it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tiffin_config::Config;
+use tiffin_service::{CallError, Service};
+use tiffin_telemetry::TraceContext;
+
+use crate::WorkerError;
+use crate::host::{CallContext, Host, Single};
+
+/// An embedded runner, loaded in this process.
+#[derive(Clone)]
+pub struct Embedded {
+    host: Arc<Host>,
+}
+
+impl Embedded {
+    /// Loads `runner` of `service` in API server `index`.
+    pub fn load(
+        service: &Service,
+        runner: &str,
+        config: &Config,
+        index: usize,
+    ) -> Result<Embedded, WorkerError> {
+        let role = format!("api_server:{index}:{runner}");
+        Ok(Embedded {
+            host: Arc::new(Host::load(service, runner, config, index, &role)?),
+        })
+    }
+
+    /// The runner's name.
+    pub fn name(&self) -> &str {
+        &self.host.runner
+    }
+
+    /// Runs one call of `method`, refused if `expires` has passed, and waits
+    /// for its result.
+    pub async fn call(
+        &self,
+        method: String,
+        payload: Vec<u8>,
+        expires: Option<Instant>,
+        request_id: String,
+        trace: Option<TraceContext>,
+    ) -> Result<Vec<u8>, CallError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let cx = CallContext {
+            expires,
+            request_id,
+            trace,
+        };
+        self.host
+            .call(method, payload, cx, Single::Blocking, move |result| {
+                let _ = tx.send(result);
+            });
+        rx.await.unwrap_or_else(|_| {
+            Err(CallError::Failed(
+                "the embedded runner dropped the call".into(),
+            ))
+        })
+    }
+}
