@@ -285,6 +285,26 @@ def embedded(path):
         print(f"{what}: {ratio(m(a), m(b)):.2f} (goal {goal})")
 
 
+def tls(path):
+    """HTTPS against plain HTTP: keep-alive and a new connection per request
+    (`_close`), tiffin's sentiment_analyzer and bare hyper with and without rustls."""
+    rows = read_rows(path)
+    print("medians of the interleaved rounds (every round's req/s in brackets)")
+    print(f"{'target':<20} {'req/s':>10} {'p50_ms':>9} {'p99_ms':>9} {'non2xx':>8}   rounds")
+    targets = ["bare_plain", "bare_tls", "tiffin_plain", "tiffin_tls"]
+    for t in targets + [t + "_close" for t in targets]:
+        bad = sum(int(x) for x in column(rows, t, 4))
+        print(f"{t:<20} {med(rows, t, 1):10.0f} {med(rows, t, 2):9.3f} {med(rows, t, 3):9.3f} {bad:>8}   [{rounds(rows, t)} ]")
+    m = lambda t, i=1: med(rows, t, i)
+    print(f"TLS/plain keep-alive req/s: tiffin {ratio(m('tiffin_tls'), m('tiffin_plain')):.2f} (goal >= 0.85), "
+          f"bare hyper {ratio(m('bare_tls'), m('bare_plain')):.2f}; "
+          f"p99 tiffin {m('tiffin_tls', 3):.3f} vs {m('tiffin_plain', 3):.3f} ms")
+    print(f"TLS/plain new connections/s: tiffin {ratio(m('tiffin_tls_close'), m('tiffin_plain_close')):.2f}, "
+          f"bare hyper {ratio(m('bare_tls_close'), m('bare_plain_close')):.2f}; "
+          f"handshakes/s tiffin {m('tiffin_tls_close'):.0f} vs bare_tls {m('bare_tls_close'):.0f} "
+          f"({100 * ratio(m('tiffin_tls_close'), m('bare_tls_close')):.1f}% of the limit)")
+
+
 def metric_sum(prefix):
     """A scrape on stdin -> the sum of the samples whose line starts with prefix."""
     print(f"{sum(float(l.split()[-1]) for l in sys.stdin if l.startswith(prefix)):.0f}")
@@ -299,4 +319,4 @@ def ms(secs):
 
 
 if __name__ == "__main__":
-    run(median, wrk, wrk_cost, cpu_per_req, throughput, metrics, batch_size, batching, cost, observability, large, upload, oha, latency, autoscale, oip, embedded, metric_sum, ms, div)
+    run(median, wrk, wrk_cost, cpu_per_req, throughput, metrics, batch_size, batching, cost, observability, large, upload, oha, latency, autoscale, oip, embedded, tls, metric_sum, ms, div)
