@@ -10,7 +10,17 @@
 //! error. A non-batchable method runs on the blocking pool, so the API
 //! server's I/O threads keep answering other requests, `/livez` and
 //! `/metrics` while a model computes or hangs; a panic in the model is
-//! that call's error, and the process lives on. What does not apply is
+//! that call's error, and the process lives on.
+//!
+//! The pool costs two thread switches per call, and in one `scripts/bench`
+//! run (section `embedded`, a loaded machine) that made an embedded `echo`
+//! slower than the hop to a worker (13.9k against 19.0k req/s). Running the
+//! call inline on the I/O thread instead was tried and refused: a running
+//! model then holds the request's own timer (no 504 at
+//! `api_server.traffic.timeout`) and its API server's snapshot (scrapes see
+//! it stale), which are promises an embedded runner keeps. A model thread
+//! per API server, fed by a queue that it drains without sleeping while
+//! calls wait, is the next step. What does not apply is
 //! refused where it is asked for: a supervisor starts no worker for an
 //! embedded runner, `tiffin scale` refuses it, and its configuration
 //! cannot autoscale it.
