@@ -262,7 +262,7 @@ fn dispatchers(
         // batchable ones through a dispatcher, the rest as `Single` says.
         let batch = match method {
             MethodKind::Batch(f) => f.clone(),
-            MethodKind::Single(_) => continue,
+            MethodKind::Single(_) | MethodKind::Stream(_) => continue,
         };
         let observer_metrics = metrics.cloned();
         let method_name = name.to_string();
