@@ -366,7 +366,15 @@ impl<Out: Serialize, In> Connection<Out, In> {
     /// Sends `body` as a request and waits for the reply. The wait has no
     /// bound of its own beyond the connection's life: callers bound it.
     pub async fn request(&self, body: Out) -> Result<In, ConnectionError> {
+        self.request_with(|_| body).await
+    }
+
+    /// Like [`Connection::request`], with the body made from the request's
+    /// id before anything is sent: a caller that expects events tied to the
+    /// request (a streamed call's items) can be ready for them by then.
+    pub async fn request_with(&self, body: impl FnOnce(u64) -> Out) -> Result<In, ConnectionError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = body(id);
         let (tx, rx) = oneshot::channel();
         self.inner.pending().insert(id, tx);
         let mut guard = PendingGuard {
