@@ -10,7 +10,10 @@
 //! error. A non-batchable method runs on the blocking pool, so the API
 //! server's I/O threads keep answering other requests, `/livez` and
 //! `/metrics` while a model computes or hangs; a panic in the model is
-//! that call's error, and the process lives on. What does not apply is
+//! that call's error, and the process lives on. A stream method streams
+//! here too ([`Embedded::call_stream`]): its iterator is pulled on the
+//! blocking pool under the same credit window as over a socket, so a slow
+//! client slows the model, and dropping the stream stops it. What does not apply is
 //! refused where it is asked for: a supervisor starts no worker for an
 //! embedded runner, `tiffin scale` refuses it, and its configuration
 //! cannot autoscale it.
@@ -19,11 +22,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tiffin_config::Config;
-use tiffin_service::{CallError, Service};
+use tiffin_ipc::stream::{ReceiverHooks, STREAM_WINDOW, StreamReceiver};
+use tiffin_service::{CallError, EncodedStream, Service};
 use tiffin_telemetry::TraceContext;
 
 use crate::WorkerError;
 use crate::host::{CallContext, Host, Single};
+use crate::stream::{Gate, ItemSink, Stopped};
 
 /// An embedded runner, loaded in this process.
 #[derive(Clone)]
@@ -75,5 +80,70 @@ impl Embedded {
                 "the embedded runner dropped the call".into(),
             ))
         })
+    }
+}
+
+impl Embedded {
+    /// Starts one call of the stream method `method` (refused if `expires`
+    /// has passed): its items as the model yields them, at most
+    /// [`STREAM_WINDOW`] ahead of what was taken; dropping the stream
+    /// cancels the call before its next item.
+    pub fn call_stream(
+        &self,
+        method: String,
+        payload: Vec<u8>,
+        expires: Option<Instant>,
+        request_id: String,
+        trace: Option<TraceContext>,
+    ) -> EncodedStream {
+        let gate = Gate::new(STREAM_WINDOW);
+        let (items_tx, items) = tokio::sync::mpsc::unbounded_channel();
+        let (end_tx, end) = tokio::sync::oneshot::channel();
+        let cx = CallContext {
+            expires,
+            request_id,
+            trace,
+        };
+        let sink = ChannelSink {
+            items: items_tx,
+            gate: gate.clone(),
+        };
+        self.host
+            .call_stream(method, payload, cx, sink, move |outcome| {
+                let _ = end_tx.send(outcome.into_result());
+            });
+        let end = Box::pin(async move {
+            end.await.unwrap_or_else(|_| {
+                Err(CallError::Failed(
+                    "the embedded runner dropped the stream".into(),
+                ))
+            })
+        });
+        let (granted, cancelled) = (gate.clone(), gate);
+        let hooks = ReceiverHooks {
+            credit: Box::new(move |n| granted.grant(n)),
+            dropped: Box::new(move |ended| {
+                if !ended {
+                    cancelled.cancel();
+                }
+            }),
+        };
+        Box::pin(StreamReceiver::new(STREAM_WINDOW, None, items, end, hooks))
+    }
+}
+
+/// A stream's items, handed to the API handler in this process.
+struct ChannelSink {
+    items: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    gate: std::sync::Arc<Gate>,
+}
+
+impl ItemSink for ChannelSink {
+    fn room(&mut self) -> bool {
+        self.gate.wait_for_room()
+    }
+
+    fn send(&mut self, item: Vec<u8>) -> Result<(), Stopped> {
+        self.items.send(item).map_err(|_| Stopped::Cancelled)
     }
 }

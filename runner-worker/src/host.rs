@@ -9,7 +9,8 @@
 //! batch dispatcher for batchable methods, and a result tagged with the
 //! client's request id when the model fails. They differ only in how a
 //! call arrives and leaves, and in where a non-batchable method runs
-//! ([`Single`]).
+//! ([`Single`]). A stream method's call is served by `stream.rs`, on the
+//! blocking pool in both places.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub(crate) struct Host {
     pub runner: String,
     /// Calls answered, for the supervisor's status.
     pub requests: AtomicU64,
+    /// Streams stopped because their caller went away (`stream.rs`).
+    pub cancelled: tiffin_metrics::CounterChild,
 }
 
 /// One call, besides its method and input.
@@ -122,6 +125,7 @@ impl Host {
             tracer,
             runner: runner.to_owned(),
             requests: AtomicU64::new(0),
+            cancelled: crate::stream::cancelled_counter(cfg.metrics.enabled, runner),
         })
     }
 
@@ -198,15 +202,7 @@ impl Host {
     /// call's error (as a batch's does in the dispatcher), not the end of
     /// the thread, its connection or the process.
     fn call_guarded(&self, method: &str, payload: &[u8]) -> Result<Vec<u8>, CallError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.runnable.call(method, payload)
-        }))
-        .unwrap_or_else(|p| {
-            Err(CallError::Failed(format!(
-                "the model panicked: {}",
-                crate::batch::dispatch::panic_message(&*p)
-            )))
-        })
+        guarded(|| self.runnable.call(method, payload))
     }
 
     /// Records a finished call (metrics, span, a log line naming the request
@@ -237,6 +233,16 @@ impl Host {
         self.requests.fetch_add(1, Ordering::Relaxed);
         result
     }
+}
+
+/// Runs `f`, a piece of the model's work; a panic becomes its error.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, CallError>) -> Result<T, CallError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(CallError::Failed(format!(
+            "the model panicked: {}",
+            crate::batch::dispatch::panic_message(&*p)
+        )))
+    })
 }
 
 /// A dispatcher for each batchable method, when batching is enabled: a batch
@@ -283,7 +289,7 @@ fn dispatchers(
 
 /// A model's error (failed or bad input) with ` (request id: …)` appended;
 /// others are the host's own and pass unchanged.
-fn tag_with_request(e: CallError, request_id: &str) -> CallError {
+pub(crate) fn tag_with_request(e: CallError, request_id: &str) -> CallError {
     if request_id.is_empty() {
         return e;
     }

@@ -13,6 +13,7 @@ mod host;
 mod in_flight;
 mod liveness;
 mod serve;
+mod stream;
 
 use std::path::PathBuf;
 
