@@ -4,7 +4,7 @@
 //! to a worker carries: the request's deadline, its id and its span.
 
 use tiffin_runner_worker::Embedded;
-use tiffin_service::{BoxFuture, CallError, RunnerTransport};
+use tiffin_service::{BoxFuture, CallError, EncodedStream, RunnerTransport};
 
 /// The [`RunnerTransport`] of an embedded runner.
 pub(crate) struct EmbeddedTransport(pub Embedded);
@@ -27,5 +27,21 @@ impl RunnerTransport for EmbeddedTransport {
             }
             result
         })
+    }
+
+    fn call_stream(&self, method: &str, payload: Vec<u8>) -> EncodedStream {
+        let expires = crate::deadline::remaining().map(|left| std::time::Instant::now() + left);
+        let request_id = crate::request_scope::current(|r| r.id.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let span = crate::trace::start_runner_call(self.0.name(), method);
+        let trace = span.as_ref().map(tiffin_telemetry::Span::context);
+        let items = self
+            .0
+            .call_stream(method.to_string(), payload, expires, request_id, trace);
+        // The span ends with the stream.
+        Box::pin(futures::StreamExt::map(items, move |item| {
+            let _held = &span;
+            item
+        }))
     }
 }

@@ -28,5 +28,5 @@ pub mod role;
 pub mod runtime;
 pub mod stream;
 
-pub use connection::{Connection, ConnectionError, Envelope, Incoming, Opening};
+pub use connection::{Connection, ConnectionError, Envelope, Incoming, Opening, PendingReply};
 pub use role::Role;

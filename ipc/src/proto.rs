@@ -513,21 +513,18 @@ mod tests {
                 items_tx.send((call, item)).unwrap();
             }
         });
-        let mut sent_id = None;
-        let end = api
-            .request_with(|id| {
-                sent_id = Some(id);
-                DataRequest::StreamCall {
-                    method: "words".into(),
-                    payload: bytes::Bytes::new(),
-                    deadline_ns: None,
-                    request_id: String::new(),
-                    trace: None,
-                    window: 16,
-                }
+        let pending = api
+            .send_request(|_| DataRequest::StreamCall {
+                method: "words".into(),
+                payload: bytes::Bytes::new(),
+                deadline_ns: None,
+                request_id: String::new(),
+                trace: None,
+                window: 16,
             })
-            .await
             .unwrap();
+        let sent_id = Some(pending.id());
+        let end = pending.await.unwrap();
         assert!(
             matches!(end, DataResponse::StreamEnd(Err(CallError::Failed(m))) if m == "ran dry")
         );
