@@ -49,5 +49,6 @@ mod restart_backoff;
 mod runtime_dir;
 mod snapshots;
 mod soak;
+mod stream;
 mod tracing;
 mod vader;
