@@ -19,12 +19,10 @@
 //! cannot autoscale it.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tiffin_config::Config;
 use tiffin_ipc::stream::{ReceiverHooks, STREAM_WINDOW, StreamReceiver};
 use tiffin_service::{CallError, EncodedStream, Service};
-use tiffin_telemetry::TraceContext;
 
 use crate::WorkerError;
 use crate::host::{CallContext, Host, Single};
@@ -55,22 +53,15 @@ impl Embedded {
         &self.host.runner
     }
 
-    /// Runs one call of `method`, refused if `expires` has passed, and waits
-    /// for its result.
+    /// Runs one call of `method`, refused if `cx.expires` has passed, and
+    /// waits for its result.
     pub async fn call(
         &self,
         method: String,
         payload: Vec<u8>,
-        expires: Option<Instant>,
-        request_id: String,
-        trace: Option<TraceContext>,
+        cx: CallContext,
     ) -> Result<Vec<u8>, CallError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let cx = CallContext {
-            expires,
-            request_id,
-            trace,
-        };
         self.host
             .call(method, payload, cx, Single::Blocking, move |result| {
                 let _ = tx.send(result);
@@ -84,26 +75,14 @@ impl Embedded {
 }
 
 impl Embedded {
-    /// Starts one call of the stream method `method` (refused if `expires`
-    /// has passed): its items as the model yields them, at most
-    /// [`STREAM_WINDOW`] ahead of what was taken; dropping the stream
+    /// Starts one call of the stream method `method` (refused if
+    /// `cx.expires` has passed): its items as the model yields them, at
+    /// most [`STREAM_WINDOW`] ahead of what was taken; dropping the stream
     /// cancels the call before its next item.
-    pub fn call_stream(
-        &self,
-        method: String,
-        payload: Vec<u8>,
-        expires: Option<Instant>,
-        request_id: String,
-        trace: Option<TraceContext>,
-    ) -> EncodedStream {
+    pub fn call_stream(&self, method: String, payload: Vec<u8>, cx: CallContext) -> EncodedStream {
         let gate = Gate::new(STREAM_WINDOW);
         let (items_tx, items) = tokio::sync::mpsc::unbounded_channel();
         let (end_tx, end) = tokio::sync::oneshot::channel();
-        let cx = CallContext {
-            expires,
-            request_id,
-            trace,
-        };
         let sink = ChannelSink {
             items: items_tx,
             gate: gate.clone(),

@@ -52,8 +52,10 @@ pub(crate) struct Host {
     pub cancelled: tiffin_metrics::CounterChild,
 }
 
-/// One call, besides its method and input.
-pub(crate) struct CallContext {
+/// One call, besides its method and input: what the caller's request says
+/// about it.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
     /// The request's deadline.
     pub expires: Option<Instant>,
     /// The client request's id (`X-Request-ID`), for log lines and errors.
@@ -151,15 +153,7 @@ impl Host {
             deliver(Err(CallError::DeadlineExceeded));
             return;
         }
-        // The runner's span: a child of the API server's.
-        let span = match (&self.tracer, &trace) {
-            (Some(tracer), Some(parent)) => Some(tracer.start(
-                format!("{}.{method}", self.runner),
-                Kind::Server,
-                Some(parent),
-            )),
-            _ => None,
-        };
+        let span = self.span(&method, trace.as_ref());
         // RunnerMetrics labels `method` as the endpoint `/<method>` itself.
         let started = Instant::now();
         let guard = self.metrics.as_ref().map(|m| m.start(&method));
@@ -195,6 +189,18 @@ impl Host {
                     deliver(result);
                 });
             }
+        }
+    }
+
+    /// The runner's span for a call of `method`: a child of the caller's.
+    pub(crate) fn span(&self, method: &str, parent: Option<&TraceContext>) -> Option<Span> {
+        match (&self.tracer, parent) {
+            (Some(tracer), Some(parent)) => Some(tracer.start(
+                format!("{}.{method}", self.runner),
+                Kind::Server,
+                Some(parent),
+            )),
+            _ => None,
         }
     }
 

@@ -218,15 +218,7 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
                     trace,
                 },
         } => {
-            let expires = deadline_ns.map(|ns| Instant::now() + tiffin_ipc::clock::until(ns));
-            let envelope = Envelope {
-                id,
-                cx: CallContext {
-                    expires,
-                    request_id,
-                    trace,
-                },
-            };
+            let envelope = Envelope::new(id, deadline_ns, request_id, trace);
             call(&handler_worker, conn, method, payload.into(), envelope)
         }
         Incoming::Request {
@@ -241,15 +233,7 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
                     window,
                 },
         } => {
-            let expires = deadline_ns.map(|ns| Instant::now() + tiffin_ipc::clock::until(ns));
-            let envelope = Envelope {
-                id,
-                cx: CallContext {
-                    expires,
-                    request_id,
-                    trace,
-                },
-            };
+            let envelope = Envelope::new(id, deadline_ns, request_id, trace);
             let call = StreamCall {
                 method,
                 payload: payload.into(),
@@ -361,6 +345,27 @@ struct Envelope {
     id: u64,
     /// The rest, as the host needs it.
     cx: CallContext,
+}
+
+impl Envelope {
+    /// A call's envelope from what its request carries: the deadline, in
+    /// [`tiffin_ipc::clock`] nanoseconds, becomes an instant here.
+    fn new(
+        id: u64,
+        deadline_ns: Option<u64>,
+        request_id: String,
+        trace: Option<tiffin_ipc::proto::TraceContext>,
+    ) -> Self {
+        let expires = deadline_ns.map(|ns| Instant::now() + tiffin_ipc::clock::until(ns));
+        Envelope {
+            id,
+            cx: CallContext {
+                expires,
+                request_id,
+                trace,
+            },
+        }
+    }
 }
 
 /// Runs one call through the host (inline for plain methods, through the

@@ -21,7 +21,7 @@ use std::time::Instant;
 use tiffin_ipc::stream::Credits;
 use tiffin_metrics::CounterChild;
 use tiffin_service::CallError;
-use tiffin_telemetry::{Kind, Span};
+use tiffin_telemetry::Span;
 
 use crate::host::{CallContext, Host, guarded, tag_with_request};
 
@@ -151,14 +151,7 @@ impl Host {
             end(Outcome::Failed(CallError::DeadlineExceeded, 0));
             return;
         }
-        let span = match (&self.tracer, &cx.trace) {
-            (Some(tracer), Some(parent)) => Some(tracer.start(
-                format!("{}.{method}", self.runner),
-                Kind::Server,
-                Some(parent),
-            )),
-            _ => None,
-        };
+        let span = self.span(&method, cx.trace.as_ref());
         let started = Instant::now();
         let in_progress = self.metrics.as_ref().map(|m| m.start(&method));
         let host = Arc::clone(self);

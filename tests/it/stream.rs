@@ -184,9 +184,9 @@ fn httpx_sse_reads_each_word_as_an_event_then_an_end_or_error_event() {
     assert!(message.contains("the model failed at word 1"), "{message}");
 }
 
-/// Posts an endless stream on a raw connection, reads until `items` words
-/// arrived, and hangs up.
-fn hang_up_after(server: &Server, items: usize, request_id: &str) {
+/// Posts an endless stream of events on a raw connection and reads until
+/// `items` words arrived: the connection, and what it read.
+fn endless_after(server: &Server, items: usize, request_id: &str) -> (TcpStream, String) {
     let body = r#"{"words": 1000000, "pace_ms": 2}"#;
     let mut conn = TcpStream::connect(&server.addr).unwrap();
     conn.set_read_timeout(Some(EVENT_WITHIN)).unwrap();
@@ -197,41 +197,58 @@ fn hang_up_after(server: &Server, items: usize, request_id: &str) {
     )
     .unwrap();
     let mut seen = String::new();
-    let mut buf = [0u8; 4096];
     while seen.matches("data: w").count() < items {
-        let n = conn.read(&mut buf).expect("the stream goes on");
-        assert!(n > 0, "the stream ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        read_more(&mut conn, &mut seen);
     }
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    (conn, seen)
+}
+
+/// Reads what `conn` has next onto `seen`; the stream must not have ended.
+fn read_more(conn: &mut TcpStream, seen: &mut String) {
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).expect("the stream goes on");
+    assert!(n > 0, "the stream ended early: {seen}");
+    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+}
+
+/// Reads an endless stream until `items` words arrived, and hangs up.
+fn hang_up_after(server: &Server, items: usize, request_id: &str) {
+    let (conn, _) = endless_after(server, items, request_id);
     drop(conn);
+}
+
+/// Waits until the stream of `request_id` was cancelled (counted once, its
+/// log line written, nothing left running) and returns the log line.
+fn wait_stopped(server: &Server, request_id: &str) -> String {
+    let cancelled = [("runner_name", "lm"), ("stage", "running")];
+    let what = "the cancelled stream";
+    wait_metric(
+        server,
+        "tiffin_runner_calls_cancelled_total",
+        &cancelled,
+        1.0,
+        what,
+    );
+    let line = wait_log_line(server, &["stream cancelled by its caller", request_id]);
+    let in_progress = [("runner_name", "lm")];
+    let what = "no stream left running";
+    wait_metric(
+        server,
+        "bentoml_runner_request_in_progress",
+        &in_progress,
+        0.0,
+        what,
+    );
+    line
 }
 
 #[test]
 fn a_client_that_hangs_up_mid_stream_stops_the_model() {
     let server = custom("");
     hang_up_after(&server, 3, "stream-hang-up-1");
-    let cancelled = [("runner_name", "lm"), ("stage", "running")];
-    wait_metric(
-        &server,
-        "tiffin_runner_calls_cancelled_total",
-        &cancelled,
-        1.0,
-        "the cancelled stream",
-    );
-    let line = wait_log_line(
-        &server,
-        &["stream cancelled by its caller", "stream-hang-up-1"],
-    );
+    let line = wait_stopped(&server, "stream-hang-up-1");
     assert!(line.contains("runner:lm"), "{line}");
-    let in_progress = [("runner_name", "lm")];
-    wait_metric(
-        &server,
-        "bentoml_runner_request_in_progress",
-        &in_progress,
-        0.0,
-        "no stream left running",
-    );
 }
 
 #[test]
@@ -243,16 +260,37 @@ fn an_embedded_runner_streams_and_stops_when_the_client_hangs_up() {
         .collect();
     assert_eq!(lines, ["\"w0\"", "\"w1\"", "\"w2\"", "\"w3\""]);
     hang_up_after(&server, 3, "stream-hang-up-2");
-    let cancelled = [("runner_name", "lm"), ("stage", "running")];
-    wait_metric(
-        &server,
-        "tiffin_runner_calls_cancelled_total",
-        &cancelled,
-        1.0,
-        "the cancelled stream",
-    );
-    wait_log_line(
-        &server,
-        &["stream cancelled by its caller", "stream-hang-up-2"],
-    );
+    let line = wait_stopped(&server, "stream-hang-up-2");
+    assert!(line.contains("api_server"), "{line}");
+}
+
+#[test]
+fn a_worker_killed_mid_stream_ends_it_with_an_error_event_and_the_service_recovers() {
+    let server = custom("");
+    let (mut conn, mut seen) = endless_after(&server, 3, "stream-killed");
+    let status = status_json(&server);
+    let workers = status["workers"].as_array().expect("workers list").clone();
+    let pid = workers
+        .iter()
+        .find(|w| worker_role(w).1.as_deref() == Some("lm"))
+        .and_then(|w| w["pid"].as_u64())
+        .expect("the lm worker's pid");
+    // SAFETY: a plain kill(2) of a process this test's server started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    while !seen.contains("event: error") {
+        read_more(&mut conn, &mut seen);
+    }
+    let error = &seen[seen.find("event: error").unwrap_or(0)..];
+    assert!(error.contains("lost mid-stream"), "{error}");
+    // Not retried elsewhere once items flowed; the supervisor restarts the
+    // worker, and the next stream is whole.
+    let mut lines = Vec::new();
+    let recovered = eventually(EVENT_WITHIN, || {
+        lines = curl_lines(&server, "/generate_lines", r#"{"words": 2}"#)
+            .iter()
+            .map(|(_, line)| line)
+            .collect();
+        lines == ["\"w0\"", "\"w1\""]
+    });
+    assert!(recovered, "after the kill: {lines:?}\n{}", server.log());
 }

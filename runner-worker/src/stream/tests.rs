@@ -60,13 +60,11 @@ fn embedded(name: &str) -> (Embedded, mpsc::Receiver<usize>) {
 }
 
 fn call(host: &Embedded, method: &str, input: &str) -> tiffin_service::EncodedStream {
-    host.call_stream(
-        method.into(),
-        input.as_bytes().to_vec(),
-        None,
-        "req-7".into(),
-        None,
-    )
+    let cx = crate::CallContext {
+        request_id: "req-7".into(),
+        ..Default::default()
+    };
+    host.call_stream(method.into(), input.as_bytes().to_vec(), cx)
 }
 
 #[tokio::test(flavor = "multi_thread")]
