@@ -8,6 +8,11 @@
 //! whose worker died before answering is retried once on another live worker
 //! (runner methods are treated as idempotent, as in BentoML).
 //!
+//! A streamed call (`RunnerTransport::call_stream`, docs/streaming.md) is
+//! routed the same way until its first item; then it stays on its worker,
+//! its items reach the caller through the connection's item routes, credits
+//! go back as the caller takes them, and dropping the stream cancels it.
+//!
 //! The pool also feeds the supervisor's autoscaler
 //! (`supervisor/src/autoscale_loop.rs`): it counts the calls in flight to
 //! its runner, waiting for a worker included, in the gauge
