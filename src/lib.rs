@@ -61,7 +61,7 @@ pub use tiffin_metrics as metrics;
 pub use tiffin_service::serde;
 pub use tiffin_service::{
     ApiError, Binary, File, FileInput, Image, Json, JsonOf, Method, NdArray, NumpyNdarray,
-    Runnable, Runner, RunnerError, Service, Text,
+    Runnable, Runner, RunnerError, Service, StreamFormat, Text,
 };
 
 use std::process::ExitCode;

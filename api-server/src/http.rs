@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use http_body_util::{BodyExt, Either, Full, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
@@ -20,7 +23,7 @@ use tiffin_service::Answer;
 
 use tiffin_ipc::proto::{FromSupervisor, ToSupervisor};
 use tiffin_metrics::Format;
-use tiffin_service::{Api, ApiError};
+use tiffin_service::{Api, ApiError, StreamFormat};
 
 use crate::accept::{self, HEARTBEAT, LoadBoard, inherit_listener};
 use crate::connections::{self, AcceptBackoff, Activity, Connections};
@@ -47,11 +50,17 @@ struct App {
     scrape_users: Option<Arc<tiffin_tls::BasicAuth>>,
 }
 
-type Body = Full<Bytes>;
+/// A response body: whole, or a streaming answer's items as they come.
+type Body = Either<Full<Bytes>, StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>>;
+
+/// A whole body.
+fn full(bytes: Bytes) -> Body {
+    Either::Left(Full::new(bytes))
+}
 
 fn json_error(status: u16, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "error": message }).to_string();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(full(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -60,7 +69,7 @@ fn json_error(status: u16, message: &str) -> Response<Body> {
 
 /// A JSON answer with `status`.
 fn json_value((status, body): (u16, serde_json::Value)) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut resp = Response::new(full(Bytes::from(body.to_string())));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -68,7 +77,7 @@ fn json_value((status, body): (u16, serde_json::Value)) -> Response<Body> {
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -77,7 +86,7 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// A compiled-in file (the Swagger UI page and its assets).
 fn static_bytes(content_type: &'static str, bytes: &'static [u8]) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(bytes)));
+    let mut resp = Response::new(full(Bytes::from_static(bytes)));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
@@ -130,7 +139,7 @@ impl App {
             .as_ref()
             .map(|c| c.request(req.method(), req.headers()))
         {
-            Some(CorsRequest::Preflight(resp)) => return resp,
+            Some(CorsRequest::Preflight(resp)) => return resp.map(Either::Left),
             Some(CorsRequest::CrossOrigin { origin, has_cookie }) => Some((origin, has_cookie)),
             Some(CorsRequest::SameOrigin) | None => None,
         };
@@ -218,7 +227,7 @@ impl App {
             }),
             Route::Metrics => self.scrape(req.headers()).await,
             Route::Docs => get_only({
-                let mut r = Response::new(Full::new(self.docs.clone()));
+                let mut r = Response::new(full(self.docs.clone()));
                 r.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 r
@@ -319,8 +328,78 @@ impl App {
         {
             tiffin_oip::request::check_header_length(&body, &length)?;
         }
+        if let Some(format) = api.stream_format() {
+            return self.stream_answer(api, format, body, content_type).await;
+        }
         let answer = api.answer(body, content_type.as_deref()).await?;
         answer_response(api, answer)
+    }
+
+    /// The response of a streaming API (docs/streaming.md): it waits for
+    /// the first item, so that an error before it is the request's status
+    /// and `api_server.traffic.timeout` bounds the time to it; then every
+    /// item is written as soon as it comes, in chunks, ending with the
+    /// format's end, or its error ending if the stream failed after items.
+    /// Dropping the response (the client went away) drops the stream,
+    /// which cancels the runner's call.
+    async fn stream_answer(
+        &self,
+        api: &Api,
+        format: StreamFormat,
+        body: Bytes,
+        content_type: Option<String>,
+    ) -> Result<Response<Body>, ApiError> {
+        let started = std::time::Instant::now();
+        let mut items = api.answer_stream(body, content_type.as_deref()).await?;
+        let first = match items.next().await {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(first)) => Some(first),
+            None => None,
+        };
+        let endpoint = api.route();
+        let counted = self.state.streams.as_ref().map(|m| {
+            if first.is_some() {
+                m.first_item(&endpoint, started.elapsed().as_secs_f64());
+            }
+            m.items(&endpoint)
+        });
+        let counted = counted.unwrap_or_default();
+        let name = api.name.clone();
+        // `None` marks the end of the items, where the format's end goes.
+        let marked = futures::stream::iter(first.map(Ok))
+            .chain(items)
+            .map(Some)
+            .chain(futures::stream::once(std::future::ready(None)));
+        let chunks = marked.scan(false, move |failed, item| {
+            let chunk = match item {
+                _ if *failed => None,
+                Some(Ok(chunk)) => {
+                    counted.inc();
+                    Some(chunk)
+                }
+                Some(Err(e)) => {
+                    *failed = true;
+                    tracing::warn!(api = %name, error = %e.message, "a stream failed after its first item");
+                    Some(format.error(&e))
+                }
+                None => format.end(),
+            };
+            std::future::ready(chunk)
+        });
+        let frames = chunks.map(|chunk| Ok(Frame::data(chunk))).boxed();
+        let mut resp = Response::new(Either::Right(StreamBody::new(frames)));
+        let headers = resp.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        // Proxies must pass each item on at once (nginx buffers otherwise).
+        headers.insert(
+            hyper::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        Ok(resp)
     }
 
     async fn scrape(&self, headers: &HeaderMap) -> Response<Body> {
@@ -337,7 +416,7 @@ impl App {
         let answer = self.state.control.request(ToSupervisor::Scrape { format });
         match tokio::time::timeout(SCRAPE_TIMEOUT, answer).await {
             Ok(Ok(FromSupervisor::Scraped { body })) => {
-                let mut resp = Response::new(Full::new(Bytes::from(body)));
+                let mut resp = Response::new(full(Bytes::from(body)));
                 resp.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static(format.content_type()),
@@ -504,7 +583,7 @@ fn answer_response(api: &Api, answer: Answer) -> Result<Response<Body>, ApiError
             api.name
         ))
     };
-    let mut resp = Response::new(Full::new(answer.body));
+    let mut resp = Response::new(full(answer.body));
     *resp.status_mut() = StatusCode::from_u16(answer.status)
         .map_err(|_| bad("status", &answer.status.to_string()))?;
     let content_type = match &answer.content_type {

@@ -8,6 +8,11 @@
 //! whose worker died before answering is retried once on another live worker
 //! (runner methods are treated as idempotent, as in BentoML).
 //!
+//! A streamed call (`RunnerTransport::call_stream`, docs/streaming.md) is
+//! routed the same way until its first item; then it stays on its worker,
+//! its items reach the caller through the connection's item routes, credits
+//! go back as the caller takes them, and dropping the stream cancels it.
+//!
 //! The pool also feeds the supervisor's autoscaler
 //! (`supervisor/src/autoscale_loop.rs`): it counts the calls in flight to
 //! its runner, waiting for a worker included, in the gauge
@@ -16,7 +21,7 @@
 //! be autoscaled to zero such a call waits for a worker for as long as its
 //! request may still run, instead of `WORKER_WAIT`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -24,7 +29,9 @@ use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
 use tokio::net::UnixStream;
+use tokio::sync::mpsc;
 
 use tiffin_ipc::connection::{Connection, ConnectionError, Incoming, Opening};
 use tiffin_ipc::control::ControlClient;
@@ -32,19 +39,28 @@ use tiffin_ipc::proto::{
     DataRequest, DataResponse, PROTOCOL_VERSION, RUNNER_CALLS_IN_FLIGHT, ToSupervisor,
     WorkerEndpoint,
 };
+use tiffin_ipc::stream::{ReceiverHooks, STREAM_WINDOW, StreamReceiver};
 use tiffin_metrics::GaugeChild;
-use tiffin_service::{BoxFuture, CallError, RunnerTransport};
+use tiffin_service::{BoxFuture, CallError, EncodedStream, RunnerTransport};
 
 use tiffin_metrics::count_guard::CountGuard;
 
 type Reply = Result<Vec<u8>, CallError>;
 
+/// The item channels of a connection's streams in flight, by call id.
+type ItemRoutes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>>>;
+
 /// One multiplexed connection to a runner worker.
 struct WorkerConn {
     endpoint: WorkerEndpoint,
     conn: Connection<DataRequest, DataResponse>,
-    /// Calls sent and not yet answered, for least-outstanding choice.
-    outstanding: AtomicUsize,
+    /// Calls sent and not yet answered (streams not yet ended), for
+    /// least-outstanding choice.
+    outstanding: Arc<AtomicUsize>,
+    /// Where the items of each stream in flight go, by the stream call's
+    /// envelope id (filled by [`RunnerPool::stream_once`], read by the
+    /// connection's handler).
+    streams: ItemRoutes,
     /// Cleared when the worker says it drains or leaves the supervisor's set.
     routable: Arc<AtomicBool>,
     /// Set when the worker said it drains. A draining worker refuses every
@@ -62,9 +78,10 @@ impl WorkerConn {
 }
 
 /// How one attempt of a call on one worker ended.
-enum Attempt {
-    /// The worker answered (with a result or an error of the call).
-    Answered(Reply),
+enum Attempt<T> {
+    /// The worker answered (with a result or an error of the call); for a
+    /// stream, it sent its first item or its end.
+    Answered(Result<T, CallError>),
     /// The worker refused without running the call: it is draining.
     Draining,
     /// The call was never sent: the connection could no longer write.
@@ -269,7 +286,12 @@ impl RunnerPool {
         }
     }
 
-    async fn call_once(&self, worker: &WorkerConn, method: &str, payload: Bytes) -> Attempt {
+    async fn call_once(
+        &self,
+        worker: &WorkerConn,
+        method: &str,
+        payload: Bytes,
+    ) -> Attempt<Vec<u8>> {
         let deadline_ns = match crate::deadline::remaining() {
             Some(left) if left.is_zero() => {
                 return Attempt::Answered(Err(CallError::DeadlineExceeded));
@@ -313,14 +335,29 @@ impl RunnerPool {
         // Shared by every attempt: a retry sends the same bytes, uncopied.
         let payload = Bytes::from(payload);
         let _in_flight = CountGuard::enter(&self.in_flight);
-        // Workers already tried for this call. A draining worker refuses
-        // without running the call, so moving on is always safe (scale-down
-        // must fail no request); a worker lost mid-call is retried once.
+        let (pool, method) = (&self, &method);
+        self.route_with(|worker| {
+            let payload = payload.clone();
+            async move { pool.call_once(&worker, method, payload).await }
+        })
+        .await
+    }
+
+    /// Sends one call by `attempt`, worker after worker, until one answers.
+    /// A draining worker refuses without running the call, so moving on is
+    /// always safe (scale-down must fail no request); a worker lost
+    /// mid-call is retried once.
+    async fn route_with<T, F, Fut>(&self, attempt: F) -> Result<T, CallError>
+    where
+        F: Fn(Arc<WorkerConn>) -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
+        // Workers already tried for this call.
         let mut tried: Vec<Arc<WorkerConn>> = Vec::new();
         let mut lost_retry_left = true;
         loop {
             let worker = self.pick_or_wait(&tried).await?;
-            match self.call_once(&worker, &method, payload.clone()).await {
+            match attempt(Arc::clone(&worker)).await {
                 Attempt::Answered(reply) => return reply,
                 Attempt::Draining => {
                     worker.draining.store(true, Ordering::SeqCst);
@@ -340,12 +377,181 @@ impl RunnerPool {
     }
 }
 
+/// What a streamed call takes from its request, when the stream is made:
+/// the stream is read after the request's scope, as the response's body.
+struct StreamScope {
+    /// When the request's time to its first item runs out.
+    deadline: Option<tokio::time::Instant>,
+    /// The client request's id (`X-Request-ID`).
+    request_id: String,
+    /// The W3C context of this call's span.
+    trace: Option<tiffin_ipc::proto::TraceContext>,
+}
+
+impl RunnerPool {
+    /// Starts a streamed call: before its first item it is routed as any
+    /// call is ([`RunnerPool::route_with`]: another worker if one drains or
+    /// dies first); once items flowed it stays on its worker, and a worker
+    /// lost mid-stream ends it with an error. The calls-in-flight gauge,
+    /// the worker's outstanding count and the span are held until the
+    /// stream ends or is dropped; dropping it early cancels the call.
+    fn stream(self: Arc<Self>, method: String, payload: Vec<u8>) -> EncodedStream {
+        let request_id = crate::request_scope::current(|r| r.id.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let span = crate::trace::start_runner_call(&self.runner, &method);
+        let scope = StreamScope {
+            deadline: crate::deadline::remaining().map(|left| tokio::time::Instant::now() + left),
+            request_id,
+            trace: span.as_ref().map(tiffin_telemetry::Span::context),
+        };
+        let opened = async move {
+            let in_flight = CountGuard::enter(self.in_flight.clone());
+            let payload = Bytes::from(payload);
+            let (pool, method, scope) = (&self, &method, &scope);
+            let started = self
+                .route_with(|worker| pool.stream_once(worker, method, payload.clone(), scope))
+                .await;
+            match started {
+                // The guards go with the stream, and end with it.
+                Ok(items) => items
+                    .map(move |item| {
+                        let _held = (&in_flight, &span);
+                        item
+                    })
+                    .boxed(),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            }
+        };
+        futures::stream::once(opened).flatten().boxed()
+    }
+
+    /// One attempt of a streamed call on `worker`, until its first item or
+    /// its end: a started stream is answered, and so is an error the
+    /// worker sent; a refusal or a lost connection is for `route_with`.
+    async fn stream_once(
+        &self,
+        worker: Arc<WorkerConn>,
+        method: &str,
+        payload: Bytes,
+        scope: &StreamScope,
+    ) -> Attempt<EncodedStream> {
+        let deadline_ns = match scope.deadline {
+            Some(at) => {
+                let left = at.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Attempt::Answered(Err(CallError::DeadlineExceeded));
+                }
+                Some(tiffin_ipc::clock::deadline_after(left))
+            }
+            None => None,
+        };
+        let (items_tx, mut items) = mpsc::unbounded_channel();
+        let mut call = None;
+        let sent = worker.conn.send_request(|id| {
+            call = Some(id);
+            worker.streams.lock().insert(id, items_tx);
+            DataRequest::StreamCall {
+                method: method.to_string(),
+                payload,
+                deadline_ns,
+                request_id: scope.request_id.clone(),
+                trace: scope.trace,
+                window: STREAM_WINDOW,
+            }
+        });
+        // Removes the item route however this attempt ends.
+        let route = call.map(|id| StreamRoute {
+            worker: Arc::clone(&worker),
+            id,
+        });
+        let (mut end, route) = match (sent, route) {
+            (Ok(pending), Some(route)) => (pending, route),
+            (Err(ConnectionError::Closed { .. }), _) => return Attempt::NotSent,
+            (Err(e), _) => return Attempt::Answered(Err(CallError::BadInput(e.to_string()))),
+            (Ok(_), None) => {
+                return Attempt::Answered(Err(CallError::Failed(
+                    "the stream call was sent without an id".into(),
+                )));
+            }
+        };
+        let outstanding = CountGuard::enter(Arc::clone(&worker.outstanding));
+        let (first, ended) = tokio::select! {
+            biased;
+            item = items.recv() => (item, None),
+            answer = &mut end => (items.try_recv().ok(), Some(answer)),
+        };
+        let ended = match ended {
+            None => None,
+            Some(Ok(DataResponse::StreamEnd(Err(CallError::Draining)))) => {
+                return Attempt::Draining;
+            }
+            Some(Ok(DataResponse::StreamEnd(result))) => Some(result),
+            Some(Ok(other)) => Some(Err(CallError::Failed(format!(
+                "unexpected answer from the runner worker: {other:?}"
+            )))),
+            Some(Err(ConnectionError::Lost { peer })) if first.is_none() => {
+                return Attempt::Lost(ConnectionError::Lost { peer });
+            }
+            Some(Err(e)) => Some(Err(CallError::Unavailable(format!(
+                "the stream was cut: {e}"
+            )))),
+        };
+        if let (None, Some(Err(e))) = (&first, &ended) {
+            return Attempt::Answered(Err(e.clone()));
+        }
+        let end: BoxFuture<Result<u64, CallError>> = match ended {
+            Some(result) => Box::pin(std::future::ready(result)),
+            None => Box::pin(end.map(|answer| match answer {
+                Ok(DataResponse::StreamEnd(result)) => result,
+                Ok(other) => Err(CallError::Failed(format!(
+                    "unexpected answer from the runner worker: {other:?}"
+                ))),
+                // Items flowed: the call is not sent elsewhere.
+                Err(e) => Err(CallError::Unavailable(format!(
+                    "the runner worker was lost mid-stream: {e}"
+                ))),
+            })),
+        };
+        let conn = worker.conn.clone();
+        let call = route.id;
+        let hooks = ReceiverHooks {
+            credit: Box::new(move |items| {
+                let _ = conn.send(DataRequest::StreamCredit { call, items });
+            }),
+            dropped: Box::new(move |ended| {
+                if !ended {
+                    let _ = route.worker.conn.send(DataRequest::StreamCancel { call });
+                }
+                drop((route, outstanding));
+            }),
+        };
+        let receiver = StreamReceiver::new(STREAM_WINDOW, first, items, end, hooks);
+        Attempt::Answered(Ok(receiver.boxed()))
+    }
+}
+
+/// A stream's entry in its connection's item routes, removed when dropped.
+struct StreamRoute {
+    worker: Arc<WorkerConn>,
+    id: u64,
+}
+
+impl Drop for StreamRoute {
+    fn drop(&mut self) {
+        self.worker.streams.lock().remove(&self.id);
+    }
+}
+
 /// The [`RunnerTransport`] a `Runner` uses inside this API server.
 pub struct PoolTransport(pub Arc<RunnerPool>);
 
 impl RunnerTransport for PoolTransport {
     fn call(&self, method: &str, payload: Vec<u8>) -> BoxFuture<Reply> {
         Box::pin(self.0.clone().route(method.to_string(), payload))
+    }
+
+    fn call_stream(&self, method: &str, payload: Vec<u8>) -> EncodedStream {
+        self.0.clone().stream(method.to_string(), payload)
     }
 }
 
@@ -375,16 +581,27 @@ async fn connect(endpoint: WorkerEndpoint) -> Result<Arc<WorkerConn>, Connection
     let routable = Arc::new(AtomicBool::new(true));
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_routing, said_draining) = (routable.clone(), draining.clone());
-    let conn = opening.start(move |msg, _| {
-        if let Incoming::Event(DataResponse::Draining) = msg {
+    let streams = ItemRoutes::default();
+    let item_routes = streams.clone();
+    let conn = opening.start(move |msg, _| match msg {
+        Incoming::Event(DataResponse::Draining) => {
             said_draining.store(true, Ordering::SeqCst);
             stop_routing.store(false, Ordering::SeqCst);
         }
+        // A decoded item owns its buffer alone: into a Vec without a copy.
+        // An item of a stream no longer wanted (cancelled) is dropped.
+        Incoming::Event(DataResponse::StreamItem { call, item }) => {
+            if let Some(items) = item_routes.lock().get(&call) {
+                let _ = items.send(Vec::from(item));
+            }
+        }
+        _ => {}
     });
     Ok(Arc::new(WorkerConn {
         endpoint,
         conn,
-        outstanding: AtomicUsize::new(0),
+        outstanding: Arc::default(),
+        streams,
         routable,
         draining,
     }))

@@ -61,6 +61,59 @@ pub(crate) struct ServerState {
     pub model_index: Option<tiffin_oip::metadata::ModelIndex>,
     /// Bearer tokens (`api_server.auth`), when on.
     pub auth: Option<Auth>,
+    /// The families of streaming answers, unless metrics are disabled.
+    pub streams: Option<StreamMetrics>,
+}
+
+/// Time to the first item of a streaming answer.
+pub(crate) const TIME_TO_FIRST_ITEM: &str = "tiffin_api_server_time_to_first_item_seconds";
+/// Items sent in streaming answers.
+pub(crate) const STREAM_ITEMS: &str = "tiffin_api_server_stream_items_total";
+
+/// What none of the peers export by default, for streaming APIs
+/// (docs/streaming.md): time to the first item (a dashboard's time to first
+/// token) and items sent (tokens per second), labelled as BentoML's
+/// `request_*` families are, by endpoint, service name and version.
+pub(crate) struct StreamMetrics {
+    first_item: tiffin_metrics::Histogram,
+    items: tiffin_metrics::Counter,
+    service_name: String,
+    service_version: String,
+}
+
+impl StreamMetrics {
+    fn new(
+        buckets: &[f64],
+        service_name: &str,
+        service_version: &str,
+    ) -> Result<Self, tiffin_metrics::MetricsError> {
+        let labels = ["endpoint", "service_name", "service_version"];
+        let reg = metrics::global();
+        Ok(StreamMetrics {
+            first_item: reg.histogram(
+                TIME_TO_FIRST_ITEM,
+                "Seconds from a streaming request's arrival to its first item",
+                &labels,
+                buckets,
+            )?,
+            items: reg.counter(STREAM_ITEMS, "Items sent in streaming answers", &labels)?,
+            service_name: service_name.to_owned(),
+            service_version: service_version.to_owned(),
+        })
+    }
+
+    /// Records the time to the first item of a stream of `endpoint`.
+    pub fn first_item(&self, endpoint: &str, seconds: f64) {
+        self.first_item
+            .labels(&[endpoint, &self.service_name, &self.service_version])
+            .observe(seconds);
+    }
+
+    /// The item counter of `endpoint`.
+    pub fn items(&self, endpoint: &str) -> tiffin_metrics::CounterChild {
+        self.items
+            .labels(&[endpoint, &self.service_name, &self.service_version])
+    }
 }
 
 impl ServerState {
@@ -71,21 +124,24 @@ impl ServerState {
         args: &ApiServerArgs,
     ) -> Result<(Self, UnboundedReceiver<FromSupervisor>), ApiServerError> {
         let cfg = &args.config.api_server;
-        let metrics = if cfg.metrics.enabled {
+        let (metrics, streams) = if cfg.metrics.enabled {
             let buckets = cfg
                 .metrics
                 .duration
                 .buckets("api_server.metrics")
                 .map_err(|e| ApiServerError::Config(e.to_string()))?;
-            Some(ApiServerMetrics::new(
+            let defaults = ApiServerMetrics::new(
                 metrics::global(),
                 &cfg.metrics.namespace,
                 &buckets,
                 &args.service.name,
                 args.service.version_label(),
-            )?)
+            )?;
+            let streams =
+                StreamMetrics::new(&buckets, &args.service.name, args.service.version_label())?;
+            (Some(defaults), Some(streams))
         } else {
-            None
+            (None, None)
         };
 
         let mut pools = Vec::new();
@@ -148,6 +204,7 @@ impl ServerState {
             tracer,
             model_index: args.model_index.clone(),
             auth,
+            streams,
         };
         Ok((state, events))
     }

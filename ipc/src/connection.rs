@@ -330,14 +330,46 @@ impl<Out, In> fmt::Debug for Connection<Out, In> {
     }
 }
 
-/// Removes a request's waiter if the request is abandoned before its reply.
-struct PendingGuard<'a, In> {
-    inner: &'a Inner<In>,
+/// The reply to a request sent with [`Connection::send_request`]: a future
+/// that owns its waiter, and removes it if dropped before the reply comes.
+pub struct PendingReply<In> {
     id: u64,
+    rx: oneshot::Receiver<In>,
+    inner: Arc<Inner<In>>,
     armed: bool,
 }
 
-impl<In> Drop for PendingGuard<'_, In> {
+impl<In> PendingReply<In> {
+    /// The request's envelope id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl<In> fmt::Debug for PendingReply<In> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingReply")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl<In> std::future::Future for PendingReply<In> {
+    type Output = Result<In, ConnectionError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let answer = std::task::ready!(std::pin::Pin::new(&mut self.rx).poll(cx));
+        self.armed = false;
+        std::task::Poll::Ready(answer.map_err(|_| ConnectionError::Lost {
+            peer: self.inner.peer.clone(),
+        }))
+    }
+}
+
+impl<In> Drop for PendingReply<In> {
     fn drop(&mut self) {
         if self.armed {
             self.inner.pending().remove(&self.id);
@@ -366,12 +398,25 @@ impl<Out: Serialize, In> Connection<Out, In> {
     /// Sends `body` as a request and waits for the reply. The wait has no
     /// bound of its own beyond the connection's life: callers bound it.
     pub async fn request(&self, body: Out) -> Result<In, ConnectionError> {
+        self.send_request(|_| body)?.await
+    }
+
+    /// Sends a request whose body is made from its id, and answers the
+    /// pending reply at once: a caller that expects events tied to the
+    /// request (a streamed call's items) knows the id before anything can
+    /// arrive, and the reply's future borrows nothing.
+    pub fn send_request(
+        &self,
+        body: impl FnOnce(u64) -> Out,
+    ) -> Result<PendingReply<In>, ConnectionError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = body(id);
         let (tx, rx) = oneshot::channel();
         self.inner.pending().insert(id, tx);
-        let mut guard = PendingGuard {
-            inner: &self.inner,
+        let pending = PendingReply {
             id,
+            rx,
+            inner: Arc::clone(&self.inner),
             armed: true,
         };
         // Checked after registering: a close in between has drained the map.
@@ -379,11 +424,7 @@ impl<Out: Serialize, In> Connection<Out, In> {
             return Err(self.closed_error());
         }
         self.enqueue(&Envelope::Request { id, body: &body })?;
-        let answer = rx.await;
-        guard.armed = false;
-        answer.map_err(|_| ConnectionError::Lost {
-            peer: self.inner.peer.clone(),
-        })
+        Ok(pending)
     }
 
     /// Sends `body` as an event (no reply expected).

@@ -5,6 +5,7 @@
 //! - [`connection`]: the one multiplexed request/response connection type
 //!   (hello exchange, request ids, replies, events, fail-everything-on-close).
 //! - [`proto`]: the messages of the data and control connections.
+//! - [`stream`]: flow control of a streamed call (credits, the window).
 //! - [`load`]: the runner calls in flight an API server reports, which the
 //!   supervisor's autoscaler reads as a typed [`load::RunnerLoad`].
 //! - [`role`]: who a process is, and every spelling of that.
@@ -25,6 +26,7 @@ pub mod peer;
 pub mod proto;
 pub mod role;
 pub mod runtime;
+pub mod stream;
 
-pub use connection::{Connection, ConnectionError, Envelope, Incoming, Opening};
+pub use connection::{Connection, ConnectionError, Envelope, Incoming, Opening, PendingReply};
 pub use role::Role;

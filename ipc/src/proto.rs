@@ -56,8 +56,9 @@ impl std::str::FromStr for Protocol {
     }
 }
 
-/// Version of the wire protocol; bumped on any incompatible message change.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// Version of the wire protocol; bumped on any incompatible message change
+/// (5: streamed calls, [`DataRequest::StreamCall`]).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// First message on a control connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -311,6 +312,41 @@ pub enum DataRequest {
         #[serde(default)]
         trace: Option<TraceContext>,
     },
+    /// Request: call a stream method (`Runnable::stream_method`). Items come
+    /// back as [`DataResponse::StreamItem`] events carrying this request's
+    /// envelope id, at most `window` ahead of the credits granted since
+    /// ([`DataRequest::StreamCredit`], `stream.rs`); the reply,
+    /// [`DataResponse::StreamEnd`], comes after the last item.
+    StreamCall {
+        /// Method name.
+        method: String,
+        /// Encoded argument, as in [`DataRequest::Call`].
+        payload: bytes::Bytes,
+        /// As in [`DataRequest::Call`]: the worker does not start the call
+        /// once it has passed (a started stream runs on).
+        deadline_ns: Option<u64>,
+        /// The client request's id, as in [`DataRequest::Call`].
+        request_id: String,
+        /// The caller's span, as in [`DataRequest::Call`].
+        trace: Option<TraceContext>,
+        /// Items the worker may send before its first credit.
+        window: u32,
+    },
+    /// Event: the caller took `items` more items of the stream `call` (a
+    /// [`DataRequest::StreamCall`]'s envelope id): the worker may send that
+    /// many more.
+    StreamCredit {
+        /// The stream call's envelope id.
+        call: u64,
+        /// How many more items may be sent.
+        items: u32,
+    },
+    /// Event: the caller no longer wants the stream `call`; the worker stops
+    /// pulling its items and ends it (the end it sends is ignored).
+    StreamCancel {
+        /// The stream call's envelope id.
+        call: u64,
+    },
 }
 
 /// Longest request id carried in a [`DataRequest::Call`] (the API server
@@ -344,4 +380,158 @@ pub enum DataResponse {
     Result(Result<bytes::Bytes, CallError>),
     /// Event: the worker is draining; send no new calls on this connection.
     Draining,
+    /// Event: one item of the stream `call` (a [`DataRequest::StreamCall`]'s
+    /// envelope id), encoded by the runner codec.
+    StreamItem {
+        /// The stream call's envelope id.
+        call: u64,
+        /// The encoded item (`Bytes` for the reason given at [`DataResponse::Result`]).
+        item: bytes::Bytes,
+    },
+    /// Reply to [`DataRequest::StreamCall`], after its last item: how many
+    /// items were sent, or the error that ended the stream (after the items
+    /// sent before it; a refusal such as [`CallError::Draining`] comes
+    /// before any).
+    StreamEnd(Result<u64, CallError>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::{Envelope, Incoming, Opening};
+    use crate::frame::{DEFAULT_MAX_FRAME, decode_message, encode_frame};
+
+    /// Encodes as a frame and decodes the frame's body back.
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned>(msg: &T) -> T {
+        let frame = encode_frame(msg, DEFAULT_MAX_FRAME).unwrap();
+        decode_message(&frame[4..]).unwrap()
+    }
+
+    #[test]
+    fn stream_messages_survive_the_wire() {
+        let call = DataRequest::StreamCall {
+            method: "generate".into(),
+            payload: bytes::Bytes::from_static(b"\"once upon\""),
+            deadline_ns: Some(7),
+            request_id: "req-1".into(),
+            trace: None,
+            window: crate::stream::STREAM_WINDOW,
+        };
+        let DataRequest::StreamCall {
+            method,
+            payload,
+            window,
+            ..
+        } = round_trip(&call)
+        else {
+            panic!("not a stream call");
+        };
+        assert_eq!(
+            (method.as_str(), &payload[..], window),
+            ("generate", &b"\"once upon\""[..], 16)
+        );
+        let credit = round_trip(&DataRequest::StreamCredit { call: 9, items: 8 });
+        assert!(matches!(
+            credit,
+            DataRequest::StreamCredit { call: 9, items: 8 }
+        ));
+        assert!(matches!(
+            round_trip(&DataRequest::StreamCancel { call: 9 }),
+            DataRequest::StreamCancel { call: 9 }
+        ));
+        let item = DataResponse::StreamItem {
+            call: 9,
+            item: bytes::Bytes::from_static(b"tok"),
+        };
+        assert!(
+            matches!(round_trip(&item), DataResponse::StreamItem { call: 9, item } if &item[..] == b"tok")
+        );
+        let failed = DataResponse::StreamEnd(Err(CallError::Failed("ran dry".into())));
+        assert!(
+            matches!(round_trip(&failed), DataResponse::StreamEnd(Err(CallError::Failed(m))) if m == "ran dry")
+        );
+        assert!(matches!(
+            round_trip(&DataResponse::StreamEnd(Ok(3))),
+            DataResponse::StreamEnd(Ok(3))
+        ));
+    }
+
+    #[test]
+    fn older_messages_keep_their_encoding() {
+        // Stream messages were added after the others: a call or a result
+        // of version 4 is the same bytes in version 5.
+        let frame = encode_frame(&DataResponse::Draining, DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(&frame[4..], &[2]);
+        let env = Envelope::Event(DataResponse::Draining);
+        assert!(matches!(
+            round_trip(&env),
+            Envelope::Event(DataResponse::Draining)
+        ));
+    }
+
+    /// A worker stand-in that answers a stream call with three items and
+    /// then an error, tied to the call's envelope id.
+    #[tokio::test]
+    async fn a_stream_s_items_arrive_before_its_end_and_an_error_after_items_is_kept() {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let mut api = Opening::<DataRequest, DataResponse>::new(a, "worker");
+        let mut worker = Opening::<DataResponse, DataRequest>::new(b, "api server");
+        let hello = DataRequest::Hello {
+            version: PROTOCOL_VERSION,
+        };
+        let (welcome, ()) = tokio::join!(api.hello(hello), async {
+            let (id, _) = worker.accept().await.unwrap();
+            let reply = DataResponse::Hello {
+                version: PROTOCOL_VERSION,
+            };
+            worker.reply(id, reply).await.unwrap();
+        });
+        assert!(matches!(
+            welcome.unwrap(),
+            DataResponse::Hello {
+                version: PROTOCOL_VERSION
+            }
+        ));
+        let _worker = worker.start(|msg, conn| {
+            if let Incoming::Request {
+                id,
+                body: DataRequest::StreamCall { .. },
+            } = msg
+            {
+                for word in ["a", "b", "c"] {
+                    let item = bytes::Bytes::from_static(word.as_bytes());
+                    conn.send(DataResponse::StreamItem { call: id, item })
+                        .unwrap();
+                }
+                let end = DataResponse::StreamEnd(Err(CallError::Failed("ran dry".into())));
+                conn.reply(id, end).unwrap();
+            }
+        });
+        let (items_tx, mut items) = tokio::sync::mpsc::unbounded_channel();
+        let api = api.start(move |msg, _| {
+            if let Incoming::Event(DataResponse::StreamItem { call, item }) = msg {
+                items_tx.send((call, item)).unwrap();
+            }
+        });
+        let pending = api
+            .send_request(|_| DataRequest::StreamCall {
+                method: "words".into(),
+                payload: bytes::Bytes::new(),
+                deadline_ns: None,
+                request_id: String::new(),
+                trace: None,
+                window: 16,
+            })
+            .unwrap();
+        let sent_id = Some(pending.id());
+        let end = pending.await.unwrap();
+        assert!(
+            matches!(end, DataResponse::StreamEnd(Err(CallError::Failed(m))) if m == "ran dry")
+        );
+        // Every item was handed over before the end reply resolved.
+        for word in ["a", "b", "c"] {
+            let (call, item) = items.try_recv().unwrap();
+            assert_eq!((Some(call), &item[..]), (sent_id, word.as_bytes()));
+        }
+    }
 }

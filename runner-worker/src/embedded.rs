@@ -20,20 +20,25 @@
 //! `api_server.traffic.timeout`) and its API server's snapshot (scrapes see
 //! it stale), which are promises an embedded runner keeps. A model thread
 //! per API server, fed by a queue that it drains without sleeping while
-//! calls wait, is the next step. What does not apply is
+//! calls wait, is the next step.
+//!
+//! A stream method streams here too ([`Embedded::call_stream`]): its
+//! iterator is pulled on the blocking pool under the same credit window as
+//! over a socket, so a slow client slows the model, and dropping the stream
+//! stops it. What does not apply is
 //! refused where it is asked for: a supervisor starts no worker for an
 //! embedded runner, `tiffin scale` refuses it, and its configuration
 //! cannot autoscale it.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tiffin_config::Config;
-use tiffin_service::{CallError, Service};
-use tiffin_telemetry::TraceContext;
+use tiffin_ipc::stream::{ReceiverHooks, STREAM_WINDOW, StreamReceiver};
+use tiffin_service::{CallError, EncodedStream, Service};
 
 use crate::WorkerError;
 use crate::host::{CallContext, Host, Single};
+use crate::stream::{Gate, ItemSink, Stopped};
 
 /// An embedded runner, loaded in this process.
 #[derive(Clone)]
@@ -60,22 +65,15 @@ impl Embedded {
         &self.host.runner
     }
 
-    /// Runs one call of `method`, refused if `expires` has passed, and waits
-    /// for its result.
+    /// Runs one call of `method`, refused if `cx.expires` has passed, and
+    /// waits for its result.
     pub async fn call(
         &self,
         method: String,
         payload: Vec<u8>,
-        expires: Option<Instant>,
-        request_id: String,
-        trace: Option<TraceContext>,
+        cx: CallContext,
     ) -> Result<Vec<u8>, CallError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let cx = CallContext {
-            expires,
-            request_id,
-            trace,
-        };
         self.host
             .call(method, payload, cx, Single::Blocking, move |result| {
                 let _ = tx.send(result);
@@ -85,5 +83,58 @@ impl Embedded {
                 "the embedded runner dropped the call".into(),
             ))
         })
+    }
+}
+
+impl Embedded {
+    /// Starts one call of the stream method `method` (refused if
+    /// `cx.expires` has passed): its items as the model yields them, at
+    /// most [`STREAM_WINDOW`] ahead of what was taken; dropping the stream
+    /// cancels the call before its next item.
+    pub fn call_stream(&self, method: String, payload: Vec<u8>, cx: CallContext) -> EncodedStream {
+        let gate = Gate::new(STREAM_WINDOW);
+        let (items_tx, items) = tokio::sync::mpsc::unbounded_channel();
+        let (end_tx, end) = tokio::sync::oneshot::channel();
+        let sink = ChannelSink {
+            items: items_tx,
+            gate: gate.clone(),
+        };
+        self.host
+            .call_stream(method, payload, cx, sink, move |outcome| {
+                let _ = end_tx.send(outcome.into_result());
+            });
+        let end = Box::pin(async move {
+            end.await.unwrap_or_else(|_| {
+                Err(CallError::Failed(
+                    "the embedded runner dropped the stream".into(),
+                ))
+            })
+        });
+        let (granted, cancelled) = (gate.clone(), gate);
+        let hooks = ReceiverHooks {
+            credit: Box::new(move |n| granted.grant(n)),
+            dropped: Box::new(move |ended| {
+                if !ended {
+                    cancelled.cancel();
+                }
+            }),
+        };
+        Box::pin(StreamReceiver::new(STREAM_WINDOW, None, items, end, hooks))
+    }
+}
+
+/// A stream's items, handed to the API handler in this process.
+struct ChannelSink {
+    items: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    gate: std::sync::Arc<Gate>,
+}
+
+impl ItemSink for ChannelSink {
+    fn room(&mut self) -> bool {
+        self.gate.wait_for_room()
+    }
+
+    fn send(&mut self, item: Vec<u8>) -> Result<(), Stopped> {
+        self.items.send(item).map_err(|_| Stopped::Cancelled)
     }
 }

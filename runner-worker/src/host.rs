@@ -9,7 +9,8 @@
 //! batch dispatcher for batchable methods, and a result tagged with the
 //! client's request id when the model fails. They differ only in how a
 //! call arrives and leaves, and in where a non-batchable method runs
-//! ([`Single`]).
+//! ([`Single`]). A stream method's call is served by `stream.rs`, on the
+//! blocking pool in both places.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,10 +48,14 @@ pub(crate) struct Host {
     pub runner: String,
     /// Calls answered, for the supervisor's status.
     pub requests: AtomicU64,
+    /// Streams stopped because their caller went away (`stream.rs`).
+    pub cancelled: tiffin_metrics::CounterChild,
 }
 
-/// One call, besides its method and input.
-pub(crate) struct CallContext {
+/// One call, besides its method and input: what the caller's request says
+/// about it.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
     /// The request's deadline.
     pub expires: Option<Instant>,
     /// The client request's id (`X-Request-ID`), for log lines and errors.
@@ -122,6 +127,7 @@ impl Host {
             tracer,
             runner: runner.to_owned(),
             requests: AtomicU64::new(0),
+            cancelled: crate::stream::cancelled_counter(cfg.metrics.enabled, runner),
         })
     }
 
@@ -147,15 +153,7 @@ impl Host {
             deliver(Err(CallError::DeadlineExceeded));
             return;
         }
-        // The runner's span: a child of the API server's.
-        let span = match (&self.tracer, &trace) {
-            (Some(tracer), Some(parent)) => Some(tracer.start(
-                format!("{}.{method}", self.runner),
-                Kind::Server,
-                Some(parent),
-            )),
-            _ => None,
-        };
+        let span = self.span(&method, trace.as_ref());
         // RunnerMetrics labels `method` as the endpoint `/<method>` itself.
         let started = Instant::now();
         let guard = self.metrics.as_ref().map(|m| m.start(&method));
@@ -194,19 +192,23 @@ impl Host {
         }
     }
 
+    /// The runner's span for a call of `method`: a child of the caller's.
+    pub(crate) fn span(&self, method: &str, parent: Option<&TraceContext>) -> Option<Span> {
+        match (&self.tracer, parent) {
+            (Some(tracer), Some(parent)) => Some(tracer.start(
+                format!("{}.{method}", self.runner),
+                Kind::Server,
+                Some(parent),
+            )),
+            _ => None,
+        }
+    }
+
     /// Runs a non-batchable method here; a panic in the model becomes this
     /// call's error (as a batch's does in the dispatcher), not the end of
     /// the thread, its connection or the process.
     fn call_guarded(&self, method: &str, payload: &[u8]) -> Result<Vec<u8>, CallError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.runnable.call(method, payload)
-        }))
-        .unwrap_or_else(|p| {
-            Err(CallError::Failed(format!(
-                "the model panicked: {}",
-                crate::batch::dispatch::panic_message(&*p)
-            )))
-        })
+        guarded(|| self.runnable.call(method, payload))
     }
 
     /// Records a finished call (metrics, span, a log line naming the request
@@ -239,6 +241,16 @@ impl Host {
     }
 }
 
+/// Runs `f`, a piece of the model's work; a panic becomes its error.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, CallError>) -> Result<T, CallError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(CallError::Failed(format!(
+            "the model panicked: {}",
+            crate::batch::dispatch::panic_message(&*p)
+        )))
+    })
+}
+
 /// A dispatcher for each batchable method, when batching is enabled: a batch
 /// size histogram per method and, when tracing, a span per batch.
 fn dispatchers(
@@ -262,7 +274,7 @@ fn dispatchers(
         // batchable ones through a dispatcher, the rest as `Single` says.
         let batch = match method {
             MethodKind::Batch(f) => f.clone(),
-            MethodKind::Single(_) => continue,
+            MethodKind::Single(_) | MethodKind::Stream(_) => continue,
         };
         let observer_metrics = metrics.cloned();
         let method_name = name.to_string();
@@ -283,7 +295,7 @@ fn dispatchers(
 
 /// A model's error (failed or bad input) with ` (request id: …)` appended;
 /// others are the host's own and pass unchanged.
-fn tag_with_request(e: CallError, request_id: &str) -> CallError {
+pub(crate) fn tag_with_request(e: CallError, request_id: &str) -> CallError {
     if request_id.is_empty() {
         return e;
     }

@@ -13,6 +13,7 @@ mod host;
 mod in_flight;
 mod liveness;
 mod serve;
+mod stream;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,7 @@ use tiffin_config::Config;
 use tiffin_service::Service;
 
 pub use embedded::Embedded;
+pub use host::CallContext;
 pub use serve::run;
 
 /// Everything a runner worker needs to know, from its command line.

@@ -1,6 +1,8 @@
-//! The worker's main loop: bind the data socket, report ready, answer calls,
-//! and on drain finish the calls in flight before saying goodbye.
+//! The worker's main loop: bind the data socket, report ready, answer calls
+//! (and streams: `stream.rs`, flow-controlled by the API server's credits),
+//! and on drain finish the calls and streams in flight before saying goodbye.
 
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use tiffin_service::CallError;
 
 use crate::host::{CallContext, Host, Single};
 use crate::in_flight::InFlight;
+use crate::stream::{Gate, ItemSink, Stopped};
 use crate::{WorkerArgs, WorkerError};
 use tiffin_metrics::CountGuard;
 
@@ -200,6 +203,9 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
         }
     }
     let handler_worker = worker.clone();
+    // The gates of this connection's streams in flight, by call id.
+    let streams = Streams::default();
+    let handler_streams = streams.clone();
     let conn = opening.start(move |msg, conn| match msg {
         Incoming::Request {
             id,
@@ -212,16 +218,38 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
                     trace,
                 },
         } => {
-            let expires = deadline_ns.map(|ns| Instant::now() + tiffin_ipc::clock::until(ns));
-            let envelope = Envelope {
-                id,
-                cx: CallContext {
-                    expires,
+            let envelope = Envelope::new(id, deadline_ns, request_id, trace);
+            call(&handler_worker, conn, method, payload.into(), envelope)
+        }
+        Incoming::Request {
+            id,
+            body:
+                DataRequest::StreamCall {
+                    method,
+                    payload,
+                    deadline_ns,
                     request_id,
                     trace,
+                    window,
                 },
+        } => {
+            let envelope = Envelope::new(id, deadline_ns, request_id, trace);
+            let call = StreamCall {
+                method,
+                payload: payload.into(),
+                window,
             };
-            call(&handler_worker, conn, method, payload.into(), envelope)
+            stream_call(&handler_worker, conn, &handler_streams, call, envelope)
+        }
+        Incoming::Event(DataRequest::StreamCredit { call, items }) => {
+            if let Some(gate) = lock(&handler_streams).get(&call) {
+                gate.grant(items);
+            }
+        }
+        Incoming::Event(DataRequest::StreamCancel { call }) => {
+            if let Some(gate) = lock(&handler_streams).get(&call) {
+                gate.cancel();
+            }
         }
         Incoming::Request { id, body } => {
             tracing::warn!(msg = ?body, "unexpected request on a data connection");
@@ -231,6 +259,84 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
         Incoming::Event(_) => {}
     });
     worker.register(&conn);
+    // An API server that goes away cancels its streams, even those waiting
+    // for a credit that will never come.
+    conn.closed().await;
+    for gate in lock(&streams).values() {
+        gate.cancel();
+    }
+}
+
+/// The gates of a connection's streams in flight, by the call's envelope id.
+type Streams = Arc<Mutex<HashMap<u64, Arc<Gate>>>>;
+
+/// A stream call, besides its envelope.
+struct StreamCall {
+    method: String,
+    payload: Vec<u8>,
+    /// Items it may send before its first credit.
+    window: u32,
+}
+
+/// Runs one stream call through the host on the blocking pool: items go out
+/// as events as the API server grants credits, and the end is the reply.
+/// A draining worker refuses it without running it.
+fn stream_call(
+    worker: &Arc<Worker>,
+    conn: &DataConn,
+    streams: &Streams,
+    call: StreamCall,
+    envelope: Envelope,
+) {
+    let Envelope { id, cx } = envelope;
+    if worker.draining.load(Ordering::SeqCst) {
+        let _ = conn.reply(id, DataResponse::StreamEnd(Err(CallError::Draining)));
+        return;
+    }
+    let counted = CountGuard::enter(Arc::clone(&worker.in_flight));
+    let gate = Gate::new(call.window);
+    lock(streams).insert(id, Arc::clone(&gate));
+    let sink = WireSink {
+        conn: conn.clone(),
+        call: id,
+        gate,
+    };
+    let (conn, streams) = (conn.clone(), Arc::clone(streams));
+    worker
+        .host
+        .call_stream(call.method, call.payload, cx, sink, move |outcome| {
+            lock(&streams).remove(&id);
+            let _ = conn.reply(id, DataResponse::StreamEnd(outcome.into_result()));
+            drop(counted);
+        });
+}
+
+/// A stream's items as events on its data connection.
+struct WireSink {
+    conn: DataConn,
+    /// The stream call's envelope id.
+    call: u64,
+    gate: Arc<Gate>,
+}
+
+impl ItemSink for WireSink {
+    fn room(&mut self) -> bool {
+        self.gate.wait_for_room()
+    }
+
+    fn send(&mut self, item: Vec<u8>) -> Result<(), Stopped> {
+        let event = DataResponse::StreamItem {
+            call: self.call,
+            item: item.into(),
+        };
+        match self.conn.send(event) {
+            Ok(()) => Ok(()),
+            Err(ConnectionError::Frame(e)) => Err(Stopped::Failed(CallError::Failed(format!(
+                "a stream item cannot be sent: {e}"
+            )))),
+            Err(_) => Err(Stopped::Cancelled),
+        }
+    }
 }
 
 /// Everything about one call besides its method and input.
@@ -239,6 +345,27 @@ struct Envelope {
     id: u64,
     /// The rest, as the host needs it.
     cx: CallContext,
+}
+
+impl Envelope {
+    /// A call's envelope from what its request carries: the deadline, in
+    /// [`tiffin_ipc::clock`] nanoseconds, becomes an instant here.
+    fn new(
+        id: u64,
+        deadline_ns: Option<u64>,
+        request_id: String,
+        trace: Option<tiffin_ipc::proto::TraceContext>,
+    ) -> Self {
+        let expires = deadline_ns.map(|ns| Instant::now() + tiffin_ipc::clock::until(ns));
+        Envelope {
+            id,
+            cx: CallContext {
+                expires,
+                request_id,
+                trace,
+            },
+        }
+    }
 }
 
 /// Runs one call through the host (inline for plain methods, through the

@@ -12,7 +12,8 @@
 //! Modules: [`error`] (call, runner and API errors), [`runnable`],
 //! [`runner`], [`io`] (body descriptors: text, JSON, bytes), [`ndarray`]
 //! (BentoML's `NumpyNdarray`), [`image`] (PNG/JPEG uploads), [`file`]
-//! (uploads with their names), [`multipart`] (form bodies) and [`service`].
+//! (uploads with their names), [`multipart`] (form bodies), [`service`] and
+//! [`stream`] (how a streaming API's items are written).
 
 pub mod codec;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod ndarray;
 pub mod runnable;
 pub mod runner;
 pub mod service;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -38,13 +40,14 @@ pub use image::Image;
 pub use io::{Binary, IoDescriptor, IoKind, IoSpec, Json, JsonOf, Text};
 pub use model_card::{ModelCard, TensorCard};
 pub use ndarray::{DType, NdArray, NdData, NdSpec, NumpyNdarray};
-pub use runnable::{MethodKind, Runnable};
+pub use runnable::{EncodedItems, MethodKind, Runnable};
 #[doc(hidden)]
 pub use runner::RunnerTransport;
-pub use runner::{Method, Runner};
+pub use runner::{EncodedStream, Method, Runner};
 /// The serde this crate's traits come from (for [`JsonOf`] types and runner payloads).
 pub use serde;
-pub use service::{Answer, Api, RawIo, Service};
+pub use service::{Answer, AnswerItems, Api, RawIo, Service};
+pub use stream::StreamFormat;
 
 /// A boxed, sendable future, as stored in handler tables.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -27,6 +27,8 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
+use futures::StreamExt;
+use futures::stream::{BoxStream, Stream};
 use parking_lot::Mutex;
 
 use serde::Serialize;
@@ -36,11 +38,27 @@ use crate::BoxFuture;
 use crate::codec;
 use crate::error::{CallError, RunnerError};
 use crate::runnable::Runnable;
+/// The encoded items of a streamed call as they arrive in the API server:
+/// each `Ok` is one item; an `Err` ends the stream (before any item: the
+/// call failed; after some: it failed part-way, and says so).
+pub type EncodedStream = BoxStream<'static, Result<Vec<u8>, CallError>>;
+
 /// How an API-server process reaches a runner's workers; installed by the API server.
 #[doc(hidden)]
 pub trait RunnerTransport: Send + Sync {
     /// Sends one call with a JSON payload and waits for the JSON result.
     fn call(&self, method: &str, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, CallError>>;
+
+    /// Starts one call of a stream method; items are pulled as the stream
+    /// is polled, and dropping the stream cancels the call. A transport
+    /// that cannot stream answers one error saying so.
+    fn call_stream(&self, method: &str, payload: Vec<u8>) -> EncodedStream {
+        let _ = payload;
+        let refused = CallError::Failed(format!(
+            "this runner's transport cannot stream (method '{method}'); see docs/streaming.md"
+        ));
+        Box::pin(futures::stream::once(async move { Err(refused) }))
+    }
 }
 
 type LoadFn = dyn Fn() -> Result<Runnable, String> + Send + Sync;
@@ -240,5 +258,33 @@ impl<I: Serialize, O: DeserializeOwned + Send + 'static> Method<I, O> {
         input: I,
     ) -> impl Future<Output = Result<O, RunnerError>> + Send + 'static + use<I, O> {
         self.runner.call(self.name, &input)
+    }
+
+    /// Calls a stream method ([`Runnable::stream_method`]) on a worker of
+    /// the runner: its outputs, each as soon as the worker sends it. The
+    /// input is encoded now and the stream borrows nothing. The worker
+    /// computes ahead of what was taken by a bounded window only, so a slow
+    /// reader slows the model instead of filling memory; dropping the
+    /// stream cancels the call (the worker stops at its next item). An
+    /// `Err` item is the last.
+    pub fn call_stream(
+        &self,
+        input: I,
+    ) -> impl Stream<Item = Result<O, RunnerError>> + Send + 'static + use<I, O> {
+        let started = match self.runner.transport.get() {
+            None => Err(RunnerError::NotConnected(self.runner.name.clone())),
+            Some(transport) => codec::encode(&input)
+                .map_err(|e| RunnerError::Codec(e.to_string()))
+                .map(|payload| transport.call_stream(self.name, payload)),
+        };
+        let items: BoxStream<'static, Result<Vec<u8>, RunnerError>> = match started {
+            Ok(items) => items.map(|item| item.map_err(RunnerError::from)).boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        };
+        items.map(|item| {
+            item.and_then(|out| {
+                codec::decode_owned(out).map_err(|e| RunnerError::Codec(e.to_string()))
+            })
+        })
     }
 }

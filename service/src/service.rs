@@ -12,7 +12,24 @@ use crate::error::ApiError;
 use crate::io::{IoDescriptor, IoKind, IoSpec};
 use crate::model_card::ModelCard;
 use crate::runner::Runner;
+use crate::stream::StreamFormat;
+use futures::{StreamExt, TryStreamExt};
+
 type HandlerFn = dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<Answer, ApiError>> + Send + Sync;
+
+/// The items of a streaming API's answer, each already written in its
+/// [`StreamFormat`]; an `Err` is the last.
+pub type AnswerItems = futures::stream::BoxStream<'static, Result<Bytes, ApiError>>;
+
+type StreamHandlerFn =
+    dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<AnswerItems, ApiError>> + Send + Sync;
+
+/// What an API's handler answers: one body, or a stream of items.
+#[derive(Clone)]
+enum Handler {
+    Whole(Arc<HandlerFn>),
+    Stream(StreamFormat, Arc<StreamHandlerFn>),
+}
 
 /// What an API answers: the body, and what a handler not written in Rust
 /// may set about the response (BentoML's `ctx.response.status_code` and
@@ -61,7 +78,7 @@ pub struct Api {
     /// The path it is served at: `/<name>` unless set otherwise (BentoML's
     /// `@svc.api(route=...)`).
     path: String,
-    handler: Arc<HandlerFn>,
+    handler: Handler,
 }
 
 impl fmt::Debug for Api {
@@ -94,12 +111,54 @@ impl Api {
 
     /// Like [`Api::handle_typed`], with what the handler set about the
     /// response besides its body (the HTTP front door sends all of it).
+    /// A streaming API ([`Service::stream_api`]) is refused here with 501:
+    /// its answer is many items ([`Api::answer_stream`]), which only the
+    /// HTTP front door writes so far.
     pub fn answer(
         &self,
         body: Bytes,
         content_type: Option<&str>,
     ) -> BoxFuture<Result<Answer, ApiError>> {
-        (self.handler)(body, content_type.map(str::to_string))
+        match &self.handler {
+            Handler::Whole(handler) => handler(body, content_type.map(str::to_string)),
+            Handler::Stream(..) => {
+                let refused = ApiError::new(
+                    501,
+                    format!(
+                        "/{} answers a stream, which this front door cannot send yet (docs/streaming.md)",
+                        self.name
+                    ),
+                );
+                Box::pin(async move { Err(refused) })
+            }
+        }
+    }
+
+    /// How a streaming API writes its items; `None` for an API that
+    /// answers one body.
+    pub fn stream_format(&self) -> Option<StreamFormat> {
+        match &self.handler {
+            Handler::Whole(_) => None,
+            Handler::Stream(format, _) => Some(*format),
+        }
+    }
+
+    /// Runs a streaming API's handler: its items, each written in the
+    /// API's [`StreamFormat`]. An API that answers one body is refused
+    /// (500: the caller should have asked [`Api::stream_format`]).
+    pub fn answer_stream(
+        &self,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> BoxFuture<Result<AnswerItems, ApiError>> {
+        match &self.handler {
+            Handler::Stream(_, handler) => handler(body, content_type.map(str::to_string)),
+            Handler::Whole(_) => {
+                let refused =
+                    ApiError::internal(format!("/{} answers one body, not a stream", self.name));
+                Box::pin(async move { Err(refused) })
+            }
+        }
     }
 }
 
@@ -182,7 +241,61 @@ impl Service {
             output_spec: O::spec(),
             accepts_any_content_type: false,
             path: format!("/{name}"),
-            handler: Arc::new(erased),
+            handler: Handler::Whole(Arc::new(erased)),
+        });
+        self
+    }
+
+    /// Adds an API that answers a stream of items (docs/streaming.md):
+    /// `handler` maps the decoded input to a stream of `T`, typically a
+    /// runner's [`Method::call_stream`](crate::Method::call_stream), and
+    /// each item is sent to the client as soon as it comes, written as
+    /// `format` says. An `Err` item ends the stream: before the first item
+    /// it is the request's error status; after, the format's error ending.
+    pub fn stream_api<I, T, E, S, F, Fut>(
+        mut self,
+        name: &str,
+        _input: I,
+        format: StreamFormat,
+        handler: F,
+    ) -> Self
+    where
+        I: IoDescriptor,
+        T: serde::Serialize + 'static,
+        E: Into<ApiError> + 'static,
+        S: futures::Stream<Item = Result<T, E>> + Send + 'static,
+        F: Fn(I::Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, ApiError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased = move |body: Bytes,
+                           content_type: Option<String>|
+              -> BoxFuture<Result<AnswerItems, ApiError>> {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let value = I::decode_request(body, content_type.as_deref())?;
+                let items = handler(value).await?;
+                let written = items
+                    .map_err(Into::into)
+                    .and_then(move |item| std::future::ready(format.item(&item)));
+                Ok(written.boxed())
+            })
+        };
+        let output = match format {
+            StreamFormat::JsonLines => IoKind::Json,
+            StreamFormat::EventStream => IoKind::Text,
+        };
+        let mut output_spec = IoSpec::of_kind(output);
+        output_spec.media_type = format.content_type().to_string();
+        self.apis.push(Api {
+            name: name.to_string(),
+            input: I::KIND,
+            output,
+            input_spec: I::spec(),
+            output_spec,
+            accepts_any_content_type: false,
+            path: format!("/{name}"),
+            handler: Handler::Stream(format, Arc::new(erased)),
         });
         self
     }
@@ -209,7 +322,7 @@ impl Service {
             output_spec: io.output_spec,
             accepts_any_content_type: io.accepts_any_content_type,
             path,
-            handler: Arc::new(handler),
+            handler: Handler::Whole(Arc::new(handler)),
         });
         self
     }

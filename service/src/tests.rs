@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use futures::StreamExt;
+
 use crate::*;
 
 #[test]
@@ -49,6 +51,13 @@ impl RunnerTransport for InProcess {
     fn call(&self, method: &str, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, CallError>> {
         let out = self.0.call(method, &payload);
         Box::pin(async move { out })
+    }
+
+    fn call_stream(&self, method: &str, payload: Vec<u8>) -> EncodedStream {
+        match self.0.call_stream(method, &payload) {
+            Ok(items) => futures::stream::iter(items).boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
     }
 }
 
@@ -203,4 +212,164 @@ fn json_floats_parse_to_the_nearest_double_as_python_does() {
             "{text} after a round trip"
         );
     }
+}
+
+/// Every item of a stream method called in process, decoded, or the error.
+fn drain(items: EncodedItems) -> Vec<Result<serde_json::Value, CallError>> {
+    items
+        .map(|item| item.map(|b| codec::decode_owned(b).unwrap()))
+        .collect()
+}
+
+#[test]
+fn stream_method_answers_each_output_encoded_in_order() {
+    let r = Runnable::new().stream_method("count", |n: u32| (1..=n).map(|i| i * 10));
+    let items = drain(r.call_stream("count", b"3").unwrap());
+    assert_eq!(items, vec![Ok(10.into()), Ok(20.into()), Ok(30.into())]);
+    assert!(matches!(
+        r.call_stream("count", b"\"x\""),
+        Err(CallError::BadInput(_))
+    ));
+}
+
+#[test]
+fn stream_method_items_are_computed_only_as_they_are_pulled() {
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = pulled.clone();
+    let r = Runnable::new().stream_method("lazy", move |n: usize| {
+        let seen = seen.clone();
+        (0..n).inspect(move |_| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+    });
+    let mut items = r.call_stream("lazy", b"1000").unwrap();
+    assert!(items.next().is_some());
+    assert!(items.next().is_some());
+    drop(items);
+    assert_eq!(pulled.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[test]
+fn try_stream_method_can_fail_before_its_first_item_or_after_some() {
+    let r = Runnable::new().try_stream_method("words", |n: i32| {
+        if n < 0 {
+            return Err("negative length".to_string());
+        }
+        Ok((0..=n).map(move |i| {
+            if i == n {
+                Err(format!("ran dry at {i}"))
+            } else {
+                Ok(format!("w{i}"))
+            }
+        }))
+    });
+    let err = r.call_stream("words", b"-1").err();
+    assert_eq!(err, Some(CallError::Failed("negative length".into())));
+    let items = drain(r.call_stream("words", b"2").unwrap());
+    assert_eq!(
+        items,
+        vec![
+            Ok("w0".into()),
+            Ok("w1".into()),
+            Err(CallError::Failed("ran dry at 2".into()))
+        ]
+    );
+}
+
+#[test]
+fn a_stream_method_and_a_one_result_method_refuse_each_other_s_call() {
+    let r = Runnable::new()
+        .stream_method("many", |n: u32| 0..n)
+        .method("one", |n: u32| n);
+    let err = r.call("many", b"2").unwrap_err();
+    assert!(err.to_string().contains("streams its results"), "{err}");
+    let err = r.call_stream("one", b"2").err().unwrap();
+    assert!(err.to_string().contains("not a stream"), "{err}");
+    assert!(matches!(r.get("many"), Some(MethodKind::Stream(_))));
+}
+
+#[tokio::test]
+async fn method_call_stream_decodes_each_item_through_the_transport() {
+    let load = || {
+        Runnable::new()
+            .stream_method("tokens", |text: String| {
+                text.split(' ').map(str::to_owned).collect::<Vec<_>>()
+            })
+            .method("plain", |n: u32| n)
+    };
+    let runner = Runner::new("lm", load);
+    let tokens = runner.method::<String, String>("tokens");
+    let unconnected: Vec<_> = tokens.call_stream("a b".into()).collect().await;
+    assert_eq!(
+        unconnected,
+        vec![Err(RunnerError::NotConnected("lm".into()))]
+    );
+    assert!(runner.connect(std::sync::Arc::new(InProcess(load()))));
+    let items: Vec<_> = tokens.call_stream("a b c".into()).collect().await;
+    assert_eq!(items, vec![Ok("a".into()), Ok("b".into()), Ok("c".into())]);
+    let as_numbers: Vec<_> = runner
+        .method::<String, u32>("tokens")
+        .call_stream("a".into())
+        .collect()
+        .await;
+    assert!(matches!(as_numbers[..], [Err(RunnerError::Codec(_))]));
+}
+
+#[tokio::test]
+async fn a_transport_that_cannot_stream_says_so() {
+    struct OneShot;
+    impl RunnerTransport for OneShot {
+        fn call(&self, _: &str, _: Vec<u8>) -> BoxFuture<Result<Vec<u8>, CallError>> {
+            Box::pin(async { Ok(b"1".to_vec()) })
+        }
+    }
+    let runner = Runner::new("old", Runnable::new);
+    assert!(runner.connect(std::sync::Arc::new(OneShot)));
+    let items: Vec<_> = runner
+        .method::<u32, u32>("m")
+        .call_stream(1)
+        .collect()
+        .await;
+    assert!(
+        matches!(&items[..], [Err(RunnerError::Call(CallError::Failed(m)))] if m.contains("cannot stream")),
+        "{items:?}"
+    );
+}
+
+#[tokio::test]
+async fn stream_api_writes_each_item_in_its_format_and_refuses_a_whole_answer() {
+    let svc = Service::new("t").stream_api(
+        "spell",
+        Text,
+        StreamFormat::EventStream,
+        |word: String| async move {
+            let letters: Vec<Result<String, ApiError>> =
+                word.chars().map(|c| Ok(c.to_string())).collect();
+            Ok(futures::stream::iter(letters))
+        },
+    );
+    let api = &svc.apis()[0];
+    assert_eq!(api.stream_format(), Some(StreamFormat::EventStream));
+    assert_eq!(api.output_spec.media_type, "text/event-stream");
+    let items = api
+        .answer_stream(Bytes::from_static(b"ok"), None)
+        .await
+        .unwrap();
+    let items: Vec<_> = items.map(Result::unwrap).collect().await;
+    assert_eq!(
+        items,
+        vec![Bytes::from("data: o\n\n"), Bytes::from("data: k\n\n")]
+    );
+    let refused = api
+        .answer(Bytes::from_static(b"ok"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 501);
+    let plain = Service::new("t").api("echo", Text, Text, |s: String| async move { Ok(s) });
+    assert_eq!(plain.apis()[0].stream_format(), None);
+    let refused = plain.apis()[0]
+        .answer_stream(Bytes::new(), None)
+        .await
+        .err();
+    assert_eq!(refused.map(|e| e.status), Some(500));
 }

@@ -49,6 +49,7 @@ mod restart_backoff;
 mod runtime_dir;
 mod snapshots;
 mod soak;
+mod stream;
 mod tls;
 mod tracing;
 mod vader;
