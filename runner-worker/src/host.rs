@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tiffin_config::{BatchingConfig, Config};
-use tiffin_metrics::{self as metrics, RunnerMetrics};
+use tiffin_metrics::{self as metrics, CounterChild, RunnerMetrics};
 use tiffin_service::{CallError, MethodKind, Runnable, Service};
 use tiffin_telemetry::{Kind, Span, TraceContext, Tracer};
 
@@ -127,7 +127,7 @@ impl Host {
             tracer,
             runner: runner.to_owned(),
             requests: AtomicU64::new(0),
-            cancelled: crate::stream::cancelled_counter(cfg.metrics.enabled, runner),
+            cancelled: cancelled_counter(cfg.metrics.enabled, runner),
         })
     }
 
@@ -303,5 +303,29 @@ pub(crate) fn tag_with_request(e: CallError, request_id: &str) -> CallError {
         CallError::Failed(m) => CallError::Failed(format!("{m} (request id: {request_id})")),
         CallError::BadInput(m) => CallError::BadInput(format!("{m} (request id: {request_id})")),
         other => other,
+    }
+}
+
+/// Runner calls cancelled because their caller went away, by `stage`
+/// (`running`: a stream stopped between items). Unary calls are not
+/// cancelled yet (docs/streaming.md).
+pub const CANCELLED: &str = "tiffin_runner_calls_cancelled_total";
+
+/// The counter of streams cancelled while running, for `runner`
+/// (detached when metrics are disabled or the family cannot be defined).
+pub(crate) fn cancelled_counter(enabled: bool, runner: &str) -> CounterChild {
+    if !enabled {
+        return CounterChild::default();
+    }
+    match tiffin_metrics::global().counter(
+        CANCELLED,
+        "Runner calls cancelled because their caller went away, by the stage they were in",
+        &["runner_name", "stage"],
+    ) {
+        Ok(family) => family.labels(&[runner, "running"]),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot define the cancelled calls counter");
+            CounterChild::default()
+        }
     }
 }

@@ -11,7 +11,7 @@
 //! item (BentoML records a streaming runner call the same way). A caller
 //! that goes away cancels it: the iterator is not pulled again (the model's
 //! work for the next item never starts), the iterator is dropped, the call
-//! is counted in [`CANCELLED`] with `stage="running"` and finishes with
+//! is counted in [`CANCELLED`](crate::host::CANCELLED) with `stage="running"` and finishes with
 //! status 499 (nginx's "client closed request"; BentoML has none), and a
 //! log line names its request id.
 
@@ -19,16 +19,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use tiffin_ipc::stream::Credits;
-use tiffin_metrics::CounterChild;
 use tiffin_service::CallError;
 use tiffin_telemetry::Span;
 
 use crate::host::{CallContext, Host, guarded, tag_with_request};
-
-/// Runner calls cancelled because their caller went away, by `stage`
-/// (`running`: a stream stopped between items). Unary calls are not
-/// cancelled yet (docs/streaming.md).
-pub const CANCELLED: &str = "tiffin_runner_calls_cancelled_total";
 
 /// The status a cancelled stream is recorded with in the runner's metrics.
 const CANCELLED_STATUS: u16 = 499;
@@ -223,25 +217,6 @@ impl Host {
         match outcome {
             Outcome::Failed(e, sent) => Outcome::Failed(tag_with_request(e, request_id), sent),
             other => other,
-        }
-    }
-}
-
-/// The counter of streams cancelled while running, for `runner`
-/// (detached when metrics are disabled or the family cannot be defined).
-pub(crate) fn cancelled_counter(enabled: bool, runner: &str) -> CounterChild {
-    if !enabled {
-        return CounterChild::default();
-    }
-    match tiffin_metrics::global().counter(
-        CANCELLED,
-        "Runner calls cancelled because their caller went away, by the stage they were in",
-        &["runner_name", "stage"],
-    ) {
-        Ok(family) => family.labels(&[runner, "running"]),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot define the cancelled calls counter");
-            CounterChild::default()
         }
     }
 }
