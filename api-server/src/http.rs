@@ -431,8 +431,7 @@ impl App {
     }
 }
 
-/// A 401 asking for basic auth, unless `req` names one of `users` (bcrypt
-/// runs on the blocking pool: it is slow on purpose).
+/// A 401 asking for basic auth, unless `req` names one of `users`.
 async fn scrape_refusal(
     users: &Arc<tiffin_tls::BasicAuth>,
     req: &Request<Incoming>,
@@ -441,11 +440,7 @@ async fn scrape_refusal(
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .map(|v| v.as_bytes().to_vec());
-    let users = Arc::clone(users);
-    let allowed = tokio::task::spawn_blocking(move || users.allows(header.as_deref()))
-        .await
-        .unwrap_or(false);
-    if allowed {
+    if users.allows_off_thread(header).await {
         return None;
     }
     let mut resp = json_error(

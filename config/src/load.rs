@@ -68,15 +68,13 @@ impl Config {
         }
         // BentoML's rule: an `api_server.ssl.*` setting given from the
         // environment or the command line turns TLS on, unless it says otherwise.
-        if overrides
+        let ssl_origin = overrides
             .iter()
-            .any(|o| o.key.starts_with("api_server.ssl."))
+            .find(|o| o.key.starts_with("api_server.ssl."))
+            .map(|o| o.origin);
+        if let Some(origin) = ssl_origin
             && !overrides.iter().any(|o| o.key == "api_server.ssl.enabled")
         {
-            let origin = overrides
-                .iter()
-                .find(|o| o.key.starts_with("api_server.ssl."))
-                .map_or(CLI_ORIGIN, |o| o.origin);
             overrides.push(Override {
                 origin,
                 key: "api_server.ssl.enabled".into(),

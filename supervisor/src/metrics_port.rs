@@ -103,9 +103,7 @@ async fn allowed(users: Option<Arc<BasicAuth>>, req: &Request<hyper::body::Incom
         .headers()
         .get(AUTHORIZATION)
         .map(|v| v.as_bytes().to_vec());
-    tokio::task::spawn_blocking(move || users.allows(header.as_deref()))
-        .await
-        .unwrap_or(false)
+    users.allows_off_thread(header).await
 }
 
 fn unauthorized() -> Response<Full<Bytes>> {

@@ -235,6 +235,16 @@ impl BasicAuth {
         ok
     }
 
+    /// [`allows`](Self::allows) on the blocking pool, for a front door's
+    /// I/O threads (the supervisor has only one): bcrypt is slow on purpose.
+    /// A check that cannot run (the pool is gone) refuses.
+    pub async fn allows_off_thread(self: &Arc<Self>, header: Option<Vec<u8>>) -> bool {
+        let users = Arc::clone(self);
+        tokio::task::spawn_blocking(move || users.allows(header.as_deref()))
+            .await
+            .unwrap_or(false)
+    }
+
     fn remembered(&self, user: &str, password: &[u8]) -> bool {
         let accepted = self.accepted.lock();
         let mut found = subtle::Choice::from(0);
