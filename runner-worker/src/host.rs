@@ -30,11 +30,9 @@ use crate::batch::{BatchLimits, BatchSpans, Call, Dispatcher, Reply};
 pub(crate) enum Single {
     /// On the calling thread: a worker process's single-threaded runtime
     /// serves one such call at a time, as a BentoML runner without
-    /// multi-threading does.
+    /// multi-threading does, and so does an embedded runner's model thread
+    /// (`embedded.rs`).
     Inline,
-    /// On the blocking pool: an API server's I/O threads must stay free
-    /// for other requests, probes and scrapes however long the model takes.
-    Blocking,
 }
 
 /// A loaded runnable and what serving it needs.
@@ -180,16 +178,13 @@ impl Host {
                 drop(guard);
                 deliver(result);
             }
-            (None, Single::Blocking) => {
-                let host = Arc::clone(self);
-                tokio::task::spawn_blocking(move || {
-                    let result = host.call_guarded(&method, &payload);
-                    let result = host.finish(&method, started, result, &request_id, span);
-                    drop(guard);
-                    deliver(result);
-                });
-            }
         }
+    }
+
+    /// Whether calls of `method` go through a batch dispatcher (which only
+    /// queues them) rather than running on the caller's thread.
+    pub(crate) fn batches(&self, method: &str) -> bool {
+        self.dispatchers.contains_key(method)
     }
 
     /// The runner's span for a call of `method`: a child of the caller's.
