@@ -126,7 +126,9 @@ def write_unsupported(path):
         f.write(model.SerializeToString())
 
 
-def main():
+def fit():
+    """The fitted classifier, the data set's pixels and labels, and the
+    training and held-out indices (models/digits_sklearn.py fits it too)."""
     digits = load_digits()
     x = pixels(digits.images.reshape(len(digits.images), 64))
     y = digits.target
@@ -141,7 +143,11 @@ def main():
         random_state=SEED,
     )
     clf.fit(x[train_idx].astype(np.float32) / 255.0, y[train_idx])
+    return clf, x, y, train_idx, test_idx
 
+
+def main():
+    clf, x, y, _, test_idx = fit()
     model = build_graph(clf)
     os.makedirs(os.path.join(OUT, "test"), exist_ok=True)
     os.makedirs(os.path.join(OUT, "samples"), exist_ok=True)

@@ -256,13 +256,16 @@ def oip(path):
     rows = read_rows(path)
     print("medians of the interleaved rounds (every round's req/s in brackets)")
     print(f"{'target':<16} {'req/s':>10} {'p50_ms':>9} {'p99_ms':>9} {'errors':>8}   rounds")
-    for t in ["predict_json", "oip_json", "oip_binary", "grpc_ndarray", "grpc_oip"]:
+    for t in ["predict_json", "oip_json", "oip_binary", "grpc_ndarray", "grpc_oip", "mlserver_json", "mlserver_grpc"]:
         bad = sum(int(x) for x in column(rows, t, 4))
         print(f"{t:<16} {med(rows, t, 1):10.0f} {med(rows, t, 2):9.3f} {med(rows, t, 3):9.3f} {bad:>8}   [{rounds(rows, t)} ]")
     m = lambda t: med(rows, t, 1)
     print(f"OIP JSON vs /predict: {100 * ratio(m('oip_json'), m('predict_json')):.1f}% (goal >= 90%); "
           f"binary vs JSON: {100 * ratio(m('oip_binary'), m('oip_json')):.1f}% (goal > 100%); "
           f"gRPC ModelInfer vs BentoService/Call with an NDArray: {100 * ratio(m('grpc_oip'), m('grpc_ndarray')):.1f}%")
+    if m("mlserver_json"):
+        print(f"tiffin vs MLServer (mlserver-sklearn, the same classifier): OIP JSON {ratio(m('oip_json'), m('mlserver_json')):.1f}x, "
+              f"gRPC ModelInfer {ratio(m('grpc_oip'), m('mlserver_grpc')):.1f}x")
 
 
 def embedded(path):
