@@ -255,3 +255,45 @@ fn an_embedded_batchable_method_goes_through_the_api_servers_batcher_with_the_sa
         "{roles:?}"
     );
 }
+
+#[test]
+fn a_cheap_embedded_method_moves_to_the_io_thread_with_the_same_answers_and_metrics() {
+    let server = custom_embedded("1", "");
+    // A streak of cheap calls on the model thread earns `double` the I/O
+    // thread (runner-worker/src/embedded.rs): about 256 calls, more on a
+    // machine busy enough to slow some; bounded at 4,000.
+    let needles = ["a cheap embedded method", "double"];
+    let moved = |server: &Server| {
+        server
+            .log()
+            .lines()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+    };
+    let mut calls = 0;
+    while !(calls >= 300 && moved(&server)) {
+        assert!(
+            calls < 4000,
+            "double never moved to the I/O thread; log:\n{}",
+            server.log()
+        );
+        for i in calls..calls + 100 {
+            let r = post_json(&server, "/double", &i.to_string());
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.json()["result"], f64::from(2 * i));
+        }
+        calls += 100;
+    }
+    // The calls after it ran there, answered and counted the same.
+    for i in calls..calls + 100 {
+        let r = post_json(&server, "/double", &i.to_string());
+        assert_eq!(r.json()["result"], f64::from(2 * i));
+    }
+    calls += 100;
+    wait_metric(
+        &server,
+        "bentoml_runner_request_total",
+        &[("runner_name", "calc"), ("endpoint", "/double")],
+        f64::from(calls),
+        "every call counted, on either thread",
+    );
+}
