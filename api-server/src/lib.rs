@@ -21,6 +21,8 @@
 //!   (bearer tokens, `api_server.auth`). `endpoint_label.rs` caps the metrics'
 //!   labels for unknown paths; every count of things in flight is held by
 //!   `tiffin_metrics::CountGuard` (`metrics/src/count_guard.rs`).
+//! - Streaming answers: `stream.rs` (the items of one answer, for both
+//!   front doors), `tail.rs` (the request held until the last item).
 
 mod accept;
 mod access_log;
@@ -40,7 +42,9 @@ mod request_id;
 mod request_scope;
 mod route;
 mod state;
+mod stream;
 mod swagger;
+mod tail;
 pub mod tls;
 mod trace;
 mod traffic;

@@ -231,10 +231,23 @@ impl ServerState {
             let endpoint = self.endpoint_labels.label(route, path);
             (m, endpoint, m.start(endpoint))
         });
-        serve.map(move |answer| {
+        // A streaming answer's request ends at its last item (tail.rs).
+        let tail = crate::tail::Tail::default();
+        let ended = tail.clone();
+        crate::tail::within(tail, serve).map(move |answer| {
             if let Some((m, endpoint, in_progress)) = metered {
-                drop(in_progress);
-                m.finish(endpoint, status(&answer), started.elapsed().as_secs_f64());
+                let record = move |m: &ApiServerMetrics, endpoint: &str, status: u16| {
+                    drop(in_progress);
+                    m.finish(endpoint, status, started.elapsed().as_secs_f64());
+                };
+                if ended.streaming() {
+                    let (m, endpoint) = (m.clone(), endpoint.to_owned());
+                    if let Err(now) = ended.defer(move |status| record(&m, &endpoint, status)) {
+                        now(status(&answer));
+                    }
+                } else {
+                    record(m, endpoint, status(&answer));
+                }
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             answer
