@@ -133,7 +133,9 @@ impl App {
         activity: Arc<Activity>,
         over_limit: bool,
     ) -> Response<Body> {
-        let _in_flight = activity.request();
+        // Owned: a streaming answer's body holds it to its last item, so
+        // that the connection is not idle (and closed) while items flow.
+        let in_flight = activity.request();
         // CORS (api_server.http.cors): a preflight is answered here, before routing.
         let cross_origin = match self
             .cors
@@ -150,7 +152,10 @@ impl App {
                 "too many open connections to this API server (api_server.http.max_connections)",
             )
         } else {
-            self.serve(req, route, path).await
+            let tail = crate::tail::Tail::default();
+            let resp = crate::tail::within(tail.clone(), self.serve(req, route, path)).await;
+            let _ = tail.defer(move |_| drop(in_flight));
+            resp
         };
         if over_limit {
             resp.headers_mut()

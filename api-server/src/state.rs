@@ -231,8 +231,9 @@ impl ServerState {
             let endpoint = self.endpoint_labels.label(route, path);
             (m, endpoint, m.start(endpoint))
         });
-        // A streaming answer's request ends at its last item (tail.rs).
-        let tail = crate::tail::Tail::default();
+        // A streaming answer's request ends at its last item (tail.rs); the
+        // HTTP front door set a tail around it already.
+        let tail = crate::tail::current().unwrap_or_default();
         let ended = tail.clone();
         crate::tail::within(tail, serve).map(move |answer| {
             if let Some((m, endpoint, in_progress)) = metered {
