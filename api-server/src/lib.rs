@@ -2,7 +2,8 @@
 //!
 //! It accepts on the listener the supervisor bound and passed down as a file
 //! descriptor, routes requests to the service's handlers (`POST /<api>` over
-//! HTTP, `bentoml.grpc.v1.BentoService/Call` over gRPC), and lets handlers
+//! HTTP, `bentoml.grpc.v1.BentoService/Call` over gRPC, and `CallStream`
+//! for streaming APIs), and lets handlers
 //! reach runner workers through [`pool::RunnerPool`]s kept current by the
 //! supervisor over the control connection. Over HTTP, `/metrics` asks the
 //! supervisor for the aggregate of every process; in gRPC mode the

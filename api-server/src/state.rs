@@ -212,7 +212,8 @@ impl ServerState {
     /// Serves one request to `path` (which `route` resolved) with `serve`,
     /// recorded in the default metrics under its `endpoint` label
     /// (`endpoint_label.rs`) with the HTTP status `status` reads from the
-    /// answer, and counted for `tiffin status`.
+    /// answer, and counted for `tiffin status`. A streaming answer is
+    /// recorded when its stream ends, with the stream's status (`tail.rs`).
     ///
     /// Built from combinators rather than as an `async fn`, which would hold
     /// `serve` twice (see `request_scope::within`).
