@@ -182,9 +182,10 @@ impl Activity {
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// A request started; it counts until the guard is dropped.
-    pub fn request(&self) -> CountGuard<&Self> {
-        CountGuard::enter(self)
+    /// A request started; it counts until the guard is dropped (owned, so
+    /// that a streaming answer's body can hold it to its last item).
+    pub fn request(self: &Arc<Self>) -> CountGuard<Arc<Self>> {
+        CountGuard::enter(Arc::clone(self))
     }
 
     /// Resolves once the connection has had no request in flight for `idle`.

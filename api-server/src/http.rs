@@ -31,6 +31,7 @@ use crate::cors::{Cors, CorsRequest};
 use crate::observation::Observation;
 use crate::route::{OipRoute, Route};
 use crate::state::{Flow, ServerState};
+use crate::stream::Piece;
 use crate::swagger;
 use crate::{ApiServerArgs, ApiServerError};
 
@@ -132,7 +133,9 @@ impl App {
         activity: Arc<Activity>,
         over_limit: bool,
     ) -> Response<Body> {
-        let _in_flight = activity.request();
+        // Owned: a streaming answer's body holds it to its last item, so
+        // that the connection is not idle (and closed) while items flow.
+        let in_flight = activity.request();
         // CORS (api_server.http.cors): a preflight is answered here, before routing.
         let cross_origin = match self
             .cors
@@ -149,7 +152,10 @@ impl App {
                 "too many open connections to this API server (api_server.http.max_connections)",
             )
         } else {
-            self.serve(req, route, path).await
+            let tail = crate::tail::Tail::default();
+            let resp = crate::tail::within(tail.clone(), self.serve(req, route, path)).await;
+            let _ = tail.defer(move |_| drop(in_flight));
+            resp
         };
         if over_limit {
             resp.headers_mut()
@@ -335,13 +341,14 @@ impl App {
         answer_response(api, answer)
     }
 
-    /// The response of a streaming API (docs/streaming.md): it waits for
-    /// the first item, so that an error before it is the request's status
-    /// and `api_server.traffic.timeout` bounds the time to it; then every
-    /// item is written as soon as it comes, in chunks, ending with the
-    /// format's end, or its error ending if the stream failed after items.
-    /// Dropping the response (the client went away) drops the stream,
-    /// which cancels the runner's call.
+    /// The response of a streaming API (docs/streaming.md, `stream.rs`):
+    /// it waits for the first item, so that an error before it is the
+    /// request's status and `api_server.traffic.timeout` bounds the time to
+    /// it; then every item is written as soon as it comes, in chunks, ending
+    /// with the format's end, or its error ending if the stream failed
+    /// after items (or went silent for `stream_idle_timeout`). The request
+    /// is metered to its last item. Dropping the response (the client went
+    /// away) drops the stream, which cancels the runner's call.
     async fn stream_answer(
         &self,
         api: &Api,
@@ -349,42 +356,14 @@ impl App {
         body: Bytes,
         content_type: Option<String>,
     ) -> Result<Response<Body>, ApiError> {
-        let started = std::time::Instant::now();
-        let mut items = api.answer_stream(body, content_type.as_deref()).await?;
-        let first = match items.next().await {
-            Some(Err(e)) => return Err(e),
-            Some(Ok(first)) => Some(first),
-            None => None,
-        };
-        let endpoint = api.route();
-        let counted = self.state.streams.as_ref().map(|m| {
-            if first.is_some() {
-                m.first_item(&endpoint, started.elapsed().as_secs_f64());
-            }
-            m.items(&endpoint)
-        });
-        let counted = counted.unwrap_or_default();
-        let name = api.name.clone();
-        // `None` marks the end of the items, where the format's end goes.
-        let marked = futures::stream::iter(first.map(Ok))
-            .chain(items)
-            .map(Some)
-            .chain(futures::stream::once(std::future::ready(None)));
-        let chunks = marked.scan(false, move |failed, item| {
-            let chunk = match item {
-                _ if *failed => None,
-                Some(Ok(chunk)) => {
-                    counted.inc();
-                    Some(chunk)
-                }
-                Some(Err(e)) => {
-                    *failed = true;
-                    tracing::warn!(api = %name, error = %e.message, "a stream failed after its first item");
-                    Some(format.error(&e))
-                }
-                None => format.end(),
-            };
-            std::future::ready(chunk)
+        let pieces =
+            crate::stream::start(&self.state, api, body, content_type.as_deref(), |s| s).await?;
+        let chunks = pieces.filter_map(move |piece| {
+            std::future::ready(match piece {
+                Piece::Item(chunk) => Some(chunk),
+                Piece::End => format.end(),
+                Piece::Failed(e) => Some(format.error(&e)),
+            })
         });
         let frames = chunks.map(|chunk| Ok(Frame::data(chunk))).boxed();
         let mut resp = Response::new(Either::Right(StreamBody::new(frames)));

@@ -2,7 +2,8 @@
 //!
 //! It accepts on the listener the supervisor bound and passed down as a file
 //! descriptor, routes requests to the service's handlers (`POST /<api>` over
-//! HTTP, `bentoml.grpc.v1.BentoService/Call` over gRPC), and lets handlers
+//! HTTP, `bentoml.grpc.v1.BentoService/Call` over gRPC, and `CallStream`
+//! for streaming APIs), and lets handlers
 //! reach runner workers through [`pool::RunnerPool`]s kept current by the
 //! supervisor over the control connection. Over HTTP, `/metrics` asks the
 //! supervisor for the aggregate of every process; in gRPC mode the
@@ -21,6 +22,8 @@
 //!   (bearer tokens, `api_server.auth`). `endpoint_label.rs` caps the metrics'
 //!   labels for unknown paths; every count of things in flight is held by
 //!   `tiffin_metrics::CountGuard` (`metrics/src/count_guard.rs`).
+//! - Streaming answers: `stream.rs` (the items of one answer, for both
+//!   front doors), `tail.rs` (the request held until the last item).
 
 mod accept;
 mod access_log;
@@ -40,7 +43,9 @@ mod request_id;
 mod request_scope;
 mod route;
 mod state;
+mod stream;
 mod swagger;
+mod tail;
 pub mod tls;
 mod trace;
 mod traffic;

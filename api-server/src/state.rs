@@ -212,7 +212,8 @@ impl ServerState {
     /// Serves one request to `path` (which `route` resolved) with `serve`,
     /// recorded in the default metrics under its `endpoint` label
     /// (`endpoint_label.rs`) with the HTTP status `status` reads from the
-    /// answer, and counted for `tiffin status`.
+    /// answer, and counted for `tiffin status`. A streaming answer is
+    /// recorded when its stream ends, with the stream's status (`tail.rs`).
     ///
     /// Built from combinators rather than as an `async fn`, which would hold
     /// `serve` twice (see `request_scope::within`).
@@ -231,10 +232,24 @@ impl ServerState {
             let endpoint = self.endpoint_labels.label(route, path);
             (m, endpoint, m.start(endpoint))
         });
-        serve.map(move |answer| {
+        // A streaming answer's request ends at its last item (tail.rs); the
+        // HTTP front door set a tail around it already.
+        let tail = crate::tail::current().unwrap_or_default();
+        let ended = tail.clone();
+        crate::tail::within(tail, serve).map(move |answer| {
             if let Some((m, endpoint, in_progress)) = metered {
-                drop(in_progress);
-                m.finish(endpoint, status(&answer), started.elapsed().as_secs_f64());
+                let record = move |m: &ApiServerMetrics, endpoint: &str, status: u16| {
+                    drop(in_progress);
+                    m.finish(endpoint, status, started.elapsed().as_secs_f64());
+                };
+                if ended.streaming() {
+                    let (m, endpoint) = (m.clone(), endpoint.to_owned());
+                    if let Err(now) = ended.defer(move |status| record(&m, &endpoint, status)) {
+                        now(status(&answer));
+                    }
+                } else {
+                    record(m, endpoint, status(&answer));
+                }
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             answer

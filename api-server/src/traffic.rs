@@ -5,8 +5,14 @@
 //! worker never starts a call whose request has already been answered.
 //! Probes, scrapes and the documentation are not API requests: they are
 //! never refused for concurrency.
+//!
+//! A streaming answer (`stream.rs`) is one request until its last item: its
+//! concurrency slot is handed to the response body (`tail.rs`) when the
+//! first item is ready, which is also where `timeout` stops applying; from
+//! then on `stream_idle_timeout` bounds the silence between items.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
@@ -21,7 +27,9 @@ use tiffin_metrics::count_guard::CountGuard;
 pub(crate) struct TrafficLimits {
     timeout: Duration,
     max_concurrency: Option<usize>,
-    active: AtomicUsize,
+    /// Shared with the bodies of streaming answers, which hold their slot.
+    active: Arc<AtomicUsize>,
+    stream_idle: Duration,
 }
 
 impl TrafficLimits {
@@ -30,14 +38,22 @@ impl TrafficLimits {
         TrafficLimits {
             timeout: config.timeout.duration(),
             max_concurrency: config.max_concurrency,
-            active: AtomicUsize::new(0),
+            active: Arc::new(AtomicUsize::new(0)),
+            stream_idle: config.stream_idle_timeout.duration(),
         }
+    }
+
+    /// The longest a stream may go without an item after its first
+    /// (`api_server.traffic.stream_idle_timeout`).
+    pub fn stream_idle_timeout(&self) -> Duration {
+        self.stream_idle
     }
 
     /// Runs one API request within the limits.
     ///
     /// The request is counted as active when this is called (it is awaited
-    /// at once) until the returned future ends or is dropped. Built from
+    /// at once) until the returned future ends or is dropped, or, for a
+    /// streaming answer, until its stream ends (`tail.rs`). Built from
     /// combinators rather than as an `async fn`, which would hold `request`
     /// twice (see `request_scope::within`).
     pub fn within<T, F>(
@@ -47,7 +63,7 @@ impl TrafficLimits {
     where
         F: Future<Output = Result<T, ApiError>>,
     {
-        let (active, before) = CountGuard::enter_after(&self.active);
+        let (active, before) = CountGuard::enter_after(Arc::clone(&self.active));
         if let Some(max) = self.max_concurrency
             && before >= max
         {
@@ -61,7 +77,11 @@ impl TrafficLimits {
         let deadline = tokio::time::Instant::now() + timeout;
         let limited = tokio::time::timeout_at(deadline, crate::deadline::within(deadline, request));
         Either::Right(limited.map(move |answer| {
-            drop(active);
+            // A stream holds the slot to its last item; given back (and so
+            // dropped) when there is none.
+            if let Some(tail) = crate::tail::current() {
+                let _ = tail.defer(move |_| drop(active));
+            }
             match answer {
                 Ok(answer) => answer,
                 Err(_) => Err(ApiError::gateway_timeout(format!(

@@ -261,6 +261,12 @@ pub struct TrafficConfig {
     /// unlimited, as in BentoML; when set 1 to [`MAX_CONCURRENCY`]). Written
     /// out as `null` when unset, so the effective configuration shows the key.
     pub max_concurrency: Option<usize>,
+    /// Seconds a streaming answer may go without an item once its first
+    /// item was sent (`api_server.traffic.stream_idle_timeout`, default 60;
+    /// more than 0, at most [`MAX_TRAFFIC_TIMEOUT`]): past it the stream
+    /// ends with its error ending and the runner's call is cancelled.
+    /// `timeout` bounds the time to the first item. Not a BentoML key.
+    pub stream_idle_timeout: Seconds<TrafficTimeout>,
 }
 
 impl Default for TrafficConfig {
@@ -268,6 +274,7 @@ impl Default for TrafficConfig {
         TrafficConfig {
             timeout: Seconds::trusted(60.0),
             max_concurrency: None,
+            stream_idle_timeout: Seconds::trusted(60.0),
         }
     }
 }

@@ -176,7 +176,8 @@ ranges! {
     GracefulTimeout: Lower::AtLeast(0.0), MAX_GRACEFUL_TIMEOUT;
     /// `api_server.http.*_timeout`: above 0, at most [`MAX_HTTP_TIMEOUT`].
     HttpTimeout: Lower::Above(0.0), MAX_HTTP_TIMEOUT;
-    /// `api_server.traffic.timeout`: above 0, at most [`MAX_TRAFFIC_TIMEOUT`].
+    /// `api_server.traffic.timeout` and `stream_idle_timeout`: above 0, at
+    /// most [`MAX_TRAFFIC_TIMEOUT`].
     TrafficTimeout: Lower::Above(0.0), MAX_TRAFFIC_TIMEOUT;
     /// `supervisor.hung_worker_timeout`: [`MIN_HUNG_WORKER_TIMEOUT`] to
     /// [`MAX_HUNG_WORKER_TIMEOUT`].

@@ -784,12 +784,13 @@ fn every_numeric_key_is_checked_against_its_range() {
 
     // Seconds: (key, lower bound as shown, highest accepted); the lowest
     // accepted value is 0 for ">= 0" and anything above it for "> 0".
-    let seconds: [(&str, &str, &str); 5] = [
+    let seconds: [(&str, &str, &str); 6] = [
         ("api_server.graceful_timeout", ">= 0", "86400"),
         ("api_server.http.header_read_timeout", "> 0", "3600"),
         ("api_server.http.body_read_timeout", "> 0", "3600"),
         ("api_server.http.keepalive_timeout", "> 0", "3600"),
         ("api_server.traffic.timeout", "> 0", "86400"),
+        ("api_server.traffic.stream_idle_timeout", "> 0", "86400"),
     ];
     for (key, lower, highest) in seconds {
         with(key, highest).unwrap_or_else(|e| panic!("{key}={highest}: {e}"));

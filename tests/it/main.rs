@@ -50,6 +50,8 @@ mod runtime_dir;
 mod snapshots;
 mod soak;
 mod stream;
+mod stream_grpc;
+mod stream_metrics;
 mod tls;
 mod tracing;
 mod vader;

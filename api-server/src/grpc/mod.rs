@@ -1,5 +1,6 @@
 //! The gRPC front door: BentoML's `bentoml.grpc.v1.BentoService` (`Call`,
-//! `ServiceMetadata`), the Open Inference Protocol's
+//! `ServiceMetadata`, and tiffin's server-streaming `CallStream` for
+//! streaming APIs, `stream.rs`), the Open Inference Protocol's
 //! `inference.GRPCInferenceService` (`oip.rs`), the standard
 //! `grpc.health.v1.Health` service, and server reflection when
 //! `api_server.grpc.reflection.enabled`.
@@ -23,7 +24,9 @@ mod observe;
 mod oip;
 pub mod proto;
 mod status;
+mod stream;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +39,7 @@ use crate::connections::{AcceptBackoff, settle};
 use crate::route::Route;
 use crate::state::{Flow, ServerState};
 use crate::{ApiServerArgs, ApiServerError};
+use tiffin_service::Api;
 
 pub use content::{json_to_value, value_to_json};
 pub use status::{code_for_http_status, http_status_for_code};
@@ -57,19 +61,30 @@ struct Bento {
 }
 
 impl Bento {
+    /// The API `route` names, or `NOT_FOUND` listing the service's APIs.
+    fn api<'r>(&self, route: Route<'r>, name: &str) -> Result<&'r Api, Status> {
+        match route {
+            Route::Api(api) => Ok(api),
+            _ => Err(Status::not_found(format!(
+                "no API named '{name}' in service '{}'; available: {}",
+                self.metadata.name,
+                self.state.routes.api_names().join(", ")
+            ))),
+        }
+    }
+
     async fn dispatch(
         &self,
         route: Route<'_>,
         req: proto::Request,
     ) -> Result<proto::Response, Status> {
-        let Route::Api(api) = route else {
-            return Err(Status::not_found(format!(
-                "no API named '{}' in service '{}'; available: {}",
-                req.api_name,
-                self.metadata.name,
-                self.state.routes.api_names().join(", ")
+        let api = self.api(route, &req.api_name)?;
+        if api.stream_format().is_some() {
+            return Err(Status::unimplemented(format!(
+                "API '{}' answers a stream: call {SERVICE_NAME}/CallStream",
+                api.name
             )));
-        };
+        }
         let (body, content_type) = content::request_body(api, req.content)?;
         let out = self
             .state
@@ -81,6 +96,48 @@ impl Bento {
             content: Some(content::response_content(api, out.body)?),
         })
     }
+
+    /// `CallStream`'s answer (`stream.rs`): a streaming API's items, or the
+    /// one message of an API that answers one body.
+    async fn dispatch_stream(
+        &self,
+        route: Route<'_>,
+        req: proto::Request,
+    ) -> Result<stream::Messages, Status> {
+        let api = self.api(route, &req.api_name)?;
+        let Some(format) = api.stream_format() else {
+            return Ok(stream::one(self.dispatch(route, req).await?));
+        };
+        let (body, content_type) = content::request_body(api, req.content)?;
+        stream::answer(&self.state, api, format, body, content_type.as_deref()).await
+    }
+
+    /// Runs `dispatch` on a call's request as `Call` and `CallStream` both
+    /// do: bearer token first, then metered as HTTP's `POST /<api_name>`
+    /// would be.
+    async fn serve<'a, T, F>(
+        &'a self,
+        request: Request<proto::Request>,
+        dispatch: impl FnOnce(Route<'a>, proto::Request) -> F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: Future<Output = Result<T, Status>>,
+    {
+        let (_, extensions, req) = request.into_parts();
+        let path = format!("/{}", req.api_name);
+        let route = self.state.routes.api(&req.api_name);
+        let status = |result: &Result<T, Status>| {
+            http_status_for_code(result.as_ref().map_or_else(Status::code, |_| Code::Ok))
+        };
+        let result = async {
+            auth::permit(&self.state, &extensions, route, &path)?;
+            dispatch(route, req).await
+        };
+        self.state
+            .metered(route, &path, result, status)
+            .await
+            .map(Response::new)
+    }
 }
 
 #[tonic::async_trait]
@@ -89,21 +146,18 @@ impl BentoService for Bento {
         &self,
         request: Request<proto::Request>,
     ) -> Result<Response<proto::Response>, Status> {
-        let (_, extensions, req) = request.into_parts();
-        // Metered as HTTP's `POST /<api_name>` would be.
-        let path = format!("/{}", req.api_name);
-        let route = self.state.routes.api(&req.api_name);
-        let status = |result: &Result<proto::Response, Status>| {
-            http_status_for_code(result.as_ref().map_or_else(Status::code, |_| Code::Ok))
-        };
-        let result = async {
-            auth::permit(&self.state, &extensions, route, &path)?;
-            self.dispatch(route, req).await
-        };
-        self.state
-            .metered(route, &path, result, status)
+        self.serve(request, |route, req| self.dispatch(route, req))
             .await
-            .map(Response::new)
+    }
+
+    type CallStreamStream = stream::Messages;
+
+    async fn call_stream(
+        &self,
+        request: Request<proto::Request>,
+    ) -> Result<Response<stream::Messages>, Status> {
+        self.serve(request, |route, req| self.dispatch_stream(route, req))
+            .await
     }
 
     async fn service_metadata(

@@ -1,0 +1,203 @@
+//! A streaming HTTP request is one request until its last item (issue 25,
+//! docs/streaming.md): `bentoml_api_server_request_in_progress` holds and
+//! `request_duration_seconds` runs until then, a stream that fails after
+//! items counts as failed, `api_server.traffic.max_concurrency` counts it
+//! until its end, silence past `api_server.traffic.stream_idle_timeout`
+//! ends it with its error event and stops the model (and silence past the
+//! keep-alive timeout does not close its connection), and a stream that
+//! began before SIGTERM is drained whole. Read with `curl -N`; the service
+//! is tests/fixtures/custom_service.rs, whose `words` model holds its last
+//! word until the test releases it, so "before the end" is an order of
+//! events, not a guess about timing.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::common::*;
+
+fn custom(options: &str) -> Server {
+    let launch = Launch::http(&[]).bin(example_bin("custom_service"));
+    if options.is_empty() {
+        return launch.start();
+    }
+    launch.env("TIFFIN_CONFIG_OPTIONS", options).start()
+}
+
+/// A path no file is at yet, unique to this test.
+fn release_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tiffin-stream-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// `curl -N` posting `body` to `path`: each non-empty line of its output
+/// with the instant it arrived, on a channel that closes when curl ends.
+fn curl(server: &Server, path: &str, body: &str) -> mpsc::Receiver<(Instant, String)> {
+    let mut child = Command::new("curl")
+        .args(["-sSN", "--max-time", "120"])
+        .args(["-H", "content-type: application/json", "-d", body])
+        .arg(format!("http://{}{path}", server.addr))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let out = child.stdout.take().expect("curl's stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if !line.is_empty() && tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+        let _ = child.wait();
+    });
+    rx
+}
+
+fn next(
+    server: &Server,
+    lines: &mpsc::Receiver<(Instant, String)>,
+    what: &str,
+) -> (Instant, String) {
+    lines
+        .recv_timeout(EVENT_WITHIN)
+        .unwrap_or_else(|_| panic!("no {what}; log:\n{}", server.log()))
+}
+
+/// The rest of a stream's lines, until curl's output ends.
+fn rest(lines: mpsc::Receiver<(Instant, String)>) -> Vec<String> {
+    lines.iter().map(|(_, line)| line).collect()
+}
+
+const LINES: &str = "/generate_lines";
+
+fn requests(server: &Server, endpoint: &str, code: &str) -> f64 {
+    let labels = [("endpoint", endpoint), ("http_response_code", code)];
+    metric(server, "bentoml_api_server_request_total", &labels)
+}
+
+#[test]
+fn an_http_stream_is_in_progress_until_its_last_item_and_its_duration_ends_there() {
+    let server = custom("");
+    let release = release_path("in-progress");
+    let body = serde_json::json!({ "words": 3, "hold_last": release }).to_string();
+    let lines = curl(&server, LINES, &body);
+    let (first_at, _) = next(&server, &lines, "the first line");
+    next(&server, &lines, "the second line");
+    // Items flowed, the model holds its last word: the request goes on.
+    let endpoint = [("endpoint", LINES)];
+    let in_progress = "bentoml_api_server_request_in_progress";
+    wait_metric(
+        &server,
+        in_progress,
+        &endpoint,
+        1.0,
+        "the stream, in progress",
+    );
+    assert_eq!(requests(&server, LINES, "200"), 0.0, "not finished yet");
+    let released_at = Instant::now();
+    std::fs::write(&release, b"go").unwrap();
+    assert_eq!(rest(lines), ["\"w2\""]);
+    let finished = [("endpoint", LINES), ("http_response_code", "200")];
+    let total = "bentoml_api_server_request_total";
+    wait_metric(&server, total, &finished, 1.0, "the finished stream");
+    wait_metric(&server, in_progress, &endpoint, 0.0, "nothing in progress");
+    // Its duration covers at least the wait for the release, which came
+    // after its first item: it ended at the last item, not at the head.
+    let duration = metric(
+        &server,
+        "bentoml_api_server_request_duration_seconds_sum",
+        &endpoint,
+    );
+    let held = (released_at - first_at).as_secs_f64();
+    assert!(duration >= held, "duration {duration} s < held {held} s");
+}
+
+#[test]
+fn an_http_stream_that_fails_after_items_is_counted_as_failed() {
+    let server = custom("");
+    let lines = rest(curl(&server, LINES, r#"{"words": 5, "fail_at": 2}"#));
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[2].contains("the model failed at word 2"), "{lines:?}");
+    let failed = [("endpoint", LINES), ("http_response_code", "500")];
+    let total = "bentoml_api_server_request_total";
+    wait_metric(&server, total, &failed, 1.0, "the failed stream");
+    assert_eq!(requests(&server, LINES, "200"), 0.0);
+}
+
+#[test]
+fn max_concurrency_counts_a_stream_until_its_last_item() {
+    let server = custom("api_server.workers=1 api_server.traffic.max_concurrency=1");
+    let release = release_path("concurrency");
+    let body = serde_json::json!({ "words": 2, "hold_last": release }).to_string();
+    let lines = curl(&server, LINES, &body);
+    next(&server, &lines, "the first line");
+    // The stream's head went out; it still holds the only slot.
+    let r = server.post("/double", "application/json", b"21");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("max_concurrency"), "{}", r.text());
+    std::fs::write(&release, b"go").unwrap();
+    assert_eq!(rest(lines), ["\"w1\""]);
+    let total = "bentoml_api_server_request_total";
+    let finished = [("endpoint", LINES), ("http_response_code", "200")];
+    wait_metric(&server, total, &finished, 1.0, "the finished stream");
+    let r = server.post("/double", "application/json", b"21");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn a_silent_http_stream_ends_with_an_error_event_and_stops_the_model() {
+    // Silence longer than the keep-alive timeout is not an idle connection:
+    // the error event comes, not a cut.
+    let server =
+        custom("api_server.traffic.stream_idle_timeout=1 api_server.http.keepalive_timeout=0.25");
+    let release = release_path("idle");
+    let body = serde_json::json!({ "words": 3, "hold_last": release }).to_string();
+    let lines = rest(curl(&server, "/generate", &body));
+    assert_eq!(lines[..2], ["data: w0", "data: w1"], "{lines:?}");
+    assert_eq!(lines[2], "event: error", "{lines:?}");
+    assert!(
+        lines[3].contains("api_server.traffic.stream_idle_timeout"),
+        "{lines:?}"
+    );
+    // The model, stuck in its last word, stops once it returns from it.
+    std::fs::write(&release, b"go").unwrap();
+    let cancelled = [("runner_name", "lm"), ("stage", "running")];
+    let what = "the silent stream, cancelled";
+    wait_metric(
+        &server,
+        "tiffin_runner_calls_cancelled_total",
+        &cancelled,
+        1.0,
+        what,
+    );
+    let timed_out = [("endpoint", "/generate"), ("http_response_code", "504")];
+    let total = "bentoml_api_server_request_total";
+    wait_metric(
+        &server,
+        total,
+        &timed_out,
+        1.0,
+        "the silent stream's request",
+    );
+}
+
+#[test]
+fn a_stream_started_before_sigterm_receives_all_its_items_and_its_end_event() {
+    let server = custom("api_server.workers=1");
+    let release = release_path("drain");
+    let body = serde_json::json!({ "words": 3, "hold_last": release }).to_string();
+    let lines = curl(&server, "/generate", &body);
+    next(&server, &lines, "the first event");
+    next(&server, &lines, "the second event");
+    send_signal(server.pid(), libc::SIGTERM);
+    wait_log_line(&server, &["api_server", "draining: no longer accepting"]);
+    std::fs::write(&release, b"go").unwrap();
+    assert_eq!(rest(lines), ["data: w2", "event: end", "data: "]);
+    wait_log_line(&server, &["api_server", "drained; exiting"]);
+}
