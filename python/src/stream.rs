@@ -6,10 +6,11 @@
 //! handler's generator is pulled only once its answer has room for one
 //! more item, a bounded channel of [`WINDOW`] items between Python and the
 //! HTTP body, and a runner stream's next item is asked for only when Python
-//! wants it. Waiting never holds the GIL: an `async def` generator waits on
-//! the asyncio loop (the wait ends through the [`Inbox`](crate::inbox::Inbox)
-//! like a runner call's answer), a plain `def` one on its thread with the
-//! GIL released. A client that hangs up drops the channel's receiver, so
+//! wants it. Waiting never holds the GIL: a generator's answer waits for
+//! room on the asyncio loop (the wait ends through the
+//! [`Inbox`](crate::inbox::Inbox) like a runner call's answer), and a plain
+//! `def` handler iterating a runner stream waits on its thread with the GIL
+//! released. A client that hangs up drops the channel's receiver, so
 //! the next wait for room answers "closed" and Python closes the generator
 //! (`GeneratorExit` at its `yield`); closing a runner stream drops it,
 //! which cancels the runner's call.
@@ -115,7 +116,7 @@ pub struct Sink(Arc<SinkInner>);
 impl Sink {
     /// Whether the answer has room for one more item now: `True` (and the
     /// room is kept for the next item), `False` when the client went away,
-    /// `None` when it is full (wait with `wait_room` or `room_blocking`).
+    /// `None` when it is full (wait with `wait_room`).
     fn room_now(&self) -> Option<bool> {
         if self.0.permit.lock().is_some() {
             return Some(true);
@@ -143,20 +144,6 @@ impl Sink {
             });
         });
         Ok(())
-    }
-
-    /// Waits for room without the GIL (from a plain `def` generator's
-    /// thread); `False` when the client went away.
-    fn room_blocking(&self, py: Python<'_>) -> PyResult<bool> {
-        let handle = runtime()?;
-        let sink = self.0.clone();
-        Ok(py.allow_threads(move || match sink.sender() {
-            Some(tx) => {
-                let permit = handle.block_on(tx.reserve_owned());
-                sink.keep(permit)
-            }
-            None => false,
-        }))
     }
 
     /// Sends a text item (a `bentoml.io.Text` output's string).

@@ -99,44 +99,36 @@ class _ApiHost:
         try:
             args, kwargs, _ = self.arguments(api, body, content_type)
             items = api.func(*args, **kwargs)
-            if api.streams == "async":
-                await self.pump_async(api, items, sink)
-            else:
-                await self.loop.run_in_executor(self.pool, self.pump, api, items, sink)
+            await self.pump(api, items, sink)
         except BaseException as e:  # the stream's error ending, or the request's status
             status, message = status_of(e)
             sink.fail(status, message)
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
 
-    async def pump_async(self, api, items, sink):
+    async def pump(self, api, items, sink):
+        """Sends the generator's items as the answer makes room, waiting on the loop.
+
+        A plain generator's ``next`` runs on the handler threads, one item at a time (as
+        Starlette iterates one for BentoML), so a stream waiting for its client holds no
+        thread and never the GIL.
+        """
+        in_pool = api.streams != "async"
         while True:
             room = sink.room_now()
             if room is None:
                 room, _ = await self.wait(sink.wait_room)
             if not room:
-                await items.aclose()
+                if in_pool:
+                    await self.loop.run_in_executor(self.pool, items.close)
+                else:
+                    await items.aclose()
                 return
-            try:
-                item = await items.__anext__()
-            except StopAsyncIteration:
-                sink.close()
-                return
-            api.output.send_item(sink, item)
-
-    @staticmethod
-    def pump(api, items, sink):
-        """``pump_async`` for a plain generator, on a handler thread: waits without the GIL."""
-        while True:
-            room = sink.room_now()
-            if room is None:
-                room = sink.room_blocking()
-            if not room:
-                items.close()
-                return
-            try:
-                item = next(items)
-            except StopIteration:
+            if in_pool:
+                item = await self.loop.run_in_executor(self.pool, _next_or_end, items)
+            else:
+                item = await _anext_or_end(items)
+            if item is _END:
                 sink.close()
                 return
             api.output.send_item(sink, item)
@@ -168,6 +160,21 @@ class _ApiHost:
             reply.fail(status, message)
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
+
+
+_END = object()
+
+
+def _next_or_end(items):
+    # StopIteration cannot cross a Future: the end is a value.
+    return next(items, _END)
+
+
+async def _anext_or_end(items):
+    try:
+        return await items.__anext__()
+    except StopAsyncIteration:
+        return _END
 
 
 class _RunnerHost:
