@@ -5,7 +5,10 @@ after the service) builds an instance of the class in each runner worker, so
 ``tiffin scale``, adaptive batching (``@bentoml.api(batchable=True)``) and the runner
 metrics apply; each ``@bentoml.api`` method becomes an API at ``/<method>`` that takes
 its parameters as a JSON object, as BentoML's new-style APIs do, and answers
-``text/plain`` for a method annotated ``-> str`` and JSON otherwise.
+``text/plain`` for a method annotated ``-> str`` and JSON otherwise. A method that is a
+generator (or an async generator) streams from the runner worker: items annotated ``str``
+(``Generator[str, None, None]``, ``AsyncGenerator[str, None]``) as Server-Sent Events,
+others as JSON lines.
 """
 
 import inspect
