@@ -42,7 +42,7 @@ pub static CALLS: OnceLock<Calls> = OnceLock::new();
 /// (handlers are the only callers of runners).
 pub static RUNTIME: OnceLock<Handle> = OnceLock::new();
 
-fn target(runner: &str) -> PyResult<(&'static Calls, Runner, Handle)> {
+pub(crate) fn target(runner: &str) -> PyResult<(&'static Calls, Runner, Handle)> {
     let calls = CALLS.get().ok_or_else(|| {
         PyRuntimeError::new_err("runners are called from API handlers, in an API-server process")
     })?;

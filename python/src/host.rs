@@ -8,12 +8,13 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tiffin_service::foreign::{ApiHandler, Description, RunnableLoader};
-use tiffin_service::{ApiError, CallError, Runnable, Service};
+use tiffin_service::{ApiError, CallError, EncodedItems, Runnable, Service, StreamFormat};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::call::RUNTIME;
 use crate::inbox::{Item, Shared};
+use crate::stream;
 
 /// `Type: message` of a Python exception, as a client sees it.
 pub fn describe_error(py: Python<'_>, e: &PyErr) -> String {
@@ -25,9 +26,12 @@ pub fn describe_error(py: Python<'_>, e: &PyErr) -> String {
 }
 
 /// The API servers' service: every API's handler queues the request for
-/// the Python thread and waits for its [`Reply`](crate::inbox::Reply).
+/// the Python thread and waits for its [`Reply`](crate::inbox::Reply), or,
+/// for a generator handler, answers the items of its
+/// [`Sink`](crate::stream::Sink).
 pub fn api_service(description: &Description, inbox: Arc<Shared>) -> Service {
-    description.build(
+    let streams = inbox.clone();
+    description.build_streaming(
         |api| {
             let inbox = inbox.clone();
             let name: Arc<str> = api.name.as_str().into();
@@ -53,6 +57,10 @@ pub fn api_service(description: &Description, inbox: Arc<Shared>) -> Service {
                 })
             });
             handler
+        },
+        |api| {
+            let format = api.stream.map_or(StreamFormat::EventStream, |s| s.format());
+            stream::api_handler(api.name.as_str().into(), format, streams.clone())
         },
         |_| Box::new(|| Err("runners are not loaded by an API server".to_string())),
     )
@@ -82,7 +90,11 @@ pub fn runner_service(description: &Description, runner: &str, host: Py<PyAny>) 
                 for m in &methods {
                     let host = host.clone();
                     let name = m.name.clone();
-                    runnable = if m.batchable {
+                    runnable = if m.stream {
+                        runnable.raw_stream_method(&m.name, move |input| {
+                            open_stream(&host, &name, input)
+                        })
+                    } else if m.batchable {
                         runnable.raw_batch_method(&m.name, move |inputs| {
                             call_batch(&host, &name, inputs)
                         })
@@ -129,4 +141,59 @@ fn call_batch(host: &Py<PyAny>, method: &str, inputs: &[&[u8]]) -> Result<Vec<Ve
             })
             .collect()
     })
+}
+
+/// Starts a call of a generator method: `host.call_stream` makes the
+/// generator (the Python `_Pulled` of `python/tiffin/_worker.py`), whose
+/// items the worker pulls one at a time.
+fn open_stream(host: &Py<PyAny>, method: &str, input: &[u8]) -> Result<EncodedItems, CallError> {
+    Python::with_gil(|py| {
+        let pulled = host
+            .call_method1(py, "call_stream", (method, PyBytes::new(py, input)))
+            .map_err(|e| CallError::Failed(describe_error(py, &e)))?;
+        Ok(Box::new(Pulled(Some(pulled))) as EncodedItems)
+    })
+}
+
+/// A Python generator's items, pickled: each `next` takes the GIL for one
+/// `pull()`, so the generator runs only when the worker has room for its
+/// item (`runner-worker/src/stream.rs`), and the GIL is free while the
+/// worker waits. Dropped before its end (the caller went away), it closes
+/// the generator: `GeneratorExit` at its `yield`, its `finally` blocks run.
+struct Pulled(Option<Py<PyAny>>);
+
+impl Iterator for Pulled {
+    type Item = Result<Vec<u8>, CallError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let pulled = self.0.as_ref()?;
+        let item = Python::with_gil(|py| match pulled.call_method0(py, "pull") {
+            Ok(out) if out.is_none(py) => None,
+            Ok(out) => Some(match out.downcast_bound::<PyBytes>(py) {
+                Ok(b) => Ok(b.as_bytes().to_vec()),
+                Err(_) => Err(CallError::Failed(
+                    "the runnable's item was not encoded to bytes".into(),
+                )),
+            }),
+            Err(e) => Some(Err(CallError::Failed(describe_error(py, &e)))),
+        });
+        if !matches!(item, Some(Ok(_))) {
+            // Ended or failed: nothing left to close.
+            self.0 = None;
+        }
+        item
+    }
+}
+
+impl Drop for Pulled {
+    fn drop(&mut self) {
+        if let Some(pulled) = self.0.take() {
+            Python::with_gil(|py| {
+                if let Err(e) = pulled.call_method0(py, "close") {
+                    // A `finally` that raises: the stream is over anyway.
+                    e.print(py);
+                }
+            });
+        }
+    }
 }

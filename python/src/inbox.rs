@@ -21,6 +21,8 @@ use pyo3::types::{PyBytes, PyTuple};
 use tiffin_service::{ApiError, RunnerError};
 use tokio::sync::oneshot;
 
+use crate::stream::Sink;
+
 /// What an API's future waits for.
 pub type Answer = Result<tiffin_service::Answer, ApiError>;
 
@@ -37,6 +39,25 @@ pub enum Item {
         /// Where the answer goes.
         reply: oneshot::Sender<Answer>,
     },
+    /// A request for the streaming API `api` (a generator handler),
+    /// whose items go to `sink`.
+    StreamRequest {
+        /// The API's name.
+        api: Arc<str>,
+        /// The request body.
+        body: Bytes,
+        /// Its `Content-Type`, if any.
+        content_type: Option<String>,
+        /// Where the items go (`stream.rs`).
+        sink: Sink,
+    },
+    /// A wait `call_id` of a stream ended (`stream.rs`).
+    Woke {
+        /// The id Python gave the wait.
+        call_id: u64,
+        /// What it waited for.
+        outcome: Woken,
+    },
     /// The outcome of the runner call `call_id` (`call.rs`).
     Done {
         /// The id Python gave the call.
@@ -44,6 +65,17 @@ pub enum Item {
         /// The method's encoded output, or why it failed.
         result: Result<Vec<u8>, RunnerError>,
     },
+}
+
+/// How a stream's wait ended.
+pub enum Woken {
+    /// A streaming answer has room for one more item (`true`), or its
+    /// client went away (`false`).
+    Room(bool),
+    /// A runner stream's next item; `None` at its end.
+    Item(Option<Vec<u8>>),
+    /// A runner stream failed.
+    Failed(RunnerError),
 }
 
 /// The queue and its wake-up socket, shared by tokio's threads and Python's.
@@ -106,8 +138,11 @@ impl Inbox {
     }
 
     /// Everything queued, as tuples: `(0, api, body, content_type, reply)`
-    /// for a request, `(1, call_id, True, payload)` or
-    /// `(1, call_id, False, (status, message))` for a finished runner call.
+    /// for a request, `(2, api, body, content_type, sink)` for a request
+    /// of a streaming API, `(1, call_id, True, payload)` or
+    /// `(1, call_id, False, (status, message))` for a finished runner call
+    /// or a runner stream's item (`payload` `None` at its end), and
+    /// `(1, call_id, room, None)` for a streaming answer's wait for room.
     fn take<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         let items = {
             let mut q = self.shared.queue.lock();
@@ -139,18 +174,35 @@ impl Inbox {
                     Reply(Mutex::new(Some(reply))),
                 )
                     .into_pyobject(py),
+                Item::StreamRequest {
+                    api,
+                    body,
+                    content_type,
+                    sink,
+                } => (2u8, &*api, PyBytes::new(py, &body), content_type, sink).into_pyobject(py),
                 Item::Done { call_id, result } => match result {
                     Ok(payload) => {
                         (1u8, call_id, true, PyBytes::new(py, &payload)).into_pyobject(py)
                     }
-                    Err(e) => {
-                        let status = ApiError::from(e.clone()).status;
-                        (1u8, call_id, false, (status, e.to_string())).into_pyobject(py)
+                    Err(e) => failed(py, call_id, &e),
+                },
+                Item::Woke { call_id, outcome } => match outcome {
+                    Woken::Room(room) => (1u8, call_id, room, py.None()).into_pyobject(py),
+                    Woken::Item(Some(payload)) => {
+                        (1u8, call_id, true, PyBytes::new(py, &payload)).into_pyobject(py)
                     }
+                    Woken::Item(None) => (1u8, call_id, true, py.None()).into_pyobject(py),
+                    Woken::Failed(e) => failed(py, call_id, &e),
                 },
             })
             .collect()
     }
+}
+
+/// `(1, call_id, False, (status, message))`: a runner call or stream that failed.
+fn failed<'py>(py: Python<'py>, call_id: u64, e: &RunnerError) -> PyResult<Bound<'py, PyTuple>> {
+    let status = ApiError::from(e.clone()).status;
+    (1u8, call_id, false, (status, e.to_string())).into_pyobject(py)
 }
 
 /// Where a Python handler sends its answer.

@@ -14,6 +14,7 @@ mod call;
 mod host;
 mod inbox;
 mod metric;
+mod stream;
 
 use std::collections::HashMap;
 
@@ -92,5 +93,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<inbox::Inbox>()?;
     m.add_class::<inbox::Reply>()?;
     m.add_class::<metric::Metric>()?;
+    m.add_function(wrap_pyfunction!(stream::stream, m)?)?;
+    m.add_class::<stream::Sink>()?;
+    m.add_class::<stream::RunnerStream>()?;
     Ok(())
 }

@@ -5,10 +5,14 @@ after the service) builds an instance of the class in each runner worker, so
 ``tiffin scale``, adaptive batching (``@bentoml.api(batchable=True)``) and the runner
 metrics apply; each ``@bentoml.api`` method becomes an API at ``/<method>`` that takes
 its parameters as a JSON object, as BentoML's new-style APIs do, and answers
-``text/plain`` for a method annotated ``-> str`` and JSON otherwise.
+``text/plain`` for a method annotated ``-> str`` and JSON otherwise. A method that is a
+generator (or an async generator) streams from the runner worker: items annotated ``str``
+(``Generator[str, None, None]``, ``AsyncGenerator[str, None]``) as Server-Sent Events,
+others as JSON lines.
 """
 
 import inspect
+import typing
 
 from ._errors import BadInput
 from .io import JSON, Text, _loads
@@ -100,6 +104,10 @@ def _hints(func):
         return {}
 
 
+def _streams(func):
+    return inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+
+
 def _is_ndarray(annotation):
     return getattr(annotation, "__name__", "") == "ndarray" and getattr(annotation, "__module__", "") == "numpy"
 
@@ -121,7 +129,9 @@ def service(cls=None, *, name=None, workers=None, **_config):
                 return getattr(self.instance, _attr)(*args, **kwargs)
 
             call.__name__ = attr
-            call.__tiffin_method__ = _MethodConfig(call, mark.batchable, mark.batch_dim, None, None)
+            call.__tiffin_method__ = _MethodConfig(
+                call, mark.batchable, mark.batch_dim, None, None, stream=_streams(mark.func)
+            )
             body[attr] = call
         servable = type(klass.__name__, (Runnable,), body)
         service_name = name or klass.__name__
@@ -142,6 +152,17 @@ def _api_of(svc, runner, attr, mark):
     params = _Params(mark.func)
     first = params._params[0].name if params._params else None
     returns = _hints(mark.func).get("return", inspect.signature(mark.func).return_annotation)
+    if _streams(mark.func):
+        # A generator method: its items stream from the runner worker, each sent as soon
+        # as the method yields it; str items as Server-Sent Events, others as JSON lines.
+        args = typing.get_args(returns)
+        output = Text() if args and args[0] is str else JSON()
+
+        async def streamed(values):
+            async for item in method.async_stream(**values):
+                yield item
+
+        return InferenceAPI(streamed, params, output, mark.name, mark.route)
     output = Text() if returns is str else JSON()
 
     async def handler(values):

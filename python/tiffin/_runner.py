@@ -8,6 +8,7 @@ runnable gets them concatenated along ``batch_dim`` (``batch.py``), as in BentoM
 """
 
 import asyncio
+import inspect
 import itertools
 import pickle
 
@@ -17,10 +18,16 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 
 
 class _MethodConfig:
-    def __init__(self, func, batchable, batch_dim, input_spec, output_spec):
+    def __init__(self, func, batchable, batch_dim, input_spec, output_spec, stream=None):
         self.func = func
         self.name = func.__name__
         self.batchable = batchable
+        # A generator method streams its items (``runner.m.async_stream(...)``).
+        if stream is None:
+            stream = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+        self.stream = bool(stream)
+        if self.stream and batchable:
+            raise ValueError(f"runnable method '{self.name}' is a generator: it streams, and cannot be batchable")
         if isinstance(batch_dim, int):
             batch_dim = (batch_dim, batch_dim)
         self.batch_dim = tuple(batch_dim)
@@ -73,14 +80,23 @@ class RunnerMethod:
         self.name = config.name
         self.config = config
 
+    def _one_result(self, how):
+        if self.config.stream:
+            raise TypeError(
+                f"runner method '{self.runner.name}.{self.name}' is a generator: iterate "
+                f"runner.{self.name}.async_stream(...) (or .stream(...)) instead of {how}"
+            )
+
     def run(self, *args, **kwargs):
         """Calls the method and waits (from a plain ``def`` handler)."""
+        self._one_result("run()")
         payload = pickle.dumps((args, kwargs), protocol=_PICKLE)
         out = _native.call_blocking(self.runner.name, self.name, payload)
         return pickle.loads(out)
 
     async def async_run(self, *args, **kwargs):
         """Calls the method (from an ``async def`` handler)."""
+        self._one_result("async_run()")
         host = _api_host()
         payload = pickle.dumps((args, kwargs), protocol=_PICKLE)
         call_id = next(_call_ids)
@@ -94,6 +110,44 @@ class RunnerMethod:
         if ok:
             return pickle.loads(out)
         raise _native.RunnerError(*out)
+
+
+    def _stream_of(self, args, kwargs):
+        if not self.config.stream:
+            raise TypeError(
+                f"runner method '{self.runner.name}.{self.name}' is not a generator: call run() or async_run()"
+            )
+        return _native.stream(self.runner.name, self.name, pickle.dumps((args, kwargs), protocol=_PICKLE))
+
+    async def async_stream(self, *args, **kwargs):
+        """The items of a generator method, each as soon as the runner yields it
+        (``async for token in runner.generate.async_stream(prompt)``, as in BentoML).
+        Each item is asked for when the loop wants it; leaving the loop early (or the
+        client hanging up) cancels the runner's call, whose generator is closed."""
+        host = _api_host()
+        stream = self._stream_of(args, kwargs)
+        try:
+            while True:
+                ok, out = await host.wait(stream.next)
+                if not ok:
+                    raise _native.RunnerError(*out)
+                if out is None:
+                    return
+                yield pickle.loads(out)
+        finally:
+            stream.close()
+
+    def stream(self, *args, **kwargs):
+        """``async_stream`` for a plain ``def`` handler: each item waited for without the GIL."""
+        stream = self._stream_of(args, kwargs)
+        try:
+            while True:
+                out = stream.next_blocking()
+                if out is None:
+                    return
+                yield pickle.loads(out)
+        finally:
+            stream.close()
 
 
 class Runner:
@@ -136,6 +190,7 @@ class Runner:
             "max_batch_size": self.max_batch_size,
             "max_latency_ms": self.max_latency_ms,
             "methods": [
-                {"name": n, "batchable": bool(c.batchable)} for n, c in self.methods.items()
+                dict({"name": n, "batchable": bool(c.batchable)}, **({"stream": True} if c.stream else {}))
+                for n, c in self.methods.items()
             ],
         }

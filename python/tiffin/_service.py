@@ -31,6 +31,16 @@ class InferenceAPI:
         self.name = name
         self.route = route
         self.is_async = inspect.iscoroutinefunction(func)
+        # A generator (``yield``) or async generator (``async def`` with ``yield``)
+        # answers a stream, each item sent as soon as it is yielded (docs/python.md).
+        self.streams = (
+            "async" if inspect.isasyncgenfunction(func) else "sync" if inspect.isgeneratorfunction(func) else None
+        )
+        if self.streams and output.stream_as() is None:
+            raise TypeError(
+                f"API '{name}' is a generator: its items stream as Text (Server-Sent Events) "
+                f"or JSON (JSON lines), not {type(output).__name__}"
+            )
         params = list(inspect.signature(func).parameters)
         from .io import Multipart
 
@@ -40,7 +50,7 @@ class InferenceAPI:
         self.takes_context = "ctx" in params or (not self.by_keyword and len(params) >= 2)
 
     def describe(self):
-        return {
+        described = {
             "name": self.name,
             "route": self.route,
             # BentoML's descriptors read any body whatever its content type
@@ -48,6 +58,9 @@ class InferenceAPI:
             "input": dict(self.input.spec(), any_content_type=True),
             "output": self.output.spec(),
         }
+        if self.streams:
+            described["stream"] = self.output.stream_as()
+        return described
 
 
 class Service:

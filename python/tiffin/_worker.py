@@ -10,6 +10,7 @@ under the GIL, when tiffin's runner worker hands it a call or a batch.
 
 import asyncio
 import functools
+import inspect
 import json
 import os
 import pickle
@@ -22,6 +23,7 @@ from . import _native, batch
 from ._alias import install
 from ._errors import status_of
 from ._load import load_service
+from ._runner import _call_ids
 from ._service import Context
 
 _HOST = None
@@ -52,8 +54,9 @@ class _ApiHost:
 
     def drain(self):
         for item in self.inbox.take():
-            if item[0] == 0:
-                task = self.loop.create_task(self.handle(*item[1:]))
+            if item[0] != 1:
+                handle = self.handle if item[0] == 0 else self.handle_stream
+                task = self.loop.create_task(handle(*item[1:]))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
             else:
@@ -61,18 +64,79 @@ class _ApiHost:
                 if future is not None and not future.done():
                     future.set_result((item[2], item[3]))
 
+    @staticmethod
+    def arguments(api, body, content_type):
+        """The handler's arguments for a request: the decoded body, and BentoML's ``ctx``."""
+        value = api.input.from_http(body, content_type)
+        args, kwargs = ((), dict(value)) if api.by_keyword else ((value,), {})
+        ctx = None
+        if api.takes_context:
+            ctx = Context(content_type)
+            if api.by_keyword:
+                kwargs["ctx"] = ctx
+            else:
+                args = (value, ctx)
+        return args, kwargs, ctx
+
+    async def wait(self, start):
+        """Starts a wait with ``start(call_id)`` and awaits its ``(ok, payload)`` from the inbox."""
+        call_id = next(_call_ids)
+        future = self.loop.create_future()
+        self.calls[call_id] = future
+        try:
+            start(call_id)
+            return await future
+        finally:
+            self.calls.pop(call_id, None)
+
+    async def handle_stream(self, name, body, content_type, sink):
+        """A generator handler's request: each item goes to ``sink`` when the answer has room.
+
+        The generator is pulled only then (the client's reading paces it). When the client
+        went away, it is closed instead: ``GeneratorExit`` at the ``yield`` it waits at.
+        """
+        api = self.apis[name]
+        try:
+            args, kwargs, _ = self.arguments(api, body, content_type)
+            items = api.func(*args, **kwargs)
+            await self.pump(api, items, sink)
+        except BaseException as e:  # the stream's error ending, or the request's status
+            status, message = status_of(e)
+            sink.fail(status, message)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+
+    async def pump(self, api, items, sink):
+        """Sends the generator's items as the answer makes room, waiting on the loop.
+
+        A plain generator's ``next`` runs on the handler threads, one item at a time (as
+        Starlette iterates one for BentoML), so a stream waiting for its client holds no
+        thread and never the GIL.
+        """
+        in_pool = api.streams != "async"
+        while True:
+            room = sink.room_now()
+            if room is None:
+                room, _ = await self.wait(sink.wait_room)
+            if not room:
+                if in_pool:
+                    await self.loop.run_in_executor(self.pool, items.close)
+                else:
+                    await items.aclose()
+                return
+            if in_pool:
+                item = await self.loop.run_in_executor(self.pool, _next_or_end, items)
+            else:
+                item = await _anext_or_end(items)
+            if item is _END:
+                sink.close()
+                return
+            api.output.send_item(sink, item)
+
     async def handle(self, name, body, content_type, reply):
         api = self.apis[name]
         try:
-            value = api.input.from_http(body, content_type)
-            args, kwargs = ((), dict(value)) if api.by_keyword else ((value,), {})
-            ctx = None
-            if api.takes_context:
-                ctx = Context(content_type)
-                if api.by_keyword:
-                    kwargs["ctx"] = ctx
-                else:
-                    args = (value, ctx)
+            args, kwargs, ctx = self.arguments(api, body, content_type)
             if api.is_async:
                 out = await api.func(*args, **kwargs)
             else:
@@ -98,12 +162,29 @@ class _ApiHost:
                 raise
 
 
+_END = object()
+
+
+def _next_or_end(items):
+    # StopIteration cannot cross a Future: the end is a value.
+    return next(items, _END)
+
+
+async def _anext_or_end(items):
+    try:
+        return await items.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
 class _RunnerHost:
     """What tiffin's runner worker calls: ``load`` once, then ``call`` / ``call_batch``."""
 
     def __init__(self, runner):
         self.runner = runner
         self.instance = None
+        self.loop = None
+        self.lock = threading.Lock()
 
     def load(self):
         try:
@@ -119,11 +200,68 @@ class _RunnerHost:
         out = getattr(self.instance, method)(*args, **kwargs)
         return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
 
+    def call_stream(self, method, payload):
+        """A call of a generator method: its items, pulled one at a time by the worker."""
+        args, kwargs = pickle.loads(payload)
+        items = getattr(self.instance, method)(*args, **kwargs)
+        if inspect.isasyncgen(items):
+            return _Pulled(items, self.async_loop())
+        return _Pulled(iter(items), None)
+
+    def async_loop(self):
+        """The loop async generator methods run on: a thread of its own, started on first use."""
+        with self.lock:
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+                threading.Thread(target=self.loop.run_forever, name="tiffin-asyncio", daemon=True).start()
+            return self.loop
+
     def call_batch(self, method, payloads):
         calls = [pickle.loads(p) for p in payloads]
         config = self.runner.methods[method]
         outs = batch.run(getattr(self.instance, method), calls, config.batch_dim)
         return [pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL) for o in outs]
+
+
+class _Pulled:
+    """One call of a generator method, as tiffin's runner worker pulls it (``host.rs``).
+
+    Each ``pull`` runs the generator to its next ``yield`` and answers the item pickled,
+    or None at its end; an async generator runs on the host's loop while this thread
+    waits without the GIL. ``close`` is the caller going away: ``GeneratorExit`` at the
+    ``yield`` the generator waits at, so its ``finally`` blocks run.
+    """
+
+    def __init__(self, items, loop):
+        self.items = items
+        self.loop = loop
+
+    def pull(self):
+        try:
+            if self.loop is None:
+                item = next(self.items)
+            else:
+                item = asyncio.run_coroutine_threadsafe(_anext(self.items), self.loop).result()
+        except (StopIteration, StopAsyncIteration):
+            return None
+        return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def close(self):
+        if self.loop is None:
+            close = getattr(self.items, "close", None)
+            if close is not None:
+                close()
+        else:
+            asyncio.run_coroutine_threadsafe(_aclose(self.items), self.loop).result()
+
+
+# run_coroutine_threadsafe takes coroutines, which an async generator's awaitables are not.
+async def _anext(items):
+    return await items.__anext__()
+
+
+async def _aclose(items):
+    await items.aclose()
 
 
 def _option(argv, name):

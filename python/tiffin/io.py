@@ -51,10 +51,27 @@ class IODescriptor:
         """The answer's content type; None: what the body kind says (text, JSON, octet-stream)."""
         return None
 
+    def stream_as(self):
+        """How a generator API with this output streams: ``sse`` (Server-Sent Events, a text
+        item per event), ``ndjson`` (a JSON value per line), or None: it cannot stream."""
+        return {"text": "sse", "json": "ndjson"}.get(self.kind)
+
+    def send_item(self, sink, value):
+        """Sends one item a generator API yielded (``_worker.py``)."""
+        if self.kind == "text":
+            sink.send_text(value if isinstance(value, str) else self.to_http(value).decode("utf-8"))
+        else:
+            sink.send_json(self.to_http(value))
+
 
 class Text(IODescriptor):
     kind = "text"
     media_type = "text/plain"
+
+    def __init__(self, content_type="text/plain"):
+        # BentoML 1.2's argument: "text/event-stream" for a generator's answer. tiffin
+        # writes a generator's items as Server-Sent Events whichever is given.
+        self._content_type = content_type
 
     def schema(self):
         return {"type": "string"}

@@ -17,7 +17,8 @@ use crate::error::ApiError;
 use crate::io::{IoKind, IoSpec};
 use crate::runnable::Runnable;
 use crate::runner::Runner;
-use crate::service::{Answer, RawIo, Service};
+use crate::service::{Answer, AnswerItems, RawIo, Service};
+use crate::stream::StreamFormat;
 
 /// A service as another language's process describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +60,10 @@ pub struct MethodDescription {
     pub name: String,
     /// Whether calls may be batched (the worker's dispatcher groups them).
     pub batchable: bool,
+    /// Whether it answers a stream of items (a Python generator), served
+    /// as `Runnable::raw_stream_method` and called with `call_stream`.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// One API of a [`Description`].
@@ -74,6 +79,31 @@ pub struct ApiDescription {
     pub input: BodyDescription,
     /// The answer's body.
     pub output: BodyDescription,
+    /// How the API's answer streams, when it is a stream of items (a
+    /// Python generator handler); absent for an API that answers one body.
+    #[serde(default)]
+    pub stream: Option<StreamedAs>,
+}
+
+/// How a described streaming API writes its items (the serialised form of
+/// [`StreamFormat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamedAs {
+    /// Server-Sent Events ([`StreamFormat::EventStream`]).
+    Sse,
+    /// Newline-delimited JSON ([`StreamFormat::JsonLines`]).
+    Ndjson,
+}
+
+impl StreamedAs {
+    /// The format the API server writes the items in.
+    pub fn format(self) -> StreamFormat {
+        match self {
+            StreamedAs::Sse => StreamFormat::EventStream,
+            StreamedAs::Ndjson => StreamFormat::JsonLines,
+        }
+    }
 }
 
 /// One side of an [`ApiDescription`]: the body's kind and what the
@@ -136,6 +166,15 @@ pub type ApiHandler = Box<
     dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<Answer, ApiError>> + Send + Sync + 'static,
 >;
 
+/// The erased handler of a described streaming API: raw body and content
+/// type in, the items written in the API's format out.
+pub type StreamApiHandler = Box<
+    dyn Fn(Bytes, Option<String>) -> BoxFuture<Result<AnswerItems, ApiError>>
+        + Send
+        + Sync
+        + 'static,
+>;
+
 /// How a described runner's workers load it.
 pub type RunnableLoader = Box<dyn Fn() -> Result<Runnable, String> + Send + Sync + 'static>;
 
@@ -159,10 +198,23 @@ impl Description {
     }
 
     /// The service with the handler `api` makes for each API and the loader
-    /// `runner` makes for each runner.
+    /// `runner` makes for each runner. A streaming API's handler answers
+    /// that it is not served here: [`Description::build_streaming`] serves
+    /// those too.
     pub fn build(
         &self,
         api: impl Fn(&ApiDescription) -> ApiHandler,
+        runner: impl Fn(&RunnerDescription) -> RunnableLoader,
+    ) -> Service {
+        self.build_streaming(api, |_| refused_stream(), runner)
+    }
+
+    /// Like [`Description::build`], with the handler `stream_api` makes
+    /// for each streaming API (one whose [`ApiDescription::stream`] is set).
+    pub fn build_streaming(
+        &self,
+        api: impl Fn(&ApiDescription) -> ApiHandler,
+        stream_api: impl Fn(&ApiDescription) -> StreamApiHandler,
         runner: impl Fn(&RunnerDescription) -> RunnableLoader,
     ) -> Service {
         let mut service = Service::new(&self.name);
@@ -181,10 +233,24 @@ impl Description {
                 output_spec: a.output.spec(),
                 accepts_any_content_type: a.input.any_content_type,
             };
-            service = service.raw_api(&a.name, a.route.as_deref(), io, api(a));
+            service = match a.stream {
+                Some(streamed) => service.raw_stream_api(
+                    &a.name,
+                    a.route.as_deref(),
+                    io,
+                    streamed.format(),
+                    stream_api(a),
+                ),
+                None => service.raw_api(&a.name, a.route.as_deref(), io, api(a)),
+            };
         }
         service
     }
+}
+
+/// A streaming API's handler in a process that does not serve it.
+fn refused_stream() -> StreamApiHandler {
+    Box::new(|_, _| Box::pin(async { Err(ApiError::internal("not served by this process")) }))
 }
 
 #[cfg(test)]
@@ -214,6 +280,29 @@ mod tests {
         );
         assert_eq!((api.input, api.output), (IoKind::Text, IoKind::Json));
         assert_eq!(api.input_spec.bentoml["id"], "bentoml.io.Text");
+    }
+
+    #[test]
+    fn a_described_stream_api_streams_in_its_format_and_methods_say_they_stream() {
+        let described = DESCRIBED
+            .replace(
+                r#""batchable": false"#,
+                r#""batchable": false, "stream": true"#,
+            )
+            .replace(
+                r#""route": "v1/analysis","#,
+                r#""route": "v1/analysis", "stream": "ndjson","#,
+            );
+        let d = Description::from_json(&described).expect("parses");
+        assert!(d.runners[0].methods[0].stream);
+        let s = d.skeleton();
+        let api = &s.apis()[0];
+        assert_eq!(api.stream_format(), Some(StreamFormat::JsonLines));
+        assert_eq!(api.output_spec.media_type, "application/x-ndjson");
+        assert_eq!(api.route(), "/v1/analysis");
+        let plain = Description::from_json(DESCRIBED).expect("parses");
+        assert!(!plain.runners[0].methods[0].stream);
+        assert_eq!(plain.skeleton().apis()[0].stream_format(), None);
     }
 
     #[test]

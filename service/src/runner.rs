@@ -196,6 +196,31 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// Starts a call of the stream method `method` with a payload already
+    /// encoded by the caller: the stream form of [`Runner::call_raw`] (a
+    /// Python handler iterating a Python runnable's generator). Items are
+    /// pulled as the stream is polled, and dropping it cancels the call, as
+    /// [`Method::call_stream`]'s. Plumbing, not part of a service's API.
+    #[doc(hidden)]
+    pub fn call_stream_raw(
+        &self,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> BoxStream<'static, Result<Vec<u8>, RunnerError>> {
+        match self.inner.transport.get() {
+            None => {
+                let e = RunnerError::NotConnected(self.inner.name.clone());
+                futures::stream::once(async move { Err(e) }).boxed()
+            }
+            Some(transport) => transport
+                .call_stream(method, payload)
+                .map(|item| item.map_err(RunnerError::from))
+                .boxed(),
+        }
+    }
+}
+
 impl RunnerInner {
     /// Encodes `input` and hands it to the transport now, so the future it
     /// returns borrows nothing; decodes the answer when it comes.

@@ -327,6 +327,45 @@ impl Service {
         self
     }
 
+    /// The streaming form of [`Service::raw_api`]: `handler` answers the
+    /// items already written in `format` ([`StreamFormat::item`]), for a
+    /// handler that is not Rust code (a Python generator). The answer's
+    /// published media type is the format's. Plumbing, not part of a
+    /// service's API.
+    #[doc(hidden)]
+    pub fn raw_stream_api<F>(
+        mut self,
+        name: &str,
+        route: Option<&str>,
+        io: RawIo,
+        format: StreamFormat,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Bytes, Option<String>) -> BoxFuture<Result<AnswerItems, ApiError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let path = match route {
+            Some(r) => format!("/{}", r.trim_start_matches('/')),
+            None => format!("/{name}"),
+        };
+        let mut output_spec = io.output_spec;
+        output_spec.media_type = format.content_type().to_string();
+        self.apis.push(Api {
+            name: name.to_string(),
+            input: io.input,
+            output: io.output,
+            input_spec: io.input_spec,
+            output_spec,
+            accepts_any_content_type: io.accepts_any_content_type,
+            path,
+            handler: Handler::Stream(format, Arc::new(handler)),
+        });
+        self
+    }
+
     /// The service's runners.
     pub fn runners(&self) -> &[Runner] {
         &self.runners

@@ -45,6 +45,7 @@ mod python;
 mod python_abi;
 mod python_example;
 mod python_package;
+mod python_stream;
 mod restart_backoff;
 mod runtime_dir;
 mod snapshots;

@@ -1,0 +1,418 @@
+//! Streaming answers of Python services (issue 25): generators and async
+//! generators, as BentoML's, served by the wheel's `tiffin` from
+//! `tests/fixtures/python/stream_service.py` and read by clients that are
+//! not ours (`curl -N`, httpx with httpx-sse from scripts/setup/25-stream).
+//!
+//! The fixture's generators take their orders in the request: they hold
+//! their last item until the test writes a file, and write files of their
+//! own (their progress, and a marker from their `finally` block), so "items
+//! arrived before the end", "the generator was closed" and "the stream is
+//! paused" are observed events, never guesses about timing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// `tiffin serve-http stream_service.py:ATTR ARGS` from the wheel's venv.
+fn serve(attr: &str, args: &[&str]) -> Server {
+    launch(attr, args).start()
+}
+
+fn launch(attr: &str, args: &[&str]) -> Launch {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/python/stream_service.py");
+    let locator = format!("{}:{attr}", file.display());
+    let mut all = vec![locator.as_str()];
+    all.extend_from_slice(args);
+    Launch::http(&all).bin(python_tiffin())
+}
+
+/// A path no file is at yet, unique to this test and `name`.
+fn scratch(test: &str, name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("tiffin-pystream-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path: PathBuf = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path.display().to_string()
+}
+
+/// Waits for the file a generator writes, and answers its contents.
+fn wait_file(server: &Server, path: &str, what: &str) -> String {
+    let mut text = String::new();
+    let seen = eventually(EVENT_WITHIN, || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        !text.is_empty()
+    });
+    assert!(seen, "{what}: {path} never written; log:\n{}", server.log());
+    text
+}
+
+/// `curl -N` posting JSON `body` to `path`: each non-empty line of its
+/// output with the instant it arrived, on a channel that closes with it.
+fn curl_lines(server: &Server, path: &str, body: &Value) -> mpsc::Receiver<(Instant, String)> {
+    let mut curl = Command::new("curl")
+        .args([
+            "-sSN",
+            "--max-time",
+            "120",
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-d", &body.to_string()])
+        .arg(format!("http://{}{path}", server.addr))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let out = curl.stdout.take().expect("curl's stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if !line.is_empty() && tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+        let _ = curl.wait();
+    });
+    rx
+}
+
+/// Reads `n` lines of `lines`, the last when the test has released it:
+/// the lines before the release arrived before it, the last after.
+fn read_around_release(
+    lines: &mpsc::Receiver<(Instant, String)>,
+    before: usize,
+    release: &str,
+) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut arrived = Vec::new();
+    for _ in 0..before {
+        let (at, line) = lines
+            .recv_timeout(EVENT_WITHIN)
+            .expect("a line before the release");
+        arrived.push(at);
+        got.push(line);
+    }
+    let released_at = Instant::now();
+    std::fs::write(release, b"go").unwrap();
+    for (at, line) in lines.iter() {
+        assert!(at > released_at, "{line} arrived before the release");
+        got.push(line);
+    }
+    assert!(arrived.iter().all(|at| *at < released_at));
+    got
+}
+
+#[test]
+fn curl_reads_each_event_of_an_async_generator_api_before_its_runner_generator_ends() {
+    let server = serve("svc", &[]);
+    let hold = scratch("sse", "hold");
+    let lines = curl_lines(&server, "/generate", &json!({ "n": 3, "hold": hold }));
+    let got = read_around_release(&lines, 2, &hold);
+    assert_eq!(
+        got,
+        [
+            "data: word0",
+            "data: word1",
+            "data: word2",
+            "event: end",
+            "data: "
+        ]
+    );
+    let labels = [("endpoint", "/generate")];
+    wait_metric(
+        &server,
+        "tiffin_api_server_stream_items_total",
+        &labels,
+        3.0,
+        "items sent",
+    );
+    let runner = [("runner_name", "words"), ("http_response_code", "200")];
+    wait_metric(
+        &server,
+        "bentoml_runner_request_total",
+        &runner,
+        1.0,
+        "one finished runner stream",
+    );
+}
+
+#[test]
+fn a_plain_def_generator_api_streams_json_lines_as_it_yields_them() {
+    let server = serve("svc", &[]);
+    let hold = scratch("ndjson", "hold");
+    let lines = curl_lines(&server, "/count", &json!({ "n": 3, "hold": hold }));
+    let got = read_around_release(&lines, 2, &hold);
+    let want: Vec<String> = (0..3)
+        .map(|i| json!({ "i": i, "word": format!("word{i}") }).to_string())
+        .collect();
+    assert_eq!(got, want);
+    let r = server.post("/count", "application/json", br#"{"n": 2}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(r.text().lines().count(), 2, "{}", r.text());
+}
+
+#[test]
+fn a_plain_def_api_iterates_an_async_runnable_generator_with_stream() {
+    let server = serve("svc", &[]);
+    let r = server.post("/generate_sync", "application/json", br#"{"n": 3}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    assert_eq!(
+        r.text(),
+        "data: word0\n\ndata: word1\n\ndata: word2\n\nevent: end\ndata: \n\n"
+    );
+}
+
+/// The events httpx-sse read from `path` (tests/fixtures/stream_sse.py).
+fn sse_events(server: &Server, path: &str, body: &Value) -> Vec<Value> {
+    let python = venv_tool("target/pyvenv-stream/bin/python", "scripts/setup/25-stream");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stream_sse.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("http://{}{path}", server.addr))
+        .arg(body.to_string())
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "stream_sse.py failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn httpx_sse_reads_a_new_style_generator_method_event_by_event() {
+    let server = serve("Streamer", &[]);
+    let events = sse_events(&server, "/tokens", &json!({ "n": 3 }));
+    let expected = vec![
+        json!({ "event": "message", "data": "token0" }),
+        json!({ "event": "message", "data": "token1" }),
+        json!({ "event": "message", "data": "token2" }),
+        json!({ "event": "end", "data": "" }),
+        json!({ "closed": true }),
+    ];
+    assert_eq!(events, expected);
+    let r = server.post("/points", "application/json", br#"{"n": 3}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(
+        r.text(),
+        "{\"x\":0,\"y\":0}\n{\"x\":1,\"y\":1}\n{\"x\":2,\"y\":4}\n"
+    );
+}
+
+#[test]
+fn a_generator_that_raises_after_items_ends_with_an_error_event_and_before_items_is_a_500() {
+    let server = serve("svc", &[]);
+    // The runner's generator raises at its third word: the API's generator
+    // sees the runner error and the stream says so in its last event.
+    let events = sse_events(&server, "/generate", &json!({ "n": 5, "fail_at": 2 }));
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(
+        (&events[0]["data"], &events[1]["data"]),
+        (&json!("word0"), &json!("word1"))
+    );
+    assert_eq!(events[2]["event"], "error");
+    let message = events[2]["data"].as_str().unwrap_or_default();
+    assert!(message.contains("ValueError: no word 2"), "{message}");
+    // An API generator of its own raising after an item: a last error line.
+    let r = server.post("/count", "application/json", br#"{"n": 5, "fail_at": 1}"#);
+    let text = r.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let error: Value = serde_json::from_str(lines[1]).unwrap();
+    let message = error["error"].as_str().unwrap_or_default();
+    assert!(message.contains("ValueError: no word 1"), "{message}");
+    // Before the first item, the error is the request's 500, as for a unary API.
+    for path in ["/generate", "/generate_sync", "/count"] {
+        let r = server.post(path, "application/json", br#"{"n": 5, "fail_at": 0}"#);
+        assert_eq!(r.status, 500, "{path}: {}", r.text());
+        let message = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains("no word 0"), "{path}: {message}");
+    }
+}
+
+/// Posts an endless stream request on a raw connection and reads until
+/// `items` items arrived: the connection, and what it read.
+fn endless_after(server: &Server, path: &str, body: &Value, items: usize) -> (TcpStream, String) {
+    let body = body.to_string();
+    let mut conn = TcpStream::connect(&server.addr).unwrap();
+    conn.set_read_timeout(Some(EVENT_WITHIN)).unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut seen = String::new();
+    while seen.matches("word").count() + seen.matches("token").count() < items {
+        read_more(&mut conn, &mut seen);
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    (conn, seen)
+}
+
+/// Reads what `conn` has next onto `seen`; the stream must not have ended.
+fn read_more(conn: &mut TcpStream, seen: &mut String) -> usize {
+    let mut buf = vec![0u8; 1 << 16];
+    let n = conn.read(&mut buf).expect("the stream goes on");
+    assert!(n > 0, "the stream ended early: {seen}");
+    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    n
+}
+
+#[test]
+fn a_client_that_hangs_up_closes_the_api_and_runner_generators_and_is_counted() {
+    let server = serve("svc", &[]);
+    // An async API generator over a plain runnable generator, then a plain
+    // API generator over an async runnable generator.
+    for (round, path) in ["/generate", "/generate_sync"].into_iter().enumerate() {
+        let api_closed = scratch("hang-up", &format!("api{round}"));
+        let closed = scratch("hang-up", &format!("runner{round}"));
+        let body = json!({ "api_closed": api_closed, "closed": closed });
+        let (conn, _) = endless_after(&server, path, &body, 3);
+        drop(conn);
+        assert_eq!(wait_file(&server, &api_closed, "the API's finally"), "api");
+        assert_eq!(
+            wait_file(&server, &closed, "the runnable's finally"),
+            "runner"
+        );
+        let cancelled = [("runner_name", "words"), ("stage", "running")];
+        let want = (round + 1) as f64;
+        wait_metric(
+            &server,
+            "tiffin_runner_calls_cancelled_total",
+            &cancelled,
+            want,
+            "the cancelled runner streams",
+        );
+    }
+    wait_metric(
+        &server,
+        "bentoml_runner_request_in_progress",
+        &[("runner_name", "words")],
+        0.0,
+        "no stream left running",
+    );
+    // A generator API of its own (no runner) is closed the same way.
+    let api_closed = scratch("hang-up", "count");
+    let (conn, _) = endless_after(&server, "/count", &json!({ "api_closed": api_closed }), 3);
+    drop(conn);
+    assert_eq!(wait_file(&server, &api_closed, "the API's finally"), "api");
+}
+
+#[test]
+fn a_client_that_hangs_up_closes_a_new_style_generator_method() {
+    let server = serve("Streamer", &[]);
+    let closed = scratch("hang-up-new", "runner");
+    let (conn, _) = endless_after(&server, "/tokens", &json!({ "closed": closed }), 3);
+    drop(conn);
+    assert_eq!(
+        wait_file(&server, &closed, "the method's finally"),
+        "runner"
+    );
+    let cancelled = [("runner_name", "streamer"), ("stage", "running")];
+    wait_metric(
+        &server,
+        "tiffin_runner_calls_cancelled_total",
+        &cancelled,
+        1.0,
+        "the cancelled stream",
+    );
+}
+
+/// The index of the last item the generator writing `path` produced.
+fn progress(path: &str) -> i64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
+#[test]
+fn while_streams_wait_for_their_client_the_same_workers_answer_other_requests() {
+    // The API server's keepalive watchdog (api-server/src/connections.rs)
+    // closes a connection whose streaming answer outlives
+    // `api_server.http.keepalive_timeout` (5 s) after its head, Rust
+    // streams' too: these streams live as long as the test, so it is raised.
+    let server = launch("svc", &["--api-workers", "1", "--runner-workers", "1"])
+        .env(
+            "TIFFIN_CONFIG_OPTIONS",
+            "api_server.http.keepalive_timeout=600",
+        )
+        .start();
+    // Two streams whose client stops reading after the first item: a runner
+    // generator behind an async API generator, and a plain API generator.
+    // Big items fill the buffers soon; then each waits for room, the
+    // generators unpulled.
+    let runner_progress = scratch("paused", "runner");
+    let api_progress = scratch("paused", "api");
+    let pad = 1 << 16;
+    let (mut runner_conn, mut runner_seen) = endless_after(
+        &server,
+        "/generate",
+        &json!({ "pad": pad, "progress": runner_progress }),
+        1,
+    );
+    let (mut api_conn, mut api_seen) = endless_after(
+        &server,
+        "/count",
+        &json!({ "pad": pad, "progress": api_progress }),
+        1,
+    );
+    // Other requests are answered all along, by the same API server and
+    // runner worker, until both generators filled at least the answer's
+    // window of items and neither moved over 20 of them in a row: both wait
+    // for their client.
+    let mut still = 0;
+    let mut last = (progress(&runner_progress), progress(&api_progress));
+    let mut answered = 0;
+    let window = 16;
+    while still < 20 || last.0 < window || last.1 < window {
+        assert!(answered < 5000, "the streams never paused: {last:?}");
+        let r = server.post_text("/upper", "abc");
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "ABC".to_string()),
+            "{}",
+            server.log()
+        );
+        let r = server.post_text("/echo", "abc");
+        assert_eq!((r.status, r.text()), (200, "abc".to_string()));
+        answered += 1;
+        let now = (progress(&runner_progress), progress(&api_progress));
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    eprintln!("paused at items {last:?} after {answered} rounds of other requests");
+    // The client reads again: the generators go on.
+    for (conn, seen, path, paused) in [
+        (&mut runner_conn, &mut runner_seen, &runner_progress, last.0),
+        (&mut api_conn, &mut api_seen, &api_progress, last.1),
+    ] {
+        let mut read = 0;
+        let resumed = eventually(EVENT_WITHIN, || {
+            read += read_more(conn, seen);
+            seen.clear();
+            progress(path) > paused
+        });
+        assert!(
+            resumed,
+            "{path} stayed at {paused} after reading {read} bytes more"
+        );
+    }
+}
