@@ -345,16 +345,7 @@ fn progress(path: &str) -> i64 {
 
 #[test]
 fn while_streams_wait_for_their_client_the_same_workers_answer_other_requests() {
-    // The API server's keepalive watchdog (api-server/src/connections.rs)
-    // closes a connection whose streaming answer outlives
-    // `api_server.http.keepalive_timeout` (5 s) after its head, Rust
-    // streams' too: these streams live as long as the test, so it is raised.
-    let server = launch("svc", &["--api-workers", "1", "--runner-workers", "1"])
-        .env(
-            "TIFFIN_CONFIG_OPTIONS",
-            "api_server.http.keepalive_timeout=600",
-        )
-        .start();
+    let server = launch("svc", &["--api-workers", "1", "--runner-workers", "1"]).start();
     // Two streams whose client stops reading after the first item: a runner
     // generator behind an async API generator, and a plain API generator.
     // Big items fill the buffers soon; then each waits for room, the
