@@ -119,10 +119,7 @@ fn serve(shared: &Shared) {
             if queue.closed {
                 return;
             }
-            queue = shared
-                .ready
-                .wait(queue)
-                .unwrap_or_else(|p| p.into_inner());
+            queue = shared.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
         };
         drop(queue);
         (job.run)();

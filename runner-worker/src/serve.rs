@@ -448,9 +448,14 @@ fn unary_call(
         answer(&conn, id, result);
         drop(counted);
     };
-    worker
-        .host
-        .call_with(call.method, call.payload, cx, Single::Serial, ticket, deliver);
+    worker.host.call_with(
+        call.method,
+        call.payload,
+        cx,
+        Single::Serial,
+        ticket,
+        deliver,
+    );
 }
 
 /// Sends a call's result; a result that cannot be framed (larger than the

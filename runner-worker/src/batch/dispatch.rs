@@ -257,6 +257,11 @@ impl Driver {
 
     /// Admits one call, or answers it with the reason it was refused.
     fn admit(&mut self, item: Item) {
+        // Cancelled on its way in: its queue's wake may have come and gone.
+        if item.call.ticket.as_ref().is_some_and(|t| t.is_cancelled()) {
+            item.reply.send(Err(cancelled_error()));
+            return;
+        }
         let at = item.enqueued;
         if let Err((item, err)) = self.batcher.push(at, item) {
             item.reply.send(Err(err));
