@@ -227,22 +227,23 @@ impl Host {
     ) {
         // RunnerMetrics labels `method` as the endpoint `/<method>` itself.
         let guard = self.metrics.as_ref().map(|m| m.start(&call.method));
-        let Queued {
-            method,
-            payload,
-            cx,
-            span,
-            ticket,
-            received,
-        } = call;
+        let mut call = call;
         let batched = Call {
-            payload,
-            expires: cx.expires,
-            trace: span.as_ref().map(Span::context),
-            ticket: Some(Arc::clone(&ticket)),
+            payload: std::mem::take(&mut call.payload),
+            expires: call.cx.expires,
+            trace: call.span.as_ref().map(Span::context),
+            ticket: Some(Arc::clone(&call.ticket)),
         };
         let host = Arc::clone(self);
         let reply = Reply::new(move |result| {
+            let Queued {
+                method,
+                cx,
+                span,
+                ticket,
+                received,
+                ..
+            } = call;
             ticket.finish();
             let result = host.finish(&method, received, result, &cx.request_id, span, &ticket);
             drop(guard);

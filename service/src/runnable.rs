@@ -351,9 +351,11 @@ impl Runnable {
             .ok_or_else(|| CallError::UnknownMethod(name.to_string()))?;
         match method {
             MethodKind::Stream(f) => f(payload),
-            MethodKind::Single(_) | MethodKind::Batch(_) | MethodKind::Cancellable(_) => Err(CallError::Failed(format!(
-                "method '{name}' answers one result, not a stream: call it with Method::call"
-            ))),
+            MethodKind::Single(_) | MethodKind::Batch(_) | MethodKind::Cancellable(_) => {
+                Err(CallError::Failed(format!(
+                    "method '{name}' answers one result, not a stream: call it with Method::call"
+                )))
+            }
         }
     }
 }
