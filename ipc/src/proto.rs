@@ -475,6 +475,15 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_unary_call_s_cancel_is_the_stream_cancel_frame_unchanged() {
+        // Unary cancellation reuses `StreamCancel`: the bytes are version
+        // 5's, so the protocol version did not move.
+        let frame =
+            encode_frame(&DataRequest::StreamCancel { call: 9 }, DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(&frame[4..], &[4, 9]);
+    }
+
     /// A worker stand-in that answers a stream call with three items and
     /// then an error, tied to the call's envelope id.
     #[tokio::test]
