@@ -30,11 +30,15 @@ fn busy_server() -> Server {
 /// Posts `{"ms": ms}` to `/work` on a connection of its own, left open
 /// and never read: the call waits until the connection is dropped.
 fn send_and_wait(server: &Server, ms: u64, request_id: &str) -> TcpStream {
-    let body = format!(r#"{{"ms": {ms}}}"#);
+    send_to_and_wait(server, "/work", &format!(r#"{{"ms": {ms}}}"#), request_id)
+}
+
+/// Posts the JSON `body` to `path` as [`send_and_wait`] does.
+fn send_to_and_wait(server: &Server, path: &str, body: &str, request_id: &str) -> TcpStream {
     let mut conn = TcpStream::connect(&server.addr).expect("connects");
     write!(
         conn,
-        "POST /work HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\nx-request-id: {request_id}\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\nx-request-id: {request_id}\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
     .expect("the request is sent");
@@ -183,4 +187,83 @@ fn a_running_call_whose_client_hangs_up_stops_at_its_next_step() {
     assert!(steps < 6000.0, "{steps}");
     assert_eq!(work_done(&server), steps, "no step after the cancel");
     assert_eq!(metric(&server, cancelled, &[("stage", "queued")]), 0.0);
+}
+
+#[test]
+fn calls_cancelled_in_the_batch_queue_never_join_a_batch() {
+    let server = busy_server();
+    let release = std::env::temp_dir().join(format!("tiffin-cancel-{}", std::process::id()));
+    let _ = std::fs::remove_file(&release);
+    let batches = "bentoml_runner_adaptive_batch_size_count";
+    let busy = [("runner_name", "busy")];
+    // A first batch teaches the dispatcher that this method is slow: a
+    // batch it expects to be short runs on the worker's own thread, where
+    // nothing is read until it returns (runner-worker/src/batch/dispatch.rs).
+    let r = server.post("/work_batch", "application/json", br#"{"ms": 100}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_metric(&server, batches, &busy, 1.0, "the learning batch");
+    // A batch of one starts and holds until released; 20 more calls queue
+    // for the next one.
+    let first = serde_json::json!({ "ms": 100, "hold": release }).to_string();
+    let mut hanging = vec![send_to_and_wait(&server, "/work_batch", &first, "batch-0")];
+    wait_metric(&server, batches, &busy, 2.0, "the held batch started");
+    let queued_body = r#"{"ms": 2000}"#;
+    hanging.extend(
+        (1..=20)
+            .map(|i| send_to_and_wait(&server, "/work_batch", queued_body, &format!("batch-{i}"))),
+    );
+    calls_in_flight(&server, 21.0, "the 21 calls sent");
+    drop(hanging);
+    // The 20 queued are taken out while the first batch still runs; a
+    // batch method cannot stop, so that one is told and runs on.
+    let cancelled = "tiffin_runner_calls_cancelled_total";
+    let queued = [("runner_name", "busy"), ("stage", "queued")];
+    wait_metric(
+        &server,
+        cancelled,
+        &queued,
+        20.0,
+        "20 calls cancelled in the queue",
+    );
+    let running = [("runner_name", "busy"), ("stage", "running")];
+    wait_metric(
+        &server,
+        cancelled,
+        &running,
+        1.0,
+        "the batched call cancelled",
+    );
+    std::fs::write(&release, b"go").expect("the release file");
+    let all_done = [("runner_name", "busy"), ("endpoint", "/work_batch")];
+    wait_metric(
+        &server,
+        "bentoml_runner_request_in_progress",
+        &all_done,
+        0.0,
+        "the first batch ended",
+    );
+    // No batch ran after the held one: two batches of one call, 10 steps
+    // of work each.
+    assert_eq!(metric(&server, batches, &busy), 2.0);
+    let sizes = metric(&server, "bentoml_runner_adaptive_batch_size_sum", &busy);
+    assert_eq!(sizes, 2.0);
+    assert_eq!(work_done(&server), 20.0);
+    let recorded = [
+        ("runner_name", "busy"),
+        ("endpoint", "/work_batch"),
+        ("http_response_code", "499"),
+    ];
+    let total = "bentoml_runner_request_total";
+    wait_metric(
+        &server,
+        total,
+        &recorded,
+        21.0,
+        "21 calls recorded as cancelled",
+    );
+    wait_log_line(
+        &server,
+        &["call cancelled by its caller", "batch-20", "queued"],
+    );
+    let _ = std::fs::remove_file(&release);
 }
