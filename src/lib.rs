@@ -60,8 +60,8 @@ pub use tiffin_metrics as metrics;
 /// serde, for the types a service decodes with [`JsonOf`] (no dependency of its own needed).
 pub use tiffin_service::serde;
 pub use tiffin_service::{
-    ApiError, Binary, File, FileInput, Image, Json, JsonOf, Method, NdArray, NumpyNdarray,
-    Runnable, Runner, RunnerError, Service, StreamFormat, Text,
+    ApiError, Binary, Cancellation, Cancelled, File, FileInput, Image, Json, JsonOf, Method,
+    NdArray, NumpyNdarray, Runnable, Runner, RunnerError, Service, StreamFormat, Text,
 };
 
 use std::process::ExitCode;

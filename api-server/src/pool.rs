@@ -8,6 +8,11 @@
 //! whose worker died before answering is retried once on another live worker
 //! (runner methods are treated as idempotent, as in BentoML).
 //!
+//! A caller that stops waiting (its client hung up, or its gRPC call was
+//! cancelled: the handler's future is dropped) cancels its call: the
+//! worker is sent `DataRequest::StreamCancel` with the call's envelope id,
+//! and takes the call out of its queue or tells the running method.
+//!
 //! A streamed call (`RunnerTransport::call_stream`, docs/streaming.md) is
 //! routed the same way until its first item; then it stays on its worker,
 //! its items reach the caller through the connection's item routes, credits
@@ -313,7 +318,20 @@ impl RunnerPool {
         // Counted down on drop too: a caller that gives up (client gone,
         // deadline) must not leave the worker looking busy forever.
         let _outstanding = CountGuard::enter(&worker.outstanding);
-        let answer = worker.conn.request(call).await;
+        let answer = match worker.conn.send_request(|_| call) {
+            Ok(pending) => {
+                // Dropped with this future before the answer came: the
+                // worker is told to cancel the call.
+                let mut cancel = CancelOnDrop {
+                    conn: &worker.conn,
+                    call: Some(pending.id()),
+                };
+                let answer = pending.await;
+                cancel.call = None;
+                answer
+            }
+            Err(e) => Err(e),
+        };
         if let (Some(span), Ok(DataResponse::Result(Err(e)))) = (&mut span, &answer) {
             span.set_error(e.to_string());
         }
@@ -527,6 +545,23 @@ impl RunnerPool {
         };
         let receiver = StreamReceiver::new(STREAM_WINDOW, first, items, end, hooks);
         Attempt::Answered(Ok(receiver.boxed()))
+    }
+}
+
+/// Sends a cancel for `call` when dropped still armed: the caller of a
+/// unary call went away before its answer came.
+struct CancelOnDrop<'a> {
+    conn: &'a Connection<DataRequest, DataResponse>,
+    /// The call's envelope id; `None` once answered.
+    call: Option<u64>,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call {
+            // A connection already gone cancels every call on it anyway.
+            let _ = self.conn.send(DataRequest::StreamCancel { call });
+        }
     }
 }
 

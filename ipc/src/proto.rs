@@ -341,10 +341,16 @@ pub enum DataRequest {
         /// How many more items may be sent.
         items: u32,
     },
-    /// Event: the caller no longer wants the stream `call`; the worker stops
-    /// pulling its items and ends it (the end it sends is ignored).
+    /// Event: the caller no longer wants the call `call` (its client went
+    /// away), a stream or, despite the name, a unary [`DataRequest::Call`]
+    /// (the message is older than unary cancellation, and kept so that the
+    /// wire did not change). A stream stops pulling its items and ends; a
+    /// unary call still queued in the worker is taken out and never runs,
+    /// and a running one's method is told (`tiffin::Cancellation`). The
+    /// answer the worker still sends is ignored; a call already answered
+    /// is left alone.
     StreamCancel {
-        /// The stream call's envelope id.
+        /// The call's envelope id.
         call: u64,
     },
 }
@@ -467,6 +473,15 @@ mod tests {
             round_trip(&env),
             Envelope::Event(DataResponse::Draining)
         ));
+    }
+
+    #[test]
+    fn a_unary_call_s_cancel_is_the_stream_cancel_frame_unchanged() {
+        // Unary cancellation reuses `StreamCancel`: the bytes are version
+        // 5's, so the protocol version did not move.
+        let frame =
+            encode_frame(&DataRequest::StreamCancel { call: 9 }, DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(&frame[4..], &[4, 9]);
     }
 
     /// A worker stand-in that answers a stream call with three items and

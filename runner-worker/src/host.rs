@@ -24,15 +24,37 @@ use tiffin_telemetry::{Kind, Span, TraceContext, Tracer};
 
 use crate::WorkerError;
 use crate::batch::{BatchLimits, BatchSpans, Call, Dispatcher, Reply};
+use crate::pace::Pace;
+use crate::serial::{Job, Serial};
+use crate::ticket::{CallTicket, CancelStage, cancelled_error};
+
+/// The status a cancelled call or stream is recorded with in the runner's
+/// metrics: nginx's "client closed request" (BentoML has none).
+pub(crate) const CANCELLED_STATUS: u16 = 499;
+
+/// A unary call between its arrival and its turn.
+struct Queued {
+    method: String,
+    payload: Vec<u8>,
+    cx: CallContext,
+    span: Option<Span>,
+    ticket: Arc<CallTicket>,
+    /// When the host got it: a call cancelled before it ran is recorded
+    /// with the time it waited.
+    received: Instant,
+}
 
 /// Where a non-batchable method runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Single {
-    /// On the calling thread: a worker process's single-threaded runtime
-    /// serves one such call at a time, as a BentoML runner without
-    /// multi-threading does, and so does an embedded runner's model thread
-    /// (`embedded.rs`).
-    Inline,
+    /// On the host's model thread, one call at a time in the order they
+    /// came (`serial.rs`): a worker process serves its non-batchable calls
+    /// so, as a BentoML runner without multi-threading does, while its
+    /// runtime keeps reading (a cancel, the next calls); so does an
+    /// embedded runner, while its API server's I/O threads keep answering.
+    /// A method whose calls take microseconds runs on the caller's thread
+    /// instead (`pace.rs`).
+    Serial,
 }
 
 /// A loaded runnable and what serving it needs.
@@ -46,8 +68,15 @@ pub(crate) struct Host {
     pub runner: String,
     /// Calls answered, for the supervisor's status.
     pub requests: AtomicU64,
-    /// Streams stopped because their caller went away (`stream.rs`).
+    /// Calls and streams cancelled by their caller while running
+    /// (`stream.rs`, [`Host::cancel`]).
     pub cancelled: tiffin_metrics::CounterChild,
+    /// Calls cancelled by their caller before they started ([`Host::cancel`]).
+    cancelled_queued: tiffin_metrics::CounterChild,
+    /// The model thread of [`Single::Serial`] calls.
+    serial: Serial,
+    /// How fast each non-batchable method has been (`pace.rs`).
+    paces: HashMap<String, Pace>,
 }
 
 /// One call, besides its method and input: what the caller's request says
@@ -118,73 +147,192 @@ impl Host {
             tracer.as_ref(),
             runner,
         );
+        let paces = runnable
+            .methods()
+            .filter(|(name, kind)| {
+                !dispatchers.contains_key(*name) && !matches!(kind, MethodKind::Stream(_))
+            })
+            .map(|(name, _)| (name.to_owned(), Pace::default()))
+            .collect();
         Ok(Host {
+            paces,
             runnable,
             dispatchers,
             metrics,
             tracer,
             runner: runner.to_owned(),
             requests: AtomicU64::new(0),
-            cancelled: cancelled_counter(cfg.metrics.enabled, runner),
+            cancelled: cancelled_counter(cfg.metrics.enabled, runner, CancelStage::Running),
+            cancelled_queued: cancelled_counter(cfg.metrics.enabled, runner, CancelStage::Queued),
+            serial: Serial::default(),
         })
     }
 
     /// Runs one call of `method` and hands its result to `deliver`: now
-    /// (a non-batchable method with [`Single::Inline`], or a refusal), or
-    /// later from the batch or blocking thread. A call whose deadline has
-    /// passed is refused without running; the dispatcher drops one whose
-    /// deadline passes while it is queued.
-    pub fn call(
+    /// (a refusal, or a cheap method on this thread), or later from the
+    /// model or batch thread. A call whose deadline has passed is refused
+    /// without running; one whose deadline passes while it is queued is
+    /// refused when its turn comes (the dispatcher drops it from its queue).
+    /// With the call's `ticket`: [`Host::cancel`] with
+    /// the same ticket, when the caller goes away, takes a queued call out
+    /// (it is answered with the cancelled error, never run) or tells a
+    /// running cancellable method. A cancelled call is recorded with status
+    /// [`CANCELLED_STATUS`] and its result dropped by whoever delivers it.
+    pub fn call_with(
         self: &Arc<Self>,
         method: String,
         payload: Vec<u8>,
         cx: CallContext,
         single: Single,
+        ticket: Arc<CallTicket>,
         deliver: impl FnOnce(Result<Vec<u8>, CallError>) + Send + 'static,
     ) {
-        let CallContext {
-            expires,
-            request_id,
-            trace,
-        } = cx;
-        if expires.is_some_and(|t| Instant::now() >= t) {
+        if cx.expires.is_some_and(|t| Instant::now() >= t) {
+            ticket.finish();
             deliver(Err(CallError::DeadlineExceeded));
             return;
         }
-        let span = self.span(&method, trace.as_ref());
-        // RunnerMetrics labels `method` as the endpoint `/<method>` itself.
-        let started = Instant::now();
-        let guard = self.metrics.as_ref().map(|m| m.start(&method));
-        match (self.dispatchers.get(&method), single) {
-            (Some(dispatcher), _) => {
-                let call = Call {
-                    payload,
-                    expires,
-                    trace: span.as_ref().map(Span::context),
-                };
+        let span = self.span(&method, cx.trace.as_ref());
+        let call = Queued {
+            method,
+            payload,
+            cx,
+            span,
+            ticket,
+            received: Instant::now(),
+        };
+        match (self.dispatchers.get(&call.method), single) {
+            (Some(dispatcher), _) => self.submit_batched(dispatcher, call, deliver),
+            (None, Single::Serial) => {
+                if let Some(pace) = self.paces.get(&call.method).filter(|p| p.try_inline()) {
+                    let started = Instant::now();
+                    let method = call.method.clone();
+                    let result = self.run_single(call);
+                    if pace.ran_inline(started.elapsed()) {
+                        tracing::warn!(
+                            runner = %self.runner,
+                            method,
+                            took_ms = started.elapsed().as_millis() as u64,
+                            "a call on the caller's thread was slow; the method runs on the model thread from now on"
+                        );
+                    }
+                    deliver(result);
+                    return;
+                }
                 let host = Arc::clone(self);
-                dispatcher.submit(
-                    call,
-                    Reply::new(move |result| {
-                        let result = host.finish(&method, started, result, &request_id, span);
-                        drop(guard);
-                        deliver(result);
-                    }),
-                );
-            }
-            (None, Single::Inline) => {
-                let result = self.call_guarded(&method, &payload);
-                let result = self.finish(&method, started, result, &request_id, span);
-                drop(guard);
-                deliver(result);
+                let ticket = Arc::clone(&call.ticket);
+                let run = Box::new(move || {
+                    let started = Instant::now();
+                    let pace = host.paces.get_key_value(call.method.as_str());
+                    let result = host.run_single(call);
+                    if let Some((method, pace)) = pace
+                        && pace.ran_queued(started.elapsed())
+                    {
+                        tracing::info!(
+                            runner = %host.runner,
+                            method = %method,
+                            "a cheap method: its calls run on the caller's thread from now on"
+                        );
+                    }
+                    deliver(result);
+                });
+                self.serial.push(Job { ticket, run });
             }
         }
     }
 
-    /// Whether calls of `method` go through a batch dispatcher (which only
-    /// queues them) rather than running on the caller's thread.
-    pub(crate) fn batches(&self, method: &str) -> bool {
-        self.dispatchers.contains_key(method)
+    /// Hands a call of a batchable method to its dispatcher; like
+    /// BentoML's, its duration and `request_in_progress` include the wait
+    /// for its batch.
+    fn submit_batched(
+        self: &Arc<Self>,
+        dispatcher: &Dispatcher,
+        call: Queued,
+        deliver: impl FnOnce(Result<Vec<u8>, CallError>) + Send + 'static,
+    ) {
+        // RunnerMetrics labels `method` as the endpoint `/<method>` itself.
+        let guard = self.metrics.as_ref().map(|m| m.start(&call.method));
+        let mut call = call;
+        let batched = Call {
+            payload: std::mem::take(&mut call.payload),
+            expires: call.cx.expires,
+            trace: call.span.as_ref().map(Span::context),
+            ticket: Some(Arc::clone(&call.ticket)),
+        };
+        let host = Arc::clone(self);
+        let reply = Reply::new(move |result| {
+            let Queued {
+                method,
+                cx,
+                span,
+                ticket,
+                received,
+                ..
+            } = call;
+            ticket.finish();
+            let result = host.finish(&method, received, result, &cx.request_id, span, &ticket);
+            drop(guard);
+            deliver(result);
+        });
+        dispatcher.submit(batched, reply);
+    }
+
+    /// Runs a non-batchable call on this thread, now that its turn came:
+    /// unless it was cancelled or its deadline passed while it waited.
+    fn run_single(&self, call: Queued) -> Result<Vec<u8>, CallError> {
+        let Queued {
+            method,
+            payload,
+            cx,
+            span,
+            ticket,
+            received,
+        } = call;
+        if cx.expires.is_some_and(|t| Instant::now() >= t) {
+            ticket.finish();
+            return Err(CallError::DeadlineExceeded);
+        }
+        if !ticket.start() {
+            let cancelled = Err(cancelled_error());
+            return self.finish(&method, received, cancelled, &cx.request_id, span, &ticket);
+        }
+        let started = Instant::now();
+        let guard = self.metrics.as_ref().map(|m| m.start(&method));
+        let result = guarded(|| {
+            self.runnable
+                .call_cancellable(&method, &payload, ticket.token())
+        });
+        ticket.finish();
+        let result = self.finish(&method, started, result, &cx.request_id, span, &ticket);
+        drop(guard);
+        result
+    }
+
+    /// The caller of the call with `ticket` went away: a queued call is
+    /// taken out and answered without running, a running one is told
+    /// (its token turns). Counted once in [`CANCELLED`] with the stage it
+    /// was in, and logged with its request id; a call already answered
+    /// is left alone.
+    pub fn cancel(&self, ticket: &Arc<CallTicket>, method: &str, request_id: &str) {
+        let Some(stage) = ticket.cancel() else {
+            return;
+        };
+        match stage {
+            CancelStage::Queued => self.cancelled_queued.inc(),
+            CancelStage::Running => self.cancelled.inc(),
+        }
+        tracing::info!(
+            request_id = %request_id,
+            method,
+            stage = stage.as_str(),
+            "call cancelled by its caller"
+        );
+        // Answered here (without running: its ticket says cancelled), so
+        // it holds no place in the model's queue; a batch dispatcher takes
+        // its own out when woken.
+        if let Some(job) = self.serial.remove(ticket) {
+            (job.run)();
+        }
     }
 
     /// The runner's span for a call of `method`: a child of the caller's.
@@ -199,16 +347,11 @@ impl Host {
         }
     }
 
-    /// Runs a non-batchable method here; a panic in the model becomes this
-    /// call's error (as a batch's does in the dispatcher), not the end of
-    /// the thread, its connection or the process.
-    fn call_guarded(&self, method: &str, payload: &[u8]) -> Result<Vec<u8>, CallError> {
-        guarded(|| self.runnable.call(method, payload))
-    }
-
     /// Records a finished call (metrics, span, a log line naming the request
     /// if it failed) and returns its result, a model error tagged with the
-    /// request id so the client's error body names it too.
+    /// request id so the client's error body names it too. A cancelled
+    /// call is recorded with [`CANCELLED_STATUS`] and answers the
+    /// cancelled error (its cancel was logged already).
     fn finish(
         &self,
         endpoint: &str,
@@ -216,7 +359,18 @@ impl Host {
         result: Result<Vec<u8>, CallError>,
         request_id: &str,
         span: Option<Span>,
+        ticket: &CallTicket,
     ) -> Result<Vec<u8>, CallError> {
+        if ticket.is_cancelled() {
+            if let Some(mut span) = span {
+                span.set_error("cancelled by the caller".to_owned());
+            }
+            if let Some(m) = &self.metrics {
+                m.finish(endpoint, CANCELLED_STATUS, started.elapsed().as_secs_f64());
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            return Err(cancelled_error());
+        }
         let status = match &result {
             Ok(_) => 200,
             Err(e) => e.http_status(),
@@ -269,7 +423,7 @@ fn dispatchers(
         // batchable ones through a dispatcher, the rest as `Single` says.
         let batch = match method {
             MethodKind::Batch(f) => f.clone(),
-            MethodKind::Single(_) | MethodKind::Stream(_) => continue,
+            MethodKind::Single(_) | MethodKind::Stream(_) | MethodKind::Cancellable(_) => continue,
         };
         let observer_metrics = metrics.cloned();
         let method_name = name.to_string();
@@ -301,14 +455,15 @@ pub(crate) fn tag_with_request(e: CallError, request_id: &str) -> CallError {
     }
 }
 
-/// Runner calls cancelled because their caller went away, by `stage`
-/// (`running`: a stream stopped between items). Unary calls are not
-/// cancelled yet (docs/streaming.md).
+/// Runner calls cancelled because their caller went away, by `stage`:
+/// `queued` (a unary call taken out before it ran), `running` (a unary
+/// call whose method was running, told through its `Cancellation`, or a
+/// stream stopped between items).
 pub const CANCELLED: &str = "tiffin_runner_calls_cancelled_total";
 
-/// The counter of streams cancelled while running, for `runner`
-/// (detached when metrics are disabled or the family cannot be defined).
-pub(crate) fn cancelled_counter(enabled: bool, runner: &str) -> CounterChild {
+/// The counter of calls cancelled in `stage`, for `runner` (detached when
+/// metrics are disabled or the family cannot be defined).
+pub(crate) fn cancelled_counter(enabled: bool, runner: &str, stage: CancelStage) -> CounterChild {
     if !enabled {
         return CounterChild::default();
     }
@@ -317,7 +472,7 @@ pub(crate) fn cancelled_counter(enabled: bool, runner: &str) -> CounterChild {
         "Runner calls cancelled because their caller went away, by the stage they were in",
         &["runner_name", "stage"],
     ) {
-        Ok(family) => family.labels(&[runner, "running"]),
+        Ok(family) => family.labels(&[runner, stage.as_str()]),
         Err(e) => {
             tracing::error!(error = %e, "cannot define the cancelled calls counter");
             CounterChild::default()

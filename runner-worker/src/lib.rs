@@ -2,9 +2,11 @@
 //! servers on its own Unix socket.
 //!
 //! The worker runs a single-threaded tokio runtime. Non-batchable methods run
-//! inline, one call at a time, like a BentoML runner that does not support CPU
-//! multi-threading; batchable methods go through the [`batch`] dispatcher,
-//! which groups concurrent calls. The supervisor reaches the worker over the
+//! on one model thread, one call at a time, like a BentoML runner that does
+//! not support CPU multi-threading; batchable methods go through the
+//! [`batch`] dispatcher, which groups concurrent calls. A call whose caller
+//! went away is taken out of either queue, or told while it runs
+//! ([`ticket`]). The supervisor reaches the worker over the
 //! control connection (metric snapshots, drain).
 
 pub mod batch;
@@ -12,8 +14,11 @@ mod embedded;
 mod host;
 mod in_flight;
 mod liveness;
+mod pace;
+mod serial;
 mod serve;
 mod stream;
+pub mod ticket;
 
 use std::path::PathBuf;
 

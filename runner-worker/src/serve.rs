@@ -1,6 +1,13 @@
 //! The worker's main loop: bind the data socket, report ready, answer calls
 //! (and streams: `stream.rs`, flow-controlled by the API server's credits),
 //! and on drain finish the calls and streams in flight before saying goodbye.
+//!
+//! The connection's reader never runs a model: unary calls go to the model
+//! thread or a batch queue (`host.rs`), so it keeps reading while they run
+//! and a cancel (`DataRequest::StreamCancel` with a call's envelope id, for
+//! a unary call as for a stream) reaches the call at once. A connection
+//! that ends cancels every call and stream still on it: nobody is left to
+//! read their answers.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -22,6 +29,7 @@ use tiffin_service::CallError;
 use crate::host::{CallContext, Host, Single};
 use crate::in_flight::InFlight;
 use crate::stream::{Gate, ItemSink, Stopped};
+use crate::ticket::CallTicket;
 use crate::{WorkerArgs, WorkerError};
 use tiffin_metrics::CountGuard;
 
@@ -203,9 +211,12 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
         }
     }
     let handler_worker = worker.clone();
-    // The gates of this connection's streams in flight, by call id.
+    // The gates of this connection's streams in flight, and the tickets
+    // of its unary calls, by call id.
     let streams = Streams::default();
     let handler_streams = streams.clone();
+    let calls = Calls::default();
+    let handler_calls = calls.clone();
     let conn = opening.start(move |msg, conn| match msg {
         Incoming::Request {
             id,
@@ -219,7 +230,11 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
                 },
         } => {
             let envelope = Envelope::new(id, deadline_ns, request_id, trace);
-            call(&handler_worker, conn, method, payload.into(), envelope)
+            let call = UnaryCall {
+                method,
+                payload: payload.into(),
+            };
+            unary_call(&handler_worker, conn, &handler_calls, call, envelope)
         }
         Incoming::Request {
             id,
@@ -250,6 +265,10 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
             if let Some(gate) = lock(&handler_streams).get(&call) {
                 gate.cancel();
             }
+            let pending = lock(&handler_calls).get(&call).cloned();
+            if let Some(pending) = pending {
+                pending.cancel(&handler_worker);
+            }
         }
         Incoming::Request { id, body } => {
             tracing::warn!(msg = ?body, "unexpected request on a data connection");
@@ -260,15 +279,45 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
     });
     worker.register(&conn);
     // An API server that goes away cancels its streams, even those waiting
-    // for a credit that will never come.
+    // for a credit that will never come, and its calls.
     conn.closed().await;
     for gate in lock(&streams).values() {
         gate.cancel();
+    }
+    let pending: Vec<Arc<PendingCall>> = lock(&calls).values().cloned().collect();
+    for call in pending {
+        call.cancel(&worker);
     }
 }
 
 /// The gates of a connection's streams in flight, by the call's envelope id.
 type Streams = Arc<Mutex<HashMap<u64, Arc<Gate>>>>;
+
+/// A connection's unary calls not yet answered, by the call's envelope id.
+type Calls = Arc<Mutex<HashMap<u64, Arc<PendingCall>>>>;
+
+/// A unary call not yet answered: what cancelling it needs.
+struct PendingCall {
+    ticket: Arc<CallTicket>,
+    /// For the cancel's log line.
+    method: String,
+    request_id: String,
+}
+
+impl PendingCall {
+    /// Its caller went away (the reader's thread: never waits for the model).
+    fn cancel(&self, worker: &Worker) {
+        worker
+            .host
+            .cancel(&self.ticket, &self.method, &self.request_id);
+    }
+}
+
+/// A unary call, besides its envelope.
+struct UnaryCall {
+    method: String,
+    payload: Vec<u8>,
+}
 
 /// A stream call, besides its envelope.
 struct StreamCall {
@@ -368,14 +417,14 @@ impl Envelope {
     }
 }
 
-/// Runs one call through the host (inline for plain methods, through the
-/// dispatcher for batchable ones); a draining worker refuses without
-/// running it.
-fn call(
+/// Runs one call through the host (on the model thread for plain methods,
+/// through the dispatcher for batchable ones), cancellable until answered;
+/// a draining worker refuses without running it.
+fn unary_call(
     worker: &Arc<Worker>,
     conn: &DataConn,
-    method: String,
-    payload: Vec<u8>,
+    calls: &Calls,
+    call: UnaryCall,
     envelope: Envelope,
 ) {
     let Envelope { id, cx } = envelope;
@@ -386,13 +435,27 @@ fn call(
     // Held until the call is answered, so a drain waits for it (and a
     // panic cannot leave it counted).
     let counted = CountGuard::enter(Arc::clone(&worker.in_flight));
-    let conn = conn.clone();
-    worker
-        .host
-        .call(method, payload, cx, Single::Inline, move |result| {
-            answer(&conn, id, result);
-            drop(counted);
-        });
+    let ticket = CallTicket::new();
+    let pending = PendingCall {
+        ticket: Arc::clone(&ticket),
+        method: call.method.clone(),
+        request_id: cx.request_id.clone(),
+    };
+    lock(calls).insert(id, Arc::new(pending));
+    let (conn, calls) = (conn.clone(), Arc::clone(calls));
+    let deliver = move |result| {
+        lock(&calls).remove(&id);
+        answer(&conn, id, result);
+        drop(counted);
+    };
+    worker.host.call_with(
+        call.method,
+        call.payload,
+        cx,
+        Single::Serial,
+        ticket,
+        deliver,
+    );
 }
 
 /// Sends a call's result; a result that cannot be framed (larger than the

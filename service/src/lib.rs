@@ -40,7 +40,7 @@ pub use image::Image;
 pub use io::{Binary, IoDescriptor, IoKind, IoSpec, Json, JsonOf, Text};
 pub use model_card::{ModelCard, TensorCard};
 pub use ndarray::{DType, NdArray, NdData, NdSpec, NumpyNdarray};
-pub use runnable::{EncodedItems, MethodKind, Runnable};
+pub use runnable::{Cancellation, Cancelled, EncodedItems, MethodKind, Runnable};
 #[doc(hidden)]
 pub use runner::RunnerTransport;
 pub use runner::{EncodedStream, Method, Runner};

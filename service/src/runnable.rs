@@ -10,9 +10,11 @@
 //! | [`Runnable::try_method`] | `Fn(I) -> Result<O, E>` | one call |
 //! | [`Runnable::batch_method`] | `Fn(Vec<I>) -> Vec<O>` | batch |
 //! | [`Runnable::try_batch_method`] | `Fn(Vec<I>) -> Result<Vec<O>, E>` | batch |
+//! | [`Runnable::cancellable_method`] | `Fn(I, &Cancellation) -> O` | one call, told when its caller leaves |
+//! | [`Runnable::try_cancellable_method`] | `Fn(I, &Cancellation) -> Result<O, E>` | one call, told when its caller leaves |
 //! | [`Runnable::stream_method`] | `Fn(I) -> impl IntoIterator<Item = O>` | stream |
 //! | [`Runnable::try_stream_method`] | `Fn(I) -> Result<impl IntoIterator<Item = Result<O, E>>, E>` | stream |
-//! | [`Runnable::raw_method`], [`Runnable::raw_batch_method`], [`Runnable::raw_stream_method`] | encoded bytes in and out | any |
+//! | [`Runnable::raw_method`], [`Runnable::raw_batch_method`], [`Runnable::raw_stream_method`], [`Runnable::raw_cancellable_method`] | encoded bytes in and out | any |
 //!
 //! Every form ends in a [`MethodKind`] over encoded bytes: the typed ones
 //! decode and encode around the user's function, the raw ones are for a
@@ -22,11 +24,20 @@
 //! sequence of outputs, pulled one at a time by the worker as the caller
 //! takes them (`Method::call_stream`, docs/streaming.md), so it cannot be
 //! called as a one-output method, nor a one-output method as a stream.
+//!
+//! A caller that goes away (its HTTP client hung up, its gRPC call was
+//! cancelled) cancels its call: a call still queued in the worker never
+//! runs, and a running *cancellable* method sees its [`Cancellation`] turn
+//! ([`Cancellation::is_cancelled`], [`Cancellation::wait_timeout`]) and may
+//! return early; whatever it returns then is dropped. Every other kind runs
+//! to its end once started (a stream stops before its next item).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,6 +48,7 @@ use crate::error::CallError;
 type SingleFn = dyn Fn(&[u8]) -> Result<Vec<u8>, CallError> + Send + Sync;
 type BatchFn = dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>, CallError> + Send + Sync;
 type StreamFn = dyn Fn(&[u8]) -> Result<EncodedItems, CallError> + Send + Sync;
+type CancellableFn = dyn Fn(&[u8], &Cancellation) -> Result<Vec<u8>, CallError> + Send + Sync;
 
 /// The encoded outputs of one call of a stream method, in order. The worker
 /// pulls the next one only when the caller has room for it, and stops
@@ -55,6 +67,9 @@ pub enum MethodKind {
     Batch(Arc<BatchFn>),
     /// One input, a sequence of outputs, each sent as soon as it exists.
     Stream(Arc<StreamFn>),
+    /// One input, one output, and the call's [`Cancellation`]: the method
+    /// may stop early once its caller went away.
+    Cancellable(Arc<CancellableFn>),
 }
 
 impl fmt::Debug for MethodKind {
@@ -63,6 +78,7 @@ impl fmt::Debug for MethodKind {
             MethodKind::Single(_) => "Single",
             MethodKind::Batch(_) => "Batch",
             MethodKind::Stream(_) => "Stream",
+            MethodKind::Cancellable(_) => "Cancellable",
         })
     }
 }
@@ -242,6 +258,50 @@ impl Runnable {
         self
     }
 
+    /// Adds a method that cannot fail and is told when its caller goes
+    /// away: one `I` in, one `O` out, and the call's [`Cancellation`],
+    /// which a long computation checks between steps (or waits on, with
+    /// [`Cancellation::wait_timeout`]) to stop early. What it returns once
+    /// cancelled is dropped: nobody waits for it.
+    pub fn cancellable_method<I, O, F>(self, name: &str, f: F) -> Self
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+        F: Fn(I, &Cancellation) -> O + Send + Sync + 'static,
+    {
+        self.try_cancellable_method(name, move |input: I, cancel: &Cancellation| {
+            Ok::<O, Infallible>(f(input, cancel))
+        })
+    }
+
+    /// Like [`Runnable::cancellable_method`] for a model that can fail (an
+    /// error as [`Runnable::try_method`]'s); [`Cancellation::check`]'s
+    /// error converts, so a step can be `cancel.check()?`.
+    pub fn try_cancellable_method<I, O, E, F>(self, name: &str, f: F) -> Self
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+        E: fmt::Display,
+        F: Fn(I, &Cancellation) -> Result<O, E> + Send + Sync + 'static,
+    {
+        let call = move |bytes: &[u8], cancel: &Cancellation| {
+            let input = decode_input::<I>(bytes)?;
+            let out = f(input, cancel).map_err(|e| CallError::Failed(e.to_string()))?;
+            encode_output(&out)
+        };
+        self.raw_cancellable_method(name, call)
+    }
+
+    /// The cancellable form of [`Runnable::raw_method`].
+    pub fn raw_cancellable_method<F>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(&[u8], &Cancellation) -> Result<Vec<u8>, CallError> + Send + Sync + 'static,
+    {
+        self.methods
+            .insert(name.to_string(), MethodKind::Cancellable(Arc::new(f)));
+        self
+    }
+
     /// Looks a method up by name.
     pub fn get(&self, name: &str) -> Option<&MethodKind> {
         self.methods.get(name)
@@ -255,11 +315,23 @@ impl Runnable {
     /// Runs one call of a method synchronously (batchable methods get a
     /// batch of one). A stream method is refused: its outputs are many.
     pub fn call(&self, name: &str, payload: &[u8]) -> Result<Vec<u8>, CallError> {
+        self.call_cancellable(name, payload, &Cancellation::new())
+    }
+
+    /// As [`Runnable::call`], with the call's cancellation: a cancellable
+    /// method is handed `cancel`, the other kinds run as with `call`.
+    pub fn call_cancellable(
+        &self,
+        name: &str,
+        payload: &[u8],
+        cancel: &Cancellation,
+    ) -> Result<Vec<u8>, CallError> {
         let method = self
             .get(name)
             .ok_or_else(|| CallError::UnknownMethod(name.to_string()))?;
         match method {
             MethodKind::Single(f) => f(payload),
+            MethodKind::Cancellable(f) => f(payload, cancel),
             MethodKind::Batch(f) => {
                 let mut out = f(&[payload])?;
                 out.pop()
@@ -279,9 +351,141 @@ impl Runnable {
             .ok_or_else(|| CallError::UnknownMethod(name.to_string()))?;
         match method {
             MethodKind::Stream(f) => f(payload),
-            MethodKind::Single(_) | MethodKind::Batch(_) => Err(CallError::Failed(format!(
-                "method '{name}' answers one result, not a stream: call it with Method::call"
-            ))),
+            MethodKind::Single(_) | MethodKind::Batch(_) | MethodKind::Cancellable(_) => {
+                Err(CallError::Failed(format!(
+                    "method '{name}' answers one result, not a stream: call it with Method::call"
+                )))
+            }
         }
+    }
+}
+
+/// A call's cancellation, as a cancellable method sees it
+/// ([`Runnable::cancellable_method`]): it turns once, when the call's caller
+/// went away (the HTTP client hung up, the gRPC call was cancelled), and
+/// never turns back. Cheap to clone; every clone is the same token.
+#[derive(Clone, Default)]
+pub struct Cancellation(Arc<CancelState>);
+
+#[derive(Default)]
+struct CancelState {
+    /// Read without the lock by [`Cancellation::is_cancelled`].
+    cancelled: AtomicBool,
+    /// Held to wait for, and to announce, the turn.
+    lock: Mutex<()>,
+    turned: Condvar,
+}
+
+/// The error of [`Cancellation::check`]: the caller went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the call was cancelled by its caller")]
+pub struct Cancelled;
+
+impl Cancellation {
+    /// A token that has not turned.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the call's caller went away.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::Acquire)
+    }
+
+    /// `Err(Cancelled)` once the caller went away, for `?` between the
+    /// steps of a long computation.
+    pub fn check(&self) -> Result<(), Cancelled> {
+        if self.is_cancelled() {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits (blocking the thread) until the caller goes away or `limit`
+    /// has passed, whichever is first; `true` if it went away. A model
+    /// that waits on something slow (a device, a remote) waits here in
+    /// slices instead of sleeping, so a cancel wakes it at once.
+    pub fn wait_timeout(&self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        let mut guard = self.0.lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.is_cancelled() {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = match self.0.turned.wait_timeout(guard, left) {
+                Ok((guard, _)) => guard,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// Turns the token: the worker calls this when the caller went away.
+    pub fn cancel(&self) {
+        // Set under the lock, so a waiter between its check and its wait
+        // cannot miss the notification.
+        let _guard = self.0.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.0.cancelled.store(true, Ordering::Release);
+        self.0.turned.notify_all();
+    }
+}
+
+impl fmt::Debug for Cancellation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancellation")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancellable_method_sees_the_token_it_is_called_with() {
+        let r = Runnable::new().try_cancellable_method("steps", |n: u32, cancel: &Cancellation| {
+            let mut done = 0;
+            for _ in 0..n {
+                cancel.check()?;
+                done += 1;
+            }
+            Ok::<u32, Cancelled>(done)
+        });
+        assert!(matches!(r.get("steps"), Some(MethodKind::Cancellable(_))));
+        // Called plainly, its token never turns.
+        assert_eq!(r.call("steps", b"3").unwrap(), b"3");
+        let cancel = Cancellation::new();
+        cancel.cancel();
+        let err = r.call_cancellable("steps", b"3", &cancel).unwrap_err();
+        assert_eq!(
+            err,
+            CallError::Failed("the call was cancelled by its caller".into())
+        );
+        // Not a stream.
+        assert!(r.call_stream("steps", b"3").is_err());
+    }
+
+    #[test]
+    fn other_kinds_ignore_the_token() {
+        let r = Runnable::new().method("double", |x: u32| x * 2);
+        let cancel = Cancellation::new();
+        cancel.cancel();
+        assert_eq!(r.call_cancellable("double", b"4", &cancel).unwrap(), b"8");
+    }
+
+    #[test]
+    fn wait_timeout_wakes_when_cancelled_from_another_thread() {
+        let cancel = Cancellation::new();
+        assert!(!cancel.wait_timeout(Duration::from_millis(1)));
+        let other = cancel.clone();
+        let waiter = std::thread::spawn(move || other.wait_timeout(Duration::from_secs(600)));
+        cancel.cancel();
+        assert!(waiter.join().unwrap(), "the waiter saw the cancel");
+        assert!(cancel.is_cancelled() && cancel.check().is_err());
     }
 }

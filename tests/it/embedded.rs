@@ -262,7 +262,7 @@ fn a_cheap_embedded_method_moves_to_the_io_thread_with_the_same_answers_and_metr
     // A streak of cheap calls on the model thread earns `double` the I/O
     // thread (runner-worker/src/embedded.rs): about 256 calls, more on a
     // machine busy enough to slow some; bounded at 4,000.
-    let needles = ["a cheap embedded method", "double"];
+    let needles = ["a cheap method: its calls run on the caller", "double"];
     let moved = |server: &Server| {
         server
             .log()

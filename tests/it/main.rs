@@ -18,6 +18,7 @@ mod balance;
 mod batching;
 mod bentoml_client;
 mod browser;
+mod cancel;
 mod chaos;
 mod config_bounds;
 mod container;

@@ -14,13 +14,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use tiffin_service::CallError;
 use tiffin_telemetry::{Kind, Span, TraceContext, Tracer};
 
 use super::latency::LatencyModel;
 use super::policy::{BatchLimits, Batcher, Decision};
+use crate::ticket::{CallTicket, cancelled_error};
 
 /// A batch implementation: many JSON inputs in, as many outputs out.
 pub type BatchFn = Arc<dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>, CallError> + Send + Sync>;
@@ -79,6 +80,11 @@ pub struct Call {
     pub expires: Option<Instant>,
     /// The call's span, when traced: the batch it runs in is linked to it.
     pub trace: Option<TraceContext>,
+    /// The call's ticket, when its caller may cancel it: a call cancelled
+    /// while queued is taken out of the queue at once (answered with the
+    /// cancelled error, never in a batch); one cancelled once its batch
+    /// started runs to the batch's end.
+    pub ticket: Option<Arc<CallTicket>>,
 }
 
 impl Call {
@@ -128,6 +134,8 @@ impl BatchSpans {
 #[derive(Clone)]
 pub struct Dispatcher {
     tx: mpsc::Sender<Item>,
+    /// Woken by a queued call's cancel (`CallTicket::queued_in`).
+    cancelled: Arc<Notify>,
 }
 
 impl Dispatcher {
@@ -155,8 +163,10 @@ impl Dispatcher {
         // enforced by the batcher. The channel's own bound covers calls that
         // arrive while the task is busy replying.
         let (tx, rx) = mpsc::channel(limits.queue_capacity.max(1).saturating_mul(2));
+        let cancelled = Arc::new(Notify::new());
         let driver = Driver {
             rx,
+            cancelled: Arc::clone(&cancelled),
             open: true,
             batcher: Batcher::with_model(limits, model),
             method,
@@ -164,12 +174,15 @@ impl Dispatcher {
             spans,
         };
         tokio::spawn(driver.run());
-        Self { tx }
+        Self { tx, cancelled }
     }
 
     /// Queues one call; `reply` gets its result (or the reason it was
     /// refused).
     pub fn submit(&self, call: Call, reply: Reply) {
+        if let Some(ticket) = &call.ticket {
+            ticket.queued_in(&self.cancelled);
+        }
         let item = Item {
             call,
             enqueued: now(),
@@ -207,6 +220,8 @@ impl Dispatcher {
 /// The dispatcher task: the calls' channel, the policy, and what a batch needs.
 struct Driver {
     rx: mpsc::Receiver<Item>,
+    /// Woken when a queued call is cancelled.
+    cancelled: Arc<Notify>,
     /// Whether `rx` may still yield calls (some [`Dispatcher`] is alive).
     open: bool,
     batcher: Batcher<Item>,
@@ -224,6 +239,7 @@ impl Driver {
     async fn run(mut self) {
         loop {
             self.admit_handed_over();
+            self.remove_cancelled();
             match self.batcher.decide(now()) {
                 Decision::Idle if !self.open => return,
                 Decision::Idle => self.receive().await,
@@ -241,6 +257,11 @@ impl Driver {
 
     /// Admits one call, or answers it with the reason it was refused.
     fn admit(&mut self, item: Item) {
+        // Cancelled on its way in: its queue's wake may have come and gone.
+        if item.call.ticket.as_ref().is_some_and(|t| t.is_cancelled()) {
+            item.reply.send(Err(cancelled_error()));
+            return;
+        }
         let at = item.enqueued;
         if let Err((item, err)) = self.batcher.push(at, item) {
             item.reply.send(Err(err));
@@ -254,12 +275,26 @@ impl Driver {
         }
     }
 
-    /// Waits for the next call and admits it (cancel-safe: a call received
-    /// is admitted in the same poll).
+    /// Takes the calls whose callers went away off the queue and answers
+    /// them.
+    fn remove_cancelled(&mut self) {
+        let gone = |item: &Item| item.call.ticket.as_ref().is_some_and(|t| t.is_cancelled());
+        for item in self.batcher.remove_where(gone) {
+            item.reply.send(Err(cancelled_error()));
+        }
+    }
+
+    /// Waits for the next call and admits it, or for a queued call's
+    /// cancel and removes it (cancel-safe: a call received is admitted in
+    /// the same poll, and a cancel's wake is stored until taken).
     async fn receive(&mut self) {
-        match self.rx.recv().await {
-            Some(item) => self.admit(item),
-            None => self.open = false,
+        let cancelled = Arc::clone(&self.cancelled);
+        tokio::select! {
+            item = self.rx.recv() => match item {
+                Some(item) => self.admit(item),
+                None => self.open = false,
+            },
+            () = cancelled.notified() => self.remove_cancelled(),
         }
     }
 
@@ -297,6 +332,11 @@ impl Driver {
             .filter_map(|item| match item.call.expires {
                 Some(t) if at >= t => {
                     item.reply.send(Err(CallError::DeadlineExceeded));
+                    None
+                }
+                // Cancelled since the queue was last cleared: not in the batch.
+                _ if item.call.ticket.as_ref().is_some_and(|t| !t.start()) => {
+                    item.reply.send(Err(cancelled_error()));
                     None
                 }
                 _ => Some(item),

@@ -239,6 +239,23 @@ impl<T> Batcher<T> {
         self.queue.drain(..n).map(|(_, item)| item).collect()
     }
 
+    /// Takes every queued call for which `gone` holds off the queue (their
+    /// callers went away), keeping the others in order; their places are
+    /// free at once, so they never hold a batch slot.
+    pub fn remove_where(&mut self, mut gone: impl FnMut(&T) -> bool) -> Vec<T> {
+        let mut removed = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for (at, item) in self.queue.drain(..) {
+            if gone(&item) {
+                removed.push(item);
+            } else {
+                kept.push_back((at, item));
+            }
+        }
+        self.queue = kept;
+        removed
+    }
+
     /// Notes that a batch of `n` started at `now` (for admission estimates).
     pub fn started(&mut self, now: Instant, n: usize) {
         self.busy_until = Some(now + self.model.estimate(n));

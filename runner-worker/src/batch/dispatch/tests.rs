@@ -294,3 +294,53 @@ async fn a_call_whose_deadline_passes_in_the_queue_never_runs() {
     assert_eq!(kept.await.unwrap().0, Ok(vec![2]));
     assert_eq!(*sizes.lock().unwrap(), [1, 1]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_cancelled_in_the_queue_is_answered_at_once_and_never_takes_a_batch_slot() {
+    let (method, mut probe) = probe(echo);
+    let (observe, sizes) = sizes();
+    let d = held_dispatcher(method, BatchLimits::new(2, 1000 * MS), observe);
+    let first = submit(&d, byte(0));
+    assert_eq!(probe.next().await, [[0]]);
+    // Three calls queue behind the held batch; the middle one's caller leaves.
+    let ticket = crate::ticket::CallTicket::new();
+    let leaving = Call {
+        ticket: Some(Arc::clone(&ticket)),
+        ..byte(2)
+    };
+    let (kept, leaving, last) = (
+        submit(&d, byte(1)),
+        submit(&d, leaving),
+        submit(&d, byte(3)),
+    );
+    assert_eq!(ticket.cancel(), Some(crate::ticket::CancelStage::Queued));
+    // Answered while the batch ahead of it is still held.
+    let (answer, _) = leaving.await.unwrap();
+    assert_eq!(answer, Err(crate::ticket::cancelled_error()));
+    probe.finish(10 * MS).await;
+    // The next batch of two is the two calls still wanted.
+    assert_eq!(probe.next().await, [[1], [3]]);
+    probe.finish(10 * MS).await;
+    assert_eq!(first.await.unwrap().0, Ok(vec![0]));
+    assert_eq!(kept.await.unwrap().0, Ok(vec![1]));
+    assert_eq!(last.await.unwrap().0, Ok(vec![3]));
+    assert_eq!(*sizes.lock().unwrap(), [1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_cancelled_after_its_batch_started_is_counted_running_and_still_answered() {
+    let (method, mut probe) = probe(echo);
+    let (observe, _) = sizes();
+    let d = held_dispatcher(method, BatchLimits::new(2, 1000 * MS), observe);
+    let ticket = crate::ticket::CallTicket::new();
+    let call = Call {
+        ticket: Some(Arc::clone(&ticket)),
+        ..byte(0)
+    };
+    let answered = submit(&d, call);
+    assert_eq!(probe.next().await, [[0]]);
+    assert_eq!(ticket.cancel(), Some(crate::ticket::CancelStage::Running));
+    probe.finish(10 * MS).await;
+    // The batch's result still reaches the reply (the host drops it).
+    assert_eq!(answered.await.unwrap().0, Ok(vec![0]));
+}

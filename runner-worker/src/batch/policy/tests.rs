@@ -271,3 +271,22 @@ fn a_method_slower_than_the_budget_still_serves_fresh_calls() {
     b.finished(1, 50 * MS);
     assert!(b.push(t0 + 70 * MS, 2).is_ok());
 }
+
+#[test]
+fn calls_removed_from_the_queue_free_their_slots_and_keep_the_rest_in_order() {
+    let t0 = Instant::now();
+    let mut b = batcher(lim(4, 1000, 6), 1, 0);
+    for i in 0..6 {
+        b.push(t0, i).unwrap();
+    }
+    // The queue is full: a seventh call is refused...
+    assert!(b.push(t0, 6).is_err());
+    // ...until the callers of three queued calls go away.
+    assert_eq!(b.remove_where(|i| i % 2 == 1), vec![1, 3, 5]);
+    assert_eq!(b.len(), 3);
+    b.push(t0, 7).unwrap();
+    // A batch is made of the calls still wanted only, oldest first.
+    assert_eq!(b.decide(t0), Decision::Dispatch(4));
+    assert_eq!(b.take(4), vec![0, 2, 4, 7]);
+    assert!(b.remove_where(|_| true).is_empty());
+}
