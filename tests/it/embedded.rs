@@ -297,3 +297,61 @@ fn a_cheap_embedded_method_moves_to_the_io_thread_with_the_same_answers_and_metr
         "every call counted, on either thread",
     );
 }
+
+#[test]
+fn an_embedded_call_whose_client_hangs_up_is_cancelled_and_stops() {
+    let server = Launch::http(&["--api-workers", "1"])
+        .bin(example_bin("custom_service"))
+        .env("TIFFIN_CONFIG_OPTIONS", "runners.busy.embedded=true")
+        .start();
+    // A 60-second cancellable call (the fixture's `work`: 10 ms steps),
+    // on a connection the test drops while the call runs.
+    let body = r#"{"ms": 60000}"#;
+    let mut conn = std::net::TcpStream::connect(&server.addr).expect("connects");
+    std::io::Write::write_all(
+        &mut conn,
+        format!(
+            "POST /work HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\nx-request-id: embedded-cancel\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .expect("the request is sent");
+    let in_progress = [("runner_name", "busy")];
+    wait_metric(
+        &server,
+        "bentoml_runner_request_in_progress",
+        &in_progress,
+        1.0,
+        "the embedded call running",
+    );
+    drop(conn);
+    let cancelled = "tiffin_runner_calls_cancelled_total";
+    wait_metric(
+        &server,
+        cancelled,
+        &[("runner_name", "busy"), ("stage", "running")],
+        1.0,
+        "the running embedded call cancelled",
+    );
+    wait_metric(
+        &server,
+        "bentoml_runner_request_in_progress",
+        &in_progress,
+        0.0,
+        "the method returned",
+    );
+    wait_log_line(
+        &server,
+        &["call cancelled by its caller", "embedded-cancel"],
+    );
+    // It stopped: far fewer than its 6,000 steps, and none after.
+    let done = |server: &Server| {
+        let r = post_json(server, "/work_done", "null");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["steps"].as_f64().expect("a count of steps")
+    };
+    let steps = done(&server);
+    assert!(steps < 6000.0, "{steps}");
+    assert_eq!(done(&server), steps, "no step after the cancel");
+}
