@@ -213,7 +213,7 @@ impl Host {
                             runner = %self.runner,
                             method,
                             took_ms = started.elapsed().as_millis() as u64,
-                            "a call on the caller's thread was slow; the method runs on the model thread from now on"
+                            "a call on the caller's thread was slow; the method runs on the model thread until it is cheap again"
                         );
                     }
                     deliver(result);

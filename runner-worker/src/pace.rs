@@ -12,8 +12,11 @@
 //! one, each slower call takes [`SLOW_PENALTY`] away, so about nine in ten
 //! must be cheap and a loaded machine's preemptions do not reset it), its
 //! calls run on the caller's thread, one at a time (others meanwhile take
-//! the model thread). The first such call that takes longer than
-//! [`DEMOTE`] sends the method back to the model thread for good.
+//! the model thread). A call there that takes longer than [`DEMOTE`]
+//! (a model that slowed down, or a thread the kernel preempted) sends the
+//! method back to the model thread until it earns the streak again: at
+//! most one slow call on the caller's thread per [`CHEAP_STREAK`] cheap
+//! ones.
 //!
 //! What that costs, and why it is bounded: a cheap method that suddenly
 //! hangs holds the caller's thread for that one call. In a worker process
@@ -33,16 +36,15 @@ pub(crate) const CHEAP_STREAK: u32 = 256;
 /// What one call of [`CHEAP`] or more takes off the streak.
 pub(crate) const SLOW_PENALTY: u32 = 8;
 /// A call on the caller's thread that takes longer than this sends its
-/// method back to the model thread for good.
+/// method back to the model thread until it earns [`CHEAP_STREAK`] again.
 pub(crate) const DEMOTE: Duration = Duration::from_millis(2);
 
 /// How fast one non-batchable method has been.
 #[derive(Default)]
 pub(crate) struct Pace {
-    /// Cheap calls on the model thread, less [`SLOW_PENALTY`] per slow one.
+    /// Cheap calls on the model thread, less [`SLOW_PENALTY`] per slow one;
+    /// back to 0 when a call on the caller's thread was slow.
     streak: AtomicU32,
-    /// A call on the caller's thread took longer than [`DEMOTE`].
-    demoted: AtomicBool,
     /// A call of this method runs on a caller's thread now: at most one
     /// does at a time, so a model that starts to hang holds one thread.
     inline: AtomicBool,
@@ -53,16 +55,16 @@ impl Pace {
     /// it; [`Pace::ran_inline`] gives it back.
     pub fn try_inline(&self) -> bool {
         self.streak.load(Ordering::Relaxed) >= CHEAP_STREAK
-            && !self.demoted.load(Ordering::Relaxed)
             && !self.inline.swap(true, Ordering::Acquire)
     }
 
     /// Records a call that ran on the caller's thread for `took` and gives
-    /// the slot back; true when it was slow enough to demote the method.
+    /// the slot back; true when it was slow enough to send the method back
+    /// to the model thread.
     pub fn ran_inline(&self, took: Duration) -> bool {
         let demote = took > DEMOTE;
         if demote {
-            self.demoted.store(true, Ordering::Relaxed);
+            self.streak.store(0, Ordering::Relaxed);
         }
         self.inline.store(false, Ordering::Release);
         demote
@@ -82,7 +84,7 @@ impl Pace {
                 })
             })
             .unwrap_or(0);
-        cheap && before + 1 == CHEAP_STREAK && !self.demoted.load(Ordering::Relaxed)
+        cheap && before + 1 == CHEAP_STREAK
     }
 }
 
@@ -130,7 +132,7 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_inline_call_sends_the_method_back_for_good() {
+    fn a_slow_inline_call_sends_the_method_back_until_it_earns_the_streak_again() {
         let pace = Pace::default();
         for _ in 0..CHEAP_STREAK {
             pace.ran_queued(FAST);
@@ -138,9 +140,11 @@ mod tests {
         assert!(pace.try_inline());
         assert!(pace.ran_inline(DEMOTE + Duration::from_millis(1)));
         assert!(!pace.try_inline());
-        for _ in 0..CHEAP_STREAK {
-            assert!(!pace.ran_queued(FAST), "a demoted method earns nothing");
+        for _ in 1..CHEAP_STREAK {
+            assert!(!pace.ran_queued(FAST));
+            assert!(!pace.try_inline());
         }
-        assert!(!pace.try_inline());
+        assert!(pace.ran_queued(FAST), "earned again");
+        assert!(pace.try_inline());
     }
 }
