@@ -75,7 +75,9 @@ impl Model {
     pub fn parse(json: &str) -> Result<Self, ModelError> {
         let file: ModelFile = serde_json::from_str(json)?;
         if file.next.len() != file.vocab.len() {
-            return Err(ModelError::Invalid("one successor row per word expected".into()));
+            return Err(ModelError::Invalid(
+                "one successor row per word expected".into(),
+            ));
         }
         let n = file.vocab.len();
         let mut next = Vec::with_capacity(n);
@@ -296,9 +298,7 @@ impl Request {
 fn load() -> Runnable {
     // The model is parsed once, when the runner loads; a broken build fails
     // every call with the reason instead of crashing the worker.
-    let model = Model::builtin()
-        .map(Arc::new)
-        .map_err(|e| e.to_string());
+    let model = Model::builtin().map(Arc::new).map_err(|e| e.to_string());
     Runnable::new().try_stream_method("generate", move |request: Request| {
         let model = model.clone()?;
         let pace = Duration::from_millis(request.pace_ms);

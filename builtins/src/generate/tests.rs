@@ -50,7 +50,9 @@ fn tokenizes_as_the_training_script_does() {
     let got: Vec<String> = words("The object's __dict__, (e.g. x2)!").collect();
     assert_eq!(
         got,
-        ["the", "object's", "dict", ",", "(", "e", ".", "g", ".", "x", ")", "!"]
+        [
+            "the", "object's", "dict", ",", "(", "e", ".", "g", ".", "x", ")", "!"
+        ]
     );
 }
 
@@ -65,7 +67,11 @@ fn requests_are_checked() {
         serde_json::json!({"tokens": 5}),
         serde_json::json!("text"),
     ] {
-        assert_eq!(Request::from_json(bad.clone()).map_err(|e| e.status), Err(400), "{bad}");
+        assert_eq!(
+            Request::from_json(bad.clone()).map_err(|e| e.status),
+            Err(400),
+            "{bad}"
+        );
     }
 }
 

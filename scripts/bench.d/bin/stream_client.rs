@@ -85,7 +85,9 @@ impl Conn {
         self.sock.write_all(&self.request).await?;
         let status = self.line().await?;
         if !status.starts_with(b"HTTP/1.1 200") {
-            return Err(std::io::Error::other(String::from_utf8_lossy(&status).to_string()));
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&status).to_string(),
+            ));
         }
         let mut chunked = false;
         loop {
@@ -127,7 +129,9 @@ impl Conn {
             self.buf.drain(..size + 2);
         }
         if !ended {
-            return Err(std::io::Error::other("the stream did not end with event: end"));
+            return Err(std::io::Error::other(
+                "the stream did not end with event: end",
+            ));
         }
         Ok(Streamed {
             items: events.saturating_sub(1),
