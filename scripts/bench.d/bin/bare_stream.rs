@@ -8,6 +8,8 @@
 //! tokio timer before each. Built as the root package's example
 //! `bare_stream` (Cargo.toml).
 
+mod body;
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -87,12 +89,8 @@ async fn generate(model: Arc<Model>, req: Request<hyper::body::Incoming>) -> Ans
     if req.uri().path() != "/generate" {
         return refuse(StatusCode::NOT_FOUND, "POST /generate".into());
     }
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    // An empty body reads as "hello", which is not JSON: 400, as tiffin.
+    let body = body::or_hello(req).await;
     let request = serde_json::from_slice(&body)
         .map_err(|e| e.to_string())
         .and_then(|v| Generate::from_json(v).map_err(|e| e.message));
