@@ -1,10 +1,12 @@
 //! The built-in services, usable with no code: `sentiment_analyzer` (the
 //! default, BentoML's metrics-guide example), `echo` (for benchmarks) and
 //! `iris_classifier` (a logistic regression with a batchable method) and
-//! `digits_classifier` (an ONNX image model taking uploads).
+//! `digits_classifier` (an ONNX image model taking uploads) and
+//! `text_generator` (a word-level language model streaming its tokens).
 
 pub mod digits;
 pub mod echo;
+pub mod generate;
 pub mod iris;
 pub mod sentiment;
 
@@ -17,5 +19,6 @@ pub fn builtin() -> Vec<Service> {
         echo::service(),
         iris::service(),
         digits::service(),
+        generate::service(),
     ]
 }
