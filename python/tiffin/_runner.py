@@ -9,7 +9,6 @@ runnable gets them concatenated along ``batch_dim`` (``batch.py``), as in BentoM
 
 import asyncio
 import inspect
-import itertools
 import pickle
 
 from . import _native
@@ -60,9 +59,6 @@ class Runnable:
         return found
 
 
-_call_ids = itertools.count()
-
-
 def _api_host():
     # Imported on first use: _worker imports this module.
     from ._worker import api_host
@@ -99,7 +95,7 @@ class RunnerMethod:
         self._one_result("async_run()")
         host = _api_host()
         payload = pickle.dumps((args, kwargs), protocol=_PICKLE)
-        call_id = next(_call_ids)
+        call_id = next(host.call_ids)
         future = asyncio.get_running_loop().create_future()
         host.calls[call_id] = future
         try:

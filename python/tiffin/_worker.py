@@ -11,6 +11,7 @@ under the GIL, when tiffin's runner worker hands it a call or a batch.
 import asyncio
 import functools
 import inspect
+import itertools
 import json
 import os
 import pickle
@@ -23,7 +24,6 @@ from . import _native, batch
 from ._alias import install
 from ._errors import status_of
 from ._load import load_service
-from ._runner import _call_ids
 from ._service import Context
 
 _HOST = None
@@ -39,6 +39,8 @@ class _ApiHost:
     def __init__(self, svc):
         self.apis = svc.apis
         self.calls = {}
+        # Ids of the waits in `calls`: runner calls (`_runner.py`) and streams.
+        self.call_ids = itertools.count()
         self.tasks = set()
         self.inbox = _native.Inbox()
         # Plain `def` handlers mostly wait on `runner.m.run()` without the GIL:
@@ -80,7 +82,7 @@ class _ApiHost:
 
     async def wait(self, start):
         """Starts a wait with ``start(call_id)`` and awaits its ``(ok, payload)`` from the inbox."""
-        call_id = next(_call_ids)
+        call_id = next(self.call_ids)
         future = self.loop.create_future()
         self.calls[call_id] = future
         try:
