@@ -21,7 +21,8 @@ use pyo3::types::{PyBytes, PyTuple};
 use tiffin_service::{ApiError, RunnerError};
 use tokio::sync::oneshot;
 
-use crate::stream::Sink;
+/// A streaming request's sink, as the Python object its handler writes to.
+pub type IntoSink = Box<dyn for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send>;
 
 /// What an API's future waits for.
 pub type Answer = Result<tiffin_service::Answer, ApiError>;
@@ -48,8 +49,9 @@ pub enum Item {
         body: Bytes,
         /// Its `Content-Type`, if any.
         content_type: Option<String>,
-        /// Where the items go (`stream.rs`).
-        sink: Sink,
+        /// Where the items go: `stream.rs`'s sink, made a Python object
+        /// on the Python thread (the inbox does not need to know its type).
+        sink: IntoSink,
     },
     /// A wait `call_id` of a stream ended (`stream.rs`).
     Woke {
@@ -179,7 +181,9 @@ impl Inbox {
                     body,
                     content_type,
                     sink,
-                } => (2u8, &*api, PyBytes::new(py, &body), content_type, sink).into_pyobject(py),
+                } => sink(py).and_then(|sink| {
+                    (2u8, &*api, PyBytes::new(py, &body), content_type, sink).into_pyobject(py)
+                }),
                 Item::Done { call_id, result } => match result {
                     Ok(payload) => {
                         (1u8, call_id, true, PyBytes::new(py, &payload)).into_pyobject(py)

@@ -58,7 +58,7 @@ pub fn api_handler(name: Arc<str>, format: StreamFormat, inbox: Arc<Shared>) -> 
             api: name.clone(),
             body,
             content_type,
-            sink,
+            sink: Box::new(move |py| Ok(Bound::new(py, sink)?.into_any())),
         });
         let items = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
         Box::pin(async move { Ok(items) })
