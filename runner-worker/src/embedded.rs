@@ -44,7 +44,7 @@ use tiffin_ipc::stream::{ReceiverHooks, STREAM_WINDOW, StreamReceiver};
 use tiffin_service::{CallError, EncodedStream, Service};
 
 use crate::WorkerError;
-use crate::host::{CallContext, Host, Single};
+use crate::host::{CallContext, Host, PendingCall};
 use crate::stream::{Gate, ItemSink, Stopped};
 use crate::ticket::CallTicket;
 
@@ -87,12 +87,14 @@ impl Embedded {
         // call; `Host::cancel` does nothing for a call already answered.
         let _cancel = CancelOnDrop {
             host: Arc::clone(&self.host),
-            ticket: Arc::clone(&ticket),
-            method: method.clone(),
-            request_id: cx.request_id.clone(),
+            call: PendingCall {
+                ticket: Arc::clone(&ticket),
+                method: method.clone(),
+                request_id: cx.request_id.clone(),
+            },
         };
         self.host
-            .call_with(method, payload, cx, Single::Serial, ticket, move |result| {
+            .call_with(method, payload, cx, ticket, move |result| {
                 let _ = tx.send(result);
             });
         rx.await.unwrap_or_else(|_| {
@@ -106,15 +108,12 @@ impl Embedded {
 /// Cancels an embedded call whose caller stopped waiting for it.
 struct CancelOnDrop {
     host: Arc<Host>,
-    ticket: Arc<CallTicket>,
-    method: String,
-    request_id: String,
+    call: PendingCall,
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.host
-            .cancel(&self.ticket, &self.method, &self.request_id);
+        self.call.cancel(&self.host);
     }
 }
 

@@ -7,10 +7,10 @@
 //! `bentoml_runner_*` metrics with the same labels (the worker index is the
 //! API server's for an embedded runner), a span under the caller's, the
 //! batch dispatcher for batchable methods, and a result tagged with the
-//! client's request id when the model fails. They differ only in how a
-//! call arrives and leaves, and in where a non-batchable method runs
-//! ([`Single`]). A stream method's call is served by `stream.rs`, on the
-//! blocking pool in both places.
+//! client's request id when the model fails, and a non-batchable method
+//! on the host's model thread (or, when cheap, the caller's: `pace.rs`).
+//! They differ only in how a call arrives and leaves. A stream method's
+//! call is served by `stream.rs`, on the blocking pool in both places.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,17 +44,24 @@ struct Queued {
     received: Instant,
 }
 
-/// Where a non-batchable method runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Single {
-    /// On the host's model thread, one call at a time in the order they
-    /// came (`serial.rs`): a worker process serves its non-batchable calls
-    /// so, as a BentoML runner without multi-threading does, while its
-    /// runtime keeps reading (a cancel, the next calls); so does an
-    /// embedded runner, while its API server's I/O threads keep answering.
-    /// A method whose calls take microseconds runs on the caller's thread
-    /// instead (`pace.rs`).
-    Serial,
+/// A unary call not yet answered: what cancelling it needs, wherever its
+/// caller's going away is noticed (a worker's reader, an embedded call's
+/// dropped future).
+pub(crate) struct PendingCall {
+    /// The call's ticket, given to [`Host::call_with`].
+    pub ticket: Arc<CallTicket>,
+    /// For the cancel's log line.
+    pub method: String,
+    /// For the cancel's log line.
+    pub request_id: String,
+}
+
+impl PendingCall {
+    /// Its caller went away: see [`Host::cancel`] (never waits for the
+    /// model; nothing happens once the call was answered).
+    pub fn cancel(&self, host: &Host) {
+        host.cancel(&self.ticket, &self.method, &self.request_id);
+    }
 }
 
 /// A loaded runnable and what serving it needs.
@@ -73,7 +80,7 @@ pub(crate) struct Host {
     pub cancelled: tiffin_metrics::CounterChild,
     /// Calls cancelled by their caller before they started ([`Host::cancel`]).
     cancelled_queued: tiffin_metrics::CounterChild,
-    /// The model thread of [`Single::Serial`] calls.
+    /// The model thread of non-batchable calls.
     serial: Serial,
     /// How fast each non-batchable method has been (`pace.rs`).
     paces: HashMap<String, Pace>,
@@ -170,7 +177,13 @@ impl Host {
 
     /// Runs one call of `method` and hands its result to `deliver`: now
     /// (a refusal, or a cheap method on this thread), or later from the
-    /// model or batch thread. A call whose deadline has passed is refused
+    /// model or batch thread. A non-batchable method runs on the host's
+    /// model thread, one call at a time in the order they came
+    /// (`serial.rs`), as a BentoML runner without multi-threading does,
+    /// while the caller's thread keeps going (a worker's reader reads the
+    /// next calls and cancels; an API server answers other requests); a
+    /// method whose calls take microseconds runs on the caller's thread
+    /// instead (`pace.rs`). A call whose deadline has passed is refused
     /// without running; one whose deadline passes while it is queued is
     /// refused when its turn comes (the dispatcher drops it from its queue).
     /// With the call's `ticket`: [`Host::cancel`] with
@@ -183,7 +196,6 @@ impl Host {
         method: String,
         payload: Vec<u8>,
         cx: CallContext,
-        single: Single,
         ticket: Arc<CallTicket>,
         deliver: impl FnOnce(Result<Vec<u8>, CallError>) + Send + 'static,
     ) {
@@ -201,44 +213,43 @@ impl Host {
             ticket,
             received: Instant::now(),
         };
-        match (self.dispatchers.get(&call.method), single) {
-            (Some(dispatcher), _) => self.submit_batched(dispatcher, call, deliver),
-            (None, Single::Serial) => {
-                if let Some(pace) = self.paces.get(&call.method).filter(|p| p.try_inline()) {
-                    let started = Instant::now();
-                    let method = call.method.clone();
-                    let result = self.run_single(call);
-                    if pace.ran_inline(started.elapsed()) {
-                        tracing::warn!(
-                            runner = %self.runner,
-                            method,
-                            took_ms = started.elapsed().as_millis() as u64,
-                            "a call on the caller's thread was slow; the method runs on the model thread until it is cheap again"
-                        );
-                    }
-                    deliver(result);
-                    return;
-                }
-                let host = Arc::clone(self);
-                let ticket = Arc::clone(&call.ticket);
-                let run = Box::new(move || {
-                    let started = Instant::now();
-                    let pace = host.paces.get_key_value(call.method.as_str());
-                    let result = host.run_single(call);
-                    if let Some((method, pace)) = pace
-                        && pace.ran_queued(started.elapsed())
-                    {
-                        tracing::info!(
-                            runner = %host.runner,
-                            method = %method,
-                            "a cheap method: its calls run on the caller's thread from now on"
-                        );
-                    }
-                    deliver(result);
-                });
-                self.serial.push(Job { ticket, run });
-            }
+        if let Some(dispatcher) = self.dispatchers.get(&call.method) {
+            self.submit_batched(dispatcher, call, deliver);
+            return;
         }
+        let pace = self.paces.get_key_value(call.method.as_str());
+        if let Some((method, pace)) = pace.filter(|(_, p)| p.try_inline()) {
+            let started = Instant::now();
+            let result = self.run_single(call);
+            if pace.ran_inline(started.elapsed()) {
+                tracing::warn!(
+                    runner = %self.runner,
+                    method = %method,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "a call on the caller's thread was slow; the method runs on the model thread until it is cheap again"
+                );
+            }
+            deliver(result);
+            return;
+        }
+        let host = Arc::clone(self);
+        let ticket = Arc::clone(&call.ticket);
+        let run = Box::new(move || {
+            let started = Instant::now();
+            let pace = host.paces.get_key_value(call.method.as_str());
+            let result = host.run_single(call);
+            if let Some((method, pace)) = pace
+                && pace.ran_queued(started.elapsed())
+            {
+                tracing::info!(
+                    runner = %host.runner,
+                    method = %method,
+                    "a cheap method: its calls run on the caller's thread from now on"
+                );
+            }
+            deliver(result);
+        });
+        self.serial.push(Job { ticket, run });
     }
 
     /// Hands a call of a batchable method to its dispatcher; like
@@ -420,7 +431,7 @@ fn dispatchers(
     );
     for (name, method) in runnable.methods() {
         // The one place a method's kind decides how it is served:
-        // batchable ones through a dispatcher, the rest as `Single` says.
+        // batchable ones through a dispatcher, the rest on the model thread.
         let batch = match method {
             MethodKind::Batch(f) => f.clone(),
             MethodKind::Single(_) | MethodKind::Stream(_) | MethodKind::Cancellable(_) => continue,

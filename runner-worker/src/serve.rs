@@ -26,7 +26,7 @@ use tiffin_ipc::runtime;
 use tiffin_metrics as metrics;
 use tiffin_service::CallError;
 
-use crate::host::{CallContext, Host, Single};
+use crate::host::{CallContext, Host, PendingCall};
 use crate::in_flight::InFlight;
 use crate::stream::{Gate, ItemSink, Stopped};
 use crate::ticket::CallTicket;
@@ -267,7 +267,7 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
             }
             let pending = lock(&handler_calls).get(&call).cloned();
             if let Some(pending) = pending {
-                pending.cancel(&handler_worker);
+                pending.cancel(&handler_worker.host);
             }
         }
         Incoming::Request { id, body } => {
@@ -286,7 +286,7 @@ async fn serve_connection(stream: UnixStream, worker: Arc<Worker>) {
     }
     let pending: Vec<Arc<PendingCall>> = lock(&calls).values().cloned().collect();
     for call in pending {
-        call.cancel(&worker);
+        call.cancel(&worker.host);
     }
 }
 
@@ -295,23 +295,6 @@ type Streams = Arc<Mutex<HashMap<u64, Arc<Gate>>>>;
 
 /// A connection's unary calls not yet answered, by the call's envelope id.
 type Calls = Arc<Mutex<HashMap<u64, Arc<PendingCall>>>>;
-
-/// A unary call not yet answered: what cancelling it needs.
-struct PendingCall {
-    ticket: Arc<CallTicket>,
-    /// For the cancel's log line.
-    method: String,
-    request_id: String,
-}
-
-impl PendingCall {
-    /// Its caller went away (the reader's thread: never waits for the model).
-    fn cancel(&self, worker: &Worker) {
-        worker
-            .host
-            .cancel(&self.ticket, &self.method, &self.request_id);
-    }
-}
 
 /// A unary call, besides its envelope.
 struct UnaryCall {
@@ -448,14 +431,9 @@ fn unary_call(
         answer(&conn, id, result);
         drop(counted);
     };
-    worker.host.call_with(
-        call.method,
-        call.payload,
-        cx,
-        Single::Serial,
-        ticket,
-        deliver,
-    );
+    worker
+        .host
+        .call_with(call.method, call.payload, cx, ticket, deliver);
 }
 
 /// Sends a call's result; a result that cannot be framed (larger than the
