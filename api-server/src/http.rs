@@ -470,6 +470,10 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         },
     });
     app.state.announce_ready()?;
+    let joined = app.state.join_runners(&mut events).await;
+    if let Flow::Gone = joined {
+        return Ok(());
+    }
 
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -478,7 +482,8 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout.duration());
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    loop {
+    // A drain that came while joining the runners: nothing was accepted.
+    while let Flow::Continue = joined {
         tokio::select! {
             _ = heartbeat.tick() => {
                 if let Some(board) = &board {

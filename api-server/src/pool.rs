@@ -162,6 +162,12 @@ impl RunnerPool {
         self.scales_to_zero.load(Ordering::Relaxed) || self.live() > 0
     }
 
+    /// Whether a handshake with a worker of the supervisor's latest set is
+    /// still under way (one that failed or finished is not).
+    pub fn connecting(&self) -> bool {
+        !self.connecting.lock().is_empty()
+    }
+
     /// Number of workers currently accepting calls.
     pub fn live(&self) -> usize {
         self.workers

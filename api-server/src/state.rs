@@ -4,11 +4,11 @@
 //! drain handshake, the default metrics and how a request is metered, the
 //! traffic limits, the access log and the tracer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -35,6 +35,13 @@ pub(crate) enum Flow {
     /// The supervisor went away: exit now.
     Gone,
 }
+
+/// How long an API server waits for its runners' workers before it accepts
+/// anyway (see [`ServerState::join_runners`]).
+const JOIN_BOUND: Duration = Duration::from_secs(2);
+
+/// How often [`ServerState::join_runners`] looks at the handshakes.
+const JOIN_TICK: Duration = Duration::from_millis(5);
 
 /// The protocol-independent state of an API server.
 pub(crate) struct ServerState {
@@ -260,6 +267,44 @@ impl ServerState {
     /// autoscaled to zero on purpose: its next call starts one).
     pub fn ready(&self) -> bool {
         self.pools.iter().all(|p| p.ready())
+    }
+
+    /// Waits, after [`ServerState::announce_ready`] and before the first
+    /// accept, until the supervisor's first worker set of every runner is
+    /// here and its connections are made (or have failed), for at most
+    /// [`JOIN_BOUND`]. All API servers accept on one socket (accept.rs): one
+    /// that accepted before joining its runners would answer `/readyz` with
+    /// 503 while its siblings answer 200, and make its first calls wait.
+    /// Events that arrive meanwhile are applied; a drain or the end of the
+    /// control connection ends the wait and is returned.
+    pub async fn join_runners(&self, events: &mut UnboundedReceiver<FromSupervisor>) -> Flow {
+        let deadline = tokio::time::Instant::now() + JOIN_BOUND;
+        let mut heard: HashSet<String> = HashSet::new();
+        loop {
+            let joined =
+                heard.len() >= self.by_name.len() && self.pools.iter().all(|p| !p.connecting());
+            if joined {
+                return Flow::Continue;
+            }
+            tokio::select! {
+                event = events.recv() => {
+                    if let Some(FromSupervisor::Workers { runner, .. }) = &event {
+                        heard.insert(runner.clone());
+                    }
+                    match self.on_event(event) {
+                        Flow::Continue => {}
+                        other => return other,
+                    }
+                }
+                // Handshakes end on tasks of their own; a finished one is
+                // seen at the next tick.
+                _ = tokio::time::sleep(JOIN_TICK) => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(bound = ?JOIN_BOUND, "accepting before every runner's workers are connected");
+                    return Flow::Continue;
+                }
+            }
+        }
     }
 
     /// Applies one supervisor event (`None`: the connection closed).

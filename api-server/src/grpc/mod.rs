@@ -311,18 +311,22 @@ pub async fn run(args: ApiServerArgs) -> Result<(), ApiServerError> {
     tokio::pin!(serve);
 
     state.announce_ready()?;
-    let flow = loop {
-        tokio::select! {
-            result = &mut serve => {
-                result?;
-                tracing::warn!("gRPC server stopped by itself; exiting");
-                return Ok(());
+    // `serve` accepts only once polled, below.
+    let flow = match state.join_runners(&mut events).await {
+        Flow::Continue => loop {
+            tokio::select! {
+                result = &mut serve => {
+                    result?;
+                    tracing::warn!("gRPC server stopped by itself; exiting");
+                    return Ok(());
+                }
+                event = events.recv() => match state.on_event(event) {
+                    Flow::Continue => {}
+                    other => break other,
+                },
             }
-            event = events.recv() => match state.on_event(event) {
-                Flow::Continue => {}
-                other => break other,
-            },
-        }
+        },
+        other => other,
     };
     if let Flow::Gone = flow {
         return Ok(());
