@@ -10,11 +10,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use pyo3::create_exception;
+use pyo3::exceptions::asyncio::CancelledError;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tiffin_service::{ApiError, CallError, Runner, RunnerError as CallFailure};
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 
 use crate::inbox::{Item, Shared};
 
@@ -60,44 +62,116 @@ fn raise(e: CallFailure) -> PyErr {
     RunnerError::new_err((status, e.to_string()))
 }
 
+/// A handler's way to drop its runner calls when its client went away.
+///
+/// The API server tells the Python thread of a hang-up (`host.rs`); the
+/// handler's task is cancelled (`_worker.py`), and whatever runner call it
+/// waits for is cancelled with it: `async_run` sets the [`CallCancel`] it
+/// gave [`call`], a plain `def` handler's request sets the one its `run()`
+/// calls wait on ([`call_blocking`]). The runner call's future is then
+/// dropped, which cancels the call in the runner worker
+/// (docs/streaming.md, "Cancelling a unary call").
+#[pyclass(frozen, module = "tiffin._native")]
+pub struct CallCancel(watch::Sender<bool>);
+
+#[pymethods]
+impl CallCancel {
+    #[new]
+    fn new() -> Self {
+        CallCancel(watch::Sender::new(false))
+    }
+
+    /// The caller went away: the calls waiting on this are dropped.
+    fn set(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl CallCancel {
+    /// Ends when [`CallCancel::set`] was called (before or after).
+    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            // An error is the sender gone: never set, so never ends.
+            if rx.wait_for(|set| *set).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 /// Starts a call of `runner.method` with `payload`; its outcome arrives in
-/// the inbox as `(1, call_id, ...)`.
+/// the inbox as `(1, call_id, ...)`, unless `cancel` is set first (then the
+/// call is dropped and nothing arrives: its handler was cancelled).
 #[pyfunction]
-pub fn call(runner: &str, method: &str, payload: &[u8], call_id: u64) -> PyResult<()> {
+#[pyo3(signature = (runner, method, payload, call_id, cancel=None))]
+pub fn call(
+    runner: &str,
+    method: &str,
+    payload: &[u8],
+    call_id: u64,
+    cancel: Option<&CallCancel>,
+) -> PyResult<()> {
     let (calls, runner, handle) = target(runner)?;
     let fut = runner.call_raw(method, payload.to_vec());
     let inbox = calls.inbox.clone();
     let bound = calls.bound;
+    let cancelled = cancel.map(CallCancel::wait);
     handle.spawn(async move {
         // Bounded as `run` is, so an awaiting handler always gets an answer.
-        let result = tokio::time::timeout(bound, fut)
-            .await
-            .unwrap_or(Err(CallFailure::Call(CallError::DeadlineExceeded)));
+        let call = async {
+            tokio::time::timeout(bound, fut)
+                .await
+                .unwrap_or(Err(CallFailure::Call(CallError::DeadlineExceeded)))
+        };
+        let result = match cancelled {
+            None => call.await,
+            Some(cancelled) => tokio::select! {
+                result = call => result,
+                () = cancelled => return,
+            },
+        };
         inbox.push(Item::Done { call_id, result });
     });
     Ok(())
 }
 
 /// Calls `runner.method` and waits for its answer without holding the GIL
-/// (from a plain `def` handler, which runs on a thread of its own).
+/// (from a plain `def` handler, which runs on a thread of its own). When
+/// `cancel` is set meanwhile (the handler's client went away), the call is
+/// dropped and `asyncio.CancelledError` raised in the handler.
 #[pyfunction]
+#[pyo3(signature = (runner, method, payload, cancel=None))]
 pub fn call_blocking<'py>(
     py: Python<'py>,
     runner: &str,
     method: &str,
     payload: &[u8],
+    cancel: Option<&CallCancel>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let (calls, runner, handle) = target(runner)?;
     let fut = runner.call_raw(method, payload.to_vec());
     let bound = calls.bound;
+    let cancelled = cancel.map(CallCancel::wait);
     let out = py.allow_threads(move || {
         handle.block_on(async move {
-            match tokio::time::timeout(bound, fut).await {
-                Ok(r) => r.map_err(raise),
-                Err(_) => Err(RunnerError::new_err((
-                    504,
-                    format!("the runner call took longer than {} s", bound.as_secs_f64()),
-                ))),
+            let call = async {
+                match tokio::time::timeout(bound, fut).await {
+                    Ok(r) => r.map_err(raise),
+                    Err(_) => Err(RunnerError::new_err((
+                        504,
+                        format!("the runner call took longer than {} s", bound.as_secs_f64()),
+                    ))),
+                }
+            };
+            match cancelled {
+                None => call.await,
+                Some(cancelled) => tokio::select! {
+                    result = call => result,
+                    () = cancelled => Err(PyErr::new::<CancelledError, _>(
+                        "the request's client went away",
+                    )),
+                },
             }
         })
     })?;

@@ -4,15 +4,19 @@
 //! the Python runnable (runner workers).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tiffin_service::foreign::{ApiHandler, Description, RunnableLoader};
-use tiffin_service::{ApiError, CallError, EncodedItems, Runnable, Service, StreamFormat};
+use tiffin_service::{
+    ApiError, CallError, Cancellation, EncodedItems, Runnable, Service, StreamFormat,
+};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::call::RUNTIME;
+use crate::cancel::Running;
 use crate::inbox::{Item, Shared};
 use crate::stream;
 
@@ -42,18 +46,26 @@ pub fn api_service(description: &Description, inbox: Arc<Shared>) -> Service {
                     let _ = RUNTIME.set(h);
                 }
                 let (reply, answer) = oneshot::channel();
+                let request = REQUESTS.fetch_add(1, Ordering::Relaxed);
                 inbox.push(Item::Request {
                     api: name.clone(),
                     body,
                     content_type,
                     reply,
+                    request,
                 });
+                let hang_up = HangUp {
+                    inbox: Some(inbox.clone()),
+                    request,
+                };
                 Box::pin(async move {
-                    answer.await.unwrap_or_else(|_| {
+                    let answer = answer.await.unwrap_or_else(|_| {
                         Err(ApiError::internal(
                             "the Python handler ended without answering",
                         ))
-                    })
+                    });
+                    hang_up.answered();
+                    answer
                 })
             });
             handler
@@ -64,6 +76,36 @@ pub fn api_service(description: &Description, inbox: Arc<Shared>) -> Service {
         },
         |_| Box::new(|| Err("runners are not loaded by an API server".to_string())),
     )
+}
+
+/// Numbers the requests of this API server's Python handlers.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// Dropped with a request's future before its answer came (the client
+/// went away, or the request's deadline passed), it tells the Python
+/// thread, which cancels the handler and the runner call it waits for
+/// (`call.rs`, [`CallCancel`](crate::call::CallCancel)).
+struct HangUp {
+    /// `None` once answered.
+    inbox: Option<Arc<Shared>>,
+    request: u64,
+}
+
+impl HangUp {
+    /// The answer came: nothing to tell.
+    fn answered(mut self) {
+        self.inbox = None;
+    }
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        if let Some(inbox) = self.inbox.take() {
+            inbox.push(Item::HungUp {
+                request: self.request,
+            });
+        }
+    }
 }
 
 /// A runner worker's service: its runner's loader asks `host` (the Python
@@ -99,7 +141,9 @@ pub fn runner_service(description: &Description, runner: &str, host: Py<PyAny>) 
                             call_batch(&host, &name, inputs)
                         })
                     } else {
-                        runnable.raw_method(&m.name, move |input| call_one(&host, &name, input))
+                        runnable.raw_cancellable_method(&m.name, move |input, cancel| {
+                            call_one(&host, &name, input, cancel)
+                        })
                     };
                 }
                 Ok(runnable)
@@ -109,11 +153,19 @@ pub fn runner_service(description: &Description, runner: &str, host: Py<PyAny>) 
     )
 }
 
-fn call_one(host: &Py<PyAny>, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+/// One call of a plain method; a caller that goes away while it runs
+/// raises `asyncio.CancelledError` in it (`cancel.rs`).
+fn call_one(
+    host: &Py<PyAny>,
+    method: &str,
+    input: &[u8],
+    cancel: &Cancellation,
+) -> Result<Vec<u8>, CallError> {
     Python::with_gil(|py| {
-        let out = host
-            .call_method1(py, "call", (method, PyBytes::new(py, input)))
-            .map_err(|e| CallError::Failed(describe_error(py, &e)))?;
+        let running = Running::start(py, cancel);
+        let out = host.call_method1(py, "call", (method, PyBytes::new(py, input)));
+        running.end(py);
+        let out = out.map_err(|e| CallError::Failed(describe_error(py, &e)))?;
         let bytes = out.downcast_bound::<PyBytes>(py).map_err(|_| {
             CallError::Failed("the runnable's answer was not encoded to bytes".into())
         })?;

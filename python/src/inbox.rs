@@ -39,6 +39,14 @@ pub enum Item {
         content_type: Option<String>,
         /// Where the answer goes.
         reply: oneshot::Sender<Answer>,
+        /// The request's number in this process, which a [`Item::HungUp`]
+        /// names.
+        request: u64,
+    },
+    /// The client of request `request` went away before its answer.
+    HungUp {
+        /// The number its [`Item::Request`] carried.
+        request: u64,
     },
     /// A request for the streaming API `api` (a generator handler),
     /// whose items go to `sink`.
@@ -139,8 +147,9 @@ impl Inbox {
         self.shared.wake_rx.as_raw_fd()
     }
 
-    /// Everything queued, as tuples: `(0, api, body, content_type, reply)`
-    /// for a request, `(2, api, body, content_type, sink)` for a request
+    /// Everything queued, as tuples: `(0, api, body, content_type, reply,
+    /// request)` for a request, `(3, request)` when its client went away
+    /// first, `(2, api, body, content_type, sink)` for a request
     /// of a streaming API, `(1, call_id, True, payload)` or
     /// `(1, call_id, False, (status, message))` for a finished runner call
     /// or a runner stream's item (`payload` `None` at its end), and
@@ -168,14 +177,17 @@ impl Inbox {
                     body,
                     content_type,
                     reply,
+                    request,
                 } => (
                     0u8,
                     &*api,
                     PyBytes::new(py, &body),
                     content_type,
                     Reply(Mutex::new(Some(reply))),
+                    request,
                 )
                     .into_pyobject(py),
+                Item::HungUp { request } => (3u8, request).into_pyobject(py),
                 Item::StreamRequest {
                     api,
                     body,

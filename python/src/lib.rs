@@ -11,6 +11,7 @@
 //! them over every process.
 
 mod call;
+mod cancel;
 mod host;
 mod inbox;
 mod metric;
@@ -89,6 +90,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(worker, m)?)?;
     m.add_function(wrap_pyfunction!(call::call, m)?)?;
     m.add_function(wrap_pyfunction!(call::call_blocking, m)?)?;
+    m.add_class::<call::CallCancel>()?;
     m.add("RunnerError", m.py().get_type::<call::RunnerError>())?;
     m.add_class::<inbox::Inbox>()?;
     m.add_class::<inbox::Reply>()?;

@@ -10,10 +10,24 @@ runnable gets them concatenated along ``batch_dim`` (``batch.py``), as in BentoM
 import asyncio
 import inspect
 import pickle
+import threading
 
 from . import _native
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
+
+# The plain ``def`` handler a pool thread runs: its request's ``CallCancel``, set when
+# the client goes away, which its ``run()`` calls wait on (``_worker.py``, ``call.rs``).
+_handler = threading.local()
+
+
+def run_handler(cancel, func, *args, **kwargs):
+    """Runs a plain ``def`` handler on a pool thread, its runner calls cancelled by ``cancel``."""
+    _handler.cancel = cancel
+    try:
+        return func(*args, **kwargs)
+    finally:
+        _handler.cancel = None
 
 
 class _MethodConfig:
@@ -84,10 +98,13 @@ class RunnerMethod:
             )
 
     def run(self, *args, **kwargs):
-        """Calls the method and waits (from a plain ``def`` handler)."""
+        """Calls the method and waits (from a plain ``def`` handler). When the request's
+        client goes away meanwhile, the call is cancelled and ``asyncio.CancelledError``
+        raised here."""
         self._one_result("run()")
         payload = pickle.dumps((args, kwargs), protocol=_PICKLE)
-        out = _native.call_blocking(self.runner.name, self.name, payload)
+        cancel = getattr(_handler, "cancel", None)
+        out = _native.call_blocking(self.runner.name, self.name, payload, cancel)
         return pickle.loads(out)
 
     async def async_run(self, *args, **kwargs):
@@ -98,9 +115,14 @@ class RunnerMethod:
         call_id = next(host.call_ids)
         future = asyncio.get_running_loop().create_future()
         host.calls[call_id] = future
+        cancel = _native.CallCancel()
         try:
-            _native.call(self.runner.name, self.name, payload, call_id)
+            _native.call(self.runner.name, self.name, payload, call_id, cancel)
             ok, out = await future
+        except asyncio.CancelledError:
+            # The handler's task was cancelled (its client went away): so is the call.
+            cancel.set()
+            raise
         finally:
             host.calls.pop(call_id, None)
         if ok:

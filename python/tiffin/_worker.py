@@ -24,6 +24,7 @@ from . import _native, batch
 from ._alias import install
 from ._errors import status_of
 from ._load import load_service
+from ._runner import run_handler
 from ._service import Context
 
 _HOST = None
@@ -42,6 +43,8 @@ class _ApiHost:
         # Ids of the waits in `calls`: runner calls (`_runner.py`) and streams.
         self.call_ids = itertools.count()
         self.tasks = set()
+        # The unanswered requests' tasks, by the number the inbox gave them.
+        self.requests = {}
         self.inbox = _native.Inbox()
         # Plain `def` handlers mostly wait on `runner.m.run()` without the GIL:
         # as many threads as anyio gives BentoML's sync handlers (40).
@@ -56,15 +59,29 @@ class _ApiHost:
 
     def drain(self):
         for item in self.inbox.take():
-            if item[0] != 1:
-                handle = self.handle if item[0] == 0 else self.handle_stream
-                task = self.loop.create_task(handle(*item[1:]))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-            else:
+            kind = item[0]
+            if kind == 1:
                 future = self.calls.get(item[1])
                 if future is not None and not future.done():
                     future.set_result((item[2], item[3]))
+            elif kind == 3:
+                # The client went away before the answer: the handler is cancelled
+                # (asyncio.CancelledError at its await), and its runner call with it.
+                task = self.requests.pop(item[1], None)
+                if task is not None:
+                    task.cancel()
+            elif kind == 0:
+                request = item[5]
+                task = self.loop.create_task(self.handle(*item[1:5]))
+                if not task.done():
+                    self.requests[request] = task
+                    task.add_done_callback(lambda _, r=request: self.requests.pop(r, None))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            else:
+                task = self.loop.create_task(self.handle_stream(*item[1:]))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
 
     @staticmethod
     def arguments(api, body, content_type):
@@ -142,8 +159,14 @@ class _ApiHost:
             if api.is_async:
                 out = await api.func(*args, **kwargs)
             else:
-                call = functools.partial(api.func, *args, **kwargs)
-                out = await self.loop.run_in_executor(self.pool, call)
+                cancel = _native.CallCancel()
+                call = functools.partial(run_handler, cancel, api.func, *args, **kwargs)
+                try:
+                    out = await self.loop.run_in_executor(self.pool, call)
+                except asyncio.CancelledError:
+                    # The thread runs on; its runner call ends, raising CancelledError there.
+                    cancel.set()
+                    raise
             encoded = api.output.to_http(out)
             if ctx is None:
                 reply.send(encoded, 200, api.output.response_type(out))

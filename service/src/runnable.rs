@@ -371,10 +371,14 @@ pub struct Cancellation(Arc<CancelState>);
 struct CancelState {
     /// Read without the lock by [`Cancellation::is_cancelled`].
     cancelled: AtomicBool,
-    /// Held to wait for, and to announce, the turn.
-    lock: Mutex<()>,
+    /// Held to wait for, and to announce, the turn; holds what runs at
+    /// the turn ([`Cancellation::on_cancel`]).
+    lock: Mutex<Vec<OnCancel>>,
     turned: Condvar,
 }
+
+/// What [`Cancellation::on_cancel`] runs when the token turns.
+type OnCancel = Box<dyn FnOnce() + Send>;
 
 /// The error of [`Cancellation::check`]: the caller went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -424,13 +428,33 @@ impl Cancellation {
         }
     }
 
+    /// Runs `f` once when the token turns (at once if it has turned), on
+    /// the thread that turns it: the worker's, which serves other calls,
+    /// so `f` must be quick and never wait. For a method that cannot poll
+    /// the token itself, e.g. one running in an interpreter that `f` can
+    /// interrupt (`python/src/host.rs`).
+    pub fn on_cancel(&self, f: impl FnOnce() + Send + 'static) {
+        let mut hooks = self.0.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_cancelled() {
+            drop(hooks);
+            f();
+        } else {
+            hooks.push(Box::new(f));
+        }
+    }
+
     /// Turns the token: the worker calls this when the caller went away.
     pub fn cancel(&self) {
         // Set under the lock, so a waiter between its check and its wait
         // cannot miss the notification.
-        let _guard = self.0.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.0.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.0.cancelled.store(true, Ordering::Release);
         self.0.turned.notify_all();
+        let hooks = std::mem::take(&mut *guard);
+        drop(guard);
+        for f in hooks {
+            f();
+        }
     }
 }
 
@@ -487,5 +511,28 @@ mod tests {
         cancel.cancel();
         assert!(waiter.join().unwrap(), "the waiter saw the cancel");
         assert!(cancel.is_cancelled() && cancel.check().is_err());
+    }
+
+    #[test]
+    fn on_cancel_runs_once_at_the_turn_or_at_once_when_turned_already() {
+        use std::sync::atomic::AtomicUsize;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let cancel = Cancellation::new();
+        let counted = ran.clone();
+        // A hook may use the token: it runs outside the token's lock.
+        let token = cancel.clone();
+        cancel.on_cancel(move || {
+            assert!(token.is_cancelled());
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "not before the turn");
+        cancel.cancel();
+        cancel.cancel();
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "once, at the turn");
+        let counted = ran.clone();
+        cancel.on_cancel(move || {
+            counted.fetch_add(10, Ordering::SeqCst);
+        });
+        assert_eq!(ran.load(Ordering::SeqCst), 11, "at once, once turned");
     }
 }

@@ -7,7 +7,10 @@
 //! their last item until the test writes a file, and write files of their
 //! own (their progress, and a marker from their `finally` block), so "items
 //! arrived before the end", "the generator was closed" and "the stream is
-//! paused" are observed events, never guesses about timing.
+//! paused" are observed events, never guesses about timing. The same
+//! fixture's `spin` APIs show a unary call cancelled end to end: the
+//! client hangs up, the handler and the running method see
+//! `asyncio.CancelledError`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -406,4 +409,73 @@ fn while_streams_wait_for_their_client_the_same_workers_answer_other_requests() 
             "{path} stayed at {paused} after reading {read} bytes more"
         );
     }
+}
+
+/// Posts JSON `body` to `path` on a connection of its own, whose answer
+/// the test never reads: dropping it is the client hanging up.
+fn post_and_hold(server: &Server, path: &str, body: &Value) -> TcpStream {
+    let body = body.to_string();
+    let mut conn = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    conn
+}
+
+#[test]
+fn a_running_python_method_whose_client_hangs_up_raises_cancelled_error_and_its_worker_serves_on() {
+    // One runner worker: the call after the cancel runs where it ran.
+    let server = serve("svc", &["--runner-workers", "1"]);
+    // An `async def` API awaiting `async_run`, then a plain `def` API blocked in `run()`.
+    for (round, path) in ["/spin", "/spin_sync"].into_iter().enumerate() {
+        let steps = scratch("spin", &format!("progress{round}"));
+        let closed = scratch("spin", &format!("runner{round}"));
+        let api_closed = scratch("spin", &format!("api{round}"));
+        let body = json!({ "progress": steps, "closed": closed, "api_closed": api_closed });
+        let conn = post_and_hold(&server, path, &body);
+        let running = eventually(EVENT_WITHIN, || progress(&steps) >= 2);
+        assert!(
+            running,
+            "{path}: the method never ran; log:\n{}",
+            server.log()
+        );
+        drop(conn);
+        assert_eq!(
+            wait_file(&server, &api_closed, "the handler's CancelledError"),
+            "api"
+        );
+        assert_eq!(
+            wait_file(&server, &closed, "the method's CancelledError"),
+            "cancelled"
+        );
+        let stopped_at = progress(&steps);
+        let cancelled = [("runner_name", "words"), ("stage", "running")];
+        let want = (round + 1) as f64;
+        wait_metric(
+            &server,
+            "tiffin_runner_calls_cancelled_total",
+            &cancelled,
+            want,
+            "the cancelled calls",
+        );
+        // The worker serves the next call whole: nothing of the cancel is left
+        // pending in its thread.
+        let r = server.post(
+            path,
+            "application/json",
+            json!({ "n": 3 }).to_string().as_bytes(),
+        );
+        assert_eq!((r.status, r.text()), (200, "spun".to_string()), "{path}");
+        // The cancelled method took no step since it ended.
+        assert_eq!(progress(&steps), stopped_at, "{path}");
+    }
+    let log = server.log();
+    assert_eq!(
+        log.matches("call cancelled by its caller").count(),
+        2,
+        "one cancel line per call; log:\n{log}"
+    );
 }
