@@ -67,7 +67,9 @@ use tiffin_config::{AccessLogConfig, IdFormat, LogFormat};
 /// Longest path written (a request line can be far longer; the rest is cut).
 const MAX_LOGGED_PATH: usize = 1024;
 
-/// The access log as configured (exists only when enabled).
+/// The access log as configured (exists only when enabled). Cloned into
+/// what writes a streaming answer's line at its end (`observation.rs`).
+#[derive(Clone)]
 pub(crate) struct AccessLog {
     request_type: bool,
     request_length: bool,

@@ -116,9 +116,23 @@ impl App {
             req.headers(),
             |tracer, parent| crate::trace::start_request(tracer, method, route, path, parent),
         );
-        let handled = self.handle(req, route, path, activity, over_limit);
+        // The request's tail (tail.rs): a streaming answer's line and span
+        // end with its stream.
+        let tail = crate::tail::Tail::default();
+        let handled = crate::tail::within(
+            tail.clone(),
+            self.handle(req, route, path, activity, over_limit),
+        );
         let mut resp = observed.scope(&self.state, handled).await;
-        observed.finish(&self.state, Some(client), path, &mut resp);
+        if tail.streaming() {
+            let at_end = observed.finish_at_end(&self.state, Some(client), path, &mut resp);
+            if let Err(now) = tail.defer(at_end) {
+                // The stream ended already.
+                now(resp.status().as_u16());
+            }
+        } else {
+            observed.finish(&self.state, Some(client), path, &mut resp);
+        }
         resp
     }
 
@@ -152,7 +166,8 @@ impl App {
                 "too many open connections to this API server (api_server.http.max_connections)",
             )
         } else {
-            let tail = crate::tail::Tail::default();
+            // `observe` set the tail; a request served another way has its own.
+            let tail = crate::tail::current().unwrap_or_default();
             let resp = crate::tail::within(tail.clone(), self.serve(req, route, path)).await;
             let _ = tail.defer(move |_| drop(in_flight));
             resp

@@ -18,7 +18,7 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method, Response};
 use tiffin_telemetry::{Span, TraceContext, Tracer};
 
-use crate::access_log::Entry;
+use crate::access_log::{AccessLog, Entry};
 use crate::request_id;
 use crate::request_scope::{RequestScope, within};
 use crate::route::Route;
@@ -125,6 +125,33 @@ impl Observation {
         self.end(state, client, path, resp, status, Some(code));
     }
 
+    /// For a streaming answer (its request goes on in its body, `tail.rs`):
+    /// adds the id headers now, and answers what ends the span and writes
+    /// the access-log line when the stream ends, given the stream's status,
+    /// so that both last as long as the request does.
+    pub(crate) fn finish_at_end<B: Body>(
+        self,
+        state: &ServerState,
+        client: Option<SocketAddr>,
+        path: &str,
+        resp: &mut Response<B>,
+    ) -> impl FnOnce(u16) + Send + 'static {
+        request_id::set_response_headers(resp.headers_mut(), &self.id);
+        let log = state.access_log.clone();
+        let path = path.to_owned();
+        let response_type = resp.headers().get(CONTENT_TYPE).cloned();
+        move |status| {
+            let answer = Answered {
+                status,
+                grpc_status: None,
+                response_type: response_type.as_ref(),
+                // Streamed in chunks: no length to log.
+                response_length: None,
+            };
+            self.record(log.as_ref(), client, &path, &answer);
+        }
+    }
+
     fn end<B: Body>(
         self,
         state: &ServerState,
@@ -135,6 +162,29 @@ impl Observation {
         grpc_status: Option<i32>,
     ) {
         request_id::set_response_headers(resp.headers_mut(), &self.id);
+        let answer = Answered {
+            status,
+            grpc_status,
+            response_type: resp.headers().get(CONTENT_TYPE),
+            response_length: resp.body().size_hint().exact(),
+        };
+        self.record(state.access_log.as_ref(), client, path, &answer);
+    }
+
+    /// Ends the span and writes the access-log line (when `log` is on).
+    fn record(
+        self,
+        log: Option<&AccessLog>,
+        client: Option<SocketAddr>,
+        path: &str,
+        answer: &Answered<'_>,
+    ) {
+        let Answered {
+            status,
+            grpc_status,
+            response_type,
+            response_length,
+        } = *answer;
         let id = self.id.to_str().unwrap_or("");
         if let Some(mut span) = self.span {
             match grpc_status {
@@ -142,9 +192,7 @@ impl Observation {
                 None => crate::trace::finish_request(&mut span, status, id),
             }
         }
-        if let (Some(log), Some((method, request_type, request_length))) =
-            (&state.access_log, &self.logged)
-        {
+        if let (Some(log), Some((method, request_type, request_length))) = (log, &self.logged) {
             log.write(&Entry {
                 client,
                 scheme: if grpc_status.is_some() {
@@ -158,8 +206,8 @@ impl Observation {
                 request_length: request_length.as_ref(),
                 status,
                 grpc_status,
-                response_type: resp.headers().get(CONTENT_TYPE),
-                response_length: resp.body().size_hint().exact(),
+                response_type,
+                response_length,
                 latency: self.started.elapsed(),
                 trace_id: self.ids.0,
                 span_id: self.ids.1,
@@ -168,4 +216,13 @@ impl Observation {
             });
         }
     }
+}
+
+/// The response's half of a request's access-log line.
+#[derive(Clone, Copy)]
+struct Answered<'a> {
+    status: u16,
+    grpc_status: Option<i32>,
+    response_type: Option<&'a HeaderValue>,
+    response_length: Option<u64>,
 }

@@ -246,9 +246,59 @@ fn wait_stopped(server: &Server, request_id: &str) -> String {
 #[test]
 fn a_client_that_hangs_up_mid_stream_stops_the_model() {
     let server = custom("");
-    hang_up_after(&server, 3, "stream-hang-up-1");
+    let (conn, _) = endless_after(&server, 3, "stream-hang-up-1");
+    // The request goes on in its body: its access-log line waits for its end.
+    assert!(
+        !server.log().contains("request_id=stream-hang-up-1)"),
+        "an access-log line before the stream ended:\n{}",
+        server.log()
+    );
+    drop(conn);
     let line = wait_stopped(&server, "stream-hang-up-1");
     assert!(line.contains("runner:lm"), "{line}");
+    let access = access_line(&server, "stream-hang-up-1");
+    assert!(access.contains(",path=/generate,"), "{access}");
+    assert!(
+        access.contains("(status=499,"),
+        "nginx's client closed request: {access}"
+    );
+}
+
+#[test]
+fn a_streams_access_line_is_written_at_its_end_with_its_status() {
+    let server = custom("");
+    let release = release_path("access-line");
+    let body = serde_json::json!({ "words": 3, "hold_last": release }).to_string();
+    let mut conn = TcpStream::connect(&server.addr).unwrap();
+    conn.set_read_timeout(Some(EVENT_WITHIN)).unwrap();
+    write!(
+        conn,
+        "POST /generate HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\nx-request-id: stream-line\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut seen = String::new();
+    while seen.matches("data: w").count() < 2 {
+        read_more(&mut conn, &mut seen);
+    }
+    assert!(
+        !server.log().contains("request_id=stream-line)"),
+        "an access-log line before the stream ended:\n{}",
+        server.log()
+    );
+    std::fs::write(&release, b"go").unwrap();
+    let mut rest = String::new();
+    conn.read_to_string(&mut rest).expect("the stream's end");
+    assert!(rest.contains("data: w2"), "{seen}{rest}");
+    let line = access_line(&server, "stream-line");
+    assert!(
+        line.contains("(scheme=http,method=POST,path=/generate,"),
+        "{line}"
+    );
+    assert!(
+        line.contains("(status=200,type=text/event-stream"),
+        "{line}"
+    );
 }
 
 #[test]
