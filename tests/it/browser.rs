@@ -7,42 +7,16 @@
 use crate::common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-/// Where test artifacts (the screenshot) are kept.
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
-    dir
-}
 
 /// Runs headless chromium on `url` with `mode` (`--dump-dom` or
 /// `--screenshot=...`), giving the page's scripts a virtual-time budget to
 /// fetch /docs.json and render.
 fn chromium(url: &str, mode: &str) -> Finished {
-    let bin = require_tool("chromium");
-    let profile = std::env::temp_dir().join(format!(
-        "tiffin-chromium-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-extensions",
-        "--window-size=1280,1400",
-        "--virtual-time-budget=15000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .arg(mode)
-    .arg(url);
+    let (mut cmd, profile) = headless_chromium("1280,1400", &["--virtual-time-budget=15000"]);
+    cmd.arg(mode).arg(url);
     let out = run_with_timeout(&mut cmd, Duration::from_secs(90));
     let _ = std::fs::remove_dir_all(&profile);
     out

@@ -12,10 +12,8 @@
 //! client hangs up, the handler and the running method see
 //! `asyncio.CancelledError`.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -39,11 +37,9 @@ fn launch(attr: &str, args: &[&str]) -> Launch {
 
 /// A path no file is at yet, unique to this test and `name`.
 fn scratch(test: &str, name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("tiffin-pystream-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path: PathBuf = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path.display().to_string()
+    scratch_path(&format!("pystream-{test}"), name)
+        .display()
+        .to_string()
 }
 
 /// Waits for the file a generator writes, and answers its contents.
@@ -55,36 +51,6 @@ fn wait_file(server: &Server, path: &str, what: &str) -> String {
     });
     assert!(seen, "{what}: {path} never written; log:\n{}", server.log());
     text
-}
-
-/// `curl -N` posting JSON `body` to `path`: each non-empty line of its
-/// output with the instant it arrived, on a channel that closes with it.
-fn curl_lines(server: &Server, path: &str, body: &Value) -> mpsc::Receiver<(Instant, String)> {
-    let mut curl = Command::new("curl")
-        .args([
-            "-sSN",
-            "--max-time",
-            "120",
-            "-H",
-            "content-type: application/json",
-        ])
-        .args(["-d", &body.to_string()])
-        .arg(format!("http://{}{path}", server.addr))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl runs");
-    let out = curl.stdout.take().expect("curl's stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if !line.is_empty() && tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-        let _ = curl.wait();
-    });
-    rx
 }
 
 /// Reads `n` lines of `lines`, the last when the test has released it:
@@ -117,7 +83,8 @@ fn read_around_release(
 fn curl_reads_each_event_of_an_async_generator_api_before_its_runner_generator_ends() {
     let server = serve("svc", &[]);
     let hold = scratch("sse", "hold");
-    let lines = curl_lines(&server, "/generate", &json!({ "n": 3, "hold": hold }));
+    let body = json!({ "n": 3, "hold": hold }).to_string();
+    let lines = curl_lines(&server, "/generate", &body, Blank::Skip);
     let got = read_around_release(&lines, 2, &hold);
     assert_eq!(
         got,
@@ -129,14 +96,7 @@ fn curl_reads_each_event_of_an_async_generator_api_before_its_runner_generator_e
             "data: "
         ]
     );
-    let labels = [("endpoint", "/generate")];
-    wait_metric(
-        &server,
-        "tiffin_api_server_stream_items_total",
-        &labels,
-        3.0,
-        "items sent",
-    );
+    wait_items_sent(&server, "/generate", 3.0);
     let runner = [("runner_name", "words"), ("http_response_code", "200")];
     wait_metric(
         &server,
@@ -151,7 +111,8 @@ fn curl_reads_each_event_of_an_async_generator_api_before_its_runner_generator_e
 fn a_plain_def_generator_api_streams_json_lines_as_it_yields_them() {
     let server = serve("svc", &[]);
     let hold = scratch("ndjson", "hold");
-    let lines = curl_lines(&server, "/count", &json!({ "n": 3, "hold": hold }));
+    let body = json!({ "n": 3, "hold": hold }).to_string();
+    let lines = curl_lines(&server, "/count", &body, Blank::Skip);
     let got = read_around_release(&lines, 2, &hold);
     let want: Vec<String> = (0..3)
         .map(|i| json!({ "i": i, "word": format!("word{i}") }).to_string())
@@ -166,41 +127,23 @@ fn a_plain_def_generator_api_streams_json_lines_as_it_yields_them() {
 #[test]
 fn a_plain_def_api_iterates_an_async_runnable_generator_with_stream() {
     let server = serve("svc", &[]);
-    let r = server.post("/generate_sync", "application/json", br#"{"n": 3}"#);
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("content-type"), Some("text/event-stream"));
-    assert_eq!(
-        r.text(),
-        "data: word0\n\ndata: word1\n\ndata: word2\n\nevent: end\ndata: \n\n"
-    );
+    let text = "data: word0\n\ndata: word1\n\ndata: word2\n\nevent: end\ndata: \n\n";
+    assert_three_items(&server, "/generate_sync", "text/event-stream", text);
 }
 
-/// The events httpx-sse read from `path` (tests/fixtures/stream_sse.py).
-fn sse_events(server: &Server, path: &str, body: &Value) -> Vec<Value> {
-    let python = venv_tool("target/pyvenv-stream/bin/python", "scripts/setup/25-stream");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stream_sse.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(format!("http://{}{path}", server.addr))
-        .arg(body.to_string())
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "stream_sse.py failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+/// Posts `{"n": 3}` to `path` and asserts its whole answer: a 200 of
+/// `content_type` whose body is `text`.
+fn assert_three_items(server: &Server, path: &str, content_type: &str, text: &str) {
+    let r = server.post(path, "application/json", br#"{"n": 3}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some(content_type));
+    assert_eq!(r.text(), text);
 }
 
 #[test]
 fn httpx_sse_reads_a_new_style_generator_method_event_by_event() {
     let server = serve("Streamer", &[]);
-    let events = sse_events(&server, "/tokens", &json!({ "n": 3 }));
+    let events = sse_events(&server, "/tokens", r#"{"n": 3}"#);
     let expected = vec![
         json!({ "event": "message", "data": "token0" }),
         json!({ "event": "message", "data": "token1" }),
@@ -209,13 +152,8 @@ fn httpx_sse_reads_a_new_style_generator_method_event_by_event() {
         json!({ "closed": true }),
     ];
     assert_eq!(events, expected);
-    let r = server.post("/points", "application/json", br#"{"n": 3}"#);
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
-    assert_eq!(
-        r.text(),
-        "{\"x\":0,\"y\":0}\n{\"x\":1,\"y\":1}\n{\"x\":2,\"y\":4}\n"
-    );
+    let points = "{\"x\":0,\"y\":0}\n{\"x\":1,\"y\":1}\n{\"x\":2,\"y\":4}\n";
+    assert_three_items(&server, "/points", "application/x-ndjson", points);
 }
 
 #[test]
@@ -223,7 +161,7 @@ fn a_generator_that_raises_after_items_ends_with_an_error_event_and_before_items
     let server = serve("svc", &[]);
     // The runner's generator raises at its third word: the API's generator
     // sees the runner error and the stream says so in its last event.
-    let events = sse_events(&server, "/generate", &json!({ "n": 5, "fail_at": 2 }));
+    let events = sse_events(&server, "/generate", r#"{"n": 5, "fail_at": 2}"#);
     assert_eq!(events.len(), 4, "{events:?}");
     assert_eq!(
         (&events[0]["data"], &events[1]["data"]),
@@ -250,32 +188,11 @@ fn a_generator_that_raises_after_items_ends_with_an_error_event_and_before_items
 }
 
 /// Posts an endless stream request on a raw connection and reads until
-/// `items` items arrived: the connection, and what it read.
+/// `items` items (words or tokens) arrived: the connection, and what it read.
 fn endless_after(server: &Server, path: &str, body: &Value, items: usize) -> (TcpStream, String) {
-    let body = body.to_string();
-    let mut conn = TcpStream::connect(&server.addr).unwrap();
-    conn.set_read_timeout(Some(EVENT_WITHIN)).unwrap();
-    write!(
-        conn,
-        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut seen = String::new();
-    while seen.matches("word").count() + seen.matches("token").count() < items {
-        read_more(&mut conn, &mut seen);
-    }
-    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    let mut conn = post_raw(server, path, &[], &body.to_string());
+    let seen = read_items(&mut conn, &["word", "token"], items);
     (conn, seen)
-}
-
-/// Reads what `conn` has next onto `seen`; the stream must not have ended.
-fn read_more(conn: &mut TcpStream, seen: &mut String) -> usize {
-    let mut buf = vec![0u8; 1 << 16];
-    let n = conn.read(&mut buf).expect("the stream goes on");
-    assert!(n > 0, "the stream ended early: {seen}");
-    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    n
 }
 
 #[test]
@@ -294,15 +211,8 @@ fn a_client_that_hangs_up_closes_the_api_and_runner_generators_and_is_counted() 
             wait_file(&server, &closed, "the runnable's finally"),
             "runner"
         );
-        let cancelled = [("runner_name", "words"), ("stage", "running")];
         let want = (round + 1) as f64;
-        wait_metric(
-            &server,
-            "tiffin_runner_calls_cancelled_total",
-            &cancelled,
-            want,
-            "the cancelled runner streams",
-        );
+        wait_cancelled_calls(&server, "words", want, "the cancelled runner streams");
     }
     wait_metric(
         &server,
@@ -328,14 +238,7 @@ fn a_client_that_hangs_up_closes_a_new_style_generator_method() {
         wait_file(&server, &closed, "the method's finally"),
         "runner"
     );
-    let cancelled = [("runner_name", "streamer"), ("stage", "running")];
-    wait_metric(
-        &server,
-        "tiffin_runner_calls_cancelled_total",
-        &cancelled,
-        1.0,
-        "the cancelled stream",
-    );
+    wait_cancelled_calls(&server, "streamer", 1.0, "the cancelled stream");
 }
 
 /// The index of the last item the generator writing `path` produced.
@@ -411,20 +314,6 @@ fn while_streams_wait_for_their_client_the_same_workers_answer_other_requests() 
     }
 }
 
-/// Posts JSON `body` to `path` on a connection of its own, whose answer
-/// the test never reads: dropping it is the client hanging up.
-fn post_and_hold(server: &Server, path: &str, body: &Value) -> TcpStream {
-    let body = body.to_string();
-    let mut conn = TcpStream::connect(&server.addr).unwrap();
-    write!(
-        conn,
-        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    conn
-}
-
 #[test]
 fn a_running_python_method_whose_client_hangs_up_raises_cancelled_error_and_its_worker_serves_on() {
     // One runner worker: the call after the cancel runs where it ran.
@@ -435,7 +324,8 @@ fn a_running_python_method_whose_client_hangs_up_raises_cancelled_error_and_its_
         let closed = scratch("spin", &format!("runner{round}"));
         let api_closed = scratch("spin", &format!("api{round}"));
         let body = json!({ "progress": steps, "closed": closed, "api_closed": api_closed });
-        let conn = post_and_hold(&server, path, &body);
+        // Its answer is never read: dropping the connection is the hang-up.
+        let conn = post_raw(&server, path, &[], &body.to_string());
         let running = eventually(EVENT_WITHIN, || progress(&steps) >= 2);
         assert!(
             running,
@@ -452,15 +342,8 @@ fn a_running_python_method_whose_client_hangs_up_raises_cancelled_error_and_its_
             "cancelled"
         );
         let stopped_at = progress(&steps);
-        let cancelled = [("runner_name", "words"), ("stage", "running")];
         let want = (round + 1) as f64;
-        wait_metric(
-            &server,
-            "tiffin_runner_calls_cancelled_total",
-            &cancelled,
-            want,
-            "the cancelled calls",
-        );
+        wait_cancelled_calls(&server, "words", want, "the cancelled calls");
         // The worker serves the next call whole: nothing of the cancel is left
         // pending in its thread.
         let r = server.post(

@@ -9,74 +9,24 @@
 //! releases it, so "the first items arrived before the end" is an order of
 //! events, not a guess about timing.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::common::*;
 
-fn custom(options: &str) -> Server {
-    let launch = Launch::http(&[]).bin(example_bin("custom_service"));
-    if options.is_empty() {
-        return launch.start();
-    }
-    launch.env("TIFFIN_CONFIG_OPTIONS", options).start()
-}
-
-/// A path no file is at yet, unique to this test.
-fn release_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tiffin-stream-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
-}
-
-/// `curl -N` posting `body` to `path`: each line of its output with the
-/// instant it arrived, on a channel that closes when curl's output ends.
-fn curl_lines(server: &Server, path: &str, body: &str) -> mpsc::Receiver<(Instant, String)> {
-    let mut curl = Command::new("curl")
-        .args([
-            "-sSN",
-            "--max-time",
-            "120",
-            "-H",
-            "content-type: application/json",
-        ])
-        .args(["-d", body])
-        .arg(format!("http://{}{path}", server.addr))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl runs");
-    let out = curl.stdout.take().expect("curl's stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-        let _ = curl.wait();
-    });
-    rx
-}
-
 #[test]
 fn curl_reads_each_json_line_before_the_stream_ends() {
-    let server = custom("");
-    let release = release_path("curl");
+    let server = custom_service("");
+    let release = scratch_path("stream", "curl");
     let body = serde_json::json!({ "words": 3, "pace_ms": 20, "hold_last": release }).to_string();
-    let lines = curl_lines(&server, "/generate_lines", &body);
-    let (first_at, first) = lines.recv_timeout(EVENT_WITHIN).expect("the first line");
-    let (second_at, second) = lines.recv_timeout(EVENT_WITHIN).expect("the second line");
+    let lines = curl_lines(&server, "/generate_lines", &body, Blank::Keep);
+    let (first_at, first) = next_item(&server, &lines, "first line");
+    let (second_at, second) = next_item(&server, &lines, "second line");
     // The model holds its last word until now: the lines above came first.
     let released_at = Instant::now();
     std::fs::write(&release, b"go").unwrap();
-    let (last_at, last) = lines.recv_timeout(EVENT_WITHIN).expect("the last line");
+    let (last_at, last) = next_item(&server, &lines, "last line");
     assert!(
         lines.recv_timeout(EVENT_WITHIN).is_err(),
         "nothing after the last word"
@@ -90,14 +40,8 @@ fn curl_reads_each_json_line_before_the_stream_ends() {
     }
     assert_eq!([first, second, last], ["\"w0\"", "\"w1\"", "\"w2\""]);
     assert!(first_at <= second_at && second_at < released_at && released_at < last_at);
+    wait_items_sent(&server, "/generate_lines", 3.0);
     let labels = [("endpoint", "/generate_lines")];
-    wait_metric(
-        &server,
-        "tiffin_api_server_stream_items_total",
-        &labels,
-        3.0,
-        "items sent",
-    );
     wait_metric(
         &server,
         "tiffin_api_server_time_to_first_item_seconds_count",
@@ -121,12 +65,9 @@ fn curl_reads_each_json_line_before_the_stream_ends() {
 
 #[test]
 fn curl_sees_a_stream_that_fails_after_items_end_with_an_error_line() {
-    let server = custom("");
+    let server = custom_service("");
     let body = r#"{"words": 5, "fail_at": 2}"#;
-    let lines: Vec<String> = curl_lines(&server, "/generate_lines", body)
-        .iter()
-        .map(|(_, line)| line)
-        .collect();
+    let lines: Vec<String> = rest_items(curl_lines(&server, "/generate_lines", body, Blank::Keep));
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(lines[..2], ["\"w0\"", "\"w1\""]);
     let error: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
@@ -141,32 +82,9 @@ fn curl_sees_a_stream_that_fails_after_items_end_with_an_error_line() {
     assert_eq!(r.status, 500, "{}", r.text());
 }
 
-/// The events httpx-sse read from `path`, one JSON object each.
-fn sse_events(server: &Server, path: &str, body: &str) -> Vec<serde_json::Value> {
-    let python = venv_tool("target/pyvenv-stream/bin/python", "scripts/setup/25-stream");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stream_sse.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(format!("http://{}{path}", server.addr))
-        .arg(body)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "stream_sse.py failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
 #[test]
 fn httpx_sse_reads_each_word_as_an_event_then_an_end_or_error_event() {
-    let server = custom("");
+    let server = custom_service("");
     let events = sse_events(&server, "/generate", r#"{"words": 3}"#);
     let expected: Vec<serde_json::Value> = vec![
         serde_json::json!({ "event": "message", "data": "w0" }),
@@ -188,28 +106,9 @@ fn httpx_sse_reads_each_word_as_an_event_then_an_end_or_error_event() {
 /// `items` words arrived: the connection, and what it read.
 fn endless_after(server: &Server, items: usize, request_id: &str) -> (TcpStream, String) {
     let body = r#"{"words": 1000000, "pace_ms": 2}"#;
-    let mut conn = TcpStream::connect(&server.addr).unwrap();
-    conn.set_read_timeout(Some(EVENT_WITHIN)).unwrap();
-    write!(
-        conn,
-        "POST /generate HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\nx-request-id: {request_id}\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut seen = String::new();
-    while seen.matches("data: w").count() < items {
-        read_more(&mut conn, &mut seen);
-    }
-    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    let mut conn = post_raw(server, "/generate", &[("x-request-id", request_id)], body);
+    let seen = read_items(&mut conn, &["data: w"], items);
     (conn, seen)
-}
-
-/// Reads what `conn` has next onto `seen`; the stream must not have ended.
-fn read_more(conn: &mut TcpStream, seen: &mut String) {
-    let mut buf = [0u8; 4096];
-    let n = conn.read(&mut buf).expect("the stream goes on");
-    assert!(n > 0, "the stream ended early: {seen}");
-    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
 }
 
 /// Reads an endless stream until `items` words arrived, and hangs up.
@@ -221,15 +120,7 @@ fn hang_up_after(server: &Server, items: usize, request_id: &str) {
 /// Waits until the stream of `request_id` was cancelled (counted once, its
 /// log line written, nothing left running) and returns the log line.
 fn wait_stopped(server: &Server, request_id: &str) -> String {
-    let cancelled = [("runner_name", "lm"), ("stage", "running")];
-    let what = "the cancelled stream";
-    wait_metric(
-        server,
-        "tiffin_runner_calls_cancelled_total",
-        &cancelled,
-        1.0,
-        what,
-    );
+    wait_cancelled_calls(server, "lm", 1.0, "the cancelled stream");
     let line = wait_log_line(server, &["stream cancelled by its caller", request_id]);
     let in_progress = [("runner_name", "lm")];
     let what = "no stream left running";
@@ -245,7 +136,7 @@ fn wait_stopped(server: &Server, request_id: &str) -> String {
 
 #[test]
 fn a_client_that_hangs_up_mid_stream_stops_the_model() {
-    let server = custom("");
+    let server = custom_service("");
     let (conn, _) = endless_after(&server, 3, "stream-hang-up-1");
     // The request goes on in its body: its access-log line waits for its end.
     assert!(
@@ -266,21 +157,15 @@ fn a_client_that_hangs_up_mid_stream_stops_the_model() {
 
 #[test]
 fn a_streams_access_line_is_written_at_its_end_with_its_status() {
-    let server = custom("");
-    let release = release_path("access-line");
+    let server = custom_service("");
+    let release = scratch_path("stream", "access-line");
     let body = serde_json::json!({ "words": 3, "hold_last": release }).to_string();
-    let mut conn = TcpStream::connect(&server.addr).unwrap();
-    conn.set_read_timeout(Some(EVENT_WITHIN)).unwrap();
-    write!(
-        conn,
-        "POST /generate HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\nx-request-id: stream-line\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let headers = [("x-request-id", "stream-line"), ("connection", "close")];
+    let mut conn = post_raw(&server, "/generate", &headers, &body);
     let mut seen = String::new();
-    while seen.matches("data: w").count() < 2 {
-        read_more(&mut conn, &mut seen);
-    }
+    read_until(&mut conn, &mut seen, "two words", |s| {
+        s.matches("data: w").count() >= 2
+    });
     assert!(
         !server.log().contains("request_id=stream-line)"),
         "an access-log line before the stream ended:\n{}",
@@ -303,11 +188,13 @@ fn a_streams_access_line_is_written_at_its_end_with_its_status() {
 
 #[test]
 fn an_embedded_runner_streams_and_stops_when_the_client_hangs_up() {
-    let server = custom("runners.lm.embedded=true");
-    let lines: Vec<String> = curl_lines(&server, "/generate_lines", r#"{"words": 4}"#)
-        .iter()
-        .map(|(_, line)| line)
-        .collect();
+    let server = custom_service("runners.lm.embedded=true");
+    let lines: Vec<String> = rest_items(curl_lines(
+        &server,
+        "/generate_lines",
+        r#"{"words": 4}"#,
+        Blank::Keep,
+    ));
     assert_eq!(lines, ["\"w0\"", "\"w1\"", "\"w2\"", "\"w3\""]);
     hang_up_after(&server, 3, "stream-hang-up-2");
     let line = wait_stopped(&server, "stream-hang-up-2");
@@ -316,7 +203,7 @@ fn an_embedded_runner_streams_and_stops_when_the_client_hangs_up() {
 
 #[test]
 fn a_worker_killed_mid_stream_ends_it_with_an_error_event_and_the_service_recovers() {
-    let server = custom("");
+    let server = custom_service("");
     let (mut conn, mut seen) = endless_after(&server, 3, "stream-killed");
     let status = status_json(&server);
     let workers = status["workers"].as_array().expect("workers list").clone();
@@ -327,19 +214,17 @@ fn a_worker_killed_mid_stream_ends_it_with_an_error_event_and_the_service_recove
         .expect("the lm worker's pid");
     // SAFETY: a plain kill(2) of a process this test's server started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    while !seen.contains("event: error") {
-        read_more(&mut conn, &mut seen);
-    }
+    read_until(&mut conn, &mut seen, "error event", |s| {
+        s.contains("event: error")
+    });
     let error = &seen[seen.find("event: error").unwrap_or(0)..];
     assert!(error.contains("lost mid-stream"), "{error}");
     // Not retried elsewhere once items flowed; the supervisor restarts the
     // worker, and the next stream is whole.
     let mut lines = Vec::new();
     let recovered = eventually(EVENT_WITHIN, || {
-        lines = curl_lines(&server, "/generate_lines", r#"{"words": 2}"#)
-            .iter()
-            .map(|(_, line)| line)
-            .collect();
+        let body = r#"{"words": 2}"#;
+        lines = rest_items(curl_lines(&server, "/generate_lines", body, Blank::Keep));
         lines == ["\"w0\"", "\"w1\""]
     });
     assert!(recovered, "after the kill: {lines:?}\n{}", server.log());

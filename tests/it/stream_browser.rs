@@ -19,17 +19,10 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use crate::common::*;
 use crate::stream_generate::{sse_tokens, text_generator};
-
-/// Where test artifacts (the screenshots) are kept.
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
-    dir
-}
 
 /// Serves the page at `/` and relays `GET /generate?body=...` to tiffin at
 /// `upstream` as `POST /generate`; returns its address.
@@ -142,32 +135,15 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 impl Browser {
     /// Starts chromium on `url` and attaches to its page.
     fn open(url: &str) -> Browser {
-        let bin = require_tool("chromium");
-        let profile = std::env::temp_dir().join(format!(
-            "tiffin-chromium-stream-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
         // Chromium reads commands on fd 3 and writes answers on fd 4.
         let (cmd_read, cmd_write) = pipe();
         let (out_read, out_write) = pipe();
         let (cr, ow) = (cmd_read.as_raw_fd(), out_write.as_raw_fd());
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-extensions",
-            "--window-size=1000,700",
-            "--remote-debugging-pipe",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        let (mut cmd, profile) = headless_chromium("1000,700", &["--remote-debugging-pipe"]);
+        cmd.arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         // SAFETY: between fork and exec only dup2(2), which is
         // async-signal-safe, on fds that are open in the child.
         unsafe {

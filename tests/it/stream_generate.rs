@@ -7,9 +7,7 @@
 //! producing (its `generated_tokens_total` counter says how far it is), and
 //! a bad request is a 400 before any token.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
@@ -117,32 +115,13 @@ fn stream_generate_reaches_curl_token_by_token_while_the_model_produces() {
     // Three tokens, each after 1.5 s: when curl has the first, the model
     // has drawn one token and is waiting to draw the second.
     let body = r#"{"prompt": "An exception", "max_tokens": 3, "pace_ms": 1500, "seed": 7}"#;
-    let mut curl = Command::new("curl")
-        .args([
-            "-sSN",
-            "--max-time",
-            "60",
-            "-H",
-            "content-type: application/json",
-        ])
-        .args(["-d", body])
-        .arg(format!("http://{}/generate", server.addr))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl runs");
-    let out = curl.stdout.take().expect("curl's stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx.recv_timeout(EVENT_WITHIN).expect("the first token");
+    let lines = curl_lines(&server, "/generate", body, Blank::Keep);
+    let (_, first) = next_item(&server, &lines, "first token");
     let produced_at_first = metric(&server, "generated_tokens_total", &[]);
-    let rest: Vec<String> = rx.iter().filter(|l| !l.is_empty()).collect();
-    let _ = curl.wait();
+    let rest: Vec<String> = rest_items(lines)
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .collect();
     // samples.json: "An exception", seed 7 starts "type ( usually".
     assert_eq!(first, "data: type");
     assert_eq!(rest, ["data: (", "data: usually", "event: end", "data: "]);

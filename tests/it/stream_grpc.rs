@@ -8,9 +8,8 @@
 //! and silence past `api_server.traffic.stream_idle_timeout` ends the call
 //! with DEADLINE_EXCEEDED. The service is tests/fixtures/custom_service.rs.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -60,54 +59,49 @@ fn wait_port_metric(server: &Server, port: u16, name: &str, labels: &[(&str, &st
     );
 }
 
-/// A path no file is at yet, unique to this test.
-fn release_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tiffin-stream-grpc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
-}
-
 /// Runs the grpcio client with `args`: each JSON line it prints with the
 /// instant it arrived, on a channel that closes when its output ends.
 fn client(server: &Server, args: &[&str]) -> mpsc::Receiver<(Instant, Value)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc_stream_client.py");
-    let mut child = Command::new(python_with_grpcio())
-        .arg(script)
-        .arg(&server.addr)
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    let out = child.stdout.take().expect("the client's stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-            if tx.send((Instant::now(), value)).is_err() {
-                break;
-            }
-        }
-        let _ = child.wait();
-    });
-    rx
+    let mut cmd = Command::new(python_with_grpcio());
+    cmd.arg(script).arg(&server.addr).args(args);
+    output_lines(&mut cmd, |line| {
+        Some(serde_json::from_str(&line).unwrap_or(Value::String(line)))
+    })
 }
 
 /// Every line the client prints, once it is done.
 fn all_lines(server: &Server, args: &[&str]) -> Vec<Value> {
-    client(server, args).iter().map(|(_, v)| v).collect()
+    rest_items(client(server, args))
 }
 
-fn next_line(
-    server: &Server,
-    lines: &mpsc::Receiver<(Instant, Value)>,
-    what: &str,
-) -> (Instant, Value) {
-    lines
-        .recv_timeout(EVENT_WITHIN)
-        .unwrap_or_else(|_| panic!("no {what} from the client; log:\n{}", server.log()))
+/// Asserts that a stream the client read whole was the words `w0` and `w1`,
+/// then the call's end with `status`, whose details contain `detail`.
+fn assert_two_words_then(lines: &[Value], status: &str, detail: &str) {
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[..2],
+        [json!({ "json": "w0" }), json!({ "json": "w1" })]
+    );
+    assert_eq!(lines[2]["status"], status, "{lines:?}");
+    let details = lines[2]["details"].as_str().unwrap_or_default();
+    assert!(details.contains(detail), "{details}");
+}
+
+/// Waits (at most [`EVENT_WITHIN`]) until the `lm` model counted one call
+/// cancelled while it ran.
+fn wait_model_cancelled(server: &Server, mport: u16) {
+    let cancelled = [("runner_name", "lm"), ("stage", "running")];
+    let name = "tiffin_runner_calls_cancelled_total";
+    wait_port_metric(server, mport, name, &cancelled, 1.0);
+}
+
+/// Waits (at most [`EVENT_WITHIN`]) until `endpoint` counted one request
+/// answered with `code`.
+fn wait_one_request(server: &Server, mport: u16, endpoint: &str, code: &str) {
+    let labels = [("endpoint", endpoint), ("http_response_code", code)];
+    let name = "bentoml_api_server_request_total";
+    wait_port_metric(server, mport, name, &labels, 1.0);
 }
 
 #[test]
@@ -134,16 +128,16 @@ fn reflection_lists_call_stream_and_call_points_a_streaming_api_at_it() {
 #[test]
 fn grpcio_receives_each_item_as_a_message_before_the_stream_ends() {
     let (server, mport) = custom_grpc("");
-    let release = release_path("items");
+    let release = scratch_path("stream-grpc", "items");
     let body = json!({ "words": 3, "pace_ms": 20, "hold_last": release }).to_string();
     let lines = client(&server, &["stream", "generate_lines", &body]);
-    let (first_at, first) = next_line(&server, &lines, "first message");
-    let (second_at, second) = next_line(&server, &lines, "second message");
+    let (first_at, first) = next_item(&server, &lines, "first message");
+    let (second_at, second) = next_item(&server, &lines, "second message");
     // The model holds its last word until now: the messages above came first.
     let released_at = Instant::now();
     std::fs::write(&release, b"go").unwrap();
-    let (last_at, last) = next_line(&server, &lines, "last message");
-    let (_, status) = next_line(&server, &lines, "status");
+    let (last_at, last) = next_item(&server, &lines, "last message");
+    let (_, status) = next_item(&server, &lines, "status");
     assert_eq!(
         [first, second, last, status],
         [
@@ -182,11 +176,7 @@ fn grpcio_receives_each_item_as_a_message_before_the_stream_ends() {
         &endpoint,
         1.0,
     );
-    let ok = [
-        ("endpoint", "/generate_lines"),
-        ("http_response_code", "200"),
-    ];
-    wait_port_metric(&server, mport, "bentoml_api_server_request_total", &ok, 1.0);
+    wait_one_request(&server, mport, "/generate_lines", "200");
 }
 
 #[test]
@@ -196,25 +186,8 @@ fn a_grpc_stream_that_fails_after_items_ends_with_its_status_and_counts_as_faile
         &server,
         &["stream", "generate_lines", r#"{"words": 5, "fail_at": 2}"#],
     );
-    assert_eq!(lines.len(), 3, "{lines:?}");
-    assert_eq!(
-        lines[..2],
-        [json!({ "json": "w0" }), json!({ "json": "w1" })]
-    );
-    assert_eq!(lines[2]["status"], "INTERNAL", "{lines:?}");
-    let details = lines[2]["details"].as_str().unwrap_or_default();
-    assert!(details.contains("the model failed at word 2"), "{details}");
-    let failed = [
-        ("endpoint", "/generate_lines"),
-        ("http_response_code", "500"),
-    ];
-    wait_port_metric(
-        &server,
-        mport,
-        "bentoml_api_server_request_total",
-        &failed,
-        1.0,
-    );
+    assert_two_words_then(&lines, "INTERNAL", "the model failed at word 2");
+    wait_one_request(&server, mport, "/generate_lines", "500");
     let ok = [
         ("endpoint", "/generate_lines"),
         ("http_response_code", "200"),
@@ -240,14 +213,7 @@ fn a_grpcio_cancel_stops_the_model_and_ends_the_request() {
     let lines = all_lines(&server, &["stream", "generate", body, "3"]);
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert_eq!(lines[3], json!({ "cancelled": true }));
-    let cancelled = [("runner_name", "lm"), ("stage", "running")];
-    wait_port_metric(
-        &server,
-        mport,
-        "tiffin_runner_calls_cancelled_total",
-        &cancelled,
-        1.0,
-    );
+    wait_model_cancelled(&server, mport);
     wait_port_metric(
         &server,
         mport,
@@ -264,69 +230,36 @@ fn a_grpcio_cancel_stops_the_model_and_ends_the_request() {
         &endpoint,
         0.0,
     );
-    let closed = [("endpoint", "/generate"), ("http_response_code", "499")];
-    wait_port_metric(
-        &server,
-        mport,
-        "bentoml_api_server_request_total",
-        &closed,
-        1.0,
-    );
+    wait_one_request(&server, mport, "/generate", "499");
 }
 
 #[test]
 fn a_silent_grpc_stream_ends_with_deadline_exceeded_and_stops_the_model() {
     let (server, mport) = custom_grpc("api_server.traffic.stream_idle_timeout=0.5");
-    let release = release_path("idle");
+    let release = scratch_path("stream-grpc", "idle");
     // The last word is held until the test releases it: silence after w1.
     let body = json!({ "words": 3, "hold_last": release }).to_string();
     let lines = all_lines(&server, &["stream", "generate_lines", &body]);
-    assert_eq!(lines.len(), 3, "{lines:?}");
-    assert_eq!(
-        lines[..2],
-        [json!({ "json": "w0" }), json!({ "json": "w1" })]
-    );
-    assert_eq!(lines[2]["status"], "DEADLINE_EXCEEDED", "{lines:?}");
-    let details = lines[2]["details"].as_str().unwrap_or_default();
-    assert!(
-        details.contains("api_server.traffic.stream_idle_timeout"),
-        "{details}"
-    );
+    let idle = "api_server.traffic.stream_idle_timeout";
+    assert_two_words_then(&lines, "DEADLINE_EXCEEDED", idle);
     // The model, stuck in its last word, stops once it returns from it.
     std::fs::write(&release, b"go").unwrap();
-    let cancelled = [("runner_name", "lm"), ("stage", "running")];
-    wait_port_metric(
-        &server,
-        mport,
-        "tiffin_runner_calls_cancelled_total",
-        &cancelled,
-        1.0,
-    );
-    let timed_out = [
-        ("endpoint", "/generate_lines"),
-        ("http_response_code", "504"),
-    ];
-    wait_port_metric(
-        &server,
-        mport,
-        "bentoml_api_server_request_total",
-        &timed_out,
-        1.0,
-    );
+    wait_model_cancelled(&server, mport);
+    wait_one_request(&server, mport, "/generate_lines", "504");
 }
 
 #[test]
 fn a_grpc_stream_started_before_sigterm_receives_all_its_items_and_ok() {
     let (server, _) = custom_grpc("api_server.workers=1");
-    let release = release_path("drain");
+    let release = scratch_path("stream-grpc", "drain");
     let body = json!({ "words": 3, "hold_last": release }).to_string();
     let lines = client(&server, &["stream", "generate_lines", &body]);
-    next_line(&server, &lines, "first message");
-    next_line(&server, &lines, "second message");
+    next_item(&server, &lines, "first message");
+    next_item(&server, &lines, "second message");
     send_signal(server.pid(), libc::SIGTERM);
     wait_log_line(&server, &["api_server", "draining: no longer accepting"]);
     std::fs::write(&release, b"go").unwrap();
-    let rest: Vec<Value> = lines.iter().map(|(_, v)| v).collect();
+    let rest = rest_items(lines);
     assert_eq!(
         rest,
         [json!({ "json": "w2" }), json!({ "status": "OK" })],

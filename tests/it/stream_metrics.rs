@@ -10,69 +10,9 @@
 //! word until the test releases it, so "before the end" is an order of
 //! events, not a guess about timing.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::common::*;
-
-fn custom(options: &str) -> Server {
-    let launch = Launch::http(&[]).bin(example_bin("custom_service"));
-    if options.is_empty() {
-        return launch.start();
-    }
-    launch.env("TIFFIN_CONFIG_OPTIONS", options).start()
-}
-
-/// A path no file is at yet, unique to this test.
-fn release_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tiffin-stream-metrics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
-}
-
-/// `curl -N` posting `body` to `path`: each non-empty line of its output
-/// with the instant it arrived, on a channel that closes when curl ends.
-fn curl(server: &Server, path: &str, body: &str) -> mpsc::Receiver<(Instant, String)> {
-    let mut child = Command::new("curl")
-        .args(["-sSN", "--max-time", "120"])
-        .args(["-H", "content-type: application/json", "-d", body])
-        .arg(format!("http://{}{path}", server.addr))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl runs");
-    let out = child.stdout.take().expect("curl's stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if !line.is_empty() && tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-        let _ = child.wait();
-    });
-    rx
-}
-
-fn next(
-    server: &Server,
-    lines: &mpsc::Receiver<(Instant, String)>,
-    what: &str,
-) -> (Instant, String) {
-    lines
-        .recv_timeout(EVENT_WITHIN)
-        .unwrap_or_else(|_| panic!("no {what}; log:\n{}", server.log()))
-}
-
-/// The rest of a stream's lines, until curl's output ends.
-fn rest(lines: mpsc::Receiver<(Instant, String)>) -> Vec<String> {
-    lines.iter().map(|(_, line)| line).collect()
-}
 
 const LINES: &str = "/generate_lines";
 
@@ -83,12 +23,12 @@ fn requests(server: &Server, endpoint: &str, code: &str) -> f64 {
 
 #[test]
 fn an_http_stream_is_in_progress_until_its_last_item_and_its_duration_ends_there() {
-    let server = custom("");
-    let release = release_path("in-progress");
+    let server = custom_service("");
+    let release = scratch_path("stream-metrics", "in-progress");
     let body = serde_json::json!({ "words": 3, "hold_last": release }).to_string();
-    let lines = curl(&server, LINES, &body);
-    let (first_at, _) = next(&server, &lines, "the first line");
-    next(&server, &lines, "the second line");
+    let lines = curl_lines(&server, LINES, &body, Blank::Skip);
+    let (first_at, _) = next_item(&server, &lines, "the first line");
+    next_item(&server, &lines, "the second line");
     // Items flowed, the model holds its last word: the request goes on.
     let endpoint = [("endpoint", LINES)];
     let in_progress = "bentoml_api_server_request_in_progress";
@@ -102,7 +42,7 @@ fn an_http_stream_is_in_progress_until_its_last_item_and_its_duration_ends_there
     assert_eq!(requests(&server, LINES, "200"), 0.0, "not finished yet");
     let released_at = Instant::now();
     std::fs::write(&release, b"go").unwrap();
-    assert_eq!(rest(lines), ["\"w2\""]);
+    assert_eq!(rest_items(lines), ["\"w2\""]);
     let finished = [("endpoint", LINES), ("http_response_code", "200")];
     let total = "bentoml_api_server_request_total";
     wait_metric(&server, total, &finished, 1.0, "the finished stream");
@@ -120,8 +60,13 @@ fn an_http_stream_is_in_progress_until_its_last_item_and_its_duration_ends_there
 
 #[test]
 fn an_http_stream_that_fails_after_items_is_counted_as_failed() {
-    let server = custom("");
-    let lines = rest(curl(&server, LINES, r#"{"words": 5, "fail_at": 2}"#));
+    let server = custom_service("");
+    let lines = rest_items(curl_lines(
+        &server,
+        LINES,
+        r#"{"words": 5, "fail_at": 2}"#,
+        Blank::Skip,
+    ));
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines[2].contains("the model failed at word 2"), "{lines:?}");
     let failed = [("endpoint", LINES), ("http_response_code", "500")];
@@ -132,17 +77,17 @@ fn an_http_stream_that_fails_after_items_is_counted_as_failed() {
 
 #[test]
 fn max_concurrency_counts_a_stream_until_its_last_item() {
-    let server = custom("api_server.workers=1 api_server.traffic.max_concurrency=1");
-    let release = release_path("concurrency");
+    let server = custom_service("api_server.workers=1 api_server.traffic.max_concurrency=1");
+    let release = scratch_path("stream-metrics", "concurrency");
     let body = serde_json::json!({ "words": 2, "hold_last": release }).to_string();
-    let lines = curl(&server, LINES, &body);
-    next(&server, &lines, "the first line");
+    let lines = curl_lines(&server, LINES, &body, Blank::Skip);
+    next_item(&server, &lines, "the first line");
     // The stream's head went out; it still holds the only slot.
     let r = server.post("/double", "application/json", b"21");
     assert_eq!(r.status, 429, "{}", r.text());
     assert!(r.text().contains("max_concurrency"), "{}", r.text());
     std::fs::write(&release, b"go").unwrap();
-    assert_eq!(rest(lines), ["\"w1\""]);
+    assert_eq!(rest_items(lines), ["\"w1\""]);
     let total = "bentoml_api_server_request_total";
     let finished = [("endpoint", LINES), ("http_response_code", "200")];
     wait_metric(&server, total, &finished, 1.0, "the finished stream");
@@ -154,11 +99,12 @@ fn max_concurrency_counts_a_stream_until_its_last_item() {
 fn a_silent_http_stream_ends_with_an_error_event_and_stops_the_model() {
     // Silence longer than the keep-alive timeout is not an idle connection:
     // the error event comes, not a cut.
-    let server =
-        custom("api_server.traffic.stream_idle_timeout=1 api_server.http.keepalive_timeout=0.25");
-    let release = release_path("idle");
+    let server = custom_service(
+        "api_server.traffic.stream_idle_timeout=1 api_server.http.keepalive_timeout=0.25",
+    );
+    let release = scratch_path("stream-metrics", "idle");
     let body = serde_json::json!({ "words": 3, "hold_last": release }).to_string();
-    let lines = rest(curl(&server, "/generate", &body));
+    let lines = rest_items(curl_lines(&server, "/generate", &body, Blank::Skip));
     assert_eq!(lines[..2], ["data: w0", "data: w1"], "{lines:?}");
     assert_eq!(lines[2], "event: error", "{lines:?}");
     assert!(
@@ -167,15 +113,7 @@ fn a_silent_http_stream_ends_with_an_error_event_and_stops_the_model() {
     );
     // The model, stuck in its last word, stops once it returns from it.
     std::fs::write(&release, b"go").unwrap();
-    let cancelled = [("runner_name", "lm"), ("stage", "running")];
-    let what = "the silent stream, cancelled";
-    wait_metric(
-        &server,
-        "tiffin_runner_calls_cancelled_total",
-        &cancelled,
-        1.0,
-        what,
-    );
+    wait_cancelled_calls(&server, "lm", 1.0, "the silent stream, cancelled");
     let timed_out = [("endpoint", "/generate"), ("http_response_code", "504")];
     let total = "bentoml_api_server_request_total";
     wait_metric(
@@ -189,15 +127,15 @@ fn a_silent_http_stream_ends_with_an_error_event_and_stops_the_model() {
 
 #[test]
 fn a_stream_started_before_sigterm_receives_all_its_items_and_its_end_event() {
-    let server = custom("api_server.workers=1");
-    let release = release_path("drain");
+    let server = custom_service("api_server.workers=1");
+    let release = scratch_path("stream-metrics", "drain");
     let body = serde_json::json!({ "words": 3, "hold_last": release }).to_string();
-    let lines = curl(&server, "/generate", &body);
-    next(&server, &lines, "the first event");
-    next(&server, &lines, "the second event");
+    let lines = curl_lines(&server, "/generate", &body, Blank::Skip);
+    next_item(&server, &lines, "the first event");
+    next_item(&server, &lines, "the second event");
     send_signal(server.pid(), libc::SIGTERM);
     wait_log_line(&server, &["api_server", "draining: no longer accepting"]);
     std::fs::write(&release, b"go").unwrap();
-    assert_eq!(rest(lines), ["data: w2", "event: end", "data: "]);
+    assert_eq!(rest_items(lines), ["data: w2", "event: end", "data: "]);
     wait_log_line(&server, &["api_server", "drained; exiting"]);
 }

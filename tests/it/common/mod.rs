@@ -5,6 +5,7 @@
 // Every test crate compiles the whole harness but uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+mod browser;
 mod exposition;
 mod grpc;
 mod host;
@@ -15,8 +16,10 @@ mod process;
 pub mod prometheus;
 mod python;
 mod server;
+mod stream;
 mod wait;
 
+pub use browser::*;
 pub use exposition::*;
 pub use grpc::*;
 pub use host::*;
@@ -26,4 +29,5 @@ pub use observe::*;
 pub use process::*;
 pub use python::*;
 pub use server::*;
+pub use stream::*;
 pub use wait::*;
