@@ -119,10 +119,7 @@ impl App {
         // The request's tail (tail.rs): a streaming answer's line and span
         // end with its stream.
         let tail = crate::tail::Tail::default();
-        let handled = crate::tail::within(
-            tail.clone(),
-            self.handle(req, route, path, activity, over_limit),
-        );
+        let handled = self.handle(req, route, path, activity, over_limit, tail.clone());
         let mut resp = observed.scope(&self.state, handled).await;
         if tail.streaming() {
             let at_end = observed.finish_at_end(&self.state, Some(client), path, &mut resp);
@@ -138,7 +135,8 @@ impl App {
 
     /// Serves one request of a connection; `over_limit` connections (opened
     /// past `api_server.http.max_connections`) serve only probes and scrapes,
-    /// and are closed after each answer.
+    /// and are closed after each answer. `tail` is the request's (tail.rs),
+    /// which [`App::observe`] reads once the head is ready.
     async fn handle(
         &self,
         req: Request<Incoming>,
@@ -146,6 +144,7 @@ impl App {
         path: &str,
         activity: Arc<Activity>,
         over_limit: bool,
+        tail: crate::tail::Tail,
     ) -> Response<Body> {
         // Owned: a streaming answer's body holds it to its last item, so
         // that the connection is not idle (and closed) while items flow.
@@ -166,8 +165,8 @@ impl App {
                 "too many open connections to this API server (api_server.http.max_connections)",
             )
         } else {
-            // `observe` set the tail; a request served another way has its own.
-            let tail = crate::tail::current().unwrap_or_default();
+            // Set here rather than around the whole request: each task-local
+            // layer moves the request's future once more.
             let resp = crate::tail::within(tail.clone(), self.serve(req, route, path)).await;
             let _ = tail.defer(move |_| drop(in_flight));
             resp
