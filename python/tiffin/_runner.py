@@ -10,24 +10,11 @@ runnable gets them concatenated along ``batch_dim`` (``batch.py``), as in BentoM
 import asyncio
 import inspect
 import pickle
-import threading
 
 from . import _native
+from ._request import current_cancel
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
-
-# The plain ``def`` handler a pool thread runs: its request's ``CallCancel``, set when
-# the client goes away, which its ``run()`` calls wait on (``_worker.py``, ``call.rs``).
-_handler = threading.local()
-
-
-def run_handler(cancel, func, *args, **kwargs):
-    """Runs a plain ``def`` handler on a pool thread, its runner calls cancelled by ``cancel``."""
-    _handler.cancel = cancel
-    try:
-        return func(*args, **kwargs)
-    finally:
-        _handler.cancel = None
 
 
 class _MethodConfig:
@@ -103,8 +90,7 @@ class RunnerMethod:
         raised here."""
         self._one_result("run()")
         payload = pickle.dumps((args, kwargs), protocol=_PICKLE)
-        cancel = getattr(_handler, "cancel", None)
-        out = _native.call_blocking(self.runner.name, self.name, payload, cancel)
+        out = _native.call_blocking(self.runner.name, self.name, payload, current_cancel())
         return pickle.loads(out)
 
     async def async_run(self, *args, **kwargs):

@@ -24,7 +24,7 @@ from . import _native, batch
 from ._alias import install
 from ._errors import status_of
 from ._load import load_service
-from ._runner import run_handler
+from ._request import run_handler
 from ._service import Context
 
 _HOST = None
