@@ -198,9 +198,20 @@ fn stream_backpressure_a_client_that_stops_reading_pauses_the_model_and_memory_s
             rss_bound / 1024
         );
     }
-    // Still paused after as many scrapes again: flat, not slow.
+    // Still paused after as many scrapes again, within the same bound: flat,
+    // not slow. Not equal to the first count: the kernel may still grow the
+    // connection's send buffer (tcp_wmem autotuning) and take a few more
+    // tokens (one loop run saw 8 more of 228,936; the bound was 312,452).
     let still = wait_paused(&server, 25) - warmed;
-    assert_eq!(still, paused, "the paused model moved on");
+    let queued_now = kernel_queued_bytes(client_port);
+    let bound_now = WINDOW + 1 + (HYPER_WRITE_BUFFER + queued_now) / MIN_ITEM_WIRE_BYTES;
+    eprintln!(
+        "still paused at {still} tokens (bound {bound_now}, {queued_now} bytes in the kernel)"
+    );
+    assert!(
+        still >= paused && still as u64 <= bound_now,
+        "the paused model moved on: {paused} then {still} tokens (bound {bound_now})"
+    );
     for (what, at, now) in [
         ("API server", at_pause.0, rss(api)),
         ("runner worker", at_pause.1, rss(worker)),
@@ -222,8 +233,8 @@ fn stream_backpressure_a_client_that_stops_reading_pauses_the_model_and_memory_s
     // must make more.
     let mut buf = vec![0u8; 64 * 1024];
     let mut read = 0u64;
-    let mut after = paused;
-    while after <= paused {
+    let mut after = still;
+    while after <= still {
         let n = conn.read(&mut buf).expect("the stream goes on");
         assert!(n > 0, "the stream ended early");
         read += n as u64;
