@@ -237,12 +237,15 @@ fn a_grpcio_cancel_stops_the_model_and_ends_the_request() {
 fn a_silent_grpc_stream_ends_with_deadline_exceeded_and_stops_the_model() {
     let (server, mport) = custom_grpc("api_server.traffic.stream_idle_timeout=0.5");
     let release = scratch_path("stream-grpc", "idle");
-    // The last word is held until the test releases it: silence after w1.
-    let body = json!({ "words": 3, "hold_last": release }).to_string();
+    // Word 2 is held until the test releases it: silence after w1. Endless
+    // after it, so the released model can only stop by the cancel, never by
+    // ending before the cancel reached a loaded worker (see
+    // stream_metrics.rs's HTTP twin).
+    let body = json!({ "words": 1_000_000, "hold_at": 2, "hold_last": release }).to_string();
     let lines = all_lines(&server, &["stream", "generate_lines", &body]);
     let idle = "api_server.traffic.stream_idle_timeout";
     assert_two_words_then(&lines, "DEADLINE_EXCEEDED", idle);
-    // The model, stuck in its last word, stops once it returns from it.
+    // The model, stuck in word 2, stops once it returns from it.
     std::fs::write(&release, b"go").unwrap();
     wait_model_cancelled(&server, mport);
     wait_one_request(&server, mport, "/generate_lines", "504");

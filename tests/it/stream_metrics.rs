@@ -103,7 +103,13 @@ fn a_silent_http_stream_ends_with_an_error_event_and_stops_the_model() {
         "api_server.traffic.stream_idle_timeout=1 api_server.http.keepalive_timeout=0.25",
     );
     let release = scratch_path("stream-metrics", "idle");
-    let body = serde_json::json!({ "words": 3, "hold_last": release }).to_string();
+    // Endless after the held word: once released, the model can only stop
+    // by the cancel (it soon waits for credits nobody grants), never by
+    // ending first. With the last word held, a cancel that reached a loaded
+    // worker after the release let the stream finish (issue 29's loop, run 3
+    // of e069ded).
+    let body =
+        serde_json::json!({ "words": 1_000_000, "hold_at": 2, "hold_last": release }).to_string();
     let lines = rest_items(curl_lines(&server, "/generate", &body, Blank::Skip));
     assert_eq!(lines[..2], ["data: w0", "data: w1"], "{lines:?}");
     assert_eq!(lines[2], "event: error", "{lines:?}");
@@ -111,7 +117,7 @@ fn a_silent_http_stream_ends_with_an_error_event_and_stops_the_model() {
         lines[3].contains("api_server.traffic.stream_idle_timeout"),
         "{lines:?}"
     );
-    // The model, stuck in its last word, stops once it returns from it.
+    // The model, stuck in word 2, stops once it returns from it.
     std::fs::write(&release, b"go").unwrap();
     wait_cancelled_calls(&server, "lm", 1.0, "the silent stream, cancelled");
     let timed_out = [("endpoint", "/generate"), ("http_response_code", "504")];
