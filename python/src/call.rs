@@ -87,15 +87,19 @@ impl CallCancel {
     }
 }
 
-impl CallCancel {
-    /// Ends when [`CallCancel::set`] was called (before or after).
-    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.0.subscribe();
-        async move {
-            // An error is the sender gone: never set, so never ends.
-            if rx.wait_for(|set| *set).await.is_err() {
-                std::future::pending::<()>().await;
-            }
+/// Ends when `cancel` was set (before or after); never without one.
+fn cancelled(
+    cancel: Option<&CallCancel>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let rx = cancel.map(|c| c.0.subscribe());
+    async move {
+        // No token, or the sender gone (an error): never set, so never ends.
+        let set = match rx {
+            Some(mut rx) => rx.wait_for(|set| *set).await.is_ok(),
+            None => false,
+        };
+        if !set {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -116,7 +120,7 @@ pub fn call(
     let fut = runner.call_raw(method, payload.to_vec());
     let inbox = calls.inbox.clone();
     let bound = calls.bound;
-    let cancelled = cancel.map(CallCancel::wait);
+    let cancelled = cancelled(cancel);
     handle.spawn(async move {
         // Bounded as `run` is, so an awaiting handler always gets an answer.
         let call = async {
@@ -124,12 +128,9 @@ pub fn call(
                 .await
                 .unwrap_or(Err(CallFailure::Call(CallError::DeadlineExceeded)))
         };
-        let result = match cancelled {
-            None => call.await,
-            Some(cancelled) => tokio::select! {
-                result = call => result,
-                () = cancelled => return,
-            },
+        let result = tokio::select! {
+            result = call => result,
+            () = cancelled => return,
         };
         inbox.push(Item::Done { call_id, result });
     });
@@ -152,7 +153,7 @@ pub fn call_blocking<'py>(
     let (calls, runner, handle) = target(runner)?;
     let fut = runner.call_raw(method, payload.to_vec());
     let bound = calls.bound;
-    let cancelled = cancel.map(CallCancel::wait);
+    let cancelled = cancelled(cancel);
     let out = py.allow_threads(move || {
         handle.block_on(async move {
             let call = async {
@@ -164,14 +165,11 @@ pub fn call_blocking<'py>(
                     ))),
                 }
             };
-            match cancelled {
-                None => call.await,
-                Some(cancelled) => tokio::select! {
-                    result = call => result,
-                    () = cancelled => Err(PyErr::new::<CancelledError, _>(
-                        "the request's client went away",
-                    )),
-                },
+            tokio::select! {
+                result = call => result,
+                () = cancelled => Err(PyErr::new::<CancelledError, _>(
+                    "the request's client went away",
+                )),
             }
         })
     })?;
