@@ -11,8 +11,10 @@
 //! it to HTTP) followed by `grpc_status=`. It is written when the response's
 //! headers are ready, which for a unary call is its end: tonic answers an
 //! error with headers only (`grpc-status` among them), and a success's `0`
-//! in the trailers (`grpc/observe.rs`). For a streaming call (health
-//! `Watch`, reflection) the line marks the stream's start.
+//! in the trailers (`grpc/observe.rs`). A streaming API's answer (HTTP, or
+//! gRPC's `CallStream`) is written at its stream's end (`tail.rs`); for the
+//! other streaming calls (health `Watch`, reflection) the line marks the
+//! stream's start.
 //!
 //! The request's and response's `type`/`length` appear as
 //! `api_server.logging.access.request_content_*` / `response_content_*`

@@ -122,7 +122,7 @@ impl App {
         let handled = self.handle(req, route, path, activity, over_limit, tail.clone());
         let mut resp = observed.scope(&self.state, handled).await;
         if tail.streaming() {
-            let at_end = observed.finish_at_end(&self.state, Some(client), path, &mut resp);
+            let at_end = observed.finish_at_end(&self.state, Some(client), path, &mut resp, None);
             if let Err(now) = tail.defer(at_end) {
                 // The stream ended already.
                 now(resp.status().as_u16());

@@ -128,13 +128,15 @@ impl Observation {
     /// For a streaming answer (its request goes on in its body, `tail.rs`):
     /// adds the id headers now, and answers what ends the span and writes
     /// the access-log line when the stream ends, given the stream's status,
-    /// so that both last as long as the request does.
+    /// so that both last as long as the request does. A gRPC call's `code`
+    /// is the status code its stream's status ends it with.
     pub(crate) fn finish_at_end<B: Body>(
         self,
         state: &ServerState,
         client: Option<SocketAddr>,
         path: &str,
         resp: &mut Response<B>,
+        code: Option<fn(u16) -> i32>,
     ) -> impl FnOnce(u16) + Send + 'static {
         request_id::set_response_headers(resp.headers_mut(), &self.id);
         let log = state.access_log.clone();
@@ -143,7 +145,7 @@ impl Observation {
         move |status| {
             let answer = Answered {
                 status,
-                grpc_status: None,
+                grpc_status: code.map(|code| code(status)),
                 response_type: response_type.as_ref(),
                 // Streamed in chunks: no length to log.
                 response_length: None,

@@ -62,9 +62,21 @@ fn wait_port_metric(server: &Server, port: u16, name: &str, labels: &[(&str, &st
 /// Runs the grpcio client with `args`: each JSON line it prints with the
 /// instant it arrived, on a channel that closes when its output ends.
 fn client(server: &Server, args: &[&str]) -> mpsc::Receiver<(Instant, Value)> {
+    client_as(server, None, args)
+}
+
+/// [`client`], its call sending `request_id` as `x-request-id`.
+fn client_as(
+    server: &Server,
+    request_id: Option<&str>,
+    args: &[&str],
+) -> mpsc::Receiver<(Instant, Value)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc_stream_client.py");
     let mut cmd = Command::new(python_with_grpcio());
     cmd.arg(script).arg(&server.addr).args(args);
+    if let Some(id) = request_id {
+        cmd.env("REQUEST_ID", id);
+    }
     output_lines(&mut cmd, |line| {
         Some(serde_json::from_str(&line).unwrap_or(Value::String(line)))
     })
@@ -130,9 +142,12 @@ fn grpcio_receives_each_item_as_a_message_before_the_stream_ends() {
     let (server, mport) = custom_grpc("");
     let release = scratch_path("stream-grpc", "items");
     let body = json!({ "words": 3, "pace_ms": 20, "hold_last": release }).to_string();
-    let lines = client(&server, &["stream", "generate_lines", &body]);
+    let id = Some("grpc-stream-line");
+    let lines = client_as(&server, id, &["stream", "generate_lines", &body]);
     let (first_at, first) = next_item(&server, &lines, "first message");
     let (second_at, second) = next_item(&server, &lines, "second message");
+    // The call goes on in its stream: its access-log line waits for its end.
+    assert_no_access_line_yet(&server, "grpc-stream-line");
     // The model holds its last word until now: the messages above came first.
     let released_at = Instant::now();
     std::fs::write(&release, b"go").unwrap();
@@ -148,6 +163,13 @@ fn grpcio_receives_each_item_as_a_message_before_the_stream_ends() {
         ]
     );
     assert!(first_at <= second_at && second_at < released_at && released_at < last_at);
+    let line = access_line(&server, "grpc-stream-line");
+    let path = "path=/bentoml.grpc.v1.BentoService/CallStream,";
+    assert!(
+        line.contains(&format!("(scheme=grpc,method=POST,{path}")),
+        "{line}"
+    );
+    assert!(line.contains("(status=200,grpc_status=0,"), "{line}");
 
     // An event-stream API's items are text messages (the events' data).
     let lines = all_lines(&server, &["stream", "generate", r#"{"words": 2}"#]);
@@ -210,7 +232,8 @@ fn a_grpc_stream_that_fails_after_items_ends_with_its_status_and_counts_as_faile
 fn a_grpcio_cancel_stops_the_model_and_ends_the_request() {
     let (server, mport) = custom_grpc("");
     let body = r#"{"words": 1000000, "pace_ms": 2}"#;
-    let lines = all_lines(&server, &["stream", "generate", body, "3"]);
+    let id = Some("grpc-stream-cancel");
+    let lines = rest_items(client_as(&server, id, &["stream", "generate", body, "3"]));
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert_eq!(lines[3], json!({ "cancelled": true }));
     wait_model_cancelled(&server, mport);
@@ -231,6 +254,9 @@ fn a_grpcio_cancel_stops_the_model_and_ends_the_request() {
         0.0,
     );
     wait_one_request(&server, mport, "/generate", "499");
+    // Its access-log line too: nginx's 499 and gRPC's CANCELLED.
+    let line = access_line(&server, "grpc-stream-cancel");
+    assert!(line.contains("(status=499,grpc_status=1,"), "{line}");
 }
 
 #[test]

@@ -9,7 +9,10 @@
 //! The line and the span end when the response's headers are ready. For a
 //! unary call that is its end: tonic answers an error with headers only,
 //! `grpc-status` among them, and a success's `0` in the trailers, which is
-//! why a missing `grpc-status` reads as `OK`. For a streaming call (health
+//! why a missing `grpc-status` reads as `OK`. A streaming API's `CallStream`
+//! goes on in its response body (`tail.rs`): its line and span are written
+//! when its stream ends, with the code it ends with (`CANCELLED` when the
+//! client cancelled or went away). For the other streaming calls (health
 //! `Watch`, reflection) they mark the stream's start.
 
 use std::future::Future;
@@ -19,9 +22,10 @@ use std::task::{Context, Poll};
 
 use tonic::Code;
 
-use super::status::http_status_for_code;
+use super::status::{code_for_http_status, http_status_for_code};
 use crate::observation::Observation;
 use crate::state::ServerState;
+use crate::tail::{CLIENT_CLOSED, Tail};
 
 /// The layer (see the module docs), added with `Server::builder().layer`.
 #[derive(Clone)]
@@ -84,7 +88,9 @@ where
             req.headers(),
             |tracer, parent| crate::trace::start_rpc(tracer, route, &path, parent),
         );
-        let handled = self.inner.call(req);
+        // The call's tail: a `CallStream` takes it (`crate::stream`).
+        let tail = Tail::default();
+        let handled = crate::tail::within(tail.clone(), self.inner.call(req));
         Box::pin(async move {
             let mut resp = observed.scope(&state, handled).await?;
             // An error is a headers-only response carrying `grpc-status`; a
@@ -96,8 +102,41 @@ where
                 .and_then(|v| v.parse::<i32>().ok())
                 .unwrap_or(0);
             let status = http_status_for_code(Code::from_i32(code));
-            observed.finish_grpc(&state, client, &path, &mut resp, code, status);
+            if tail.streaming() {
+                let code = Some(stream_end_code as fn(u16) -> i32);
+                let at_end = observed.finish_at_end(&state, client, &path, &mut resp, code);
+                if let Err(now) = tail.defer(at_end) {
+                    // The stream ended already.
+                    now(status);
+                }
+            } else {
+                observed.finish_grpc(&state, client, &path, &mut resp, code, status);
+            }
             Ok(resp)
         })
+    }
+}
+
+/// The code a `CallStream` ended with, from the status its stream ended
+/// with (`crate::stream`: the code's own status, or 499 when dropped).
+fn stream_end_code(status: u16) -> i32 {
+    let code = if status == CLIENT_CLOSED {
+        Code::Cancelled
+    } else {
+        code_for_http_status(status)
+    };
+    code as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_ends_with_the_code_of_its_status_or_cancelled() {
+        assert_eq!(stream_end_code(200), 0);
+        assert_eq!(stream_end_code(CLIENT_CLOSED), Code::Cancelled as i32);
+        assert_eq!(stream_end_code(504), Code::DeadlineExceeded as i32);
+        assert_eq!(stream_end_code(500), Code::Internal as i32);
     }
 }

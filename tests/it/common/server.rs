@@ -308,6 +308,17 @@ pub fn settle(server: &Server, streak: usize) {
     );
 }
 
+/// Asserts that no API server wrote the access-log line of `request_id`
+/// yet: a streaming request's line waits for its stream's end.
+pub fn assert_no_access_line_yet(server: &Server, request_id: &str) {
+    let needle = format!("request_id={request_id})");
+    assert!(
+        !server.log().contains(&needle),
+        "an access-log line for {request_id} before its stream ended:\n{}",
+        server.log()
+    );
+}
+
 /// Waits (20 s at most) for the access-log line of an API server that
 /// names `request_id`, and returns it.
 pub fn access_line(server: &Server, request_id: &str) -> String {
