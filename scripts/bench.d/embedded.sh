@@ -3,7 +3,10 @@
 # sentiment_analyzer on the 12-word review in hop mode (runner workers, the
 # default) and with every runner embedded in the API servers
 # (runners.embedded=true), and `serve-http --model digits.onnx` on one
-# [1, 64] row (hop mode). Ratios of the medians against the goals.
+# [1, 64] row (hop mode). Ratios of the medians against the goals. One more
+# row says what BentoML's per-request bookkeeping costs against bare hyper,
+# which does none: embedded echo with the access log off
+# (api_server.logging.access.enabled=false; metrics and request ids stay).
 ROWS=$WORK/rows.embedded
 : > "$ROWS"
 REVIEW="I love this product, it works great! The battery could be better."
@@ -27,6 +30,9 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ "$round" = 1 ]; then echo "-- processes of sentiment_analyzer ($mode):"; probe rss "$TPID"; fi
     stop "$TPID"
   done
+  TIFFIN_CONFIG_OPTIONS="runners.embedded=true api_server.logging.access.enabled=false" serve P "$BIN" serve-http echo
+  lua "hello"; run_wrk echo_embedded_nolog "http://127.0.0.1:$P/echo" >> "$ROWS"
+  stop "$TPID"
   serve P "$BIN" serve-http --model models/digits/digits.onnx
   lua_file "$ROW" application/json; run_wrk digits_row "http://127.0.0.1:$P/predict" >> "$ROWS"
   stop "$TPID"

@@ -273,7 +273,7 @@ def embedded(path):
     rows = read_rows(path)
     print("medians of the interleaved rounds (every round's req/s in brackets)")
     print(f"{'target':<20} {'req/s':>10} {'p50_ms':>9} {'p99_ms':>9} {'non2xx':>8}   rounds")
-    targets = ["bare_hyper", "bare_hop", "echo_hop", "echo_embedded", "sentiment_hop", "sentiment_embedded", "digits_row"]
+    targets = ["bare_hyper", "bare_hop", "echo_hop", "echo_embedded", "echo_embedded_nolog", "sentiment_hop", "sentiment_embedded", "digits_row"]
     for t in targets:
         bad = sum(int(x) for x in column(rows, t, 4))
         print(f"{t:<20} {med(rows, t, 1):10.0f} {med(rows, t, 2):9.3f} {med(rows, t, 3):9.3f} {bad:>8}   [{rounds(rows, t)} ]")
@@ -282,6 +282,7 @@ def embedded(path):
         ("echo vs bare_hop (hop mode)", "echo_hop", "bare_hop", ">= 0.95"),
         ("sentiment_analyzer, 12-word review, vs echo (hop mode)", "sentiment_hop", "echo_hop", ">= 0.85"),
         ("echo embedded vs bare hyper", "echo_embedded", "bare_hyper", ">= 0.85"),
+        ("echo embedded, access log off, vs bare hyper", "echo_embedded_nolog", "bare_hyper", "report"),
         ("sentiment_analyzer embedded, 12-word review, vs bare hyper", "sentiment_embedded", "bare_hyper", ">= 0.75"),
         ("serve-http --model digits.onnx, one [1,64] row, vs echo (hop mode)", "digits_row", "echo_hop", "report"),
     ]:

@@ -12,7 +12,11 @@
 #          open loop) of 20 tokens at pace 0 (a pace would put the two servers'
 #          timers in the figure: bare waits on tokio's, tiffin's model on
 #          thread::sleep), for DUR s.
-# Goals: s64 >= 70% of bare's items/s; ttfi p99 <= 2x bare's.
+# Goals: s64 >= 70% of bare's items/s; ttfi p99 <= 2x bare's. tiffin runs
+# twice a round: in hop mode (a runner worker process, the default; row
+# `tiffin`) and with the runner embedded in the API servers
+# (runners.embedded=true; row `embedded`). With TIFFIN_BASELINE, the
+# baseline build's hop mode is a third row (`baseline`).
 SC=$TARGET/release/examples/stream_client
 BARE_STREAM=$TARGET/release/examples/bare_stream
 { [ -x "$SC" ] && [ -x "$BARE_STREAM" ]; } || cargo build --release --example bare_stream --example stream_client -q
@@ -35,9 +39,15 @@ for round in $(seq 1 "$ROUNDS"); do
   start_ref "$BARE_STREAM"
   stream_run bare "127.0.0.1:$REF_PORT"
   stop "$REF_PID"
-  serve P "$BIN" serve-http text_generator
-  stream_run tiffin "127.0.0.1:$P"
-  if [ "$round" = 1 ]; then echo "-- processes of text_generator after the streams:"; probe rss "$TPID"; fi
+  for build in $(builds "$round"); do
+    name=${build%%:*}; [ "$name" = this ] && name=tiffin
+    serve P "${build#*:}" serve-http text_generator
+    stream_run "$name" "127.0.0.1:$P"
+    if [ "$round" = 1 ]; then echo "-- processes of text_generator ($name) after the streams:"; probe rss "$TPID"; fi
+    stop "$TPID"
+  done
+  TIFFIN_CONFIG_OPTIONS=runners.embedded=true serve P "$BIN" serve-http text_generator
+  stream_run embedded "127.0.0.1:$P"
   stop "$TPID"
 done
 echo

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The table of scripts/bench section ``stream`` (stream.sh): medians over the
-rounds of each measurement of ``tiffin`` and ``bare``, their ratios, and the
-issue's goals. A row is ``TARGET KIND key=value ...`` as bin/stream_client.rs
+rounds of each measurement of ``tiffin`` (hop mode), ``embedded`` (the runner
+in the API servers), ``baseline`` (another build, when run) and ``bare``, their
+ratios to bare, and the issue's goals. A row is ``TARGET KIND key=value ...`` as bin/stream_client.rs
 prints it (KIND: ``one``, ``s64``, ``ttfi``).
 """
 
@@ -32,7 +33,10 @@ def errors(rows, target):
 
 def main(path):
     rows = read(path)
-    print("%-34s %12s %12s %8s" % ("stream (median of rounds)", "tiffin", "bare", "ratio"))
+    # hop mode (the default), the runner embedded, and a baseline build if run
+    targets = [t for t in ("tiffin", "embedded", "baseline") if any(k[0] == t for k in rows)]
+    print("%-34s" % "stream (median of rounds)" + "".join("%12s" % t for t in targets + ["bare"])
+          + "".join("%15s" % (t + "/bare") for t in targets))
     lines = [
         ("items/s, one stream", "one", "items_per_s"),
         ("items/s, 64 concurrent streams", "s64", "items_per_s"),
@@ -41,14 +45,18 @@ def main(path):
     ]
     got = {}
     for label, kind, key in lines:
-        t, b = med(rows, "tiffin", kind, key), med(rows, "bare", kind, key)
-        got[(kind, key)] = t / b if b else float("nan")
-        print("%-34s %12.1f %12.1f %8.3f" % (label, t, b, got[(kind, key)]))
-    print("errors: tiffin %d, bare %d" % (errors(rows, "tiffin"), errors(rows, "bare")))
-    s64 = got[("s64", "items_per_s")]
-    p99 = got[("ttfi", "p99_ms")]
-    print("goal 64-stream items/s >= 0.70 of bare: %.3f %s" % (s64, "met" if s64 >= 0.70 else "NOT met"))
-    print("goal time to first item p99 <= 2x bare: %.2fx %s" % (p99, "met" if p99 <= 2.0 else "NOT met"))
+        b = med(rows, "bare", kind, key)
+        values = [med(rows, t, kind, key) for t in targets]
+        for t, v in zip(targets, values):
+            got[(t, kind, key)] = v / b if b else float("nan")
+        print("%-34s" % label + "".join("%12.1f" % v for v in values + [b])
+              + "".join("%15.3f" % got[(t, kind, key)] for t in targets))
+    print("errors: " + ", ".join("%s %d" % (t, errors(rows, t)) for t in targets + ["bare"]))
+    for t in targets:
+        s64 = got[(t, "s64", "items_per_s")]
+        p99 = got[(t, "ttfi", "p99_ms")]
+        print("%s: goal 64-stream items/s >= 0.70 of bare: %.3f %s" % (t, s64, "met" if s64 >= 0.70 else "NOT met"))
+        print("%s: goal time to first item p99 <= 2x bare: %.2fx %s" % (t, p99, "met" if p99 <= 2.0 else "NOT met"))
 
 
 if __name__ == "__main__":
