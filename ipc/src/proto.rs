@@ -434,7 +434,11 @@ mod tests {
         };
         assert_eq!(
             (method.as_str(), &payload[..], window),
-            ("generate", &b"\"once upon\""[..], 16)
+            (
+                "generate",
+                &b"\"once upon\""[..],
+                crate::stream::STREAM_WINDOW
+            )
         );
         let credit = round_trip(&DataRequest::StreamCredit { call: 9, items: 8 });
         assert!(matches!(

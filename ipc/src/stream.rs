@@ -9,15 +9,17 @@
 //! it has none. The API server keeps [`Grants`]: each item its client takes
 //! is counted, and every half window it gives that many credits back
 //! (`DataRequest::StreamCredit`). Items sent and not yet taken therefore
-//! never exceed the window, whatever the two speeds; and a client that
-//! keeps up never leaves the worker waiting, since credits return while the
-//! second half of the window is still in flight.
+//! never exceed the window, whatever the two speeds (nor, counted in
+//! bytes, [`STREAM_BYTES_AHEAD`] and one item); and a client that keeps up
+//! never leaves the worker waiting, since credits return while the second
+//! half of the window is still in flight.
 //!
 //! [`StreamReceiver`] is the taking side as a `futures::Stream`, shared by
 //! the API server's pool (items over a data connection) and an embedded
 //! runner (items over a channel): it grants credits as items are taken,
 //! yields the end last, and tells the producer when it is dropped early.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -27,18 +29,35 @@ use tokio::sync::mpsc;
 use tiffin_service::CallError;
 
 /// Items a worker may send ahead of what the API server has taken, per
-/// stream. Sixteen: a credit message returns in tens of microseconds over a
-/// Unix socket, while a generating model takes a millisecond or more per
-/// token, so half a window (8 items) in flight already covers a round trip
-/// many times over and a reader that keeps up never stalls the model; and
-/// 64 stalled streams hold at most 1024 items (for token streams, a few
-/// tens of kilobytes) instead of whatever the model could produce.
-pub const STREAM_WINDOW: u32 = 16;
+/// stream. Sixty-four: a credit message returns in tens of microseconds
+/// over a Unix socket, so half a window in flight covers a round trip many
+/// times over and a reader that keeps up never stalls the model; and each
+/// grant wakes the worker's thread that pulls the model, so the window sets
+/// how often: once per 32 items here. With a window of 16 (once per 8), a
+/// `perf` profile of 64 streams at full speed spent more of the worker's
+/// time in the kernel's context-switch paths than in the model.
+///
+/// Items are counted, not bytes: the worker also stops while the items it
+/// sent and the API server has not taken reach [`STREAM_BYTES_AHEAD`]
+/// (`runner-worker/src/stream.rs`), so a stream of large items holds about
+/// that much, and 64 stalled token streams hold at most 4096 tokens (a few
+/// hundred kilobytes).
+pub const STREAM_WINDOW: u32 = 64;
 
-/// The sender's side: items it may still send.
+/// Bytes of items a worker may send ahead of what the API server has taken,
+/// per stream, whatever the window still allows: one more item is sent
+/// while fewer than this are in flight.
+pub const STREAM_BYTES_AHEAD: usize = 1 << 20;
+
+/// The sender's side: items it may still send, and the bytes of those it
+/// sent that the receiver has not taken yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credits {
     left: u64,
+    /// The sizes of the items sent and not yet granted back, oldest first:
+    /// the receiver grants in the order it takes them.
+    ahead: VecDeque<usize>,
+    bytes: usize,
 }
 
 impl Credits {
@@ -46,21 +65,37 @@ impl Credits {
     pub fn new(window: u32) -> Self {
         Credits {
             left: u64::from(window),
+            ahead: VecDeque::new(),
+            bytes: 0,
         }
     }
 
-    /// Spends a credit for one item; `false` (and nothing spent) when none is left.
+    /// Spends a credit for one item; `false` (and nothing spent) when none
+    /// is left, or when the items ahead hold [`STREAM_BYTES_AHEAD`] already.
     pub fn take(&mut self) -> bool {
-        if self.left == 0 {
+        if self.left == 0 || self.bytes >= STREAM_BYTES_AHEAD {
             return false;
         }
         self.left -= 1;
         true
     }
 
-    /// Adds `items` credits the receiver granted.
+    /// Counts the item of the last credit taken as sent, `len` bytes long.
+    pub fn sent(&mut self, len: usize) {
+        self.ahead.push_back(len);
+        self.bytes += len;
+    }
+
+    /// Adds `items` credits the receiver granted: it took that many of the
+    /// oldest items ahead.
     pub fn grant(&mut self, items: u32) {
         self.left = self.left.saturating_add(u64::from(items));
+        for _ in 0..items {
+            match self.ahead.pop_front() {
+                Some(len) => self.bytes -= len,
+                None => break,
+            }
+        }
     }
 
     /// Credits left.
@@ -208,6 +243,24 @@ mod tests {
         credits.grant(2);
         assert!(credits.take() && credits.take());
         assert!(!credits.take());
+    }
+
+    #[test]
+    fn a_sender_also_stops_while_the_bytes_ahead_reach_the_bound() {
+        let mut credits = Credits::new(STREAM_WINDOW);
+        let half = STREAM_BYTES_AHEAD / 2;
+        assert!(credits.take());
+        credits.sent(half);
+        assert!(credits.take(), "below the bound: one more item");
+        credits.sent(half);
+        assert!(!credits.take(), "the bytes ahead reached the bound");
+        assert_eq!(credits.left(), u64::from(STREAM_WINDOW) - 2);
+        // The oldest item was taken: its bytes no longer count.
+        credits.grant(1);
+        assert!(credits.take());
+        credits.sent(10);
+        credits.grant(2);
+        assert!(credits.take());
     }
 
     #[test]

@@ -32,9 +32,13 @@ use tokio::sync::mpsc::{self, OwnedPermit, Sender};
 use crate::call::{RUNTIME, RunnerError, target};
 use crate::inbox::{Item, Shared, Woken};
 
-/// Items a generator handler may produce ahead of what the HTTP body took:
-/// the runner streams' window (`tiffin_ipc::stream::STREAM_WINDOW`).
-pub const WINDOW: usize = tiffin_ipc::stream::STREAM_WINDOW as usize;
+/// Items a generator handler may produce ahead of what the HTTP body took.
+/// Sixteen, a quarter of the runner streams' window
+/// (`tiffin_ipc::stream::STREAM_WINDOW`): that one is wide so that credits
+/// wake a worker's model thread seldom, and bounded in bytes too; here the
+/// items wait in a channel, whatever their size, and the generator's thread
+/// is woken for each anyway.
+pub const WINDOW: usize = 16;
 
 type Written = Result<Bytes, ApiError>;
 

@@ -166,6 +166,7 @@ impl ItemSink for ChannelSink {
     }
 
     fn send(&mut self, item: Vec<u8>) -> Result<(), Stopped> {
+        self.gate.sent(item.len());
         self.items.send(item).map_err(|_| Stopped::Cancelled)
     }
 }

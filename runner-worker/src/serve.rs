@@ -357,6 +357,7 @@ impl ItemSink for WireSink {
     }
 
     fn send(&mut self, item: Vec<u8>) -> Result<(), Stopped> {
+        self.gate.sent(item.len());
         let event = DataResponse::StreamItem {
             call: self.call,
             item: item.into(),

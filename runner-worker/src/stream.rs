@@ -64,6 +64,11 @@ impl Gate {
         self.changed.notify_all();
     }
 
+    /// The item of the last credit taken went out, `len` bytes long.
+    pub fn sent(&self, len: usize) {
+        self.lock().credits.sent(len);
+    }
+
     /// The caller went away: the stream stops before its next item.
     pub fn cancel(&self) {
         self.lock().cancelled = true;
