@@ -109,24 +109,33 @@ impl Credits {
 pub struct Grants {
     batch: u32,
     taken: u32,
+    /// Bytes of the items counted in `taken`.
+    bytes: usize,
 }
 
 impl Grants {
     /// The grants of a stream opened with `window`: credits go back every
-    /// half window (at least every item), so one message covers many items.
+    /// half window (at least every item), so one message covers many items,
+    /// or as soon as the items taken hold half of [`STREAM_BYTES_AHEAD`],
+    /// since a sender of large items stops on that bound well before its
+    /// window is spent, and would otherwise wait for a grant forever.
     pub fn new(window: u32) -> Self {
         Grants {
             batch: (window / 2).max(1),
             taken: 0,
+            bytes: 0,
         }
     }
 
-    /// Counts one item taken; the credits to grant now, if a batch is full.
-    pub fn took_one(&mut self) -> Option<u32> {
+    /// Counts one item of `len` bytes taken; the credits to grant now, if a
+    /// batch is full.
+    pub fn took_one(&mut self, len: usize) -> Option<u32> {
         self.taken += 1;
-        if self.taken < self.batch {
+        self.bytes += len;
+        if self.taken < self.batch && self.bytes < STREAM_BYTES_AHEAD / 2 {
             return None;
         }
+        self.bytes = 0;
         Some(std::mem::take(&mut self.taken))
     }
 }
@@ -179,7 +188,7 @@ impl StreamReceiver {
 
     fn took(&mut self, item: Vec<u8>) -> Poll<Option<Result<Vec<u8>, CallError>>> {
         self.taken += 1;
-        if let (Some(n), Some(hooks)) = (self.grants.took_one(), &self.hooks) {
+        if let (Some(n), Some(hooks)) = (self.grants.took_one(item.len()), &self.hooks) {
             (hooks.credit)(n);
         }
         Poll::Ready(Some(Ok(item)))
@@ -263,16 +272,43 @@ mod tests {
         assert!(credits.take());
     }
 
+    /// Large items: the sender stops on the byte bound long before its
+    /// window is spent; the receiver grants by bytes, so it never waits for
+    /// a grant that would come only after items it cannot send.
+    #[test]
+    fn large_items_flow_on_the_byte_bound_without_a_deadlock() {
+        let mut credits = Credits::new(STREAM_WINDOW);
+        let mut grants = Grants::new(STREAM_WINDOW);
+        let len = 1 << 16;
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut delivered = 0;
+        for _ in 0..10_000 {
+            while credits.take() {
+                credits.sent(len);
+                in_flight.push_back(len);
+            }
+            let Some(item) = in_flight.pop_front() else {
+                panic!("nothing in flight: the sender waits for a grant that never comes");
+            };
+            delivered += 1;
+            if let Some(n) = grants.took_one(item) {
+                credits.grant(n);
+            }
+            assert!(in_flight.len() * len <= STREAM_BYTES_AHEAD + len);
+        }
+        assert_eq!(delivered, 10_000);
+    }
+
     #[test]
     fn the_receiver_grants_back_every_half_window() {
         let mut grants = Grants::new(STREAM_WINDOW);
         let half = STREAM_WINDOW / 2;
         for _ in 1..half {
-            assert_eq!(grants.took_one(), None);
+            assert_eq!(grants.took_one(1), None);
         }
-        assert_eq!(grants.took_one(), Some(half));
-        assert_eq!(grants.took_one(), None);
-        assert_eq!(Grants::new(1).took_one(), Some(1));
+        assert_eq!(grants.took_one(1), Some(half));
+        assert_eq!(grants.took_one(1), None);
+        assert_eq!(Grants::new(1).took_one(1), Some(1));
     }
 
     /// A producer as fast as possible and a reader that takes one item now
@@ -296,7 +332,7 @@ mod tests {
             // The reader takes an item on every third step only.
             if step % 3 == 0 && taken < sent {
                 taken += 1;
-                if let Some(n) = grants.took_one() {
+                if let Some(n) = grants.took_one(1) {
                     credits.grant(n);
                 }
             }

@@ -32,7 +32,8 @@
 //! A stream method streams here too ([`Embedded::call_stream`]): its
 //! iterator is pulled on the blocking pool under the same credit window as
 //! over a socket, so a slow client slows the model, and dropping the stream
-//! stops it. What does not apply is
+//! stops it; a method whose items take microseconds is pulled by the
+//! response body's poll itself (`stream/inline.rs`). What does not apply is
 //! refused where it is asked for: a supervisor starts no worker for an
 //! embedded runner, `tiffin scale` refuses it, and its configuration
 //! cannot autoscale it.
@@ -41,17 +42,19 @@ use std::sync::Arc;
 
 use tiffin_config::Config;
 use tiffin_ipc::stream::{ReceiverHooks, STREAM_WINDOW, StreamReceiver};
-use tiffin_service::{CallError, EncodedStream, Service};
+use tiffin_service::{CallError, EncodedItems, EncodedStream, Service};
 
 use crate::WorkerError;
 use crate::host::{CallContext, Host, PendingCall};
-use crate::stream::{Gate, ItemSink, Stopped};
+use crate::pace::Pace;
+use crate::stream::inline::InlineStream;
+use crate::stream::{Gate, ItemSink, Outcome, Stopped, Streamed};
 use crate::ticket::CallTicket;
 
 /// An embedded runner, loaded in this process.
 #[derive(Clone)]
 pub struct Embedded {
-    host: Arc<Host>,
+    pub(crate) host: Arc<Host>,
 }
 
 impl Embedded {
@@ -121,37 +124,74 @@ impl Embedded {
     /// Starts one call of the stream method `method` (refused if
     /// `cx.expires` has passed): its items as the model yields them, at
     /// most [`STREAM_WINDOW`] ahead of what was taken; dropping the stream
-    /// cancels the call before its next item.
+    /// cancels the call before its next item. A method whose items take
+    /// microseconds is pulled by the stream's poller instead, one item per
+    /// poll (`stream/inline.rs`).
     pub fn call_stream(&self, method: String, payload: Vec<u8>, cx: CallContext) -> EncodedStream {
-        let gate = Gate::new(STREAM_WINDOW);
-        let (items_tx, items) = tokio::sync::mpsc::unbounded_channel();
-        let (end_tx, end) = tokio::sync::oneshot::channel();
-        let sink = ChannelSink {
-            items: items_tx,
-            gate: gate.clone(),
-        };
-        self.host
-            .call_stream(method, payload, cx, sink, move |outcome| {
-                let _ = end_tx.send(outcome.into_result());
-            });
-        let end = Box::pin(async move {
-            end.await.unwrap_or_else(|_| {
-                Err(CallError::Failed(
-                    "the embedded runner dropped the stream".into(),
-                ))
-            })
-        });
-        let (granted, cancelled) = (gate.clone(), gate);
-        let hooks = ReceiverHooks {
-            credit: Box::new(move |n| granted.grant(n)),
-            dropped: Box::new(move |ended| {
-                if !ended {
-                    cancelled.cancel();
-                }
-            }),
-        };
-        Box::pin(StreamReceiver::new(STREAM_WINDOW, None, items, end, hooks))
+        let cheap = self
+            .host
+            .stream_paces
+            .get(&method)
+            .is_some_and(Pace::earned);
+        if cheap {
+            return Box::pin(InlineStream::start(
+                &self.host, method, &payload, cx, resume,
+            ));
+        }
+        let host = Arc::clone(&self.host);
+        pooled(0, move |sink, end| {
+            host.call_stream(method, payload, cx, sink, end);
+        })
     }
+}
+
+/// The rest of an inline stream whose `sent` items were taken already, on
+/// the blocking pool ([`crate::stream::inline::Resume`]).
+fn resume(host: &Arc<Host>, streamed: Streamed, items: EncodedItems, sent: u64) -> EncodedStream {
+    let host = Arc::clone(host);
+    pooled(sent, move |sink, end| {
+        host.resume_stream(streamed, items, sent, sink, end);
+    })
+}
+
+/// A stream whose items a blocking-pool thread pulls into a channel under
+/// the credit window: `start` is given the sink and what the end goes to,
+/// and starts that thread. `before` items were taken elsewhere already:
+/// the end counts them, the channel does not.
+fn pooled(
+    before: u64,
+    start: impl FnOnce(ChannelSink, Box<dyn FnOnce(Outcome) + Send>),
+) -> EncodedStream {
+    let gate = Gate::new(STREAM_WINDOW);
+    let (items_tx, items) = tokio::sync::mpsc::unbounded_channel();
+    let (end_tx, end) = tokio::sync::oneshot::channel();
+    let sink = ChannelSink {
+        items: items_tx,
+        gate: gate.clone(),
+    };
+    start(
+        sink,
+        Box::new(move |outcome: Outcome| {
+            let _ = end_tx.send(outcome.into_result().map(|n| n.saturating_sub(before)));
+        }),
+    );
+    let end = Box::pin(async move {
+        end.await.unwrap_or_else(|_| {
+            Err(CallError::Failed(
+                "the embedded runner dropped the stream".into(),
+            ))
+        })
+    });
+    let (granted, cancelled) = (gate.clone(), gate);
+    let hooks = ReceiverHooks {
+        credit: Box::new(move |n| granted.grant(n)),
+        dropped: Box::new(move |ended| {
+            if !ended {
+                cancelled.cancel();
+            }
+        }),
+    };
+    Box::pin(StreamReceiver::new(STREAM_WINDOW, None, items, end, hooks))
 }
 
 /// A stream's items, handed to the API handler in this process.

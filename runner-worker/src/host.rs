@@ -10,7 +10,9 @@
 //! client's request id when the model fails, and a non-batchable method
 //! on the host's model thread (or, when cheap, the caller's: `pace.rs`).
 //! They differ only in how a call arrives and leaves. A stream method's
-//! call is served by `stream.rs`, on the blocking pool in both places.
+//! call is served by `stream.rs`, on the blocking pool in both places, or,
+//! in an embedded runner, on the caller's thread when its items take
+//! microseconds (`stream/inline.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,6 +86,9 @@ pub(crate) struct Host {
     serial: Serial,
     /// How fast each non-batchable method has been (`pace.rs`).
     paces: HashMap<String, Pace>,
+    /// How fast each stream method's items have been (`pace.rs`,
+    /// `stream/inline.rs`).
+    pub(crate) stream_paces: HashMap<String, Pace>,
 }
 
 /// One call, besides its method and input: what the caller's request says
@@ -161,8 +166,14 @@ impl Host {
             })
             .map(|(name, _)| (name.to_owned(), Pace::default()))
             .collect();
+        let stream_paces = runnable
+            .methods()
+            .filter(|(_, kind)| matches!(kind, MethodKind::Stream(_)))
+            .map(|(name, _)| (name.to_owned(), Pace::default()))
+            .collect();
         Ok(Host {
             paces,
+            stream_paces,
             runnable,
             dispatchers,
             metrics,

@@ -70,6 +70,20 @@ impl Pace {
         demote
     }
 
+    /// Whether the method has earned the caller's thread, without taking
+    /// the one slot: an embedded runner's stream of a cheap method is
+    /// pulled on the thread that polls it (`stream/inline.rs`), every item
+    /// timed, so a slow one demotes the method at once.
+    pub fn earned(&self) -> bool {
+        self.streak.load(Ordering::Relaxed) >= CHEAP_STREAK
+    }
+
+    /// Sends the method back until it earns [`CHEAP_STREAK`] again (one of
+    /// its items on the caller's thread took longer than [`DEMOTE`]).
+    pub fn demote(&self) {
+        self.streak.store(0, Ordering::Relaxed);
+    }
+
     /// Records a call that ran on the model thread for `took`; true when
     /// that call earned the method the caller's thread.
     pub fn ran_queued(&self, took: Duration) -> bool {

@@ -19,7 +19,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use tiffin_ipc::stream::Credits;
-use tiffin_service::CallError;
+use tiffin_metrics::InProgressGuard;
+use tiffin_service::{CallError, EncodedItems};
 use tiffin_telemetry::Span;
 
 use crate::host::{CallContext, Host, guarded, tag_with_request};
@@ -132,7 +133,39 @@ impl Outcome {
     }
 }
 
+/// A stream call from its start to its end: what recording it needs.
+pub(crate) struct Streamed {
+    method: String,
+    started: Instant,
+    /// `request_in_progress`, held to the stream's end.
+    in_progress: Option<InProgressGuard>,
+    request_id: String,
+    span: Option<Span>,
+}
+
 impl Host {
+    /// Starts recording a stream call of `method` (its span and
+    /// `request_in_progress`); [`Host::end_stream`] records its end.
+    pub(crate) fn begin_stream(&self, method: String, cx: CallContext) -> Streamed {
+        Streamed {
+            span: self.span(&method, cx.trace.as_ref()),
+            started: Instant::now(),
+            in_progress: self.metrics.as_ref().map(|m| m.start(&method)),
+            request_id: cx.request_id,
+            method,
+        }
+    }
+
+    /// The model's iterator of one call of the stream method `method`; a
+    /// panic in the model is the stream's error, as a unary call's is.
+    pub(crate) fn open_stream(
+        &self,
+        method: &str,
+        payload: &[u8],
+    ) -> Result<EncodedItems, CallError> {
+        guarded(|| self.runnable.call_stream(method, payload))
+    }
+
     /// Runs one call of the stream method `method` on the blocking pool:
     /// its items go to `sink` as the caller makes room, and `end` gets the
     /// outcome once the sink is dropped (so every item was handed over
@@ -150,33 +183,69 @@ impl Host {
             end(Outcome::Failed(CallError::DeadlineExceeded, 0));
             return;
         }
-        let span = self.span(&method, cx.trace.as_ref());
-        let started = Instant::now();
-        let in_progress = self.metrics.as_ref().map(|m| m.start(&method));
+        let streamed = self.begin_stream(method, cx);
         let host = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let outcome = host.pull(&method, &payload, sink);
-            let outcome = host.record_stream(&method, started, outcome, &cx.request_id, span);
-            drop(in_progress);
-            end(outcome);
+            let outcome = match host.open_stream(&streamed.method, &payload) {
+                Ok(items) => host.pull(&streamed.method, items, 0, sink),
+                Err(e) => {
+                    drop(sink);
+                    Outcome::Failed(e, 0)
+                }
+            };
+            end(host.end_stream(streamed, outcome));
         });
     }
 
-    /// Pulls the stream's items into `sink` (dropped before returning); a
-    /// panic in the model is the stream's error, as a unary call's is.
-    fn pull(&self, method: &str, payload: &[u8], mut sink: impl ItemSink) -> Outcome {
-        let mut items = match guarded(|| self.runnable.call_stream(method, payload)) {
-            Ok(items) => items,
-            Err(e) => return Outcome::Failed(e, 0),
-        };
-        let mut sent = 0;
+    /// Goes on with a stream whose first `sent` items were pulled elsewhere
+    /// (`stream/inline.rs`): the rest of `items` is pulled on the blocking
+    /// pool as [`Host::call_stream`] pulls a stream, and `end` gets the
+    /// outcome counting every item.
+    pub(crate) fn resume_stream(
+        self: &Arc<Self>,
+        streamed: Streamed,
+        items: EncodedItems,
+        sent: u64,
+        sink: impl ItemSink,
+        end: impl FnOnce(Outcome) + Send + 'static,
+    ) {
+        let host = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let outcome = host.pull(&streamed.method, items, sent, sink);
+            end(host.end_stream(streamed, outcome));
+        });
+    }
+
+    /// Pulls `items` into `sink` (dropped before returning), counting from
+    /// `sent`. Each pull's time goes to the method's pace (`pace.rs`): a
+    /// method whose items take microseconds is pulled on the caller's
+    /// thread in an embedded runner (`stream/inline.rs`).
+    fn pull(
+        &self,
+        method: &str,
+        mut items: EncodedItems,
+        mut sent: u64,
+        mut sink: impl ItemSink,
+    ) -> Outcome {
+        let pace = self.stream_paces.get(method);
         loop {
             // Room first: the model computes the next item only for a
             // caller that can take it.
             if !sink.room() {
                 return Outcome::Cancelled(sent);
             }
-            match guarded(|| items.next().transpose()) {
+            let pulled = Instant::now();
+            let next = guarded(|| items.next().transpose());
+            if let Some(pace) = pace
+                && pace.ran_queued(pulled.elapsed())
+            {
+                tracing::info!(
+                    runner = %self.runner,
+                    method,
+                    "a cheap stream method: an embedded runner pulls its items on the caller's thread from now on"
+                );
+            }
+            match next {
                 Ok(None) => return Outcome::Finished(sent),
                 Err(e) => return Outcome::Failed(e, sent),
                 Ok(Some(item)) => match sink.send(item) {
@@ -186,6 +255,21 @@ impl Host {
                 },
             }
         }
+    }
+
+    /// Records the end of `streamed` (see [`Host::record_stream`]) and
+    /// releases its `request_in_progress`.
+    pub(crate) fn end_stream(&self, streamed: Streamed, outcome: Outcome) -> Outcome {
+        let Streamed {
+            method,
+            started,
+            in_progress,
+            request_id,
+            span,
+        } = streamed;
+        let outcome = self.record_stream(&method, started, outcome, &request_id, span);
+        drop(in_progress);
+        outcome
     }
 
     /// Records a finished stream (metrics, span, and a log line when it
@@ -225,6 +309,8 @@ impl Host {
         }
     }
 }
+
+pub(crate) mod inline;
 
 #[cfg(test)]
 mod tests;

@@ -30,8 +30,38 @@ impl Drop for Pulls {
     }
 }
 
-/// An embedded runner with `count`, `fails_at` and `endless` stream methods
-/// and a one-result `plain`; `endless` reports its drop on the returned channel.
+/// The `where` method's items: the thread that pulled each, `slow_at`
+/// taking longer than `pace::DEMOTE`; reports how many it pulled when dropped.
+struct Where {
+    n: u32,
+    slow_at: u32,
+    i: u32,
+    dropped: mpsc::Sender<usize>,
+}
+
+impl Iterator for Where {
+    type Item = String;
+    fn next(&mut self) -> Option<String> {
+        if self.i == self.n {
+            return None;
+        }
+        if self.i == self.slow_at {
+            std::thread::sleep(crate::pace::DEMOTE * 2);
+        }
+        self.i += 1;
+        Some(format!("{:?}", std::thread::current().id()))
+    }
+}
+
+impl Drop for Where {
+    fn drop(&mut self) {
+        let _ = self.dropped.send(self.i as usize);
+    }
+}
+
+/// An embedded runner with `count`, `fails_at`, `endless` and `where`
+/// stream methods and a one-result `plain`; `endless` and `where` report
+/// their drop on the returned channel.
 fn embedded(name: &str) -> (Embedded, mpsc::Receiver<usize>) {
     let (dropped_tx, dropped) = mpsc::channel();
     let dropped_tx = std::sync::Mutex::new(dropped_tx);
@@ -48,8 +78,17 @@ fn embedded(name: &str) -> (Embedded, mpsc::Receiver<usize>) {
                     }
                 }))
             })
-            .stream_method("endless", move |_: u32| Pulls {
-                pulled: Arc::default(),
+            .stream_method("endless", {
+                let dropped = dropped.clone();
+                move |_: u32| Pulls {
+                    pulled: Arc::default(),
+                    dropped: dropped.clone(),
+                }
+            })
+            .stream_method("where", move |(n, slow_at): (u32, u32)| Where {
+                n,
+                slow_at,
+                i: 0,
                 dropped: dropped.clone(),
             })
             .method("plain", |n: u32| n)
@@ -140,4 +179,108 @@ fn a_gate_lets_through_its_window_then_one_item_per_credit_until_cancelled() {
     // The producer only leaves its loop through the cancellation: had it
     // passed without a credit, its count would be higher.
     assert_eq!(producer.join().unwrap(), 5);
+}
+
+/// The threads that pulled the items of one `where` stream of `n` items,
+/// `slow_at` slow, read whole.
+async fn threads(host: &Embedded, n: u32, slow_at: u32) -> Vec<String> {
+    let input = format!("[{n}, {slow_at}]");
+    call(host, "where", &input)
+        .map(|item| thread_of(item.unwrap()))
+        .collect()
+        .await
+}
+
+/// The thread an item of `where` names.
+fn thread_of(item: Vec<u8>) -> String {
+    tiffin_service::codec::decode_owned(item).unwrap()
+}
+
+/// This thread, as `where` names it.
+fn here() -> String {
+    format!("{:?}", std::thread::current().id())
+}
+
+/// Streams `where` on the pool until the method has earned this thread (a
+/// stream of it is pulled here whole), at most 40 streams of 300 items.
+async fn earn_inline(host: &Embedded) {
+    for _ in 0..40 {
+        let pulled = threads(host, 300, u32::MAX).await;
+        assert_eq!(pulled.len(), 300);
+        if pulled.iter().all(|t| *t == here()) {
+            return;
+        }
+    }
+    let last = threads(host, 3, u32::MAX).await;
+    panic!(
+        "40 streams of cheap items never earned the caller's thread ({}): {last:?}",
+        here()
+    );
+}
+
+// A current-thread runtime: the thread that polls the stream is the test's.
+#[tokio::test]
+async fn a_cheap_stream_method_is_pulled_by_its_poller_once_it_earned_it() {
+    let (host, _) = embedded("inline");
+    let first = threads(&host, 20, u32::MAX).await;
+    assert!(
+        first.iter().all(|t| *t != here()),
+        "a new method starts on the pool: {first:?}"
+    );
+    earn_inline(&host).await;
+    let items: Vec<_> = call(&host, "count", "5").collect().await;
+    assert_eq!(items.len(), 5, "another method is paced on its own");
+}
+
+#[tokio::test]
+async fn a_slow_item_pulled_inline_hands_the_rest_to_the_pool_and_demotes_the_method() {
+    let (host, _) = embedded("demoted");
+    earn_inline(&host).await;
+    let pulled = threads(&host, 20, 5).await;
+    assert_eq!(pulled.len(), 20, "every item, and no error: {pulled:?}");
+    // Pulled here up to the slow item 5 (or an earlier one, if the kernel
+    // preempted its pull past the bound), then on the pool.
+    let here_ones = pulled.iter().take_while(|t| **t == here()).count();
+    assert!((1..=6).contains(&here_ones), "{pulled:?}");
+    assert!(
+        pulled[here_ones..].iter().all(|t| *t != here()),
+        "{pulled:?}"
+    );
+    let next = threads(&host, 3, u32::MAX).await;
+    assert!(
+        next.iter().all(|t| *t != here()),
+        "demoted: the next stream starts on the pool: {next:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_inline_stream_pulls_nothing_ahead_and_dropped_it_is_counted_cancelled() {
+    let (host, dropped) = embedded("inline-cancel");
+    let pace = &host.host.stream_paces["where"];
+    // A pull the kernel preempted past the bound would hand the stream to
+    // the pool (which pulls ahead): such a round is done again, at most 5.
+    for _ in 0..5 {
+        earn_inline(&host).await;
+        while dropped.try_recv().is_ok() {}
+        let cancelled = host.host.cancelled.get();
+        let mut items = call(&host, "where", "[1000000, 4294967295]");
+        for _ in 0..3 {
+            let item = items.next().await.unwrap().unwrap();
+            assert_eq!(thread_of(item), here());
+        }
+        drop(items);
+        if pace.earned() {
+            assert_eq!(
+                dropped.try_recv(),
+                Ok(3),
+                "the iterator is dropped with the stream, three items pulled"
+            );
+            assert_eq!(host.host.cancelled.get(), cancelled + 1.0);
+            return;
+        }
+        // Handed over: the pool's thread drops the iterator once it sees
+        // the cancel.
+        let _ = dropped.recv_timeout(std::time::Duration::from_secs(10));
+    }
+    panic!("five rounds were each handed to the pool");
 }
