@@ -25,6 +25,12 @@
 //! and the supervisor's hung-process check restarts an API server that
 //! stops answering. docs/models.md says to use worker processes for a model
 //! that may hang.
+//!
+//! A stream method keeps a [`Pace`] too, fed by each item pulled on the
+//! blocking pool: once earned ([`Pace::earned`]), an embedded runner pulls
+//! its streams in the response body's poll, all of them (each pull is one
+//! item, so no stream holds the thread for long), and a pull over
+//! [`DEMOTE`] demotes it ([`Pace::demote`]; `stream/inline.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;

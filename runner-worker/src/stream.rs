@@ -4,7 +4,9 @@
 //! ([`Gate`], the worker's side of `tiffin_ipc::stream`), and each item is
 //! handed to an [`ItemSink`] as soon as it exists: an event on the data
 //! connection in a worker process (`serve.rs`), a channel in an embedded
-//! runner (`embedded.rs`).
+//! runner (`embedded.rs`). An embedded runner pulls the items of a method
+//! whose items take microseconds in the response body's poll instead
+//! (`stream/inline.rs`); the pulls on the pool are what earn it that.
 //!
 //! A stream is one call to the runner's metrics: `request_in_progress` is
 //! held from its start to its end, and its duration is the time to its last
