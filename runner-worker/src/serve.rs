@@ -28,7 +28,7 @@ use tiffin_service::CallError;
 
 use crate::host::{CallContext, Host, PendingCall};
 use crate::in_flight::InFlight;
-use crate::stream::{Gate, ItemSink, Stopped};
+use crate::stream::{Gate, ItemSink, Outcome, Stopped};
 use crate::ticket::CallTicket;
 use crate::{WorkerArgs, WorkerError};
 use tiffin_metrics::CountGuard;
@@ -331,16 +331,22 @@ fn stream_call(
     let sink = WireSink {
         conn: conn.clone(),
         call: id,
-        gate,
+        gate: Arc::clone(&gate),
     };
     let (conn, streams) = (conn.clone(), Arc::clone(streams));
-    worker
-        .host
-        .call_stream(call.method, call.payload, cx, sink, move |outcome| {
-            lock(&streams).remove(&id);
-            let _ = conn.reply(id, DataResponse::StreamEnd(outcome.into_result()));
-            drop(counted);
-        });
+    let end = move |outcome: Outcome| {
+        lock(&streams).remove(&id);
+        let _ = conn.reply(id, DataResponse::StreamEnd(outcome.into_result()));
+        drop(counted);
+    };
+    let host = &worker.host;
+    if host.stream_is_cheap(&call.method) {
+        // Items that take microseconds: pulled by a task on this thread,
+        // without a blocking-pool thread to wake per grant (`stream.rs`).
+        host.call_stream_here(call.method, call.payload, cx, gate, sink, end);
+    } else {
+        host.call_stream(call.method, call.payload, cx, sink, end);
+    }
 }
 
 /// A stream's items as events on its data connection.

@@ -18,7 +18,7 @@
 //! log line names its request id.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tiffin_ipc::stream::Credits;
 use tiffin_metrics::InProgressGuard;
@@ -26,6 +26,7 @@ use tiffin_service::{CallError, EncodedItems};
 use tiffin_telemetry::Span;
 
 use crate::host::{CallContext, Host, guarded, tag_with_request};
+use crate::pace::{DEMOTE, Pace};
 
 /// The status a cancelled stream is recorded with in the runner's metrics.
 const CANCELLED_STATUS: u16 = 499;
@@ -36,7 +37,10 @@ const CANCELLED_STATUS: u16 = 499;
 #[derive(Debug)]
 pub(crate) struct Gate {
     state: Mutex<GateState>,
+    /// Wakes a blocking-pool thread waiting in [`Gate::wait_for_room`].
     changed: Condvar,
+    /// Wakes a task waiting in [`Gate::room`].
+    notify: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -54,6 +58,7 @@ impl Gate {
                 cancelled: false,
             }),
             changed: Condvar::new(),
+            notify: tokio::sync::Notify::new(),
         })
     }
 
@@ -65,6 +70,7 @@ impl Gate {
     pub fn grant(&self, items: u32) {
         self.lock().credits.grant(items);
         self.changed.notify_all();
+        self.notify.notify_one();
     }
 
     /// The item of the last credit taken went out, `len` bytes long.
@@ -76,6 +82,27 @@ impl Gate {
     pub fn cancel(&self) {
         self.lock().cancelled = true;
         self.changed.notify_all();
+        self.notify.notify_one();
+    }
+
+    /// [`Gate::wait_for_room`] for a task: waits without a thread.
+    pub async fn room(&self) -> bool {
+        loop {
+            // Registered before the look, so a grant between the two wakes it.
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.cancelled {
+                    return false;
+                }
+                if state.credits.take() {
+                    return true;
+                }
+            }
+            notified.await;
+        }
     }
 
     /// Waits (blocking the thread) until a credit is left and spends it;
@@ -199,6 +226,88 @@ impl Host {
         });
     }
 
+    /// Whether `method` is a stream method whose items take microseconds
+    /// (`pace.rs`): its streams are pulled on the caller's thread.
+    pub(crate) fn stream_is_cheap(&self, method: &str) -> bool {
+        self.stream_paces.get(method).is_some_and(Pace::earned)
+    }
+
+    /// [`Host::call_stream`] for a cheap method ([`Host::stream_is_cheap`])
+    /// in a worker process: a task on the caller's runtime pulls the items,
+    /// waiting for credits on `gate` (the sink's) without a thread of its
+    /// own. A pull over [`DEMOTE`] demotes the method and hands the rest of
+    /// the stream to the blocking pool (`stream/inline.rs` says why).
+    pub(crate) fn call_stream_here(
+        self: &Arc<Self>,
+        method: String,
+        payload: Vec<u8>,
+        cx: CallContext,
+        gate: Arc<Gate>,
+        mut sink: impl ItemSink,
+        end: impl FnOnce(Outcome) + Send + 'static,
+    ) {
+        if cx.expires.is_some_and(|t| Instant::now() >= t) {
+            drop(sink);
+            end(Outcome::Failed(CallError::DeadlineExceeded, 0));
+            return;
+        }
+        let streamed = self.begin_stream(method, cx);
+        let host = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut items = match host.open_stream(&streamed.method, &payload) {
+                Ok(items) => items,
+                Err(e) => {
+                    drop(sink);
+                    end(host.end_stream(streamed, Outcome::Failed(e, 0)));
+                    return;
+                }
+            };
+            let mut sent = 0;
+            let outcome = loop {
+                if !gate.room().await {
+                    break Outcome::Cancelled(sent);
+                }
+                let pulled = Instant::now();
+                let next = guarded(|| items.next().transpose());
+                let slow = host.slow_pull(&streamed.method, pulled.elapsed());
+                match next {
+                    Ok(None) => break Outcome::Finished(sent),
+                    Err(e) => break Outcome::Failed(e, sent),
+                    Ok(Some(item)) => match sink.send(item) {
+                        Ok(()) => sent += 1,
+                        Err(Stopped::Cancelled) => break Outcome::Cancelled(sent),
+                        Err(Stopped::Failed(e)) => break Outcome::Failed(e, sent),
+                    },
+                }
+                if slow {
+                    host.resume_stream(streamed, items, sent, sink, end);
+                    return;
+                }
+            };
+            drop(items);
+            drop(sink);
+            end(host.end_stream(streamed, outcome));
+        });
+    }
+
+    /// Whether a pull of `method` on the caller's thread that took `took`
+    /// was slow: if so, the method is demoted (`pace.rs`) and it says so.
+    pub(crate) fn slow_pull(&self, method: &str, took: Duration) -> bool {
+        if took <= DEMOTE {
+            return false;
+        }
+        if let Some(pace) = self.stream_paces.get(method) {
+            pace.demote();
+        }
+        tracing::warn!(
+            runner = %self.runner,
+            method,
+            took_ms = took.as_millis() as u64,
+            "a stream item pulled on the caller's thread was slow; the method's streams are pulled on the blocking pool until it is cheap again"
+        );
+        true
+    }
+
     /// Goes on with a stream whose first `sent` items were pulled elsewhere
     /// (`stream/inline.rs`): the rest of `items` is pulled on the blocking
     /// pool as [`Host::call_stream`] pulls a stream, and `end` gets the
@@ -244,7 +353,7 @@ impl Host {
                 tracing::info!(
                     runner = %self.runner,
                     method,
-                    "a cheap stream method: an embedded runner pulls its items on the caller's thread from now on"
+                    "a cheap stream method: its items are pulled on the caller's thread from now on"
                 );
             }
             match next {

@@ -12,7 +12,7 @@
 //! pulls one item, as bare hyper would draw a token, and back-pressure is
 //! simply not being polled. Nothing is pulled ahead of the body.
 //!
-//! Every pull is timed. One that takes longer than [`DEMOTE`] sends the
+//! Every pull is timed. One that takes longer than `pace::DEMOTE` sends the
 //! method back to the pool (later streams start there) and hands the rest
 //! of this stream over to it too, so a model that turned slow holds the I/O
 //! thread for that one item only. A hung model holds it: embedded runners
@@ -33,7 +33,6 @@ use tiffin_service::{CallError, EncodedItems, EncodedStream};
 
 use super::{Outcome, Streamed};
 use crate::host::{CallContext, Host, guarded};
-use crate::pace::DEMOTE;
 
 /// Goes on with a stream on the blocking pool: its bookkeeping, the
 /// model's iterator, and the items already taken.
@@ -113,17 +112,7 @@ impl InlineStream {
         } = *pull;
         let pulled = Instant::now();
         let next = guarded(|| items.next().transpose());
-        let took = pulled.elapsed();
-        let slow = took > DEMOTE;
-        if slow && let Some(pace) = self.host.stream_paces.get(&streamed.method) {
-            pace.demote();
-            tracing::warn!(
-                runner = %self.host.runner,
-                method = %streamed.method,
-                took_ms = took.as_millis() as u64,
-                "a stream item pulled on the caller's thread was slow; the method's streams are pulled on the blocking pool until it is cheap again"
-            );
-        }
+        let slow = self.host.slow_pull(&streamed.method, pulled.elapsed());
         match next {
             Ok(Some(item)) => {
                 let sent = sent + 1;

@@ -284,3 +284,89 @@ async fn an_inline_stream_pulls_nothing_ahead_and_dropped_it_is_counted_cancelle
     }
     panic!("five rounds were each handed to the pool");
 }
+
+/// A sink that hands items to the test, with the gate that paces it.
+struct TestSink {
+    items: mpsc::Sender<Vec<u8>>,
+    gate: Arc<Gate>,
+}
+
+impl super::ItemSink for TestSink {
+    fn room(&mut self) -> bool {
+        self.gate.wait_for_room()
+    }
+
+    fn send(&mut self, item: Vec<u8>) -> Result<(), super::Stopped> {
+        self.gate.sent(item.len());
+        self.items.send(item).map_err(|_| super::Stopped::Cancelled)
+    }
+}
+
+/// Starts a `where` stream as a worker process does for a cheap method
+/// (`Host::call_stream_here`) with a window of `window`: its items, and
+/// its outcome once it ended.
+fn here_stream(
+    host: &Embedded,
+    n: u32,
+    window: u32,
+) -> (
+    Arc<Gate>,
+    mpsc::Receiver<Vec<u8>>,
+    tokio::sync::oneshot::Receiver<super::Outcome>,
+) {
+    let gate = Gate::new(window);
+    let (items_tx, items) = mpsc::channel();
+    let (end_tx, end) = tokio::sync::oneshot::channel();
+    let sink = TestSink {
+        items: items_tx,
+        gate: gate.clone(),
+    };
+    let cx = crate::CallContext::default();
+    let input = format!("[{n}, {}]", u32::MAX).into_bytes();
+    host.host
+        .call_stream_here("where".into(), input, cx, gate.clone(), sink, move |o| {
+            let _ = end_tx.send(o);
+        });
+    (gate, items, end)
+}
+
+#[tokio::test]
+async fn a_worker_pulls_a_cheap_stream_on_its_own_thread_and_waits_for_credits_without_one() {
+    let (host, _) = embedded("here");
+    earn_inline(&host).await;
+    let (gate, items, end) = here_stream(&host, 10, 4);
+    // The task runs when this thread yields: the window's four items, then
+    // it waits for a credit (this runtime has one thread: the test's).
+    tokio::task::yield_now().await;
+    let first: Vec<_> = items.try_iter().map(thread_of).collect();
+    assert_eq!(first, vec![here(); 4], "the window, pulled here");
+    // Six items and one more credit: as on the pool, room comes before
+    // each pull, the one that finds the end included.
+    gate.grant(7);
+    let outcome = end.await.unwrap();
+    assert!(
+        matches!(outcome, super::Outcome::Finished(10)),
+        "{outcome:?}"
+    );
+    let rest: Vec<_> = items.try_iter().map(thread_of).collect();
+    assert_eq!(rest, vec![here(); 6]);
+}
+
+#[tokio::test]
+async fn a_cancel_ends_a_worker_stream_waiting_for_a_credit() {
+    let (host, dropped) = embedded("here-cancel");
+    earn_inline(&host).await;
+    while dropped.try_recv().is_ok() {}
+    let (gate, items, end) = here_stream(&host, 1000, 4);
+    tokio::task::yield_now().await;
+    assert_eq!(items.try_iter().count(), 4);
+    let cancelled = host.host.cancelled.get();
+    gate.cancel();
+    let outcome = end.await.unwrap();
+    assert!(
+        matches!(outcome, super::Outcome::Cancelled(4)),
+        "{outcome:?}"
+    );
+    assert_eq!(dropped.try_recv(), Ok(4), "the model's iterator, dropped");
+    assert_eq!(host.host.cancelled.get(), cancelled + 1.0);
+}
