@@ -46,7 +46,6 @@ use tiffin_service::{CallError, EncodedItems, EncodedStream, Service};
 
 use crate::WorkerError;
 use crate::host::{CallContext, Host, PendingCall};
-use crate::pace::Pace;
 use crate::stream::inline::InlineStream;
 use crate::stream::{Gate, ItemSink, Outcome, Stopped, Streamed};
 use crate::ticket::CallTicket;
@@ -128,19 +127,14 @@ impl Embedded {
     /// microseconds is pulled by the stream's poller instead, one item per
     /// poll (`stream/inline.rs`).
     pub fn call_stream(&self, method: String, payload: Vec<u8>, cx: CallContext) -> EncodedStream {
-        let cheap = self
-            .host
-            .stream_paces
-            .get(&method)
-            .is_some_and(Pace::earned);
-        if cheap {
+        if self.host.stream_is_cheap(&method) {
             return Box::pin(InlineStream::start(
                 &self.host, method, &payload, cx, resume,
             ));
         }
         let host = Arc::clone(&self.host);
         pooled(0, move |sink, end| {
-            host.call_stream(method, payload, cx, sink, end);
+            host.call_stream(method, payload, cx, None, sink, end);
         })
     }
 }

@@ -339,14 +339,11 @@ fn stream_call(
         let _ = conn.reply(id, DataResponse::StreamEnd(outcome.into_result()));
         drop(counted);
     };
-    let host = &worker.host;
-    if host.stream_is_cheap(&call.method) {
-        // Items that take microseconds: pulled by a task on this thread,
-        // without a blocking-pool thread to wake per grant (`stream.rs`).
-        host.call_stream_here(call.method, call.payload, cx, gate, sink, end);
-    } else {
-        host.call_stream(call.method, call.payload, cx, sink, end);
-    }
+    // With the gate: a method whose items take microseconds is pulled by a
+    // task on this thread, without a blocking-pool thread to wake per
+    // grant (`stream.rs`).
+    let here = Some(gate);
+    (worker.host).call_stream(call.method, call.payload, cx, here, sink, end);
 }
 
 /// A stream's items as events on its data connection.

@@ -195,16 +195,24 @@ impl Host {
         guarded(|| self.runnable.call_stream(method, payload))
     }
 
-    /// Runs one call of the stream method `method` on the blocking pool:
-    /// its items go to `sink` as the caller makes room, and `end` gets the
-    /// outcome once the sink is dropped (so every item was handed over
-    /// first). A call whose deadline has passed is refused without running.
+    /// Runs one call of the stream method `method`: its items go to `sink`
+    /// as the caller makes room, and `end` gets the outcome once the sink is
+    /// dropped (so every item was handed over first). A call whose deadline
+    /// has passed is refused without running.
+    ///
+    /// The items are pulled on the blocking pool; or, for a cheap method
+    /// ([`Host::stream_is_cheap`]) when the caller gives the sink's gate as
+    /// `here` (a worker process), by a task on the caller's runtime that
+    /// waits for credits there without a thread of its own. A pull over
+    /// [`DEMOTE`] there demotes the method and hands the rest of the stream
+    /// to the pool (`stream/inline.rs` says why).
     pub fn call_stream(
         self: &Arc<Self>,
         method: String,
         payload: Vec<u8>,
         cx: CallContext,
-        sink: impl ItemSink,
+        here: Option<Arc<Gate>>,
+        mut sink: impl ItemSink,
         end: impl FnOnce(Outcome) + Send + 'static,
     ) {
         if cx.expires.is_some_and(|t| Instant::now() >= t) {
@@ -212,16 +220,37 @@ impl Host {
             end(Outcome::Failed(CallError::DeadlineExceeded, 0));
             return;
         }
+        let here = here.filter(|_| self.stream_is_cheap(&method));
         let streamed = self.begin_stream(method, cx);
         let host = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
+        let Some(gate) = here else {
+            tokio::task::spawn_blocking(move || {
+                let outcome = match host.open_stream(&streamed.method, &payload) {
+                    Ok(items) => host.pull(&streamed.method, items, 0, sink),
+                    Err(e) => {
+                        drop(sink);
+                        Outcome::Failed(e, 0)
+                    }
+                };
+                end(host.end_stream(streamed, outcome));
+            });
+            return;
+        };
+        tokio::spawn(async move {
             let outcome = match host.open_stream(&streamed.method, &payload) {
-                Ok(items) => host.pull(&streamed.method, items, 0, sink),
-                Err(e) => {
-                    drop(sink);
-                    Outcome::Failed(e, 0)
-                }
+                Ok(items) => match host
+                    .pull_here(&streamed.method, items, &gate, &mut sink)
+                    .await
+                {
+                    Ok(outcome) => outcome,
+                    Err((items, sent)) => {
+                        host.resume_stream(streamed, items, sent, sink, end);
+                        return;
+                    }
+                },
+                Err(e) => Outcome::Failed(e, 0),
             };
+            drop(sink);
             end(host.end_stream(streamed, outcome));
         });
     }
@@ -232,62 +261,31 @@ impl Host {
         self.stream_paces.get(method).is_some_and(Pace::earned)
     }
 
-    /// [`Host::call_stream`] for a cheap method ([`Host::stream_is_cheap`])
-    /// in a worker process: a task on the caller's runtime pulls the items,
-    /// waiting for credits on `gate` (the sink's) without a thread of its
-    /// own. A pull over [`DEMOTE`] demotes the method and hands the rest of
-    /// the stream to the blocking pool (`stream/inline.rs` says why).
-    pub(crate) fn call_stream_here(
-        self: &Arc<Self>,
-        method: String,
-        payload: Vec<u8>,
-        cx: CallContext,
-        gate: Arc<Gate>,
-        mut sink: impl ItemSink,
-        end: impl FnOnce(Outcome) + Send + 'static,
-    ) {
-        if cx.expires.is_some_and(|t| Instant::now() >= t) {
-            drop(sink);
-            end(Outcome::Failed(CallError::DeadlineExceeded, 0));
-            return;
+    /// Pulls `items` into `sink` on this task, waiting for credits on
+    /// `gate`: how the stream ended, or, after a slow pull, what is left of
+    /// it (the iterator and the items sent) for the pool.
+    async fn pull_here(
+        &self,
+        method: &str,
+        mut items: EncodedItems,
+        gate: &Gate,
+        sink: &mut impl ItemSink,
+    ) -> Result<Outcome, (EncodedItems, u64)> {
+        let mut sent = 0;
+        loop {
+            if !gate.room().await {
+                return Ok(Outcome::Cancelled(sent));
+            }
+            let pulled = Instant::now();
+            let next = guarded(|| items.next().transpose());
+            let slow = self.slow_pull(method, pulled.elapsed());
+            if let Some(outcome) = deliver(next, sink, &mut sent) {
+                return Ok(outcome);
+            }
+            if slow {
+                return Err((items, sent));
+            }
         }
-        let streamed = self.begin_stream(method, cx);
-        let host = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut items = match host.open_stream(&streamed.method, &payload) {
-                Ok(items) => items,
-                Err(e) => {
-                    drop(sink);
-                    end(host.end_stream(streamed, Outcome::Failed(e, 0)));
-                    return;
-                }
-            };
-            let mut sent = 0;
-            let outcome = loop {
-                if !gate.room().await {
-                    break Outcome::Cancelled(sent);
-                }
-                let pulled = Instant::now();
-                let next = guarded(|| items.next().transpose());
-                let slow = host.slow_pull(&streamed.method, pulled.elapsed());
-                match next {
-                    Ok(None) => break Outcome::Finished(sent),
-                    Err(e) => break Outcome::Failed(e, sent),
-                    Ok(Some(item)) => match sink.send(item) {
-                        Ok(()) => sent += 1,
-                        Err(Stopped::Cancelled) => break Outcome::Cancelled(sent),
-                        Err(Stopped::Failed(e)) => break Outcome::Failed(e, sent),
-                    },
-                }
-                if slow {
-                    host.resume_stream(streamed, items, sent, sink, end);
-                    return;
-                }
-            };
-            drop(items);
-            drop(sink);
-            end(host.end_stream(streamed, outcome));
-        });
     }
 
     /// Whether a pull of `method` on the caller's thread that took `took`
@@ -309,7 +307,8 @@ impl Host {
     }
 
     /// Goes on with a stream whose first `sent` items were pulled elsewhere
-    /// (`stream/inline.rs`): the rest of `items` is pulled on the blocking
+    /// (an embedded runner's inline stream, `stream/inline.rs`, or a worker's
+    /// task, [`Host::call_stream`]): the rest of `items` is pulled on the blocking
     /// pool as [`Host::call_stream`] pulls a stream, and `end` gets the
     /// outcome counting every item.
     pub(crate) fn resume_stream(
@@ -356,14 +355,8 @@ impl Host {
                     "a cheap stream method: its items are pulled on the caller's thread from now on"
                 );
             }
-            match next {
-                Ok(None) => return Outcome::Finished(sent),
-                Err(e) => return Outcome::Failed(e, sent),
-                Ok(Some(item)) => match sink.send(item) {
-                    Ok(()) => sent += 1,
-                    Err(Stopped::Cancelled) => return Outcome::Cancelled(sent),
-                    Err(Stopped::Failed(e)) => return Outcome::Failed(e, sent),
-                },
+            if let Some(outcome) = deliver(next, &mut sink, &mut sent) {
+                return outcome;
             }
         }
     }
@@ -418,6 +411,27 @@ impl Host {
             Outcome::Failed(e, sent) => Outcome::Failed(tag_with_request(e, request_id), sent),
             other => other,
         }
+    }
+}
+
+/// Hands one pull's result to `sink`: `None` to go on (the item counted
+/// in `sent`), or how the stream ended.
+fn deliver(
+    next: Result<Option<Vec<u8>>, CallError>,
+    sink: &mut impl ItemSink,
+    sent: &mut u64,
+) -> Option<Outcome> {
+    match next {
+        Ok(None) => Some(Outcome::Finished(*sent)),
+        Err(e) => Some(Outcome::Failed(e, *sent)),
+        Ok(Some(item)) => match sink.send(item) {
+            Ok(()) => {
+                *sent += 1;
+                None
+            }
+            Err(Stopped::Cancelled) => Some(Outcome::Cancelled(*sent)),
+            Err(Stopped::Failed(e)) => Some(Outcome::Failed(e, *sent)),
+        },
     }
 }
 

@@ -303,7 +303,7 @@ impl super::ItemSink for TestSink {
 }
 
 /// Starts a `where` stream as a worker process does for a cheap method
-/// (`Host::call_stream_here`) with a window of `window`: its items, and
+/// (`Host::call_stream` with the gate) with a window of `window`: its items, and
 /// its outcome once it ended.
 fn here_stream(
     host: &Embedded,
@@ -323,10 +323,16 @@ fn here_stream(
     };
     let cx = crate::CallContext::default();
     let input = format!("[{n}, {}]", u32::MAX).into_bytes();
-    host.host
-        .call_stream_here("where".into(), input, cx, gate.clone(), sink, move |o| {
+    host.host.call_stream(
+        "where".into(),
+        input,
+        cx,
+        Some(gate.clone()),
+        sink,
+        move |o| {
             let _ = end_tx.send(o);
-        });
+        },
+    );
     (gate, items, end)
 }
 
