@@ -7,10 +7,12 @@
 //! every item wakes the API server's I/O thread, and in a `perf` profile of
 //! 64 embedded streams the kernel's context-switch and wake-up paths took
 //! about half of the samples. So once a stream method has earned it (its
-//! [`Pace`]: a streak of cheap pulls on the pool, `pace.rs`), an embedded
+//! `Pace`: a streak of cheap pulls on the pool, `pace.rs`), an embedded
 //! runner's stream of it is an [`InlineStream`]: the response body's poll
 //! pulls one item, as bare hyper would draw a token, and back-pressure is
-//! simply not being polled. Nothing is pulled ahead of the body.
+//! simply not being polled. Nothing is pulled ahead of the body. (A worker
+//! process pulls such a stream in a task on its own thread instead, still
+//! under the credit window: `Host::call_stream`.)
 //!
 //! Every pull is timed. One that takes longer than `pace::DEMOTE` sends the
 //! method back to the pool (later streams start there) and hands the rest
