@@ -47,7 +47,7 @@ use tiffin_service::{CallError, EncodedItems, EncodedStream, Service};
 use crate::WorkerError;
 use crate::host::{CallContext, Host, PendingCall};
 use crate::stream::inline::InlineStream;
-use crate::stream::{Gate, ItemSink, Outcome, Stopped, Streamed};
+use crate::stream::{Gate, ItemSink, Outcome, PullOn, Stopped, Streamed};
 use crate::ticket::CallTicket;
 
 /// An embedded runner, loaded in this process.
@@ -134,7 +134,7 @@ impl Embedded {
         }
         let host = Arc::clone(&self.host);
         pooled(0, move |sink, end| {
-            host.call_stream(method, payload, cx, None, sink, end);
+            host.call_stream(method, payload, cx, PullOn::Pool, sink, end);
         })
     }
 }
@@ -195,12 +195,11 @@ struct ChannelSink {
 }
 
 impl ItemSink for ChannelSink {
-    fn room(&mut self) -> bool {
-        self.gate.wait_for_room()
+    fn gate(&self) -> &Gate {
+        &self.gate
     }
 
-    fn send(&mut self, item: Vec<u8>) -> Result<(), Stopped> {
-        self.gate.sent(item.len());
+    fn hand_over(&mut self, item: Vec<u8>) -> Result<(), Stopped> {
         self.items.send(item).map_err(|_| Stopped::Cancelled)
     }
 }

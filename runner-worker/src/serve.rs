@@ -28,7 +28,7 @@ use tiffin_service::CallError;
 
 use crate::host::{CallContext, Host, PendingCall};
 use crate::in_flight::InFlight;
-use crate::stream::{Gate, ItemSink, Outcome, Stopped};
+use crate::stream::{Gate, ItemSink, Outcome, PullOn, Stopped};
 use crate::ticket::CallTicket;
 use crate::{WorkerArgs, WorkerError};
 use tiffin_metrics::CountGuard;
@@ -331,7 +331,7 @@ fn stream_call(
     let sink = WireSink {
         conn: conn.clone(),
         call: id,
-        gate: Arc::clone(&gate),
+        gate,
     };
     let (conn, streams) = (conn.clone(), Arc::clone(streams));
     let end = move |outcome: Outcome| {
@@ -339,11 +339,10 @@ fn stream_call(
         let _ = conn.reply(id, DataResponse::StreamEnd(outcome.into_result()));
         drop(counted);
     };
-    // With the gate: a method whose items take microseconds is pulled by a
-    // task on this thread, without a blocking-pool thread to wake per
-    // grant (`stream.rs`).
-    let here = Some(gate);
-    (worker.host).call_stream(call.method, call.payload, cx, here, sink, end);
+    // A method whose items take microseconds is pulled by a task on this
+    // thread, without a blocking-pool thread to wake per grant (`stream.rs`).
+    let pull_on = PullOn::CallerIfCheap;
+    (worker.host).call_stream(call.method, call.payload, cx, pull_on, sink, end);
 }
 
 /// A stream's items as events on its data connection.
@@ -355,12 +354,11 @@ struct WireSink {
 }
 
 impl ItemSink for WireSink {
-    fn room(&mut self) -> bool {
-        self.gate.wait_for_room()
+    fn gate(&self) -> &Gate {
+        &self.gate
     }
 
-    fn send(&mut self, item: Vec<u8>) -> Result<(), Stopped> {
-        self.gate.sent(item.len());
+    fn hand_over(&mut self, item: Vec<u8>) -> Result<(), Stopped> {
         let event = DataResponse::StreamItem {
             call: self.call,
             item: item.into(),

@@ -49,6 +49,20 @@ struct GateState {
     cancelled: bool,
 }
 
+impl GateState {
+    /// `Some(false)` once the stream is cancelled, `Some(true)` with a
+    /// credit spent, `None` to wait.
+    fn admit(&mut self) -> Option<bool> {
+        if self.cancelled {
+            Some(false)
+        } else if self.credits.take() {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
 impl Gate {
     /// The gate of a stream whose caller opened it with `window` credits.
     pub fn new(window: u32) -> Arc<Gate> {
@@ -92,14 +106,8 @@ impl Gate {
             let notified = self.notify.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut state = self.lock();
-                if state.cancelled {
-                    return false;
-                }
-                if state.credits.take() {
-                    return true;
-                }
+            if let Some(admitted) = self.lock().admit() {
+                return admitted;
             }
             notified.await;
         }
@@ -110,11 +118,8 @@ impl Gate {
     pub fn wait_for_room(&self) -> bool {
         let mut state = self.lock();
         loop {
-            if state.cancelled {
-                return false;
-            }
-            if state.credits.take() {
-                return true;
+            if let Some(admitted) = state.admit() {
+                return admitted;
             }
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
@@ -130,13 +135,24 @@ pub(crate) enum Stopped {
     Failed(CallError),
 }
 
-/// Where a stream's items go.
+/// Where a stream's items go, under the caller's credit window.
 pub(crate) trait ItemSink: Send + 'static {
-    /// Waits until the caller has room for one more item; `false` once
-    /// it went away.
-    fn room(&mut self) -> bool;
-    /// Hands one item over.
-    fn send(&mut self, item: Vec<u8>) -> Result<(), Stopped>;
+    /// The stream's gate: the credits its caller granted, and whether it
+    /// went away (a wait for room is a wait here).
+    fn gate(&self) -> &Gate;
+    /// Hands one item over (its credit spent and its bytes counted: see
+    /// [`deliver`]).
+    fn hand_over(&mut self, item: Vec<u8>) -> Result<(), Stopped>;
+}
+
+/// Where [`Host::call_stream`] pulls a stream's items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PullOn {
+    /// A blocking-pool thread of the stream's own.
+    Pool,
+    /// A task on the caller's runtime when the method is cheap
+    /// ([`Host::stream_is_cheap`]; a worker process), else the pool.
+    CallerIfCheap,
 }
 
 /// How a stream ended.
@@ -201,9 +217,9 @@ impl Host {
     /// has passed is refused without running.
     ///
     /// The items are pulled on the blocking pool; or, for a cheap method
-    /// ([`Host::stream_is_cheap`]) when the caller gives the sink's gate as
-    /// `here` (a worker process), by a task on the caller's runtime that
-    /// waits for credits there without a thread of its own. A pull over
+    /// ([`Host::stream_is_cheap`]) with [`PullOn::CallerIfCheap`] (a worker
+    /// process), by a task on the caller's runtime that waits for credits
+    /// on the sink's gate without a thread of its own. A pull over
     /// [`DEMOTE`] there demotes the method and hands the rest of the stream
     /// to the pool (`stream/inline.rs` says why).
     pub fn call_stream(
@@ -211,7 +227,7 @@ impl Host {
         method: String,
         payload: Vec<u8>,
         cx: CallContext,
-        here: Option<Arc<Gate>>,
+        pull_on: PullOn,
         mut sink: impl ItemSink,
         end: impl FnOnce(Outcome) + Send + 'static,
     ) {
@@ -220,10 +236,10 @@ impl Host {
             end(Outcome::Failed(CallError::DeadlineExceeded, 0));
             return;
         }
-        let here = here.filter(|_| self.stream_is_cheap(&method));
+        let here = pull_on == PullOn::CallerIfCheap && self.stream_is_cheap(&method);
         let streamed = self.begin_stream(method, cx);
         let host = Arc::clone(self);
-        let Some(gate) = here else {
+        if !here {
             tokio::task::spawn_blocking(move || {
                 let outcome = match host.open_stream(&streamed.method, &payload) {
                     Ok(items) => host.pull(&streamed.method, items, 0, sink),
@@ -235,13 +251,10 @@ impl Host {
                 end(host.end_stream(streamed, outcome));
             });
             return;
-        };
+        }
         tokio::spawn(async move {
             let outcome = match host.open_stream(&streamed.method, &payload) {
-                Ok(items) => match host
-                    .pull_here(&streamed.method, items, &gate, &mut sink)
-                    .await
-                {
+                Ok(items) => match host.pull_here(&streamed.method, items, &mut sink).await {
                     Ok(outcome) => outcome,
                     Err((items, sent)) => {
                         host.resume_stream(streamed, items, sent, sink, end);
@@ -261,19 +274,18 @@ impl Host {
         self.stream_paces.get(method).is_some_and(Pace::earned)
     }
 
-    /// Pulls `items` into `sink` on this task, waiting for credits on
-    /// `gate`: how the stream ended, or, after a slow pull, what is left of
+    /// Pulls `items` into `sink` on this task, waiting for credits on its
+    /// gate: how the stream ended, or, after a slow pull, what is left of
     /// it (the iterator and the items sent) for the pool.
     async fn pull_here(
         &self,
         method: &str,
         mut items: EncodedItems,
-        gate: &Gate,
         sink: &mut impl ItemSink,
     ) -> Result<Outcome, (EncodedItems, u64)> {
         let mut sent = 0;
         loop {
-            if !gate.room().await {
+            if !sink.gate().room().await {
                 return Ok(Outcome::Cancelled(sent));
             }
             let pulled = Instant::now();
@@ -341,7 +353,7 @@ impl Host {
         loop {
             // Room first: the model computes the next item only for a
             // caller that can take it.
-            if !sink.room() {
+            if !sink.gate().wait_for_room() {
                 return Outcome::Cancelled(sent);
             }
             let pulled = Instant::now();
@@ -414,8 +426,9 @@ impl Host {
     }
 }
 
-/// Hands one pull's result to `sink`: `None` to go on (the item counted
-/// in `sent`), or how the stream ended.
+/// Hands one pull's result to `sink`, counting its bytes on the gate (the
+/// window's byte bound): `None` to go on (the item counted in `sent`), or
+/// how the stream ended.
 fn deliver(
     next: Result<Option<Vec<u8>>, CallError>,
     sink: &mut impl ItemSink,
@@ -424,14 +437,17 @@ fn deliver(
     match next {
         Ok(None) => Some(Outcome::Finished(*sent)),
         Err(e) => Some(Outcome::Failed(e, *sent)),
-        Ok(Some(item)) => match sink.send(item) {
-            Ok(()) => {
-                *sent += 1;
-                None
+        Ok(Some(item)) => {
+            sink.gate().sent(item.len());
+            match sink.hand_over(item) {
+                Ok(()) => {
+                    *sent += 1;
+                    None
+                }
+                Err(Stopped::Cancelled) => Some(Outcome::Cancelled(*sent)),
+                Err(Stopped::Failed(e)) => Some(Outcome::Failed(e, *sent)),
             }
-            Err(Stopped::Cancelled) => Some(Outcome::Cancelled(*sent)),
-            Err(Stopped::Failed(e)) => Some(Outcome::Failed(e, *sent)),
-        },
+        }
     }
 }
 

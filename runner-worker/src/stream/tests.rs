@@ -292,18 +292,26 @@ struct TestSink {
 }
 
 impl super::ItemSink for TestSink {
-    fn room(&mut self) -> bool {
-        self.gate.wait_for_room()
+    fn gate(&self) -> &Gate {
+        &self.gate
     }
 
-    fn send(&mut self, item: Vec<u8>) -> Result<(), super::Stopped> {
-        self.gate.sent(item.len());
+    fn hand_over(&mut self, item: Vec<u8>) -> Result<(), super::Stopped> {
         self.items.send(item).map_err(|_| super::Stopped::Cancelled)
     }
 }
 
+/// The outcome `end` gets, waited for 10 s at most: a stream that never
+/// ends fails its test instead of hanging it.
+async fn within_bound(end: tokio::sync::oneshot::Receiver<super::Outcome>) -> super::Outcome {
+    tokio::time::timeout(std::time::Duration::from_secs(10), end)
+        .await
+        .expect("the stream ended within 10 s")
+        .expect("the stream's end was sent")
+}
+
 /// Starts a `where` stream as a worker process does for a cheap method
-/// (`Host::call_stream` with the gate) with a window of `window`: its items, and
+/// (`Host::call_stream` with `PullOn::CallerIfCheap`) with a window of `window`: its items, and
 /// its outcome once it ended.
 fn here_stream(
     host: &Embedded,
@@ -327,7 +335,7 @@ fn here_stream(
         "where".into(),
         input,
         cx,
-        Some(gate.clone()),
+        super::PullOn::CallerIfCheap,
         sink,
         move |o| {
             let _ = end_tx.send(o);
@@ -349,7 +357,7 @@ async fn a_worker_pulls_a_cheap_stream_on_its_own_thread_and_waits_for_credits_w
     // Six items and one more credit: as on the pool, room comes before
     // each pull, the one that finds the end included.
     gate.grant(7);
-    let outcome = end.await.unwrap();
+    let outcome = within_bound(end).await;
     assert!(
         matches!(outcome, super::Outcome::Finished(10)),
         "{outcome:?}"
@@ -368,7 +376,7 @@ async fn a_cancel_ends_a_worker_stream_waiting_for_a_credit() {
     assert_eq!(items.try_iter().count(), 4);
     let cancelled = host.host.cancelled.get();
     gate.cancel();
-    let outcome = end.await.unwrap();
+    let outcome = within_bound(end).await;
     assert!(
         matches!(outcome, super::Outcome::Cancelled(4)),
         "{outcome:?}"
