@@ -239,11 +239,19 @@ impl ServerState {
             let endpoint = self.endpoint_labels.label(route, path);
             (m, endpoint, m.start(endpoint))
         });
-        // A streaming answer's request ends at its last item (tail.rs); the
-        // HTTP front door set a tail around it already.
-        let tail = crate::tail::current().unwrap_or_default();
-        let ended = tail.clone();
-        crate::tail::within(tail, serve).map(move |answer| {
+        // A streaming answer's request ends at its last item (tail.rs). Both
+        // front doors set the request's tail around `serve` already (another
+        // task-local layer would move the request's future once more); a
+        // caller that did not gets one here.
+        let (ended, serve) = match crate::tail::current() {
+            Some(tail) => (tail, futures::future::Either::Left(serve)),
+            None => {
+                let tail = crate::tail::Tail::default();
+                let scoped = crate::tail::within(tail.clone(), serve);
+                (tail, futures::future::Either::Right(scoped))
+            }
+        };
+        serve.map(move |answer| {
             if let Some((m, endpoint, in_progress)) = metered {
                 let record = move |m: &ApiServerMetrics, endpoint: &str, status: u16| {
                     drop(in_progress);
