@@ -119,8 +119,18 @@ impl App {
         // The request's tail (tail.rs): a streaming answer's line and span
         // end with its stream.
         let tail = crate::tail::Tail::default();
-        let handled = self.handle(req, route, path, activity, over_limit, tail.clone());
-        let mut resp = observed.scope(&self.state, handled).await;
+        // The handler's future is boxed, and built inside the call rather
+        // than bound first (rustc keeps a bound future beside the one it is
+        // moved into): hyper moves the request's future into place, and each
+        // layer around the handler moves it once more on its first poll.
+        // Boxed, those moves are of a pointer; the whole chain moved 52 KB a
+        // request unboxed (a uprobe on memmove; 31 KB so, docs/benchmarks.md).
+        let mut resp = observed
+            .scope(
+                &self.state,
+                Box::pin(self.handle(req, route, path, activity, over_limit, tail.clone())),
+            )
+            .await;
         if tail.streaming() {
             let at_end = observed.finish_at_end(&self.state, Some(client), path, &mut resp, None);
             if let Err(now) = tail.defer(at_end) {
@@ -186,12 +196,15 @@ impl App {
     /// Answers one request, metered in the default metrics unless it is a
     /// scrape (which is not a request to the service).
     async fn serve(&self, req: Request<Incoming>, route: Route<'_>, path: &str) -> Response<Body> {
-        let answer = self.answer(req, route, path);
         if let Route::Metrics = route {
-            return answer.await;
+            return self.answer(req, route, path).await;
         }
         let status = |resp: &Response<Body>| resp.status().as_u16();
-        self.state.metered(route, path, answer, status).await
+        // Boxed for the reason `observe` boxes the handler: the metered
+        // layers then move a pointer, not the answer's future.
+        self.state
+            .metered(route, path, Box::pin(self.answer(req, route, path)), status)
+            .await
     }
 
     /// The refusal of `req`, if it may not have its route's answer:
