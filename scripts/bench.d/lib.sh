@@ -38,6 +38,11 @@ wrk.headers["Content-Type"] = "${2:-text/plain}"
 LUA
 }
 
+# lua_get: wrk's script for a plain GET (probes, bare hyper's GET).
+lua_get() {
+  echo 'wrk.method = "GET"' > "$WORK/post.lua"
+}
+
 # lua_file FILE CONTENT_TYPE: wrk's POST script with FILE's bytes as the body.
 lua_file() {
   cat > "$WORK/post.lua" <<LUA

@@ -273,7 +273,8 @@ def embedded(path):
     rows = read_rows(path)
     print("medians of the interleaved rounds (every round's req/s in brackets)")
     print(f"{'target':<20} {'req/s':>10} {'p50_ms':>9} {'p99_ms':>9} {'non2xx':>8}   rounds")
-    targets = ["bare_hyper", "bare_hop", "echo_hop", "echo_embedded", "echo_embedded_nolog", "sentiment_hop", "sentiment_embedded", "digits_row"]
+    targets = ["bare_hyper", "bare_hop", "bare_spin2000", "bare_spin4000", "bare_get", "echo_hop", "echo_embedded",
+               "echo_embedded_nolog", "echo_embedded_lean", "livez_lean", "sentiment_hop", "sentiment_embedded", "digits_row"]
     for t in targets:
         bad = sum(int(x) for x in column(rows, t, 4))
         print(f"{t:<20} {med(rows, t, 1):10.0f} {med(rows, t, 2):9.3f} {med(rows, t, 3):9.3f} {bad:>8}   [{rounds(rows, t)} ]")
@@ -287,6 +288,16 @@ def embedded(path):
         ("serve-http --model digits.onnx, one [1,64] row, vs echo (hop mode)", "digits_row", "echo_hop", "report"),
     ]:
         print(f"{what}: {ratio(m(a), m(b)):.2f} (goal {goal})")
+    if not column(rows, "bare_get", 1):
+        return
+    print("where the embedded gap goes (no goals):")
+    for what, a, b in [
+        ("bare hyper + 2 us of CPU a request vs bare hyper", "bare_spin2000", "bare_hyper"),
+        ("bare hyper + 4 us of CPU a request vs bare hyper", "bare_spin4000", "bare_hyper"),
+        ("echo embedded, access log and API-server metrics off, vs bare hyper", "echo_embedded_lean", "bare_hyper"),
+        ("GET /livez, same options (the front door alone), vs bare hyper's GET", "livez_lean", "bare_get"),
+    ]:
+        print(f"{what}: {ratio(m(a), m(b)):.2f}")
 
 
 def tls(path):

@@ -2,6 +2,10 @@
 //! request with its body (or "hello"), on the same tokio runtime settings as
 //! tiffin's API server. `scripts/bench` reports tiffin's throughput as a ratio of this.
 //! Built as the root package's example `bare_hyper` (Cargo.toml).
+//!
+//! `BARE_SPIN_NS=N` makes it spin N ns of CPU per request: the bench's
+//! `budget` rows use it to say how much work per request a server can add
+//! to bare hyper's and still serve a given share of its requests.
 
 mod body;
 
@@ -20,12 +24,23 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3900".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("bare hyper listening on {addr}");
+    let spin = std::env::var("BARE_SPIN_NS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_nanos);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
-                Ok::<_, Infallible>(Response::new(Full::new(body::or_hello(req).await)))
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                let body = body::or_hello(req).await;
+                if let Some(spin) = spin {
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < spin {
+                        std::hint::spin_loop();
+                    }
+                }
+                Ok::<_, Infallible>(Response::new(Full::new(body)))
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
