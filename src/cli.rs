@@ -533,13 +533,19 @@ pub fn run_worker(command: WorkerCommand, service: Service) -> Result<()> {
             protocol,
             ..
         } => {
-            // API servers share the CPUs: more threads than cores only adds switching.
+            // API servers share the CPUs: more threads than cores only adds
+            // switching. With one thread, tokio's current-thread scheduler
+            // runs the same tasks without the work-stealing one's hand-offs.
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let threads = (cpus / config.api_server.workers.max(1)).max(1);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .enable_all()
-                .build()?;
+            let mut builder = if threads > 1 {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(threads);
+                builder
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+            };
+            let rt = builder.enable_all().build()?;
             let served = rt.block_on(tiffin_api_server::run(tiffin_api_server::ApiServerArgs {
                 index,
                 listen_fd: fd,
