@@ -1,10 +1,11 @@
 //! The benchmark reference: a bare hyper 1 HTTP/1.1 server that answers every
-//! request with its body (or "hello"), on the same tokio runtime settings as
-//! tiffin's API server. `scripts/bench` reports tiffin's throughput as a ratio of this.
+//! request with its body (or "hello"), in one process on tokio's
+//! multi-threaded runtime (a thread a core). `scripts/bench` reports tiffin's
+//! throughput as a ratio of this.
 //! Built as the root package's example `bare_hyper` (Cargo.toml).
 //!
-//! `BARE_SPIN_NS=N` makes it spin N ns of CPU per request: the bench's
-//! `budget` rows use it to say how much work per request a server can add
+//! `BARE_SPIN_NS=N` makes it spin N ns of CPU per request: the embedded
+//! section's `bare_spin*` rows use it to say how much work per request a server can add
 //! to bare hyper's and still serve a given share of its requests.
 
 mod body;
@@ -24,10 +25,18 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3900".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("bare hyper listening on {addr}");
-    let spin = std::env::var("BARE_SPIN_NS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(std::time::Duration::from_nanos);
+    let spin = match std::env::var("BARE_SPIN_NS") {
+        Ok(v) => match v.parse::<u64>() {
+            Ok(ns) => Some(std::time::Duration::from_nanos(ns)),
+            // A typo must not measure bare hyper under a spin row's name.
+            Err(e) => {
+                return Err(std::io::Error::other(format!(
+                    "BARE_SPIN_NS={v:?} is not a number of nanoseconds: {e}"
+                )));
+            }
+        },
+        Err(_) => None,
+    };
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
